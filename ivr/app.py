@@ -1,0 +1,47 @@
+"""Wiring: builds the edges (store, portal client, SIP phone, prompts) from the configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ivr.config import Config
+from ivr.portal import PortalClient
+from ivr.sip.api import SipSettings
+from prompts.library import PromptLibrary
+from storage.db import make_engine
+from storage.store import Store
+
+PACKAGED_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+
+
+def make_store(config: Config) -> Store:
+    return Store(make_engine(config.database))
+
+
+def make_portal(config: Config) -> PortalClient:
+    p = config.portal
+    return PortalClient(
+        p.base_url, p.token.get_secret_value(), timeout_s=p.timeout_s, page_size=p.page_size
+    )
+
+
+def sip_settings(config: Config) -> SipSettings:
+    s = config.sip
+    low, high = s.rtp_range
+    return SipSettings(
+        server=s.server,
+        port=s.port,
+        username=s.username,
+        password=s.password.get_secret_value(),
+        local_ip=s.local_ip,
+        sip_port=s.sip_port,
+        rtp_port_low=low,
+        rtp_port_high=high,
+        register=s.registration,
+        caller_id=s.caller_id,
+    )
+
+
+def make_prompts(config: Config) -> PromptLibrary:
+    root = config.prompts.dir or PACKAGED_PROMPTS
+    return PromptLibrary(root, config.prompts.cache_dir, config.prompts.languages)

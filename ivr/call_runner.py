@@ -1,0 +1,215 @@
+"""Runs one survey call: turns what the SIP line does into call-flow events, and carries out
+the actions the flow returns. No decisions here beyond timing (ring timeout, prompt end,
+input timer, maximum call length).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from ivr.callflow import (
+    Action,
+    Answered,
+    CallTooLong,
+    CancelInputTimer,
+    Event,
+    FlowSettings,
+    Hangup,
+    InputTimeout,
+    KeyPressed,
+    Play,
+    PromptFinished,
+    RecordOutcome,
+    RemoteHangup,
+    StartInputTimer,
+    State,
+    StopPlayback,
+    SurveyCall,
+)
+from ivr.clock import Clock
+from ivr.sip.api import EndedBy, LineState, OutboundCall, SipPhone
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_SECOND = 8000  # u8 PCM at 8 kHz
+# Playback is paced by the RTP sender; allow for its start-up and the far end's jitter buffer.
+PROMPT_TAIL_S = 0.3
+
+
+class PromptRenderer(Protocol):
+    def render(self, lang: str, parts: Sequence[str]) -> bytes: ...
+
+    def version(self, lang: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    dial_string: str
+    request_number: str
+    language: str
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    ring_timeout_s: float
+    max_call_s: float
+    flow: FlowSettings
+    poll_s: float = 0.02
+    # After CANCEL (or BYE) the line should end quickly; past this we stop waiting for it.
+    teardown_grace_s: float = 6.0
+
+
+@dataclass
+class CallReport:
+    call_id: str | None
+    final_status: int | None = None
+    final_reason: str | None = None
+    ended_by: EndedBy | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    keys: str = ""
+    outcome: RecordOutcome | None = None
+    prompt_version: str | None = None
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+
+OutcomeSink = Callable[[RecordOutcome, datetime | None], None]
+
+
+class _CallDriver:
+    def __init__(
+        self,
+        call: OutboundCall,
+        plan: CallPlan,
+        prompts: PromptRenderer,
+        settings: RunnerSettings,
+        clock: Clock,
+        on_outcome: OutcomeSink,
+    ) -> None:
+        self.call = call
+        self.plan = plan
+        self.prompts = prompts
+        self.settings = settings
+        self.clock = clock
+        self.on_outcome = on_outcome
+        self.flow = SurveyCall(plan.request_number, settings.flow)
+        self.report = CallReport(call_id=call.call_id)
+        self.playing_until: float | None = None
+        self.timer_at: float | None = None
+        self.answered_mono: float | None = None
+
+    def feed(self, event: Event) -> None:
+        self.report.events.append(type(event).__name__)
+        for action in self.flow.handle(event):
+            self.perform(action)
+
+    def perform(self, action: Action) -> None:
+        now = self.clock.monotonic()
+        if isinstance(action, Play):
+            audio = self.prompts.render(self.plan.language, action.parts)
+            self.call.stop_audio()
+            self.call.play(audio)
+            self.playing_until = now + len(audio) / BYTES_PER_SECOND + PROMPT_TAIL_S
+        elif isinstance(action, StopPlayback):
+            self.call.stop_audio()
+            self.playing_until = None
+        elif isinstance(action, StartInputTimer):
+            self.timer_at = now + action.seconds
+        elif isinstance(action, CancelInputTimer):
+            self.timer_at = None
+        elif isinstance(action, RecordOutcome):
+            self.report.outcome = action
+            # Stored the moment the key is recognised, before the closing prompt plays.
+            self.on_outcome(action, self.report.answered_at)
+        elif isinstance(action, Hangup):
+            self.call.hangup()
+
+    def answered(self) -> None:
+        self.report.answered_at = self.clock.now()
+        self.answered_mono = self.clock.monotonic()
+        self.report.prompt_version = self.prompts.version(self.plan.language)
+        self.feed(Answered())
+
+    def step_in_call(self) -> None:
+        for key in self.call.take_keys():
+            self.report.keys += key
+            self.feed(KeyPressed(key))
+        now = self.clock.monotonic()
+        if self.call.state is LineState.ENDED and self.flow.state is not State.DONE:
+            self.feed(RemoteHangup())
+            return
+        if self.playing_until is not None and now >= self.playing_until:
+            self.playing_until = None
+            self.feed(PromptFinished())
+        if self.timer_at is not None and now >= self.timer_at:
+            self.timer_at = None
+            self.feed(InputTimeout())
+        assert self.answered_mono is not None
+        if (
+            self.flow.state is not State.DONE
+            and now - self.answered_mono > self.settings.max_call_s
+        ):
+            self.feed(CallTooLong())
+
+    def run(self) -> CallReport:
+        s = self.settings
+        started = self.clock.monotonic()
+        cancel_sent: float | None = None
+        done_at: float | None = None
+        while True:
+            now = self.clock.monotonic()
+            state = self.call.state
+            if self.answered_mono is None:
+                if state is LineState.ANSWERED or (
+                    state is LineState.ENDED and self.call.final_status == 200
+                ):
+                    self.answered()
+                    continue
+                if state is LineState.ENDED:
+                    break
+                if cancel_sent is None and now - started >= s.ring_timeout_s:
+                    log.debug("ring timeout on %s: CANCEL", self.call.call_id)
+                    self.call.cancel()
+                    cancel_sent = now
+                elif cancel_sent is not None and now - cancel_sent > s.teardown_grace_s:
+                    break
+            else:
+                self.step_in_call()
+                if self.flow.state is State.DONE:
+                    if self.call.state is LineState.ENDED:
+                        break
+                    if done_at is None:
+                        done_at = now
+                        self.call.hangup()
+                    elif now - done_at > s.teardown_grace_s:
+                        break
+            self.clock.sleep(s.poll_s)
+        if self.call.state is not LineState.ENDED:
+            self.call.hangup()
+        r = self.report
+        r.final_status = self.call.final_status
+        r.final_reason = self.call.final_reason
+        r.ended_by = self.call.ended_by
+        r.ended_at = self.clock.now()
+        return r
+
+
+def run_call(
+    phone: SipPhone,
+    plan: CallPlan,
+    prompts: PromptRenderer,
+    settings: RunnerSettings,
+    clock: Clock,
+    on_outcome: OutcomeSink,
+) -> CallReport:
+    """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent."""
+    call = phone.dial(plan.dial_string)
+    return _CallDriver(call, plan, prompts, settings, clock, on_outcome).run()

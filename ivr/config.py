@@ -1,0 +1,283 @@
+"""Configuration: one YAML file, loaded once into typed, validated objects and passed down.
+
+Errors name the key (``dialing.retry_delay: expected a duration like 20m``). Secrets come from
+the environment through ``${NAME}`` and are never printed: they are ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ivr.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
+
+
+def parse_duration(value: object) -> timedelta:
+    """'20m', '1h30m', '45s', '2d' or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+            return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
+    raise ValueError("expected a duration like 20m, 1h30m or 45s")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class TimeRange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    start: time
+    end: time | None  # None means midnight at the end of the day ("24:00")
+
+    def contains(self, t: time) -> bool:
+        return self.start <= t and (self.end is None or t < self.end)
+
+
+def _parse_hhmm(text: str) -> time | None:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not m:
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    hh, mm = int(m.group(1)), int(m.group(2))
+    if (hh, mm) == (24, 0):
+        return None
+    if hh > 23 or mm > 59:
+        raise ValueError(f"not a time of day: {text!r}")
+    return time(hh, mm)
+
+
+def parse_range(value: object) -> TimeRange:
+    if isinstance(value, TimeRange):
+        return value
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise ValueError('expected a range like "09:00-13:00"')
+    a, b = value.split("-")
+    start, end = _parse_hhmm(a), _parse_hhmm(b)
+    if start is None:
+        raise ValueError(f"a range cannot start at 24:00: {value!r}")
+    if end is not None and end <= start:
+        raise ValueError(f"range ends before it starts: {value!r}")
+    return TimeRange(start=start, end=end)
+
+
+WindowRange = Annotated[TimeRange, BeforeValidator(parse_range)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortalConfig(_Section):
+    base_url: str
+    token: SecretStr
+    timeout_s: float = Field(10.0, gt=0)
+    page_size: int = Field(200, ge=1, le=1000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"https?://", v):
+            raise ValueError("expected an http(s):// URL")
+        return v.rstrip("/")
+
+
+class SipConfig(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    server: str
+    port: int = Field(5060, ge=1, le=65535)
+    username: str
+    password: SecretStr
+    local_ip: str
+    sip_port: int = Field(5062, ge=1, le=65535)
+    rtp_ports: str = "21000-21999"
+    caller_id: str | None = None
+    # YAML key "register" (a pydantic attribute of that name would shadow BaseModel.register).
+    registration: bool = Field(True, alias="register")
+    # The SIP user part dialled for a citizen: E.164 without '+', after this prefix.
+    dial_prefix: str = ""
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _ports(cls, v: str) -> str:
+        m = re.fullmatch(r"(\d+)-(\d+)", v.strip())
+        if not m or not (1024 <= int(m.group(1)) <= int(m.group(2)) <= 65535):
+            raise ValueError('expected a port range like "21000-21999"')
+        return v.strip()
+
+    @property
+    def rtp_range(self) -> tuple[int, int]:
+        low, high = self.rtp_ports.split("-")
+        return int(low), int(high)
+
+
+class DialingConfig(_Section):
+    channels: int = Field(4, ge=1, le=200)
+    ring_timeout_s: float = Field(30.0, gt=0, le=300)
+    max_attempts: int = Field(3, ge=1, le=20)
+    retry_delay: Duration = timedelta(minutes=20)
+    max_call_s: float = Field(120.0, gt=10, le=1800)
+
+
+class ScheduleConfig(_Section):
+    import_at: time = time(8, 30)
+
+    @field_validator("import_at", mode="before")
+    @classmethod
+    def _hhmm(cls, v: object) -> object:
+        if isinstance(v, str):
+            parsed = _parse_hhmm(v)
+            if parsed is None:
+                raise ValueError("expected HH:MM before 24:00")
+            return parsed
+        return v
+
+
+class IvrConfig(_Section):
+    default_language: Literal["ru", "be"] = "ru"
+    input_timeout_s: float = Field(6.0, gt=0, le=60)
+    max_repeats: int = Field(2, ge=0, le=5)
+
+
+class PromptsConfig(_Section):
+    dir: Path | None = None  # default: the recordings shipped in the package
+    cache_dir: Path = Path("var/prompt-cache")
+    languages: tuple[Literal["ru", "be"], ...] = ("ru", "be")
+
+
+def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
+    weekday = (parse_range("09:00-13:00"), parse_range("14:00-20:00"))
+    return {d: weekday for d in WEEKDAYS[:5]} | {"sat": (parse_range("10:00-16:00"),), "sun": ()}
+
+
+class Config(_Section):
+    timezone: str = "Europe/Minsk"
+    database: str = "sqlite:///var/ivr-rating.sqlite"
+    portal: PortalConfig
+    sip: SipConfig
+    dialing: DialingConfig = DialingConfig()
+    call_windows: dict[str, tuple[WindowRange, ...]] = Field(default_factory=_default_windows)
+    schedule: ScheduleConfig = ScheduleConfig()
+    ivr: IvrConfig = IvrConfig()
+    prompts: PromptsConfig = PromptsConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("call_windows")
+    @classmethod
+    def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+        unknown = sorted(set(v) - set(WEEKDAYS))
+        if unknown:
+            raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
+        return {d: tuple(v.get(d, ())) for d in WEEKDAYS}
+
+    @model_validator(mode="after")
+    def _some_window(self) -> Config:
+        if not any(self.call_windows.values()):
+            raise ValueError("call_windows: no day has a call window; nobody would ever be called")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _substitute_env(node: Any, path: str, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_substitute_env(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(path, f"environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(repl, node)
+    return node
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "tagged-union")) or part in ("[key]",):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def parse_config(data: object, env: dict[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(data, dict):
+        raise ConfigError("", "the configuration must be a mapping of keys")
+    data = _substitute_env(data, "", dict(os.environ) if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _key_of(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        raise ConfigError(key, msg) from None
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from exc
+    return parse_config(data, env)
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The configuration as a plain mapping, secrets shown as '***' (for `config check`)."""
+    dumped: dict[str, Any] = config.model_dump(mode="json", by_alias=True)
+    dumped["portal"]["token"] = "***"
+    dumped["sip"]["password"] = "***"
+    return dumped

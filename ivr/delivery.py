@@ -1,0 +1,91 @@
+"""Posting final outcomes to the portal from the outbox.
+
+201/200/409: delivered. 404/422 (PortalRejected): dead letter, kept with the portal's answer.
+401/403: stop delivering, alarm; the rows stay pending. 429/5xx/timeouts: retried later with
+capped exponential backoff and jitter (or the portal's Retry-After): a result is never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 5.0
+BACKOFF_CAP_S = 600.0
+
+
+class RatingSink(Protocol):
+    def post_rating(self, request_id: str, rating: dict[str, Any]) -> int: ...
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    dead: int = 0
+    deferred: int = 0
+    auth_failed: bool = False
+
+
+def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
+    if retry_after is not None:
+        return timedelta(seconds=max(0.0, retry_after))
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(tries, 20))
+    return timedelta(seconds=rng.uniform(ceiling / 2, ceiling))
+
+
+def deliver_due(
+    store: Store,
+    portal: RatingSink,
+    now: datetime,
+    limit: int = 200,
+    rng: random.Random | None = None,
+) -> DeliveryStats:
+    """Post every pending rating that is due, unsatisfied ones first."""
+    rng = rng or random.Random()
+    stats = DeliveryStats()
+    for item in store.pending_deliveries(now, limit):
+        try:
+            status = portal.post_rating(item.portal_request_id, item.payload)
+        except PortalAuthError as exc:
+            log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
+            stats.auth_failed = True
+            return stats
+        except PortalRejected as exc:
+            log.error(
+                "rating for request %s rejected for good: %s %s",
+                item.portal_request_id,
+                exc.status,
+                exc.body,
+            )
+            store.mark_dead(item.survey_id, exc.status, f"{exc}: {exc.body}", now)
+            stats.dead += 1
+            continue
+        except PortalUnavailable as exc:
+            wait = backoff(item.tries, exc.retry_after, rng)
+            log.warning(
+                "rating for request %s not delivered (%s); retry in %.0f s",
+                item.portal_request_id,
+                exc,
+                wait.total_seconds(),
+            )
+            store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
+            stats.deferred += 1
+            # The portal is struggling: leave the rest for the next round.
+            return stats
+        store.mark_delivered(item.survey_id, status, now)
+        stats.delivered += 1
+        log.info(
+            "rating delivered: request %s outcome %s (HTTP %s)",
+            item.portal_request_id,
+            item.payload.get("outcome"),
+            status,
+        )
+    return stats

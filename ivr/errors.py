@@ -1,0 +1,98 @@
+"""The one exception tree of ivr-rating.
+
+Split by whose fault it is and whether a retry can help::
+
+    IvrError
+    +-- ConfigError              bad configuration; names the key (operator's fault)
+    +-- PortalError              anything on the portal link; carries the URL, never the token
+    |   +-- PortalUnavailable    5xx, 429, timeouts, connection errors: retry later
+    |   +-- PortalRejected       404/422/400 or a malformed answer: retrying won't help
+    |   +-- PortalAuthError      401/403: stop and alarm until the token is fixed
+    +-- SipError                 anything on the SIP side
+    |   +-- RegistrationFailed   the registrar refused or never answered
+    |   +-- DialFailed           an INVITE could not be sent (socket, ports): our side or network
+    +-- CallFlowError            an event the call state machine does not accept: our bug
+    +-- StorageError             the database refused something we relied on
+    +-- RunnerLocked             another runner already works on this database
+"""
+
+from __future__ import annotations
+
+
+class IvrError(Exception):
+    """Base of every error ivr-rating raises on purpose."""
+
+
+class ConfigError(IvrError):
+    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+class PortalError(IvrError):
+    """A portal call failed. ``url`` is where we went; the token is never part of it."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(f"{message} ({url})")
+        self.url = url
+        self.status = status
+
+
+class PortalUnavailable(PortalError):
+    """5xx, 429, timeout or connection error: the same request may succeed later.
+
+    ``retry_after`` is the portal's Retry-After in seconds, when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.retry_after = retry_after
+
+
+class PortalRejected(PortalError):
+    """The portal refused this request for good (404/422/400) or answered nonsense.
+
+    ``body`` keeps the portal's answer (truncated) for the dead-letter record."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, body: str = ""
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.body = body
+
+
+class PortalAuthError(PortalError):
+    """401/403: the token is wrong or expired. Nothing will work until it is fixed."""
+
+
+class SipError(IvrError):
+    """Anything that went wrong on the SIP side."""
+
+
+class RegistrationFailed(SipError):
+    """The registrar refused our credentials or never answered."""
+
+
+class DialFailed(SipError):
+    """An INVITE could not be sent at all (no RTP port, socket error)."""
+
+
+class CallFlowError(IvrError):
+    """The call state machine got an event it does not accept in its state: a bug of ours."""
+
+
+class StorageError(IvrError):
+    """The database refused something the service relied on."""
+
+
+class RunnerLocked(IvrError):
+    """Another runner already works on this database."""

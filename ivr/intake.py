@@ -1,0 +1,200 @@
+"""From a raw portal item to something we may call, one item at a time.
+
+:func:`parse_item` never raises on bad data: an item that breaks the contract
+becomes a :class:`Rejected` naming the field, and the night goes on. An item
+that is well-formed but must not be dialled (bad phone, foreign or premium
+number, no consent) is a :class:`ClosedRequest` with ``not_called_reason`` set,
+so a ``not_called`` rating can still be posted for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import phonenumbers
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+Language = Literal["ru", "be"]
+NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent"]
+
+BELARUS_COUNTRY_CODE = 375
+_DIALABLE_TYPES = frozenset(
+    {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+_DIGITS = re.compile(r"[0-9]+")
+# RFC 3339 section 5.6 date-time; the offset is optional here only to say so precisely.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
+)
+
+
+def normalize_phone(raw: str, region: str = "BY") -> str | None:
+    """The number in E.164 (``+375291234567``), or None if it is not a valid number.
+
+    National forms are read as ``region``: "8 (029) 123-45-67", "29 1234567"."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    e164: str = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return e164
+
+
+def is_dialable(e164: str) -> bool:
+    """Allow-list: a valid Belarusian mobile or fixed-line number, nothing else.
+
+    Toll-free, premium, shared-cost, VoIP and foreign numbers are never dialled."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return (
+        number.country_code == BELARUS_COUNTRY_CODE
+        and phonenumbers.is_valid_number(number)
+        and phonenumbers.number_type(number) in _DIALABLE_TYPES
+    )
+
+
+def mask_phone(e164: str) -> str:
+    """The number for logs: country and operator code and the last two digits."""
+    keep_head, keep_tail = 6, 2
+    if len(e164) <= keep_head + keep_tail:
+        return "*" * max(0, len(e164) - keep_tail) + e164[-keep_tail:]
+    return e164[:keep_head] + "*" * (len(e164) - keep_head - keep_tail) + e164[-keep_tail:]
+
+
+@dataclass(frozen=True)
+class ClosedRequest:
+    """A closed request that passed validation. Call it unless ``not_called_reason`` is set."""
+
+    portal_id: str
+    number: str
+    phone_raw: str = field(repr=False)
+    phone: str | None = field(repr=False)
+    closed_at: datetime
+    language: Language | None = None
+    category: str | None = None
+    address: str | None = None
+    consent: bool = True
+    not_called_reason: NotCalledReason | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item that breaks the portal contract; ``reason`` names the field."""
+
+    portal_id: str | None
+    reason: str
+    raw: object = field(default=None, repr=False, compare=False)
+
+
+class _Invalid(Exception):
+    """Internal: one field broke the contract."""
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _parse_closed_at(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise _Invalid(f"closed_at: expected a string, got {type(value).__name__}")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise _Invalid(f"closed_at: not an RFC 3339 date-time: {_shown(value)}")
+    if match["offset"] is None:
+        raise _Invalid(f"closed_at: no UTC offset: {_shown(value)}")
+    try:
+        # 3.11's fromisoformat takes "Z" but neither lower-case "t"/"z" nor a space.
+        return datetime.fromisoformat(value.upper().replace(" ", "T"))
+    except ValueError:
+        raise _Invalid(f"closed_at: not an RFC 3339 date-time: {_shown(value)}") from None
+
+
+def _optional_str(item: dict[str, Any], key: str) -> str | None:
+    """A present, non-null field must be a string."""
+    value = item.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _Invalid(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _informative_str(item: dict[str, Any], key: str) -> str | None:
+    """Fields only read out or shown (category, address): anything but a string is dropped."""
+    value = item.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _not_called_reason(phone: str | None, consent: bool) -> NotCalledReason | None:
+    # Consent first: it is the citizen's own choice and stays true whatever the phone.
+    if not consent:
+        return "no_consent"
+    if phone is None:
+        return "invalid_phone"
+    if not is_dialable(phone):
+        return "disallowed_number"
+    return None
+
+
+def _parse_object(item: dict[str, Any]) -> ClosedRequest:
+    portal_id = item.get("id")
+    if portal_id is None:
+        raise _Invalid("id: missing")
+    if not isinstance(portal_id, str):
+        raise _Invalid(f"id: expected a string, got {type(portal_id).__name__}")
+    if not portal_id.strip():
+        raise _Invalid("id: empty")
+
+    number = _optional_str(item, "number")
+    if number is not None and _DIGITS.fullmatch(number) is None:
+        raise _Invalid(f"number: expected digits, got {_shown(number)}")
+
+    if "phone" not in item or item["phone"] is None:
+        raise _Invalid("phone: missing")
+    phone_raw = item["phone"]
+    if not isinstance(phone_raw, str):
+        raise _Invalid(f"phone: expected a string, got {type(phone_raw).__name__}")
+
+    if "closed_at" not in item:
+        raise _Invalid("closed_at: missing")
+    closed_at = _parse_closed_at(item["closed_at"])
+
+    consent = item.get("consent_to_calls", True)
+    if not isinstance(consent, bool):
+        raise _Invalid(f"consent_to_calls: expected true or false, got {_shown(consent)}")
+
+    language = item.get("language")
+    phone = normalize_phone(phone_raw)
+    return ClosedRequest(
+        portal_id=portal_id,
+        number=number if number is not None else portal_id,
+        phone_raw=phone_raw,
+        phone=phone,
+        closed_at=closed_at,
+        language=language if language in ("ru", "be") else None,
+        category=_informative_str(item, "category"),
+        address=_informative_str(item, "address"),
+        consent=consent,
+        not_called_reason=_not_called_reason(phone, consent),
+        raw=item,
+    )
+
+
+def parse_item(raw: object) -> ClosedRequest | Rejected:
+    """Validate one portal item on its own; never raises on bad data."""
+    if not isinstance(raw, dict):
+        return Rejected(None, f"item: expected an object, got {type(raw).__name__}", raw)
+    try:
+        return _parse_object(raw)
+    except _Invalid as exc:
+        portal_id = raw.get("id")
+        return Rejected(
+            portal_id if isinstance(portal_id, str) and portal_id.strip() else None, str(exc), raw
+        )

@@ -1,0 +1,413 @@
+"""A real HTTP server speaking the portal contract (shared/contracts/portal-api.yaml).
+
+For tests and the demo, on loopback only. It serves ``items`` as closed requests,
+takes ratings with Idempotency-Key semantics and keeps them for inspection::
+
+    with PortalEmulator(items) as portal:
+        client = PortalClient(portal.base_url, "test-token", timeout_s=2, page_size=50)
+        ...
+        assert portal.ratings == [("REQ-1", "survey-1", {...})]
+
+Items whose ``closed_at`` is not an aware date-time are served in *every* window,
+after the others, so a test can push a malformed row through the real client.
+
+Fault hooks, each consumed by one incoming request (any path, before the token check):
+``fail_next(n, status, retry_after=None, body=None)`` answers with that status (and
+body, e.g. ``b"not json"`` with status 200 for a malformed page); ``stall_next(n,
+seconds)`` holds the request that long first (for client timeouts).
+
+CLI: ``python -m ivr.lab.portal_emulator --port P --items FILE.json [--token T]
+[--dump FILE]`` serves until SIGTERM/SIGINT, prints its base URL on stderr when ready,
+and on exit writes the received ratings as JSON to stdout (or ``--dump``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 1000
+OUTCOMES = frozenset(
+    {"satisfied", "unsatisfied", "no_input", "no_answer", "opted_out", "not_called"}
+)
+RATING_REQUIRED = ("survey_id", "outcome", "completed_at", "attempts", "return_for_rework")
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int | None = None
+    retry_after: float | None = None
+    body: bytes | None = None
+    stall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _aware(text: object) -> datetime | None:
+    """An aware datetime from an RFC 3339 string, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.upper().replace(" ", "T"))
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+def _json(status: int, payload: object, *headers: tuple[str, str]) -> _Answer:
+    return _Answer(status, json.dumps(payload, ensure_ascii=False).encode(), headers)
+
+
+def _error(status: int, message: str, *headers: tuple[str, str]) -> _Answer:
+    return _json(status, {"error": message}, *headers)
+
+
+def _rating_problem(body: object, key: str) -> str | None:
+    """Why a Rating body is unacceptable (422), or None."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    missing = [name for name in RATING_REQUIRED if name not in body]
+    if missing:
+        return f"missing fields: {', '.join(missing)}"
+    if body["outcome"] not in OUTCOMES:
+        return f"outcome not one of {sorted(OUTCOMES)}"
+    if not isinstance(body["return_for_rework"], bool):
+        return "return_for_rework must be a boolean"
+    if body["return_for_rework"] != (body["outcome"] == "unsatisfied"):
+        return "return_for_rework must be true exactly when outcome is unsatisfied"
+    attempts = body["attempts"]
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+        return "attempts must be an integer >= 0"
+    if _aware(body["completed_at"]) is None:
+        return "completed_at must be an RFC 3339 date-time with offset"
+    if body["survey_id"] != key:
+        return "survey_id must equal the Idempotency-Key"
+    return None
+
+
+class PortalEmulator:
+    """The portal, in a background thread. ``repeat_status`` answers a repeated key."""
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        token: str = "test-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        repeat_status: int = 200,
+    ) -> None:
+        if repeat_status not in (200, 409):
+            raise ValueError("repeat_status must be 200 or 409")
+        self._items = list(items)
+        self._token = token
+        self._host = host
+        self._port = port
+        self._repeat_status = repeat_status
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._ratings: list[tuple[str, str, dict[str, Any]]] = []
+        self._keys: set[str] = set()
+        self._rating_posts = 0
+        self._requests_seen: list[tuple[str, str]] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> PortalEmulator:
+        emulator = self
+
+        class Handler(_Handler):
+            portal = emulator
+
+        self._stopping.clear()
+        self._server = _Server((self._host, self._port), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll
+            name="portal-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("portal emulator listening at %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes stalled handlers
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.cut_connections()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> PortalEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the portal emulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{API_PREFIX}"
+
+    # -- inspection and fault hooks ---------------------------------------------
+
+    @property
+    def ratings(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(request_id, idempotency_key, body) of every recorded rating, in arrival order."""
+        with self._lock:
+            return list(self._ratings)
+
+    @property
+    def rating_posts(self) -> int:
+        """Every rating POST received, repeats and failures included."""
+        with self._lock:
+            return self._rating_posts
+
+    @property
+    def requests_seen(self) -> list[tuple[str, str]]:
+        """(method, path with query) of every request received."""
+        with self._lock:
+            return list(self._requests_seen)
+
+    def fail_next(
+        self, n: int, status: int, retry_after: float | None = None, body: bytes | None = None
+    ) -> None:
+        """The next ``n`` requests are answered ``status`` (with Retry-After, body if given)."""
+        with self._lock:
+            self._faults.extend([_Fault(status=status, retry_after=retry_after, body=body)] * n)
+
+    def stall_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` requests wait ``seconds`` (or until stop) before being handled."""
+        with self._lock:
+            self._faults.extend([_Fault(stall_s=seconds)] * n)
+
+    # -- request handling (called from handler threads) ---------------------------
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer:
+        with self._lock:
+            self._requests_seen.append((method, target))
+            fault = self._faults.pop(0) if self._faults else None
+            path = urlsplit(target).path
+            if method == "POST" and path.endswith("/ratings"):
+                self._rating_posts += 1
+        if fault is not None:
+            if fault.stall_s:
+                self._stopping.wait(fault.stall_s)
+            if fault.status is not None:
+                extra = (
+                    ()
+                    if fault.retry_after is None
+                    else (("Retry-After", f"{fault.retry_after:g}"),)
+                )
+                if fault.body is not None:
+                    return _Answer(fault.status, fault.body, extra)
+                return _error(fault.status, "injected fault", *extra)
+        if headers.get("authorization") != f"Bearer {self._token}":
+            return _error(401, "missing or wrong token", ("WWW-Authenticate", "Bearer"))
+        if not path.startswith(API_PREFIX + "/"):
+            return _error(404, "no such path")
+        parts = path[len(API_PREFIX) + 1 :].split("/")
+        if method == "GET" and parts == ["requests", "closed"]:
+            return self._closed_page(urlsplit(target).query)
+        if (
+            method == "POST"
+            and len(parts) == 3
+            and parts[0] == "requests"
+            and parts[2] == "ratings"
+        ):
+            return self._post_rating(unquote(parts[1]), headers.get("idempotency-key"), body)
+        return _error(404, "no such path")
+
+    def _closed_page(self, query_string: str) -> _Answer:
+        query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
+        closed_from = _aware(query.get("closed_from"))
+        closed_to = _aware(query.get("closed_to"))
+        if closed_from is None or closed_to is None:
+            return _error(400, "closed_from and closed_to must be date-times with offset")
+        if closed_to < closed_from:
+            return _error(400, "closed_to is before closed_from")
+        try:
+            limit = int(query.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be 1..{MAX_LIMIT}")
+        window = f"{closed_from.isoformat()}|{closed_to.isoformat()}"
+        offset = 0
+        if "cursor" in query:
+            try:
+                decoded = base64.urlsafe_b64decode(query["cursor"].encode()).decode()
+                offset_text, cursor_window = decoded.split("|", 1)
+                offset = int(offset_text)
+            except ValueError:
+                return _error(400, "bad cursor")
+            if cursor_window != window or offset < 0:
+                return _error(400, "cursor belongs to another query")
+        matching = self._matching(closed_from, closed_to)
+        page = matching[offset : offset + limit]
+        next_offset = offset + len(page)
+        next_cursor = (
+            base64.urlsafe_b64encode(f"{next_offset}|{window}".encode()).decode()
+            if next_offset < len(matching)
+            else None
+        )
+        return _json(200, {"items": page, "next_cursor": next_cursor})
+
+    def _matching(self, closed_from: datetime, closed_to: datetime) -> list[Any]:
+        dated: list[tuple[datetime, int, Any]] = []
+        undated: list[Any] = []
+        for index, item in enumerate(self._items):
+            closed_at = _aware(item.get("closed_at")) if isinstance(item, dict) else None
+            if closed_at is None:
+                undated.append(item)
+            elif closed_from <= closed_at < closed_to:
+                dated.append((closed_at, index, item))
+        dated.sort(key=lambda entry: (entry[0], entry[1]))
+        return [item for _, _, item in dated] + undated
+
+    def _post_rating(self, request_id: str, key: str | None, raw_body: bytes) -> _Answer:
+        known = any(isinstance(i, dict) and i.get("id") == request_id for i in self._items)
+        if not known:
+            return _error(404, f"no request {request_id!r}")
+        if not key:
+            return _error(400, "Idempotency-Key header is required")
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            return _error(422, "body is not JSON")
+        problem = _rating_problem(body, key)
+        if problem is not None:
+            return _error(422, problem)
+        with self._lock:
+            if key in self._keys:
+                return _json(self._repeat_status, {"status": "already recorded"})
+            self._keys.add(key)
+            self._ratings.append((request_id, key, body))
+        return _json(201, {"status": "recorded"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    portal: PortalEmulator
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        answer = self.portal._handle(self.command, self.path, headers, body)
+        self.send_response(answer.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    do_GET = _serve
+    do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("portal emulator: %s", format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    """Tracks open connections so stop() can cut keep-alive ones; quiet about broken pipes."""
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        super().__init__(address, handler)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("portal emulator: connection from %s failed", client_address, exc_info=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--items", help="JSON file with a list of closed requests")
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--dump", help="write received ratings here instead of stdout")
+    args = parser.parse_args(argv)
+
+    items: list[dict[str, Any]] = []
+    if args.items:
+        with open(args.items, encoding="utf-8") as f:
+            items = json.load(f)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with PortalEmulator(items, token=args.token, host=args.host, port=args.port) as portal:
+        print(f"portal emulator listening at {portal.base_url}", file=sys.stderr, flush=True)
+        while not done.wait(0.5):
+            pass
+        received = [
+            {"request_id": request_id, "idempotency_key": key, "body": body}
+            for request_id, key, body in portal.ratings
+        ]
+    dump = json.dumps(received, ensure_ascii=False, indent=2)
+    if args.dump:
+        with open(args.dump, "w", encoding="utf-8") as f:
+            f.write(dump + "\n")
+    else:
+        print(dump, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

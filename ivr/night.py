@@ -1,0 +1,164 @@
+"""One whole night for one local date: import, dial until every survey is final, deliver.
+
+Used by ``ivr-rating night --date D``. The long-running service (``scheduler.service``) runs
+the same pieces on APScheduler jobs instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from ivr.call_runner import PromptRenderer
+from ivr.clock import Clock
+from ivr.config import Config
+from ivr.delivery import RatingSink, deliver_due
+from ivr.dialer import Dialer, describe_next_opening
+from ivr.importer import ClosedRequestSource, ImportSummary, import_day
+from ivr.sip.api import SipPhone
+from storage.store import ReportRow, Store
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("satisfied", "unsatisfied", "no_input", "no_answer", "opted_out", "not_called")
+
+
+@dataclass
+class NightSummary:
+    day: date
+    imported: ImportSummary | None
+    counts: Counter[str] = field(default_factory=Counter)
+    unsatisfied: list[ReportRow] = field(default_factory=list)
+    rejected: list[tuple[str | None, str]] = field(default_factory=list)
+    deliveries: dict[str, int] = field(default_factory=dict)
+    unfinished: int = 0
+
+    @property
+    def undelivered(self) -> int:
+        return self.deliveries.get("pending", 0)
+
+
+def summarize(store: Store, day: date, imported: ImportSummary | None = None) -> NightSummary:
+    rows = store.report_rows(day)
+    summary = NightSummary(day=day, imported=imported)
+    for row in rows:
+        if row.outcome is None:
+            summary.unfinished += 1
+        else:
+            summary.counts[row.outcome] += 1
+    summary.unsatisfied = [r for r in rows if r.outcome == "unsatisfied"]
+    summary.rejected = store.rejected(day)
+    summary.deliveries = dict(Counter(r.delivery for r in rows if r.delivery))
+    return summary
+
+
+class Night:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        source: ClosedRequestSource,
+        sink: RatingSink,
+        phone: SipPhone,
+        prompts: PromptRenderer,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.source = source
+        self.sink = sink
+        self.phone = phone
+        self.prompts = prompts
+        self.clock = clock
+        self.stop = threading.Event()
+
+    def run(self, day: date, delivery_deadline_s: float = 60.0) -> NightSummary:
+        now = self.clock.now()
+        recovered = self.store.recover_interrupted(now, now + self.config.dialing.retry_delay)
+        if recovered:
+            log.warning(
+                "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
+            )
+        imported = import_day(day, self.source, self.store, self.config.tz, now)
+        deliver_due(self.store, self.sink, now)
+        self._dial(day)
+        self._flush(delivery_deadline_s)
+        return summarize(self.store, day, imported)
+
+    def _dial(self, day: date) -> None:
+        with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            announced_wait = False
+            while not self.stop.is_set():
+                now = self.clock.now()
+                started = dialer.start_due(now, day)
+                active = dialer.active_calls()
+                if active == 0 and started == 0:
+                    if self.store.unfinished(day) == 0:
+                        break
+                    if not announced_wait:
+                        log.info(
+                            "waiting: next attempt due or next call window at %s",
+                            describe_next_opening(self.config, max(now, self._next_due(day, now))),
+                        )
+                        announced_wait = True
+                else:
+                    announced_wait = False
+                deliver_due(self.store, self.sink, now)
+                dialer.wait(dialer.seconds_until_work(now, day) if active == 0 else 0.2)
+            if self.stop.is_set():
+                log.info(
+                    "stopping: no new calls; %d call(s) in progress finish first",
+                    dialer.active_calls(),
+                )
+
+    def _next_due(self, day: date, now: datetime) -> datetime:
+        due = self.store.next_attempt_time(day)
+        return due if due is not None else now
+
+    def _flush(self, deadline_s: float) -> None:
+        """Deliver what is left; stop trying after ``deadline_s`` (results stay in the outbox)."""
+        start = self.clock.monotonic()
+        while self.clock.monotonic() - start < deadline_s:
+            now = self.clock.now()
+            stats = deliver_due(self.store, self.sink, now)
+            pending = self.store.delivery_counts().get("pending", 0)
+            if pending == 0 or stats.auth_failed:
+                return
+            nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
+            self.clock.sleep(0.5 if nxt else 1.0)
+
+
+def format_summary(summary: NightSummary, mask: bool = True) -> str:
+    from ivr.intake import mask_phone
+
+    lines = [f"Night of {summary.day.isoformat()}"]
+    if summary.imported is not None:
+        im = summary.imported
+        lines.append(
+            f"  imported: {im.seen} item(s) from the portal, {im.new} new, "
+            f"{im.known} already known, {im.rejected} rejected"
+        )
+    for name in OUTCOMES:
+        lines.append(f"  {name:<12} {summary.counts.get(name, 0)}")
+    if summary.unfinished:
+        lines.append(f"  {'unfinished':<12} {summary.unfinished}")
+    lines.append(
+        "  delivered to the portal: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.deliveries.items()))
+    )
+    if summary.unsatisfied:
+        lines.append("  Unsatisfied (sent back for rework and control):")
+        for row in summary.unsatisfied:
+            phone = mask_phone(row.phone) if (row.phone and mask) else (row.phone or "-")
+            lines.append(
+                f"    request {row.portal_request_id} (No {row.request_number}) {phone} "
+                f"attempts {row.attempts} delivery {row.delivery}"
+            )
+    if summary.rejected:
+        lines.append("  Rejected portal items:")
+        for pid, reason in summary.rejected:
+            lines.append(f"    {pid or '(no id)'}: {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""The client of the city request portal: pull closed requests, push ratings.
+
+Everything that can go wrong on the wire leaves this module as one of
+:mod:`ivr.errors`' portal errors (unavailable / rejected / auth), each carrying
+the URL and the HTTP status, never the token. ``requests`` exceptions are
+translated in exactly one place, :func:`translate_requests_error`.
+
+This module does not retry: callers decide (they get ``retry_after`` on a 429).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+
+from ivr.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 500
+"""How much of a rejecting answer's body is kept (PortalRejected.body)."""
+
+DELIVERED = frozenset({200, 201, 409})
+"""Rating answers that all mean "the portal has it": 201 new, 200/409 a repeat."""
+
+# Every exception ``requests`` defines, and what it means for us. Looked up along the
+# exception's MRO, so the most specific entry wins. The completeness test checks that
+# every RequestException subclass in requests.exceptions is listed here by name.
+_REQUESTS_ERRORS: dict[type[BaseException], type[PortalError]] = {
+    # The portal (or the way to it) is down or slow: a later try may work.
+    requests.exceptions.ConnectTimeout: PortalUnavailable,
+    requests.exceptions.ReadTimeout: PortalUnavailable,
+    requests.exceptions.Timeout: PortalUnavailable,
+    requests.exceptions.SSLError: PortalUnavailable,
+    requests.exceptions.ProxyError: PortalUnavailable,
+    requests.exceptions.ConnectionError: PortalUnavailable,
+    requests.exceptions.ChunkedEncodingError: PortalUnavailable,
+    requests.exceptions.ContentDecodingError: PortalUnavailable,
+    requests.exceptions.RetryError: PortalUnavailable,
+    requests.exceptions.HTTPError: PortalUnavailable,
+    requests.exceptions.RequestException: PortalUnavailable,
+    # The same request will fail the same way: bad URL/config, nonsense answer, our bug.
+    requests.exceptions.JSONDecodeError: PortalRejected,
+    requests.exceptions.InvalidJSONError: PortalRejected,
+    requests.exceptions.TooManyRedirects: PortalRejected,
+    requests.exceptions.URLRequired: PortalRejected,
+    requests.exceptions.MissingSchema: PortalRejected,
+    requests.exceptions.InvalidSchema: PortalRejected,
+    requests.exceptions.InvalidURL: PortalRejected,
+    requests.exceptions.InvalidProxyURL: PortalRejected,
+    requests.exceptions.InvalidHeader: PortalRejected,
+    requests.exceptions.StreamConsumedError: PortalRejected,
+    requests.exceptions.UnrewindableBodyError: PortalRejected,
+}
+
+
+def translate_requests_error(exc: requests.RequestException, url: str) -> PortalError:
+    """The portal error for a ``requests`` exception (raise it ``from exc``)."""
+    for cls in type(exc).__mro__:
+        target = _REQUESTS_ERRORS.get(cls)
+        if target is not None:
+            return target(f"portal request failed: {type(exc).__name__}", url=url)
+    return PortalUnavailable(f"portal request failed: {type(exc).__name__}", url=url)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds; an HTTP-date or garbage gives None (caller's own backoff)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+class PortalClient:
+    """One portal, one token. Pass a ``session`` to share connections or to test."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout_s: float,
+        page_size: int,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not 1 <= page_size <= 1000:
+            raise ValueError(f"page_size must be 1..1000, got {page_size}")
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._timeout_s = timeout_s
+        self._page_size = page_size
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> PortalClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def iter_closed(self, closed_from: datetime, closed_to: datetime) -> Iterator[dict[str, Any]]:
+        """Yield every item closed in [closed_from, closed_to), page by page, oldest first.
+
+        Items are yielded as the portal sent them, unchecked: :func:`ivr.intake.parse_item`
+        validates each on its own. Both bounds must be timezone-aware."""
+        for name, moment in (("closed_from", closed_from), ("closed_to", closed_to)):
+            if moment.utcoffset() is None:
+                raise ValueError(f"{name} must be timezone-aware, got {moment!r}")
+        query = {
+            "closed_from": closed_from.isoformat(),
+            "closed_to": closed_to.isoformat(),
+            "limit": str(self._page_size),
+        }
+        cursor: str | None = None
+        seen_cursors: set[str] = set()
+        while True:
+            params = dict(query, cursor=cursor) if cursor is not None else query
+            url = f"{self._base}/requests/closed?{urlencode(params)}"
+            response = self._send("GET", url)
+            self._raise_for_status(response, url, ok={200}, what="closed requests page")
+            items, cursor = self._parse_page(response, url)
+            log.info(
+                "portal page fetched: %d items, next cursor %s",
+                len(items),
+                "present" if cursor is not None else "absent",
+            )
+            yield from items
+            if cursor is None:
+                return
+            if cursor in seen_cursors:
+                raise PortalRejected("portal repeated a page cursor", url=url, status=200)
+            seen_cursors.add(cursor)
+
+    def post_rating(self, request_id: str, rating: dict[str, Any]) -> int:
+        """Deliver one rating; return 201 (recorded) or 200/409 (already had it)."""
+        url = f"{self._base}/requests/{quote(request_id, safe='')}/ratings"
+        headers = {"Idempotency-Key": str(rating["survey_id"])}
+        response = self._send("POST", url, headers=headers, json_body=rating)
+        self._raise_for_status(response, url, ok=DELIVERED, what=f"rating for {request_id}")
+        log.info("rating delivered for request %s: HTTP %d", request_id, response.status_code)
+        return response.status_code
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        all_headers.update(headers or {})
+        try:
+            return self._session.request(
+                method,
+                url,
+                headers=all_headers,
+                json=json_body,
+                timeout=self._timeout_s,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise translate_requests_error(exc, url) from exc
+
+    def _body_excerpt(self, response: requests.Response) -> str:
+        # Redact before truncating, so no prefix of the token survives at the cut.
+        text = response.text.replace(self._token, "***") if self._token else response.text
+        return text[:BODY_LIMIT]
+
+    def _raise_for_status(
+        self,
+        response: requests.Response,
+        url: str,
+        *,
+        ok: AbstractSet[int],
+        what: str = "request",
+    ) -> None:
+        status = response.status_code
+        if status in ok:
+            return
+        if status in (401, 403):
+            raise PortalAuthError(
+                f"portal refused our token for {what}: HTTP {status}", url=url, status=status
+            )
+        if status in (408, 429) or status >= 500:
+            raise PortalUnavailable(
+                f"portal unavailable for {what}: HTTP {status}",
+                url=url,
+                status=status,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        body = self._body_excerpt(response)
+        raise PortalRejected(
+            f"portal rejected {what}: HTTP {status}: {body[:200]}",
+            url=url,
+            status=status,
+            body=body,
+        )
+
+    def _parse_page(
+        self, response: requests.Response, url: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        try:
+            # json.loads, not response.json(): requests' own errors stay in _send.
+            page = json.loads(response.content)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+            raise PortalRejected(
+                "portal page is not JSON", url=url, status=200, body=self._body_excerpt(response)
+            ) from exc
+        if (
+            not isinstance(page, dict)
+            or not isinstance(page.get("items"), list)
+            or "next_cursor" not in page
+            or not isinstance(page["next_cursor"], str | None)
+        ):
+            raise PortalRejected(
+                "portal page lacks items/next_cursor",
+                url=url,
+                status=200,
+                body=self._body_excerpt(response),
+            )
+        items: list[dict[str, Any]] = page["items"]
+        cursor: str | None = page["next_cursor"]
+        return items, cursor

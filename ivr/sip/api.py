@@ -1,0 +1,106 @@
+"""What the dialer needs from a SIP stack, and nothing more.
+
+The implementation over pyVoIP 1.6.8 lives in ``ivr.sip.pyvoip_adapter``; unit tests of the
+layer above use a fake with the same shape. The adapter reports SIP facts (ringing, answered,
+ended with status X); every decision (ring timeout, what a status means for the survey) is
+taken above it.
+
+Audio is 8 kHz mono unsigned 8-bit linear PCM (what pyVoIP's ``write_audio`` takes): 8000
+bytes per second.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class LineState(enum.Enum):
+    DIALING = "dialing"  # INVITE sent, nothing final yet (maybe 100 Trying)
+    RINGING = "ringing"  # 180/183 seen
+    ANSWERED = "answered"  # 200 OK received and ACKed; media flowing
+    ENDED = "ended"  # final: rejected, cancelled, hung up by either side, or failed
+
+
+class EndedBy(enum.Enum):
+    REMOTE_REJECT = "remote_reject"  # a final non-2xx answer to our INVITE (see final_status)
+    REMOTE_BYE = "remote_bye"  # the citizen hung up after answering
+    LOCAL_HANGUP = "local_hangup"  # we sent BYE
+    LOCAL_CANCEL = "local_cancel"  # we sent CANCEL while it rang (487 or no answer to CANCEL)
+    NO_RESPONSE = "no_response"  # nobody answered our INVITE at all (SIP timer B)
+    ERROR = "error"  # the stack failed (socket closed, parse error on our side)
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    server: str
+    port: int
+    username: str
+    password: str
+    local_ip: str
+    sip_port: int
+    rtp_port_low: int
+    rtp_port_high: int
+    register: bool = True
+    # Used as the From display name / user part where the stack allows it.
+    caller_id: str | None = None
+
+
+class OutboundCall(Protocol):
+    """One outbound call. All methods are thread-safe and never block for long."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def state(self) -> LineState: ...
+
+    @property
+    def final_status(self) -> int | None:
+        """SIP status of the final answer to the INVITE (200, 486, 487, ...); None if none came."""
+        ...
+
+    @property
+    def final_reason(self) -> str | None:
+        """Reason phrase, plus the Reason header (e.g. Q.850 cause) if the peer sent one."""
+        ...
+
+    @property
+    def ended_by(self) -> EndedBy | None: ...
+
+    def play(self, audio: bytes) -> None:
+        """Queue audio (u8, 8 kHz) after whatever is queued. Returns at once."""
+        ...
+
+    def stop_audio(self) -> None:
+        """Drop every queued, not yet sent, audio byte (barge-in)."""
+        ...
+
+    def take_keys(self) -> str:
+        """Every DTMF key received since the previous call, in order ('' if none)."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop a call that has not been answered (CANCEL). No-op once ended."""
+        ...
+
+    def hangup(self) -> None:
+        """End the call whatever its state: BYE if answered, CANCEL if ringing, no-op if ended."""
+        ...
+
+
+class SipPhone(Protocol):
+    def start(self) -> None:
+        """Bind, register (if configured). Raises RegistrationFailed when the registrar refuses."""
+        ...
+
+    def stop(self) -> None:
+        """Hang up whatever is still up, de-register, release sockets and threads."""
+        ...
+
+    def dial(self, number: str) -> OutboundCall:
+        """Send an INVITE to ``number`` (the user part: e.g. '375291234567'). Returns at once.
+
+        Raises DialFailed if the INVITE could not be sent."""
+        ...

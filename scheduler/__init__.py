@@ -1,0 +1,1 @@
+"""The long-running service: APScheduler 3 jobs around the dialer (``ivr-rating run``)."""

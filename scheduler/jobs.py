@@ -1,0 +1,53 @@
+"""Job functions. They know nothing of APScheduler: plain functions taking their dependencies
+and ``now``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ivr.delivery import DeliveryStats, RatingSink, deliver_due
+from ivr.dialer import Dialer
+from ivr.errors import PortalAuthError, PortalError
+from ivr.importer import ClosedRequestSource, import_day
+from ivr.windows import yesterday
+from storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def days_to_import(store: Store, now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
+    """Yesterday and the days before it within the look-back that have no completed import."""
+    last = yesterday(now, tz)
+    days = [last - timedelta(days=i) for i in range(lookback_days)]
+    return sorted(d for d in days if not store.import_completed(d))
+
+
+def import_job(
+    store: Store, source: ClosedRequestSource, tz: ZoneInfo, now: datetime, lookback_days: int = 3
+) -> int:
+    """Import every day in the look-back that has no completed import. Returns days imported.
+
+    A portal failure is logged (an ALARM line for a refused token) and the day stays
+    incomplete, so the next run (or the next scheduled import) picks it up again."""
+    done = 0
+    for day in days_to_import(store, now, tz, lookback_days):
+        try:
+            import_day(day, source, store, tz, now)
+            done += 1
+        except PortalAuthError as exc:
+            log.error("ALARM: import of %s refused by the portal: %s", day, exc)
+            break
+        except PortalError as exc:
+            log.error("import of %s failed, will retry later: %s", day, exc)
+            break
+    return done
+
+
+def dial_job(dialer: Dialer, now: datetime) -> int:
+    return dialer.start_due(now)
+
+
+def delivery_job(store: Store, sink: RatingSink, now: datetime) -> DeliveryStats:
+    return deliver_due(store, sink, now)

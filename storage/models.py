@@ -1,0 +1,151 @@
+"""Tables. Times are stored as naive UTC and come back aware (``UTCDateTime``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, the same on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SurveyStatus:
+    PENDING = "pending"  # waiting for its next attempt
+    DIALING = "dialing"  # an attempt is in progress (committed before the INVITE)
+    DONE = "done"  # has its final outcome
+
+
+class Survey(Base):
+    """One survey round of one portal request (one closing of it)."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        UniqueConstraint("portal_request_id", "closed_at", name="uq_survey_request_closing"),
+        Index("ix_surveys_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    portal_request_id: Mapped[str] = mapped_column(String(200), index=True)
+    request_number: Mapped[str] = mapped_column(String(64))
+    closed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    local_date: Mapped[date] = mapped_column(Date, index=True)
+    phone_raw: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    language: Mapped[str | None] = mapped_column(String(8))
+    category: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=SurveyStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    digit: Mapped[str | None] = mapped_column(String(4))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CallAttempt(Base):
+    """One INVITE placed for a survey (a digest retry of the same INVITE is not another)."""
+
+    __tablename__ = "call_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    survey_id: Mapped[str] = mapped_column(ForeignKey("surveys.id"), index=True)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sip_call_id: Mapped[str | None] = mapped_column(String(200))
+    sip_status: Mapped[int | None] = mapped_column(Integer)
+    sip_reason: Mapped[str | None] = mapped_column(String(200))
+    keys: Mapped[str] = mapped_column(String(64), default="")
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    # "dialing" until the attempt ends; then answered/busy/no_answer/declined/invalid_number/failed
+    disposition: Mapped[str] = mapped_column(String(20))
+    prompt_version: Mapped[str | None] = mapped_column(String(32))
+
+
+class DeliveryState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class Delivery(Base):
+    """The outbox: the rating to post for a survey, written with its outcome in one transaction."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_state_next", "state", "priority", "next_try_at"),)
+
+    survey_id: Mapped[str] = mapped_column(ForeignKey("surveys.id"), primary_key=True)
+    portal_request_id: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    priority: Mapped[int] = mapped_column(Integer, default=1)  # 0 first: unsatisfied
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RejectedItem(Base):
+    """A portal item that could not be surveyed at all (no id, no phone, broken date...)."""
+
+    __tablename__ = "rejected_items"
+    __table_args__ = (UniqueConstraint("local_date", "fingerprint", name="uq_rejected_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    local_date: Mapped[date] = mapped_column(Date, index=True)
+    portal_request_id: Mapped[str | None] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ImportRun(Base):
+    """One local day imported from the portal (completed_at set when it went to the end)."""
+
+    __tablename__ = "imports"
+
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)

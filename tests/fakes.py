@@ -1,0 +1,122 @@
+"""Fakes for unit tests of the layers above the edges (the real peers are tested elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ivr.sip.api import EndedBy, LineState
+
+
+class FakeClock:
+    """Time that moves only when the code under test sleeps."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)) -> None:
+        self.start = start
+        self.t = 0.0
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(seconds, 0.001)
+
+
+class FakePrompts:
+    """Each part lasts one second of audio."""
+
+    def render(self, lang: str, parts: Sequence[str]) -> bytes:
+        return b"\x80" * (8000 * len(parts))
+
+    def version(self, lang: str) -> str:
+        return f"{lang}-test"
+
+
+@dataclass
+class FakeCall:
+    """A line scripted on the fake clock: answer_at / reject / keys at times / remote bye."""
+
+    clock: FakeClock
+    answer_at: float | None = 0.5
+    reject: int | None = None
+    keys_at: list[tuple[float, str]] = field(default_factory=list)
+    bye_at: float | None = None
+    call_id: str = "fake-call"
+    log: list[str] = field(default_factory=list)
+    _ended: EndedBy | None = None
+    _status: int | None = None
+    _taken: int = 0
+
+    @property
+    def state(self) -> LineState:
+        t = self.clock.monotonic()
+        if self._ended is None:
+            if self.reject is not None and t >= 0.3:
+                self._end(EndedBy.REMOTE_REJECT, self.reject)
+            elif self.answer_at is not None and self.bye_at is not None and t >= self.bye_at:
+                self._end(EndedBy.REMOTE_BYE, 200)
+        if self._ended is not None:
+            return LineState.ENDED
+        if self.answer_at is not None and t >= self.answer_at:
+            return LineState.ANSWERED
+        return LineState.RINGING
+
+    def _end(self, by: EndedBy, status: int | None) -> None:
+        self._ended, self._status = by, status
+        self.log.append(f"ended:{by.value}")
+
+    @property
+    def final_status(self) -> int | None:
+        if self._status is None and self.state is LineState.ANSWERED:
+            return 200
+        return self._status
+
+    @property
+    def final_reason(self) -> str | None:
+        return {486: "Busy Here", 487: "Request Terminated", 200: "OK"}.get(self._status or 0)
+
+    @property
+    def ended_by(self) -> EndedBy | None:
+        return self._ended
+
+    def play(self, audio: bytes) -> None:
+        self.log.append(f"play:{len(audio) // 8000}s")
+
+    def stop_audio(self) -> None:
+        self.log.append("stop_audio")
+
+    def take_keys(self) -> str:
+        t = self.clock.monotonic()
+        due = [k for at, k in self.keys_at if at <= t]
+        new, self._taken = due[self._taken :], len(due)
+        if self._ended is not None and self._ended is not EndedBy.REMOTE_BYE:
+            return ""
+        return "".join(new)
+
+    def cancel(self) -> None:
+        self.log.append("cancel")
+        if self._ended is None:
+            self._end(EndedBy.LOCAL_CANCEL, 487)
+
+    def hangup(self) -> None:
+        self.log.append("hangup")
+        if self._ended is None:
+            self._end(EndedBy.LOCAL_HANGUP, 200)
+
+
+class FakePhone:
+    def __init__(self, calls: list[FakeCall]) -> None:
+        self.calls = calls
+        self.dialled: list[str] = []
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def dial(self, number: str) -> FakeCall:
+        self.dialled.append(number)
+        return self.calls.pop(0)
