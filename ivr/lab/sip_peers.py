@@ -1,0 +1,412 @@
+"""Real SIP peers on 127.0.0.1 for the end-to-end tests and the demo.
+
+* ``Kamailio(workdir, port)``: the strict lab registrar/proxy (407 on INVITE, no ACK rescue).
+* ``SippCitizen(workdir, behaviour, numbers, kamailio_port, sip_port)``: one SIPp UAS serving
+  many calls; every number is REGISTERed at kamailio with Contact pointing at it.
+* ``BaresipCitizen(...)``: a baresip that auto-answers, records what it hears, can press keys.
+
+All are context managers; a missing binary raises ``PeerError`` naming the Debian package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Self
+
+from ivr.sip import sip_messages as sm
+
+HERE = Path(__file__).resolve().parent
+KAMAILIO_CFG = HERE / "kamailio.cfg"
+PASSWORD = "secret"  # the lab kamailio accepts any username with this password
+_PACKAGES = {"kamailio": "kamailio", "sipp": "sip-tester", "baresip": "baresip", "sox": "sox"}
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+
+
+class PeerError(RuntimeError):
+    """A lab peer is missing or did not come up."""
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        package = _PACKAGES.get(name, name)
+        raise PeerError(f"{name} not found: apt-get install {package}")
+    return path
+
+
+def find_free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def udp_port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Poll ``predicate()`` until true; PeerError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise PeerError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class _Process:
+    """A child process in its own process group, stopped by its id."""
+
+    def __init__(self, name: str, log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, argv: list[str], cwd: Path) -> None:
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise PeerError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+        return True
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        try:  # children (kamailio workers) in the group we created
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Kamailio:
+    """The strict lab kamailio on 127.0.0.1:``port``; ``log_path`` has its log."""
+
+    def __init__(self, workdir: Path | str, port: int = 5060) -> None:
+        self.workdir = Path(workdir)
+        self.port = port
+        self.log_path = self.workdir / f"kamailio-{port}.log"
+        self._process = _Process("kamailio", self.log_path)
+
+    def __enter__(self) -> Self:
+        exe = require_binary("kamailio")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if udp_port_in_use(self.port):
+            raise PeerError(f"UDP 127.0.0.1:{self.port} is already in use")
+        cfg = self.workdir / f"kamailio-{self.port}.cfg"
+        text = KAMAILIO_CFG.read_text()
+        cfg.write_text(text.replace("127.0.0.1:5060", f"127.0.0.1:{self.port}"))
+        run = self.workdir / f"kamailio-{self.port}.run"
+        run.mkdir(exist_ok=True)
+        argv = [exe, "-f", str(cfg), "-P", str(run / "kamailio.pid"), "-Y", str(run)]
+        self._process.spawn([*argv, "-m", "64", "-M", "8", "-DD"], self.workdir)
+        try:
+            wait_for(lambda: self._process.check_alive() and udp_port_in_use(self.port), 10,
+                     f"kamailio on 127.0.0.1:{self.port}")  # fmt: skip
+        except BaseException:
+            self._process.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.stop()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def register_at(kamailio_port: int, number: str, contact_port: int, expires: int = 3600) -> None:
+    """REGISTER ``number`` at the lab kamailio (digest, password 'secret') with Contact
+    127.0.0.1:``contact_port``. Raises PeerError unless a 200 comes back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3.0)
+        local_port = sock.getsockname()[1]
+        call_id, tag = sm.new_call_id("127.0.0.1"), sm.new_tag()
+        ruri = f"sip:127.0.0.1:{kamailio_port}"
+        auth = ""
+        for cseq in (1, 2):
+            request = (
+                f"REGISTER {ruri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={sm.new_branch()};rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:{number}@127.0.0.1>;tag={tag}\r\n"
+                f"To: <sip:{number}@127.0.0.1>\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:{number}@127.0.0.1:{contact_port}>\r\n"
+                f"Expires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+            sock.sendto(request.encode(), ("127.0.0.1", kamailio_port))
+            while True:
+                try:
+                    response = sm.parse(sock.recv(8192))
+                except TimeoutError as exc:
+                    raise PeerError(f"no answer to REGISTER {number}") from exc
+                if response.status >= 200:
+                    break
+            if response.status == 200:
+                return
+            challenge = response.header("www-authenticate")
+            if response.status != 401 or challenge is None:
+                break
+            value = sm.authorization_value(
+                sm.parse_challenge(challenge),
+                username=number,
+                password=PASSWORD,
+                method="REGISTER",
+                uri=ruri,
+            )
+            auth = f"Authorization: {value}\r\n"
+        raise PeerError(f"REGISTER {number} refused: {response.start_line}")
+
+
+_REJECTS = {
+    "busy": (486, "Busy Here", 17),
+    "decline": (603, "Decline", 21),
+    "not_found": (404, "Not Found", 1),
+}
+_DIALOG_EREGS = """
+    <action>
+      <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" check_it="true"
+            assign_to="contact"/>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="inv_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="inv_to"/>
+      <ereg regexp=".*" search_in="hdr" header="Record-Route:" assign_to="rr"/>
+    </action>
+  """
+_HANGUP = """  <send retrans="500"><![CDATA[
+BYE [$contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+Route: [$rr]
+From: [$inv_to];tag=[pid]SIPpTag01[call_number]
+To: [$inv_from]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200" next="end"/>
+"""
+
+
+def _scenario(behaviour: str) -> str:
+    """SIPp scenario text for a behaviour (see SippCitizen)."""
+    name, _, arg = behaviour.partition(":")
+    if name in _REJECTS:
+        code, reason, cause = _REJECTS[name]
+        text = (HERE / "sipp" / "uas_reject.xml").read_text()
+        return (
+            text.replace("@CODE@", str(code))
+            .replace("@REASON@", reason)
+            .replace("@CAUSE@", str(cause))
+        )
+    if name == "no_answer":
+        return (HERE / "sipp" / "uas_noanswer.xml").read_text()
+    text = (HERE / "sipp" / "uas_answer.xml").read_text().replace("@RING_MS@", "200")
+    pcap, hangup, actions, delay = "", "", "", 1000
+    if name == "press":  # press:<digit>[:<delay_ms>]
+        digit, _, delay_text = arg.partition(":")
+        path = DTMF_PCAP.format({"*": "star", "#": "pound"}.get(digit, digit))
+        if not Path(path).exists():
+            raise PeerError(f"no RFC 2833 pcap for digit {digit!r} ({path}; package sip-tester)")
+        delay = int(delay_text or 1000)
+        pcap = f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>'
+    elif name == "hangup":  # hangup[:<delay_ms>]: answers, then sends BYE itself
+        delay = int(arg or 1000)
+        hangup, actions = _HANGUP, _DIALOG_EREGS
+    elif name != "silent":
+        raise ValueError(f"unknown SIPp citizen behaviour {behaviour!r}")
+    return (
+        text.replace("@DELAY_MS@", str(delay))
+        .replace("@PCAP_ACTION@", pcap)
+        .replace("@HANGUP@", hangup)
+        .replace("@INVITE_ACTIONS@", actions)
+    )
+
+
+class SippCitizen:
+    """One SIPp UAS (many sequential and concurrent calls) behind ``numbers`` at kamailio.
+
+    behaviour: "press:<d>" (RFC 2833 digit 1 s after ACK; "press:<d>:<ms>" for another
+    delay), "silent" (answers, no key, waits up to 180 s for BYE), "hangup[:<ms>]" (answers,
+    then sends BYE itself), "busy" (486), "decline" (603), "not_found" (404), "no_answer"
+    (rings until CANCEL -> 200 + 487)."""
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        behaviour: str,
+        numbers: list[str] | tuple[str, ...],
+        kamailio_port: int = 5060,
+        sip_port: int | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.behaviour = behaviour
+        self.numbers = list(numbers)
+        self.kamailio_port = kamailio_port
+        self.sip_port = sip_port or find_free_udp_port()
+        tag = re.sub(r"\W", "_", behaviour)
+        self.scenario_path = self.workdir / f"sipp-{tag}-{self.sip_port}.xml"
+        self.messages_path = self.workdir / f"sipp-{tag}-{self.sip_port}-msgs.log"
+        self.log_path = self.workdir / f"sipp-{tag}-{self.sip_port}.log"
+        self.error_path = self.workdir / f"sipp-{tag}-{self.sip_port}-err.log"
+        self._process = _Process("sipp", self.log_path)
+
+    def __enter__(self) -> Self:
+        exe = require_binary("sipp")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.scenario_path.write_text(_scenario(self.behaviour))
+        media_port = find_free_udp_port()
+        argv = [exe, "-sf", str(self.scenario_path), "-i", "127.0.0.1", "-p", str(self.sip_port),
+                "-mi", "127.0.0.1", "-mp", str(media_port), "-nostdin", "-aa",
+                "-trace_msg", "-message_file", str(self.messages_path),
+                "-trace_err", "-error_file", str(self.error_path)]  # fmt: skip
+        self._process.spawn(argv, self.workdir)
+        try:
+            wait_for(lambda: self._process.check_alive() and udp_port_in_use(self.sip_port), 10,
+                     f"SIPp on 127.0.0.1:{self.sip_port}")  # fmt: skip
+            for number in self.numbers:
+                register_at(self.kamailio_port, number, self.sip_port)
+        except BaseException:
+            self._process.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._process.stop(signal.SIGUSR1)  # SIPp: quit now
+
+    def messages(self) -> str:
+        """SIPp's message trace (what it sent and received)."""
+        return self.messages_path.read_text(errors="replace") if self.messages_path.exists() else ""
+
+
+class BaresipCitizen:
+    """baresip registered as ``number`` at kamailio; auto-answers; records what it hears
+    (sndfile: dump-*-dec.wav in ``workdir``); ``press_after_answer`` sends RFC 2833 keys."""
+
+    def __init__(
+        self,
+        workdir: Path | str,
+        number: str,
+        kamailio_port: int = 5060,
+        sip_port: int | None = None,
+        ctrl_port: int | None = None,
+        rtp_range: tuple[int, int] = (24000, 24999),
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.number = number
+        self.kamailio_port = kamailio_port
+        self.sip_port = sip_port or find_free_udp_port()
+        self.ctrl_port = ctrl_port or find_free_udp_port()
+        self.rtp_range = rtp_range
+        self.log_path = self.workdir / f"baresip-{number}.log"
+        self._process = _Process("baresip", self.log_path)
+        self._threads: list[threading.Thread] = []
+        self.sent: list[str] = []
+
+    def __enter__(self) -> Self:
+        exe = require_binary("baresip")
+        sox = require_binary("sox")
+        cfg_dir = self.workdir / f"baresip-{self.number}"
+        cfg_dir.mkdir(parents=True, exist_ok=True)
+        silence = self.workdir / "silence.wav"
+        subprocess.run([sox, "-n", "-r", "8000", "-c", "1", "-b", "16", str(silence),
+                        "trim", "0", "300"], check=True)  # fmt: skip
+        config = (HERE / "baresip" / "config.tmpl").read_text()
+        for key, value in {"@SIPPORT@": self.sip_port, "@OUT@": self.workdir,
+                           "@RTPLOW@": self.rtp_range[0], "@RTPHIGH@": self.rtp_range[1],
+                           "@CTRLPORT@": self.ctrl_port}.items():  # fmt: skip
+            config = config.replace(key, str(value))
+        (cfg_dir / "config").write_text(config)
+        (cfg_dir / "accounts").write_text(
+            f"<sip:{self.number}@127.0.0.1;transport=udp>;auth_pass={PASSWORD};"
+            f'outbound="sip:127.0.0.1:{self.kamailio_port}";regint=3600;answermode=auto;'
+            "audio_codecs=PCMU;dtmfmode=rtpevent\n"
+        )
+        (cfg_dir / "contacts").write_text("")
+        self._process.spawn([exe, "-f", str(cfg_dir)], self.workdir)
+        try:
+            wait_for(lambda: self._process.check_alive() and "200 OK" in self.log(), 10,
+                     f"baresip {self.number} to register")  # fmt: skip
+        except BaseException:
+            self._process.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._process.stop()  # SIGTERM: baresip closes (flushes) its WAV files
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def command(self, cmd: str, params: str = "") -> str:
+        """One ctrl_tcp command (netstring-framed JSON); returns baresip's reply."""
+        msg = json.dumps({"command": cmd, "params": params, "token": "ivr"}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=3) as conn:
+            conn.sendall(str(len(msg)).encode() + b":" + msg + b",")
+            return conn.recv(65536).decode(errors="replace")
+
+    def press_after_answer(self, key: str, delay_s: float = 2.0, timeout: float = 30.0) -> None:
+        """In the background: wait for the next "established" call, then send ``key``."""
+        seen = self.log().lower().count("established")
+
+        def run() -> None:
+            deadline = time.monotonic() + timeout
+            while self.log().lower().count("established") <= seen:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+            time.sleep(delay_s)  # the scenario: the citizen presses a key delay_s after answering
+            self.sent.append(self.command("sndcode", key))
+
+        thread = threading.Thread(target=run, name=f"baresip {self.number} keys", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def recordings(self) -> list[Path]:
+        return sorted(self.workdir.glob("dump-*-dec.wav"))
+
+
+__all__ = [
+    "BaresipCitizen",
+    "Kamailio",
+    "PeerError",
+    "SippCitizen",
+    "find_free_udp_port",
+    "register_at",
+    "require_binary",
+]

@@ -1,0 +1,553 @@
+"""``SipPhone`` over pyVoIP 1.6.8: a thin adapter plus small, named fixes of pyVoIP defects.
+
+pyVoIP keeps: the UDP socket and its receive thread, REGISTER (401 digest), RTP (PCMU,
+RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Everything about the
+INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT.md =
+/work/shared/sip-lab/REPORT.md, section 1.2 and pitfalls 4-18):
+
+* ``_IvrSipClient.invite`` only sends; no receive in the caller's thread (pitfall 8).
+* ``_IvrSipClient.recv`` hands every datagram to the adapter, which answers 401/407,
+  ACKs every final, builds the 2xx ACK/BYE/CANCEL itself (pitfalls 5-7, 9, 14).
+* ``_IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
+* ``_IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
+  (pitfalls 4, 18).
+* ``_SafeRtpClient``: telephone-event >= 16 ignored (pitfall 12); stop joins its threads.
+
+No business decisions here: ring timeouts and what a status means are decided above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import random
+import socket
+import threading
+import time
+from typing import Any
+
+import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
+from pyVoIP import RTP, SIP
+from pyVoIP.VoIP.status import PhoneStatus
+from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
+
+from ivr.errors import DialFailed, RegistrationFailed, SipError
+from ivr.sip import sip_messages as sm
+from ivr.sip.api import EndedBy, LineState, SipSettings
+
+log = logging.getLogger(__name__)
+
+TIMER_B = 32.0  # RFC 3261 17.1.1.2: 64*T1, no response at all to the INVITE
+CANCEL_GRACE = 4.0  # after CANCEL, end locally if no final answer came
+ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted finals
+# pyVoIP's private single REGISTER exchange and its refresh timer (name-mangled)
+_REGISTER_ONCE = "_SIPClient__register"
+_START_REFRESH = "_SIPClient__start_register_timer"
+REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tries)
+
+
+class _SafeRtpClient(RTP.RTPClient):
+    """pyVoIP's RTPClient with two fixes."""
+
+    def start(self) -> None:
+        # Fix: pyVoIP's stop() closes the socket under its still running threads
+        # (send errors become RuntimeWarnings); keep them so stop() can join them.
+        self.sin = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sout = self.sin
+        self.sin.bind((self.inIP, self.inPort))
+        self.sin.setblocking(False)
+        self._threads = [
+            threading.Thread(target=self.recv, name="RTP Receiver", daemon=True),
+            threading.Thread(target=self.trans, name="RTP Transmitter", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.NSD = False
+        for thread in getattr(self, "_threads", []):
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)
+        if hasattr(self, "sin"):
+            self.sin.close()
+
+    def parse_telephone_event(self, packet: Any) -> None:
+        # Fix (REPORT.md 1.3, pitfall 12): event >= 16 raised IndexError and killed the receiver.
+        if packet.payload and packet.payload[0] > 15:
+            return
+        super().parse_telephone_event(packet)
+
+    def drop_queued_audio(self) -> None:
+        """Forget every queued, unsent byte (pyVoIP has no API for it)."""
+        manager = self.pmout
+        with manager.bufferLock:
+            manager.buffer = io.BytesIO()
+            manager.log = {}
+            manager.offset = 4294967296  # next write() resets the buffer (RTP.py:198-210)
+
+
+class _IvrVoipCall(VoIPCall):
+    def create_rtp_clients(
+        self, codecs: Any, ip: str, port: int, request: Any, baseport: int
+    ) -> None:
+        for index in range(len(request.body["c"])):
+            self.RTPClients.append(
+                _SafeRtpClient(
+                    codecs,
+                    ip,
+                    port,
+                    request.body["c"][index]["address"],
+                    baseport + index,
+                    self.sendmode,
+                    dtmf=self.dtmf_callback,
+                )
+            )
+
+    def __del__(self) -> None:
+        # Fix: pyVoIP releases the ports again on GC and raises ValueError if already released;
+        # the adapter releases them exactly once (PyVoipPhone.end).
+        pass
+
+
+class _IvrSipClient(SIP.SIPClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_timeout = REGISTER_STEP_TIMEOUT
+        self.datagram_handler: Any = None
+        self.pending_invite: sm.InviteRequest | None = None
+        self._recv_thread: threading.Thread | None = None
+
+    def gen_call_id(self) -> str:
+        # Fix (pitfall 10): sha256(counter) repeats across restarts; proxies took new INVITEs
+        # for retransmissions.
+        return sm.new_call_id(f"{self.myIP}:{self.myPort}")
+
+    def start_phone(self, register: bool) -> None:
+        """SIPClient.start with two fixes: REGISTER is optional (pitfall 4) and bounded
+        (pyVoIP: 3 x 30 s, then the phone kills itself), and the receive thread is kept."""
+        self.NSD = True
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind((self.myIP, self.myPort))
+        self.out = self.s
+        if register:
+            with self.recvLock:
+                # the single-attempt body of register(), without its retry/fail-later loop
+                ok = getattr(self, _REGISTER_ONCE)()
+            if not ok:
+                raise SIP.InvalidAccountInfoError("registrar did not accept")
+            self.phone._status = PhoneStatus.REGISTERED
+            getattr(self, _START_REFRESH)()
+        self._recv_thread = threading.Thread(target=self.recv_loop, name="SIP Receive")
+        self._recv_thread.start()
+
+    def recv(self) -> None:
+        # Fix (pitfall 8, 14, 17): pyVoIP's parser drops unknown status codes and OPTIONS,
+        # and its parse_message ignores most finals; every datagram goes to the adapter.
+        raw = self.s.recv(8192)  # BlockingIOError goes back to recv_loop
+        if raw.strip(b"\r\n\x00") and self.datagram_handler is not None:
+            try:
+                self.datagram_handler(raw)
+            except Exception:
+                log.exception("error while handling a SIP datagram")
+
+    def invite(self, number: str, ms: Any, sendtype: Any) -> tuple[Any, str, int]:
+        """Build and send the INVITE, return at once (pyVoIP blocked here for 100/180)."""
+        invite = self.pending_invite
+        assert invite is not None
+        self.out.sendto(invite.render(), (self.server, self.port))
+        log.debug("SIP -> %s:%s\n%s", self.server, self.port, invite.render().decode())
+        return SIP.SIPMessage(invite.render()), invite.call_id, random.randint(1, 10**9)
+
+    def stop(self) -> None:
+        if not self.NSD:
+            return
+        self.NSD = False
+        if self._recv_thread is not None:
+            self._recv_thread.join(timeout=2.0)
+        if self.registerThread is not None:
+            self.registerThread.cancel()
+            if self.registerThread is not threading.current_thread():
+                self.registerThread.join(timeout=REGISTER_STEP_TIMEOUT * 2)
+            try:
+                self.deregister()
+            except Exception as exc:
+                log.warning("de-REGISTER at %s:%s failed: %s", self.server, self.port, exc)
+        self._close_sockets()
+
+
+class _IvrVoipPhone(VoIPPhone):
+    def __init__(self, settings: SipSettings) -> None:
+        super().__init__(
+            settings.server,
+            settings.port,
+            settings.username,
+            settings.password,
+            myIP=settings.local_ip,
+            sipPort=settings.sip_port,
+            rtpPortLow=settings.rtp_port_low,
+            rtpPortHigh=settings.rtp_port_high,
+        )
+        self.ivr_sip = _IvrSipClient(
+            settings.server,
+            settings.port,
+            settings.username,
+            settings.password,
+            phone=self,
+            myIP=settings.local_ip,
+            myPort=settings.sip_port,
+            callCallback=None,
+            fatalCallback=self.fatal,
+        )
+        self.sip = self.ivr_sip
+
+    def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
+        """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
+        the call before any response can be processed (REPORT.md 1.2, KeyError/race rows)."""
+        medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 101: RTP.PayloadType.EVENT}}
+        with self.ivr_sip.recvLock:
+            self.ivr_sip.pending_invite = invite
+            request, call_id, sess_id = self.ivr_sip.invite("", medias, RTP.TransmitType.SENDRECV)
+            vcall = _IvrVoipCall(
+                self, CallState.DIALING, request, sess_id, self.myIP, ms=medias,
+                sendmode=self.sendmode,
+            )  # fmt: skip
+            self.calls[call_id] = vcall
+            on_created(vcall)
+        return vcall
+
+
+class PyVoipCall:
+    """``OutboundCall``; all state lives here and is guarded by the phone's lock."""
+
+    def __init__(self, phone: PyVoipPhone, invite: sm.InviteRequest, vcall: Any) -> None:
+        self._phone = phone
+        self.invite = invite
+        self.prev_invite: sm.InviteRequest | None = None
+        self.vcall = vcall
+        self._state = LineState.DIALING
+        self._final_status: int | None = None
+        self._final_reason: str | None = None
+        self._ended_by: EndedBy | None = None
+        self.dialog: sm.Dialog | None = None
+        self.ack: bytes | None = None
+        self.auth_tried = False
+        self.got_response = False
+        self.cancel_sent_at: float | None = None
+        self.ended_at = 0.0
+        self.invite_sent_at = time.monotonic()
+        self.retransmit_interval = 0.5
+        self.retransmit_at = self.invite_sent_at + 0.5
+        self.pending_audio: list[bytes] = []
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    @property
+    def state(self) -> LineState:
+        return self._state
+
+    @property
+    def final_status(self) -> int | None:
+        return self._final_status
+
+    @property
+    def final_reason(self) -> str | None:
+        return self._final_reason
+
+    @property
+    def ended_by(self) -> EndedBy | None:
+        return self._ended_by
+
+    def play(self, audio: bytes) -> None:
+        with self._phone.lock:
+            if self._state is LineState.ANSWERED:
+                self.vcall.write_audio(audio)
+            elif self._state is not LineState.ENDED:
+                self.pending_audio.append(audio)
+
+    def stop_audio(self) -> None:
+        with self._phone.lock:
+            self.pending_audio.clear()
+            for client in self.vcall.RTPClients:
+                client.drop_queued_audio()
+
+    def take_keys(self) -> str:
+        return str(self.vcall.get_dtmf(length=-1))
+
+    def cancel(self) -> None:
+        with self._phone.lock:
+            if self._state in (LineState.ENDED, LineState.ANSWERED) or self.cancel_sent_at:
+                return
+            self.cancel_sent_at = time.monotonic()
+            self._phone.send(sm.build_cancel(self.invite))
+
+    def hangup(self) -> None:
+        with self._phone.lock:
+            if self._state is LineState.ANSWERED and self.dialog is not None:
+                self._phone.send(self.dialog.bye(self.invite.via_host, self.invite.via_port))
+                self._phone.end(self, EndedBy.LOCAL_HANGUP)
+            else:
+                self.cancel()
+
+
+class PyVoipPhone:
+    """``SipPhone`` over pyVoIP 1.6.8."""
+
+    def __init__(self, settings: SipSettings) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._calls: dict[str, PyVoipCall] = {}
+        self._vphone = _IvrVoipPhone(settings)
+        self._vphone.ivr_sip.datagram_handler = self._on_datagram
+        self._running = False
+        self._stopping = False
+        self._housekeeper: threading.Thread | None = None
+
+    # ------------------------------------------------------------ SipPhone
+    def start(self) -> None:
+        where = f"{self.settings.server}:{self.settings.port}"
+        try:
+            self._vphone.ivr_sip.start_phone(self.settings.register)
+        except Exception as exc:
+            self._vphone.ivr_sip.stop()
+            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                raise SipError(
+                    f"cannot use SIP socket {self.settings.local_ip}:{self.settings.sip_port} "
+                    f"(registrar {where}): {exc}"
+                ) from exc
+            raise RegistrationFailed(
+                f"registration as {self.settings.username!r} at {where} failed: "
+                f"{type(exc).__name__}"
+            ) from exc
+        self._vphone.NSD = True
+        self._running = True
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name="ivr SIP timers", daemon=True
+        )
+        self._housekeeper.start()
+        log.info(
+            "SIP phone started on %s:%s (registrar %s, register=%s)",
+            self.settings.local_ip,
+            self.settings.sip_port,
+            where,
+            self.settings.register,
+        )
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stopping = True
+            for call in list(self._calls.values()):
+                call.hangup()
+            deadline = time.monotonic() + CANCEL_GRACE + 0.5
+            while any(c.state is not LineState.ENDED for c in self._calls.values()):
+                if not self.changed.wait(timeout=deadline - time.monotonic()):
+                    break
+            for call in list(self._calls.values()):
+                self.end(call, EndedBy.LOCAL_CANCEL)
+        self._running = False
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=2.0)
+        self._vphone.ivr_sip.stop()
+        self._vphone.NSD = False
+        log.info("SIP phone on %s:%s stopped", self.settings.local_ip, self.settings.sip_port)
+
+    def dial(self, number: str) -> PyVoipCall:
+        if not self._running or self._stopping:
+            raise DialFailed(f"cannot dial {number}: SIP phone not started")
+        s = self.settings
+        host = s.server if s.port == 5060 else f"{s.server}:{s.port}"
+        display = f'"{s.caller_id}" ' if s.caller_id else ""
+        call_id = sm.new_call_id(f"{s.local_ip}:{s.sip_port}")
+        try:
+            with self.lock:  # pyVoIP's request_port() is not thread-safe
+                rtp_port = self._vphone.request_port(blocking=False)
+        except Exception as exc:
+            raise DialFailed(f"no free RTP port for call {call_id}") from exc
+        invite = sm.InviteRequest(
+            ruri=f"sip:{number}@{host}",
+            via_host=s.local_ip,
+            via_port=s.sip_port,
+            branch=sm.new_branch(),
+            from_hdr=f"{display}<sip:{s.username}@{host}>;tag={sm.new_tag()}",
+            to_hdr=f"<sip:{number}@{host}>",
+            call_id=call_id,
+            cseq=1,
+            contact=f"sip:{s.username}@{s.local_ip}:{s.sip_port}",
+            sdp=sm.sdp_offer(s.local_ip, rtp_port, random.randint(1, 10**9)),
+        )
+        holder: list[PyVoipCall] = []
+
+        def register(vcall: Any) -> None:
+            with self.lock:
+                holder.append(PyVoipCall(self, invite, vcall))
+                self._calls[call_id] = holder[0]
+
+        try:
+            self._vphone.call_with(invite, rtp_port, register)
+        except OSError as exc:
+            self._vphone.assignedPorts.remove(rtp_port)
+            raise DialFailed(f"INVITE for call {call_id} could not be sent: {exc}") from exc
+        log.info("call %s: INVITE sent", call_id)
+        return holder[0]
+
+    # ------------------------------------------------------------ internals
+    def send(self, data: bytes, target: tuple[str, int] | None = None) -> None:
+        target = target or (self.settings.server, self.settings.port)
+        log.debug("SIP -> %s:%s\n%s", target[0], target[1], data.decode(errors="replace"))
+        try:
+            self._vphone.ivr_sip.out.sendto(data, target)
+        except OSError as exc:
+            log.warning("SIP send to %s:%s failed: %s", target[0], target[1], exc)
+
+    def end(
+        self, call: PyVoipCall, by: EndedBy, status: int | None = None, reason: str | None = None
+    ) -> None:
+        """Mark ENDED once: stop RTP, leave pyVoIP's call table, release the RTP port."""
+        with self.lock:
+            if call._state is LineState.ENDED:
+                return
+            call._state, call._ended_by, call.ended_at = LineState.ENDED, by, time.monotonic()
+            if status is not None and call._final_status is None:
+                call._final_status, call._final_reason = status, reason
+            for client in call.vcall.RTPClients:
+                client.stop()
+            call.vcall.state = CallState.ENDED
+            self._vphone.calls.pop(call.call_id, None)
+            if call.vcall.assignedPorts:
+                self._vphone.release_ports(call=call.vcall)
+                call.vcall.assignedPorts = {}
+            log.info("call %s ended by %s (final %s %s)", call.call_id, by.value,
+                     call._final_status, call._final_reason or "")  # fmt: skip
+            self.changed.notify_all()
+
+    def _on_datagram(self, raw: bytes) -> None:
+        try:
+            msg = sm.parse(raw)
+        except ValueError:
+            log.debug("ignored non-SIP datagram (%d bytes)", len(raw))
+            return
+        log.debug("SIP <-\n%s", raw.decode(errors="replace"))
+        with self.lock:
+            call = self._calls.get(msg.call_id)
+            if msg.is_response:
+                if call is not None and msg.cseq[1] == "INVITE":
+                    self._on_invite_response(call, msg)
+                return
+            if msg.method == "BYE":
+                known = call is not None and call.dialog is not None
+                self.send(sm.build_response(msg, 200 if known else 481,
+                                            "OK" if known else "Call Does Not Exist"),
+                          sm.response_target(msg))  # fmt: skip
+                if call is not None and known:
+                    self.end(call, EndedBy.REMOTE_BYE)
+            elif msg.method == "OPTIONS":
+                self.send(sm.build_response(msg, 200, "OK"), sm.response_target(msg))
+            elif msg.method == "INVITE":  # we only dial out; re-INVITEs are not supported
+                code, phrase = (488, "Not Acceptable Here") if call else (486, "Busy Here")
+                self.send(sm.build_response(msg, code, phrase, sm.new_tag()),
+                          sm.response_target(msg))  # fmt: skip
+            elif msg.method == "CANCEL":
+                self.send(sm.build_response(msg, 481, "Call Does Not Exist"),
+                          sm.response_target(msg))  # fmt: skip
+            elif msg.method != "ACK":
+                self.send(sm.build_response(msg, 405, "Method Not Allowed"),
+                          sm.response_target(msg))  # fmt: skip
+
+    def _on_invite_response(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
+        status, cseq = msg.status, msg.cseq[0]
+        if cseq != call.invite.cseq:  # retransmitted final of the challenged INVITE
+            if status >= 300 and call.prev_invite and cseq == call.prev_invite.cseq:
+                self.send(sm.build_ack_non2xx(call.prev_invite, msg))
+            return
+        call.got_response = True
+        if status < 200:
+            if status >= 180 and call._state is LineState.DIALING:
+                call._state = LineState.RINGING
+                self.changed.notify_all()
+            return
+        if status < 300:
+            self._on_2xx(call, msg)
+            return
+        self.send(sm.build_ack_non2xx(call.invite, msg))  # RFC 3261 17.1.1.3, every copy
+        if call._state is LineState.ENDED:
+            return
+        challenge = msg.header("www-authenticate" if status == 401 else "proxy-authenticate")
+        if status in (401, 407) and challenge and not call.auth_tried and not call.cancel_sent_at:
+            self._retry_with_auth(call, status, challenge)
+            return
+        by = EndedBy.LOCAL_CANCEL if call.cancel_sent_at else EndedBy.REMOTE_REJECT
+        self.end(call, by, status, sm.final_reason(msg))
+
+    def _retry_with_auth(self, call: PyVoipCall, status: int, challenge: str) -> None:
+        """401/407 on INVITE (pyVoIP: 407 hung call(); 401 reused the branch and the wrong
+        digest uri): same Call-ID/From tag, CSeq+1, new branch, digest over the R-URI."""
+        old = call.invite
+        value = sm.authorization_value(
+            sm.parse_challenge(challenge),
+            username=self.settings.username,
+            password=self.settings.password,
+            method="INVITE",
+            uri=old.ruri,
+        )
+        name = "Authorization" if status == 401 else "Proxy-Authorization"
+        call.prev_invite, call.auth_tried, call.got_response = old, True, False
+        call.invite = dataclasses.replace(
+            old, branch=sm.new_branch(), cseq=old.cseq + 1, auth_header=(name, value)
+        )
+        call.invite_sent_at = time.monotonic()
+        call.retransmit_interval, call.retransmit_at = 0.5, call.invite_sent_at + 0.5
+        self.send(call.invite.render())
+
+    def _on_2xx(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
+        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; REPORT.md pitfall 9),
+        sent again for every retransmitted 2xx."""
+        if call.dialog is not None:
+            if call.ack is not None:
+                self.send(call.ack)
+            return
+        call.dialog = sm.Dialog.from_2xx(call.invite, msg)
+        call.ack = call.dialog.ack(self.settings.local_ip, self.settings.sip_port)
+        self.send(call.ack)
+        reason = sm.final_reason(msg)
+        if call._state is LineState.ENDED or call.cancel_sent_at or self._stopping:
+            # the 200 crossed our CANCEL (RFC 3261 9.1): ACK, then BYE
+            self.send(call.dialog.bye(self.settings.local_ip, self.settings.sip_port))
+            self.end(call, EndedBy.LOCAL_CANCEL, 200, reason)
+            return
+        try:
+            call.vcall.answered(SIP.SIPMessage(msg.raw))
+        except Exception:
+            log.exception("call %s: could not start media", call.call_id)
+            self.send(call.dialog.bye(self.settings.local_ip, self.settings.sip_port))
+            self.end(call, EndedBy.ERROR, 200, reason)
+            return
+        call._final_status, call._final_reason = 200, reason
+        call._state = LineState.ANSWERED
+        for chunk in call.pending_audio:
+            call.vcall.write_audio(chunk)
+        call.pending_audio.clear()
+        log.info("call %s answered", call.call_id)
+        self.changed.notify_all()
+
+    def _housekeeping(self) -> None:
+        """Timers pyVoIP lacks: INVITE retransmission (Timer A), Timer B, CANCEL grace."""
+        while self._running:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self.lock:
+                for call in list(self._calls.values()):
+                    if call._state is LineState.ENDED:
+                        if now - call.ended_at > ENDED_RETENTION:
+                            del self._calls[call.call_id]
+                    elif call.cancel_sent_at and now - call.cancel_sent_at > CANCEL_GRACE:
+                        self.end(call, EndedBy.LOCAL_CANCEL)
+                    elif call._state is LineState.DIALING and not call.got_response:
+                        if now - call.invite_sent_at > TIMER_B:
+                            self.end(call, EndedBy.NO_RESPONSE)
+                        elif now >= call.retransmit_at:
+                            self.send(call.invite.render())
+                            call.retransmit_interval = min(call.retransmit_interval * 2, 4.0)
+                            call.retransmit_at = now + call.retransmit_interval

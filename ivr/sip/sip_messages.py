@@ -1,0 +1,389 @@
+"""Pure SIP message parsing and building for the pyVoIP adapter (no sockets, no threads).
+
+pyVoIP 1.6.8's own parser keeps only the first line of each header (so one Record-Route),
+does not parse Proxy-Authenticate, and fails on status codes outside its enum; its
+builders produce a wrong 2xx ACK and have no CANCEL. The adapter therefore reads every
+message about its own calls with ``parse`` and writes every request of an INVITE dialog
+with the builders here (REPORT.md 1.2, pitfalls 5-9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+
+_COMPACT = {
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "m": "contact",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+}
+# Headers whose comma-separated values are separate entries (RFC 3261 7.3.1).
+_LIST_HEADERS = {"via", "record-route", "route"}
+USER_AGENT = "ivr-rating (pyVoIP 1.6.8)"
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + uuid.uuid4().hex
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def new_call_id(host: str) -> str:
+    """Random Call-ID (pyVoIP's are sha256 of a per-process counter, SIP.py:995-998)."""
+    return f"{uuid.uuid4().hex}@{host}"
+
+
+def _split_list(value: str) -> list[str]:
+    """Split a header value on commas that are outside <...> and quotes."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, ch in enumerate(value):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == ",":
+            parts.append(value[start:i].strip())
+            start = i + 1
+    parts.append(value[start:].strip())
+    return [p for p in parts if p]
+
+
+@dataclass
+class SipMessage:
+    """A parsed SIP request or response (header names lower-cased)."""
+
+    start_line: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    raw: bytes = b""
+
+    @property
+    def is_response(self) -> bool:
+        return self.start_line.startswith("SIP/2.0 ")
+
+    @property
+    def status(self) -> int:
+        return int(self.start_line.split(" ", 2)[1]) if self.is_response else 0
+
+    @property
+    def reason_phrase(self) -> str:
+        parts = self.start_line.split(" ", 2)
+        return parts[2] if self.is_response and len(parts) > 2 else ""
+
+    @property
+    def method(self) -> str:
+        return "" if self.is_response else self.start_line.split(" ", 1)[0]
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        name = name.lower()
+        out: list[str] = []
+        for key, value in self.headers:
+            if key == name:
+                out.extend(_split_list(value) if name in _LIST_HEADERS else [value])
+        return out
+
+    @property
+    def call_id(self) -> str:
+        return self.header("call-id") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        number, _, method = (self.header("cseq") or "0 ?").partition(" ")
+        return int(number), method.strip()
+
+    def tag(self, name: str) -> str:
+        match = re.search(r";\s*tag=([^;>\s]+)", self.header(name) or "")
+        return match.group(1) if match else ""
+
+
+def parse(raw: bytes) -> SipMessage:
+    """Parse one datagram; raises ValueError if it is not a SIP message."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("utf-8", errors="replace").split("\r\n")
+    start = lines[0].strip()
+    if not (start.startswith("SIP/2.0 ") or start.endswith(" SIP/2.0")):
+        raise ValueError(f"not a SIP message: {start[:60]!r}")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:  # folded continuation line
+            key, value = headers[-1]
+            headers[-1] = (key, value + " " + line.strip())
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        headers.append((_COMPACT.get(key, key), value.strip()))
+    return SipMessage(start, headers, body, raw)
+
+
+def uri_of(name_addr: str) -> str:
+    """The URI inside a name-addr (``"x" <sip:a@b>;tag=1`` -> ``sip:a@b``)."""
+    if "<" in name_addr:
+        return name_addr.split("<", 1)[1].split(">", 1)[0]
+    return name_addr.split(";", 1)[0].strip()
+
+
+# ---------------------------------------------------------------- digest (RFC 2617 / 3261 22)
+def parse_challenge(value: str) -> dict[str, str]:
+    """Parameters of a ``Digest ...`` WWW-/Proxy-Authenticate header value."""
+    value = re.sub(r"^\s*Digest\s+", "", value, flags=re.IGNORECASE)
+    params: dict[str, str] = {}
+    for key, quoted, token in re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', value):
+        params[key.lower()] = quoted if quoted else token
+    return params
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def digest_response(
+    *,
+    username: str,
+    password: str,
+    realm: str,
+    nonce: str,
+    method: str,
+    uri: str,
+    qop: str | None = None,
+    nc: str = "00000001",
+    cnonce: str = "",
+) -> str:
+    ha1 = _md5(f"{username}:{realm}:{password}")
+    ha2 = _md5(f"{method}:{uri}")
+    if qop:
+        return _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return _md5(f"{ha1}:{nonce}:{ha2}")
+
+
+def authorization_value(
+    challenge: dict[str, str],
+    *,
+    username: str,
+    password: str,
+    method: str,
+    uri: str,
+    cnonce: str | None = None,
+) -> str:
+    """Value of the Authorization / Proxy-Authorization header answering ``challenge``.
+
+    MD5 only; qop=auth is used when the challenge offers it."""
+    realm, nonce = challenge.get("realm", ""), challenge.get("nonce", "")
+    offered = [q.strip() for q in challenge.get("qop", "").split(",") if q.strip()]
+    qop = "auth" if "auth" in offered else None
+    cnonce = cnonce or uuid.uuid4().hex[:16]
+    response = digest_response(
+        username=username,
+        password=password,
+        realm=realm,
+        nonce=nonce,
+        method=method,
+        uri=uri,
+        qop=qop,
+        cnonce=cnonce,
+    )
+    parts = [
+        f'username="{username}"',
+        f'realm="{realm}"',
+        f'nonce="{nonce}"',
+        f'uri="{uri}"',
+        f'response="{response}"',
+        "algorithm=MD5",
+    ]
+    if "opaque" in challenge:
+        parts.append(f'opaque="{challenge["opaque"]}"')
+    if qop:
+        parts += [f"qop={qop}", "nc=00000001", f'cnonce="{cnonce}"']
+    return "Digest " + ",".join(parts)
+
+
+# ---------------------------------------------------------------- requests of an INVITE dialog
+@dataclass
+class InviteRequest:
+    """What we sent in one INVITE; everything CANCEL and ACK are derived from."""
+
+    ruri: str
+    via_host: str
+    via_port: int
+    branch: str
+    from_hdr: str  # full From value including ;tag=
+    to_hdr: str  # without tag
+    call_id: str
+    cseq: int
+    contact: str
+    sdp: str
+    auth_header: tuple[str, str] | None = None  # (name, value)
+
+    def render(self) -> bytes:
+        lines = [
+            f"INVITE {self.ruri} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.via_host}:{self.via_port};branch={self.branch};rport",
+            "Max-Forwards: 70",
+            f"From: {self.from_hdr}",
+            f"To: {self.to_hdr}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} INVITE",
+            f"Contact: <{self.contact}>",
+            "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS",
+            "Content-Type: application/sdp",
+            f"User-Agent: {USER_AGENT}",
+        ]
+        if self.auth_header:
+            lines.append(f"{self.auth_header[0]}: {self.auth_header[1]}")
+        body = self.sdp.encode()
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def sdp_offer(ip: str, rtp_port: int, session_id: int) -> str:
+    """The offer pyVoIP can handle: PCMU + telephone-event/101 (as its gen_invite)."""
+    return (
+        "v=0\r\n"
+        f"o=ivr {session_id} {session_id + 2} IN IP4 {ip}\r\n"
+        "s=ivr-rating\r\n"
+        f"c=IN IP4 {ip}\r\n"
+        "t=0 0\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0 101\r\n"
+        "a=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
+        "a=fmtp:101 0-15\r\n"
+        "a=ptime:20\r\n"
+        "a=sendrecv\r\n"
+    )
+
+
+def build_cancel(invite: InviteRequest) -> bytes:
+    """RFC 3261 9.1: same R-URI, Via (branch), From, To, Call-ID and CSeq number as the INVITE."""
+    return _render(
+        f"CANCEL {invite.ruri} SIP/2.0",
+        [
+            f"Via: SIP/2.0/UDP {invite.via_host}:{invite.via_port};branch={invite.branch};rport",
+            "Max-Forwards: 70",
+            f"From: {invite.from_hdr}",
+            f"To: {invite.to_hdr}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {invite.cseq} CANCEL",
+            f"User-Agent: {USER_AGENT}",
+        ],
+    )
+
+
+def build_ack_non2xx(invite: InviteRequest, response: SipMessage) -> bytes:
+    """RFC 3261 17.1.1.3: ACK of a non-2xx final: INVITE's branch, To (with tag) of the response."""
+    return _render(
+        f"ACK {invite.ruri} SIP/2.0",
+        [
+            f"Via: SIP/2.0/UDP {invite.via_host}:{invite.via_port};branch={invite.branch};rport",
+            "Max-Forwards: 70",
+            f"From: {invite.from_hdr}",
+            f"To: {response.header('to') or invite.to_hdr}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {invite.cseq} ACK",
+        ],
+    )
+
+
+@dataclass
+class Dialog:
+    """The confirmed dialog after a 2xx (RFC 3261 12.1.2), UAC side."""
+
+    call_id: str
+    local: str  # our From value, with tag
+    remote: str  # the 2xx's To value, with tag
+    remote_target: str  # Contact URI of the 2xx
+    route_set: list[str] = field(default_factory=list)  # Record-Route reversed
+    invite_cseq: int = 1
+
+    @classmethod
+    def from_2xx(cls, invite: InviteRequest, ok: SipMessage) -> Dialog:
+        contact = ok.header("contact")
+        return cls(
+            call_id=invite.call_id,
+            local=invite.from_hdr,
+            remote=ok.header("to") or invite.to_hdr,
+            remote_target=uri_of(contact) if contact else invite.ruri,
+            route_set=list(reversed(ok.all("record-route"))),
+            invite_cseq=invite.cseq,
+        )
+
+    def request(self, method: str, cseq: int, via_host: str, via_port: int) -> bytes:
+        lines = [
+            f"Via: SIP/2.0/UDP {via_host}:{via_port};branch={new_branch()};rport",
+            "Max-Forwards: 70",
+        ]
+        lines += [f"Route: {route}" for route in self.route_set]
+        lines += [
+            f"From: {self.local}",
+            f"To: {self.remote}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} {method}",
+            f"User-Agent: {USER_AGENT}",
+        ]
+        return _render(f"{method} {self.remote_target} SIP/2.0", lines)
+
+    def ack(self, via_host: str, via_port: int) -> bytes:
+        """2xx ACK: R-URI = Contact, Route set, new branch, CSeq number of the INVITE."""
+        return self.request("ACK", self.invite_cseq, via_host, via_port)
+
+    def bye(self, via_host: str, via_port: int) -> bytes:
+        return self.request("BYE", self.invite_cseq + 1, via_host, via_port)
+
+
+def build_response(request: SipMessage, status: int, reason: str, to_tag: str = "") -> bytes:
+    """A response to ``request`` (all Vias, From, To, Call-ID, CSeq copied)."""
+    lines = [f"Via: {via}" for via in request.all("via")]
+    to = request.header("to") or ""
+    if to_tag and ";tag=" not in to:
+        to += f";tag={to_tag}"
+    lines += [
+        f"From: {request.header('from') or ''}",
+        f"To: {to}",
+        f"Call-ID: {request.call_id}",
+        f"CSeq: {request.header('cseq') or ''}",
+        f"User-Agent: {USER_AGENT}",
+    ]
+    return _render(f"SIP/2.0 {status} {reason}", lines)
+
+
+def response_target(request: SipMessage) -> tuple[str, int]:
+    """Where a response goes (RFC 3261 18.2.2 / RFC 3581): top Via's received/rport or sent-by."""
+    via = request.all("via")[0]
+    sent_by = via.split(None, 1)[1].split(";", 1)[0]
+    host, _, port = sent_by.partition(":")
+    params = dict(
+        (p.partition("=")[0].strip(), p.partition("=")[2].strip()) for p in via.split(";")[1:]
+    )
+    host = params.get("received") or host
+    rport = params.get("rport")
+    return host, int(rport) if rport else int(port or 5060)
+
+
+def final_reason(response: SipMessage) -> str:
+    """Reason phrase plus the Reason header, e.g. ``Busy Here (Q.850;cause=17)``."""
+    reason = response.header("reason")
+    phrase = response.reason_phrase
+    return f"{phrase} ({reason})" if reason else phrase
+
+
+def _render(start: str, lines: list[str]) -> bytes:
+    return ("\r\n".join([start, *lines, "Content-Length: 0"]) + "\r\n\r\n").encode()
