@@ -153,10 +153,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
     phone = PyVoipPhone(app.sip_settings(config))
     with app.make_portal(config) as portal:
+        if args.command == "night":
+            return _night(config, store, portal, phone, prompts, args)
         phone.start()
         try:
-            if args.command == "night":
-                return _night(config, store, portal, phone, prompts, args)
             from scheduler.service import run_service
 
             return run_service(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
@@ -184,7 +184,15 @@ def _night(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    summary = night.run(args.date, delivery_deadline_s=args.delivery_deadline)
+    imported = night.prepare(args.date)  # the portal first: no SIP needed to find it down
+    if store.unfinished(args.date):
+        phone.start()
+        try:
+            summary = night.finish(args.date, imported, args.delivery_deadline)
+        finally:
+            phone.stop()
+    else:
+        summary = night.finish(args.date, imported, args.delivery_deadline)
     print(format_summary(summary))
     if summary.undelivered:
         print(

@@ -75,7 +75,10 @@ class Night:
         self.clock = clock
         self.stop = threading.Event()
 
-    def run(self, day: date, delivery_deadline_s: float = 60.0) -> NightSummary:
+    def prepare(self, day: date) -> ImportSummary:
+        """Recover from an earlier crash, import the day, deliver what is already final.
+
+        Needs no SIP: a portal failure surfaces here, before any call."""
         now = self.clock.now()
         recovered = self.store.recover_interrupted(now, now + self.config.dialing.retry_delay)
         if recovered:
@@ -84,6 +87,12 @@ class Night:
             )
         imported = import_day(day, self.source, self.store, self.config.tz, now)
         deliver_due(self.store, self.sink, now)
+        return imported
+
+    def finish(
+        self, day: date, imported: ImportSummary, delivery_deadline_s: float
+    ) -> NightSummary:
+        """Dial until every survey of the day is final, then deliver what is left."""
         self._dial(day)
         self._flush(delivery_deadline_s)
         return summarize(self.store, day, imported)

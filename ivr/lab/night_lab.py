@@ -1,0 +1,263 @@
+"""A whole local world for one night: Kamailio (strict), SIPp and baresip citizens, a portal
+emulator with that day's closed requests, and a config.yaml pointing ivr-rating at them.
+
+Used by the demo (``python -m ivr.lab.demo``) and by the end-to-end tests. Everything listens
+on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from ivr.lab.portal_emulator import PortalEmulator
+from ivr.lab.sample_requests import make_items
+from ivr.lab.sip_peers import BaresipCitizen, Kamailio, SippCitizen, find_free_udp_port
+
+TOKEN = "demo-portal-token"
+SIP_PASSWORD = "secret"  # what the lab Kamailio expects
+
+
+@dataclass(frozen=True)
+class Citizen:
+    """A person behind a phone number and what they do when called.
+
+    behaviour: a SippCitizen behaviour ("press:1", "press:2", "silent", "busy", "no_answer",
+    "decline", "not_found", "hangup:<ms>") or "baresip:<key>" (baresip answers, records,
+    presses <key> after hearing the whole opening prompt)."""
+
+    phone: str  # as the citizen typed it in the portal
+    behaviour: str
+    language: str | None = None
+
+    @property
+    def user(self) -> str:
+        """The SIP user the dialer calls: E.164 digits without '+'."""
+        from ivr.intake import normalize_phone
+
+        e164 = normalize_phone(self.phone)
+        assert e164 is not None, self.phone
+        return e164.lstrip("+")
+
+
+# A dozen closed requests: every kind of citizen, plus the items that must not be called.
+DEMO_CITIZENS: tuple[Citizen, ...] = (
+    Citizen("+375 29 100-00-01", "press:1"),
+    Citizen("80291000002", "press:2"),
+    Citizen("8 (029) 100-00-03", "press:1", language="be"),
+    Citizen("29 1000004", "silent"),
+    Citizen("+375291000005", "busy"),
+    Citizen("+375291000006", "no_answer"),
+    Citizen("+375291000007", "decline"),
+    Citizen("017 100-00-08", "press:2"),
+    Citizen("+375 29 100 00 09", "baresip:1"),
+    Citizen("+375291000010", "hangup:3000"),
+)
+
+
+def bad_items(day: date, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Portal rows that must not be dialled (reported not_called) or not even stored."""
+    noon = datetime.combine(day, datetime.min.time(), tzinfo=tz) + timedelta(hours=12)
+    return [
+        {
+            "id": "REQ-BAD-PHONE",
+            "number": "900001",
+            "phone": "12345",
+            "closed_at": noon.isoformat(),
+        },
+        {
+            "id": "REQ-NO-CONSENT",
+            "number": "900002",
+            "phone": "+375291000090",
+            "closed_at": noon.isoformat(),
+            "consent_to_calls": False,
+        },
+        {
+            "id": "REQ-FOREIGN",
+            "number": "900003",
+            "phone": "+7 495 123-45-67",
+            "closed_at": noon.isoformat(),
+        },
+        {"id": "REQ-NO-PHONE", "number": "900004", "closed_at": noon.isoformat()},
+        {
+            "id": "REQ-BAD-DATE",
+            "number": "900005",
+            "phone": "+375291000095",
+            "closed_at": "26.11.2026 12:00",
+        },
+    ]
+
+
+@dataclass
+class LabSettings:
+    channels: int = 4
+    ring_timeout_s: float = 8
+    retry_delay: str = "15s"
+    max_attempts: int = 2
+    input_timeout_s: float = 4
+    max_repeats: int = 1
+    max_call_s: float = 90
+    language: str = "ru"
+
+
+@dataclass
+class NightLab:
+    workdir: Path
+    day: date
+    citizens: Sequence[Citizen] = DEMO_CITIZENS
+    timezone: str = "Europe/Minsk"
+    settings: LabSettings = field(default_factory=LabSettings)
+    with_bad_items: bool = True
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.tz = ZoneInfo(self.timezone)
+        self.items: list[dict[str, Any]] = []
+        self.baresips: dict[str, BaresipCitizen] = {}
+        self.config_path = self.workdir / "config.yaml"
+        self.database = self.workdir / "ivr-rating.sqlite"
+        self._stack = ExitStack()
+
+    # ---- the world ------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.items = make_items(self.day, self.timezone, [c.phone for c in self.citizens])
+        for item, citizen in zip(self.items, self.citizens, strict=True):
+            if citizen.language:
+                item["language"] = citizen.language
+            else:
+                item["language"] = self.settings.language
+        if self.with_bad_items:
+            self.items += bad_items(self.day, self.tz)
+        self.kamailio_port = find_free_udp_port()
+        self.kamailio = self._stack.enter_context(Kamailio(self.workdir, self.kamailio_port))
+        by_behaviour: dict[str, list[str]] = {}
+        for c in self.citizens:
+            if c.behaviour.startswith("baresip:"):
+                continue
+            by_behaviour.setdefault(c.behaviour, []).append(c.user)
+        self.sipps = [
+            self._stack.enter_context(SippCitizen(self.workdir, b, users, self.kamailio_port))
+            for b, users in by_behaviour.items()
+        ]
+        for i, c in enumerate(x for x in self.citizens if x.behaviour.startswith("baresip:")):
+            low = 24000 + 200 * i
+            bs = BaresipCitizen(
+                self.workdir / f"baresip-{c.user}",
+                c.user,
+                self.kamailio_port,
+                rtp_range=(low, low + 199),
+            )
+            self.baresips[c.user] = self._stack.enter_context(bs)
+        self.portal = self._stack.enter_context(PortalEmulator(self.items, token=TOKEN))
+        self.write_config()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def write_config(self) -> None:
+        s = self.settings
+        all_day = ["00:00-24:00"]
+        config = {
+            "timezone": self.timezone,
+            "database": f"sqlite:///{self.database}",
+            "portal": {
+                "base_url": self.portal.base_url,
+                "token": "${PORTAL_TOKEN}",
+                "timeout_s": 5,
+                "page_size": 5,
+            },
+            "sip": {
+                "server": "127.0.0.1",
+                "port": self.kamailio_port,
+                "username": "dialer",
+                "password": "${SIP_PASSWORD}",
+                "local_ip": "127.0.0.1",
+                "sip_port": find_free_udp_port(),
+                "rtp_ports": "31000-31999",
+            },
+            "dialing": {
+                "channels": s.channels,
+                "ring_timeout_s": s.ring_timeout_s,
+                "max_attempts": s.max_attempts,
+                "retry_delay": s.retry_delay,
+                "max_call_s": s.max_call_s,
+            },
+            # Demo only: the citizens are local programs, so every hour is a call window.
+            "call_windows": {d: all_day for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+            "ivr": {
+                "default_language": s.language,
+                "input_timeout_s": s.input_timeout_s,
+                "max_repeats": s.max_repeats,
+            },
+            "prompts": {"cache_dir": str(self.workdir / "prompt-cache")},
+        }
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+
+    # ---- running ivr-rating ---------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PORTAL_TOKEN": TOKEN, "SIP_PASSWORD": SIP_PASSWORD}
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run ``ivr-rating --config <lab config> ARGS`` as a separate process."""
+        return subprocess.run(
+            [sys.executable, "-m", "ivr.cli", "--config", str(self.config_path), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def arm_baresips(self, opening_s: dict[str, float]) -> None:
+        """Each baresip citizen presses its key once it has heard the whole opening prompt."""
+        for c in self.citizens:
+            if c.behaviour.startswith("baresip:"):
+                key = c.behaviour.split(":", 1)[1]
+                self.baresips[c.user].press_after_answer(key, opening_s[c.user] + 1.0, timeout=300)
+
+    def ratings_by_request(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for request_id, _key, body in self.portal.ratings:
+            assert request_id not in out, f"two ratings for {request_id}"
+            out[request_id] = body
+        return out
+
+    def citizen_of(self, request_id: str) -> Citizen | None:
+        for item, citizen in zip(self.items, self.citizens, strict=False):
+            if item["id"] == request_id:
+                return citizen
+        return None
+
+
+def opening_seconds(lab: NightLab) -> dict[str, float]:
+    """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
+    from ivr.app import make_prompts
+    from ivr.config import load_config
+
+    config = load_config(lab.config_path, env=lab.env())
+    prompts = make_prompts(config)
+    out = {}
+    for item, c in zip(lab.items, lab.citizens, strict=False):
+        if c.behaviour.startswith("baresip:"):
+            parts = ("greeting", "about_request", f"number:{item['number']}", "question")
+            out[c.user] = len(prompts.render(item.get("language") or "ru", parts)) / 8000
+    return out
