@@ -1,0 +1,153 @@
+"""The dialer over a fake line (the real-peer night is in test_night_e2e)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ivr.config import Config, parse_config
+from ivr.dialer import Dialer
+from storage.store import NewSurvey, Store
+from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
+
+# Thursday 2026-11-26 10:00 in Minsk (07:00 UTC) is inside the default weekday window.
+INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+NIGHT = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 23:00 in Minsk
+
+
+def cfg(**dialing: Any) -> Config:
+    return parse_config(
+        {
+            "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
+            "sip": {
+                "server": "127.0.0.1",
+                "username": "d",
+                "password": "p",
+                "local_ip": "127.0.0.1",
+                "dial_prefix": "9",
+            },
+            "dialing": {"channels": 2, "max_attempts": 2, "retry_delay": "20m", **dialing},
+            "ivr": {"input_timeout_s": 1, "max_repeats": 0},
+        },
+        env={},
+    )
+
+
+def add(store: Store, n: int, now: datetime) -> None:
+    for i in range(n):
+        store.add_survey(
+            NewSurvey(
+                f"R{i}",
+                f"40{i}",
+                now - timedelta(hours=5),
+                date(2026, 11, 26),
+                "x",
+                f"+37529100000{i}",
+                "ru",
+                None,
+            ),
+            now,
+        )
+
+
+class RecordingPhone(FakePhone):
+    """Checks, at each INVITE, that the attempt is already committed as dialing."""
+
+    def __init__(self, store: Store, calls: list[FakeCall]) -> None:
+        super().__init__(calls)
+        self.store = store
+        self.seen_dialing: list[bool] = []
+
+    def dial(self, number: str) -> FakeCall:
+        pid = f"R{int(number[-1])}"
+        attempts = self.store.attempts_of(pid)
+        self.seen_dialing.append(bool(attempts) and attempts[-1].disposition == "dialing")
+        return super().dial(number)
+
+
+def test_nobody_is_called_outside_the_windows(store: Store) -> None:
+    add(store, 2, NIGHT)
+    phone = FakePhone([])
+    with Dialer(store, phone, FakePrompts(), cfg(), FakeClock(NIGHT)) as dialer:
+        assert dialer.start_due(NIGHT) == 0
+    assert phone.dialled == []
+
+
+def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:
+    add(store, 3, INSIDE)
+    clock = FakeClock(INSIDE)
+    phone = RecordingPhone(store, [FakeCall(clock, answer_at=None, reject=486) for _ in range(3)])
+    with Dialer(store, phone, FakePrompts(), cfg(), clock) as dialer:
+        assert dialer.start_due(INSIDE) == 2
+        assert dialer.start_due(INSIDE) == 0  # both channels still busy or just freed
+    assert phone.seen_dialing == [True, True]
+    assert sorted(phone.dialled) == ["9375291000000", "9375291000001"]
+
+
+@pytest.mark.parametrize(
+    ("reject", "final_reason"),
+    [(486, "busy"), (480, "no_answer"), (503, "failed")],
+    ids=["busy", "unavailable", "trunk-fault"],
+)
+def test_unanswered_calls_are_retried_then_final(
+    store: Store, reject: int, final_reason: str
+) -> None:
+    add(store, 1, INSIDE)
+    clock = FakeClock(INSIDE)
+    phone = FakePhone([FakeCall(clock, answer_at=None, reject=reject) for _ in range(2)])
+    dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
+    (survey,) = store.due_surveys(INSIDE, 10)
+    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    retry_at = store.next_attempt_time()
+    assert retry_at is not None and retry_at - INSIDE >= timedelta(minutes=20)
+    assert store.due_surveys(retry_at - timedelta(seconds=1), 10) == []
+    (again,) = store.due_surveys(retry_at, 10)
+    dialer.call_one(again, store.start_attempt(again.id, retry_at))
+    (row,) = store.report_rows()
+    assert (row.outcome, row.reason, row.attempts) == ("no_answer", final_reason, 2)
+    dialer.drain()
+
+
+@pytest.mark.parametrize(
+    ("reject", "reason"),
+    [(404, "invalid_number"), (603, "declined")],
+    ids=["invalid-number", "declined"],
+)
+def test_invalid_number_and_decline_are_not_retried(store: Store, reject: int, reason: str) -> None:
+    add(store, 1, INSIDE)
+    clock = FakeClock(INSIDE)
+    dialer = Dialer(
+        store,
+        FakePhone([FakeCall(clock, answer_at=None, reject=reject)]),
+        FakePrompts(),
+        cfg(),
+        clock,
+    )
+    (survey,) = store.due_surveys(INSIDE, 10)
+    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    (row,) = store.report_rows()
+    assert (row.outcome, row.reason, row.attempts) == ("no_answer", reason, 1)
+    dialer.drain()
+
+
+def test_answered_call_stores_key_and_delivery(store: Store) -> None:
+    add(store, 1, INSIDE)
+    clock = FakeClock(INSIDE)
+    dialer = Dialer(
+        store, FakePhone([FakeCall(clock, keys_at=[(1.0, "2")])]), FakePrompts(), cfg(), clock
+    )
+    (survey,) = store.due_surveys(INSIDE, 10)
+    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    (row,) = store.report_rows()
+    assert (row.outcome, row.digit, row.attempts) == ("unsatisfied", "2", 1)
+    (pending,) = store.pending_deliveries(clock.now(), 10)
+    assert pending.payload["return_for_rework"] is True
+    (attempt,) = store.attempts_of("R0")
+    assert (attempt.disposition, attempt.keys, attempt.prompt_version) == (
+        "answered",
+        "2",
+        "ru-test",
+    )
+    dialer.drain()

@@ -1,0 +1,89 @@
+"""The service's scheduler and its jobs (plain functions, time as input)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from ivr.config import parse_config
+from ivr.dialer import Dialer
+from ivr.lab.portal_emulator import PortalEmulator
+from ivr.lab.sample_requests import make_items
+from ivr.portal import PortalClient
+from scheduler.jobs import days_to_import, import_job
+from scheduler.service import build_scheduler
+from storage.store import Store
+from tests.fakes import FakeClock, FakePhone, FakePrompts
+
+MINSK = ZoneInfo("Europe/Minsk")
+
+
+def config(**over: object):  # type: ignore[no-untyped-def]
+    data = {
+        "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
+        "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
+        "schedule": {"import_at": "02:15"},
+    }
+    data.update(over)
+    return parse_config(data, env={})
+
+
+def test_import_job_is_a_coalesced_cron_in_the_configured_zone(store: Store) -> None:
+    cfg = config()
+    dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg, FakeClock())
+    sched = build_scheduler(cfg, store, None, None, dialer, FakeClock())  # type: ignore[arg-type]
+    jobs = {j.id: j for j in sched.get_jobs()}
+    assert set(jobs) == {"import", "dial", "deliver"}
+    imp = jobs["import"]
+    assert isinstance(imp.trigger, CronTrigger)
+    assert str(imp.trigger.timezone) == "Europe/Minsk"
+    fields = {f.name: str(f) for f in imp.trigger.fields}
+    assert (fields["hour"], fields["minute"]) == ("2", "15")
+    assert imp.coalesce and imp.max_instances == 1 and imp.misfire_grace_time >= 3600
+    for job in jobs.values():
+        assert job.max_instances == 1
+    # The next import fires at 02:15 Minsk time, whatever the server's zone.
+    nxt = imp.trigger.get_next_fire_time(None, datetime(2026, 11, 27, 0, 0, tzinfo=UTC))
+    assert nxt is not None
+    assert nxt.astimezone(MINSK).replace(tzinfo=None) == datetime(2026, 11, 28, 2, 15)
+    dialer.drain()
+
+
+def test_days_to_import_are_yesterday_and_the_missed_ones(store: Store) -> None:
+    now = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)  # 09:00 in Minsk
+    assert days_to_import(store, now, MINSK, 3) == [
+        date(2026, 11, 24),
+        date(2026, 11, 25),
+        date(2026, 11, 26),
+    ]
+    store.begin_import(date(2026, 11, 25), now)
+    store.complete_import(date(2026, 11, 25), now, 0, 0)
+    assert days_to_import(store, now, MINSK, 3) == [date(2026, 11, 24), date(2026, 11, 26)]
+
+
+def test_import_job_catches_up_and_is_harmless_twice(store: Store) -> None:
+    now = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+    items = make_items(date(2026, 11, 25), "Europe/Minsk", ["+375291000001"]) + make_items(
+        date(2026, 11, 26), "Europe/Minsk", ["+375291000002"], start_number=2000001
+    )
+    with PortalEmulator(items) as portal:
+        client = PortalClient(portal.base_url, "test-token", timeout_s=5, page_size=10)
+        assert import_job(store, client, MINSK, now) == 3
+        assert import_job(store, client, MINSK, now) == 0  # all three days are complete
+        client.close()
+    assert len(store.report_rows()) == 2
+
+
+def test_failed_import_leaves_the_day_to_retry(store: Store) -> None:
+    now = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+    items = make_items(date(2026, 11, 26), "Europe/Minsk", ["+375291000001", "+375291000002"])
+    with PortalEmulator(items) as portal:
+        client = PortalClient(portal.base_url, "test-token", timeout_s=5, page_size=1)
+        portal.fail_next(1, 503)  # the first page of the day fails
+        assert import_job(store, client, MINSK, now, lookback_days=1) == 0
+        assert not store.import_completed(date(2026, 11, 26))
+        assert import_job(store, client, MINSK, now, lookback_days=1) == 1
+        client.close()
+    assert len(store.report_rows(date(2026, 11, 26))) == 2

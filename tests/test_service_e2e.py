@@ -1,0 +1,58 @@
+"""``ivr-rating run`` against real peers: catch-up import on start, calls, delivery as they
+come, and a clean SIGTERM that lets the call in progress finish and be delivered."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ivr.clock import SYSTEM_CLOCK
+from ivr.lab.night_lab import Citizen, NightLab
+from ivr.windows import yesterday
+
+pytestmark = pytest.mark.peers
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_service_imports_yesterday_calls_and_stops_cleanly(tmp_path: Path) -> None:
+    citizens = [Citizen("+375291000031", "press:2"), Citizen("+375291000032", "silent")]
+    day = yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
+    lab = NightLab(tmp_path, day, citizens, with_bad_items=False)
+    with lab:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ivr.cli", "--config", str(lab.config_path), "run"],
+            env=lab.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            first = lab.items[0]["id"]
+            wait_until(lambda: first in lab.ratings_by_request(), 90, "the press:2 rating")
+            # The silent citizen's call is still going: stop the service now.
+            assert len(lab.portal.ratings) == 1
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err[-3000:]
+        ratings = lab.ratings_by_request()
+        assert ratings[first]["outcome"] == "unsatisfied"
+        assert ratings[first]["return_for_rework"] is True
+        # The call in progress at SIGTERM was finished and its outcome delivered before exit.
+        assert ratings[lab.items[1]["id"]]["outcome"] == "no_input"
+        assert "signal SIGTERM: stopping" in err
