@@ -76,6 +76,16 @@ class Survey(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A request closed again after rework starts a new round, linked to the earlier one.
+    previous_survey_id: Mapped[str | None] = mapped_column(
+        ForeignKey("surveys.id", name="fk_surveys_previous_survey")
+    )
+    round_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # After this the survey is given up as no_answer (survey_expired).
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Lease of the runner dialling it (several nodes on one PostgreSQL).
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CallAttempt(Base):
@@ -97,6 +107,9 @@ class CallAttempt(Base):
     # "dialing" until the attempt ends; then answered/busy/no_answer/declined/invalid_number/failed
     disposition: Mapped[str] = mapped_column(String(20))
     prompt_version: Mapped[str | None] = mapped_column(String(32))
+    node: Mapped[str | None] = mapped_column(String(100))
+    # How each key arrived, in order: r = RFC 4733, i = SIP INFO, b = in-band tone.
+    key_sources: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeliveryState:
@@ -149,3 +162,24 @@ class ImportRun(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     items: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DoNotCall(Base):
+    """Numbers (E.164) never to be dialled: asked by the citizen, an operator or the portal."""
+
+    __tablename__ = "do_not_call"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ServiceFlag(Base):
+    """Small shared switches every node reads (e.g. ``paused``)."""
+
+    __tablename__ = "service_flags"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -23,8 +23,10 @@ from storage.models import (
     CallAttempt,
     Delivery,
     DeliveryState,
+    DoNotCall,
     ImportRun,
     RejectedItem,
+    ServiceFlag,
     Survey,
     SurveyStatus,
 )
@@ -42,6 +44,8 @@ class NewSurvey:
     category: str | None
     # Set when the request is never to be dialled: invalid_phone, disallowed_number, no_consent...
     not_called_reason: str | None = None
+    # After this the survey is given up (no_answer, survey_expired); None: no deadline.
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,16 @@ class Store:
             )
             if known is not None:
                 return False
+            # A request closed again after rework starts a new round, linked to the last one.
+            previous = s.scalars(
+                select(Survey)
+                .where(
+                    Survey.portal_request_id == new.portal_request_id,
+                    Survey.closed_at < new.closed_at,
+                )
+                .order_by(Survey.closed_at.desc())
+                .limit(1)
+            ).first()
             survey = Survey(
                 id=str(uuid.uuid4()),
                 portal_request_id=new.portal_request_id,
@@ -162,6 +176,9 @@ class Store:
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
+                previous_survey_id=previous.id if previous else None,
+                round_no=previous.round_no + 1 if previous else 1,
+                deadline_at=new.deadline_at,
             )
             s.add(survey)
             if new.not_called_reason is not None:
@@ -304,6 +321,10 @@ class Store:
         answered_at: datetime | None,
         now: datetime,
     ) -> None:
+        if outcome == "unsatisfied" and reason is None and survey.previous_survey_id:
+            previous = s.get(Survey, survey.previous_survey_id)
+            if previous is not None and previous.outcome == "unsatisfied":
+                reason = "unsatisfied_again"
         survey.status = SurveyStatus.DONE
         survey.outcome = outcome
         survey.digit = digit
@@ -399,6 +420,47 @@ class Store:
                 d.delivered_at = when
             else:
                 d.next_try_at = when
+
+    # ---- do-not-call list and shared flags ------------------------------------------------
+    def is_do_not_call(self, phone: str) -> bool:
+        with self._tx() as s:
+            return s.get(DoNotCall, phone) is not None
+
+    def add_do_not_call(
+        self, phone: str, source: str, now: datetime, note: str | None = None
+    ) -> bool:
+        """False if the number was already on the list."""
+        with self._tx() as s:
+            if s.get(DoNotCall, phone) is not None:
+                return False
+            s.add(DoNotCall(phone=phone, source=source, note=note, added_at=now))
+            return True
+
+    def remove_do_not_call(self, phone: str) -> bool:
+        with self._tx() as s:
+            row = s.get(DoNotCall, phone)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    def list_do_not_call(self) -> list[tuple[str, str, datetime, str | None]]:
+        with self._tx() as s:
+            rows = s.scalars(select(DoNotCall).order_by(DoNotCall.added_at))
+            return [(r.phone, r.source, r.added_at, r.note) for r in rows]
+
+    def set_flag(self, name: str, value: str, now: datetime) -> None:
+        with self._tx() as s:
+            row = s.get(ServiceFlag, name)
+            if row is None:
+                s.add(ServiceFlag(name=name, value=value, updated_at=now))
+            else:
+                row.value, row.updated_at = value, now
+
+    def get_flag(self, name: str) -> str | None:
+        with self._tx() as s:
+            row = s.get(ServiceFlag, name)
+            return None if row is None else row.value
 
     # ---- reporting ------------------------------------------------------------------------
     def report_rows(self, local_date: date | None = None) -> list[ReportRow]:

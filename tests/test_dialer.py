@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, parse_config
 from ivr.dialer import Dialer
+from ivr.sip.api import EndedBy, LineState
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 
@@ -75,15 +79,35 @@ def test_nobody_is_called_outside_the_windows(store: Store) -> None:
     assert phone.dialled == []
 
 
+class HeldCall(FakeCall):
+    """Rings until the test releases it, then is busy."""
+
+    release: threading.Event = threading.Event()
+
+    @property
+    def state(self) -> LineState:
+        if self.release.is_set() and self._ended is None:
+            self._end(EndedBy.REMOTE_REJECT, 486)
+        return LineState.ENDED if self._ended else LineState.RINGING
+
+
 def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:
     add(store, 3, INSIDE)
     clock = FakeClock(INSIDE)
-    phone = RecordingPhone(store, [FakeCall(clock, answer_at=None, reject=486) for _ in range(3)])
-    with Dialer(store, phone, FakePrompts(), cfg(), clock) as dialer:
+    HeldCall.release = threading.Event()
+    phone = RecordingPhone(store, [HeldCall(clock) for _ in range(3)])
+    # Real time here: the fake clock does not sleep, so its calls would ring out at once.
+    with Dialer(store, phone, FakePrompts(), cfg(ring_timeout_s=300), SYSTEM_CLOCK) as dialer:
         assert dialer.start_due(INSIDE) == 2
-        assert dialer.start_due(INSIDE) == 0  # both channels still busy or just freed
-    assert phone.seen_dialing == [True, True]
-    assert sorted(phone.dialled) == ["9375291000000", "9375291000001"]
+        assert dialer.start_due(INSIDE) == 0  # both channels are in calls
+        assert dialer.active_calls() == 2
+        HeldCall.release.set()
+        deadline = time.monotonic() + 10
+        while dialer.active_calls() and time.monotonic() < deadline:
+            dialer.wait(0.1)
+        assert dialer.start_due(INSIDE) == 1  # the third survey; the first two wait for retry
+    assert phone.seen_dialing == [True, True, True]
+    assert sorted(phone.dialled) == ["9375291000000", "9375291000001", "9375291000002"]
 
 
 @pytest.mark.parametrize(

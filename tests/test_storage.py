@@ -29,7 +29,12 @@ def new(pid: str = "REQ-1", closed: datetime | None = None, **kw: object) -> New
 
 
 def test_schema_is_at_head(engine: Engine) -> None:
-    assert current_revision(engine) == "0001"
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert current_revision(engine) == head is not None
     assert {"surveys", "call_attempts", "deliveries", "rejected_items", "imports"} <= set(
         inspect(engine).get_table_names()
     )
@@ -153,3 +158,40 @@ def test_import_completion(store: Store) -> None:
     assert not store.import_completed(DAY)
     store.complete_import(DAY, NOW, 10, 1)
     assert store.import_completed(DAY)
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_a_second_closing_is_a_linked_round_and_unsatisfied_again_is_marked(store: Store) -> None:
+    store.add_survey(new(), NOW)
+    (first,) = store.due_surveys(NOW, 10)
+    store.record_outcome(first.id, "unsatisfied", "2", None, NOW, NOW)
+    reclosed = datetime(2026, 11, 28, 9, tzinfo=UTC)
+    store.add_survey(new(closed=reclosed, local_date=date(2026, 11, 28)), NOW)
+    (second,) = store.due_surveys(NOW, 10)
+    store.record_outcome(second.id, "unsatisfied", "2", None, NOW, NOW)
+    reasons = {d.survey_id: d.payload["reason"] for d in store.pending_deliveries(NOW, 10)}
+    assert reasons == {first.id: None, second.id: "unsatisfied_again"}
+
+
+def test_do_not_call_list_and_flags(store: Store) -> None:
+    assert not store.is_do_not_call("+375291234567")
+    assert store.add_do_not_call("+375291234567", "citizen", NOW)
+    assert not store.add_do_not_call("+375291234567", "operator", NOW)
+    assert store.is_do_not_call("+375291234567")
+    assert [r[:2] for r in store.list_do_not_call()] == [("+375291234567", "citizen")]
+    assert store.remove_do_not_call("+375291234567") and not store.remove_do_not_call(
+        "+375291234567"
+    )
+    assert store.get_flag("paused") is None
+    store.set_flag("paused", "1", NOW)
+    store.set_flag("paused", "0", NOW)
+    assert store.get_flag("paused") == "0"
