@@ -21,7 +21,11 @@ def make_store(config: Config) -> Store:
 def make_portal(config: Config) -> PortalClient:
     p = config.portal
     return PortalClient(
-        p.base_url, p.token.get_secret_value(), timeout_s=p.timeout_s, page_size=p.page_size
+        p.base_url,
+        p.token.get_secret_value(),
+        timeout_s=p.timeout_s,
+        page_size=p.page_size,
+        retry_budget_s=p.retry_budget_s,
     )
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from storage.bulk import dead_letters, outbox_counts
+from storage.models import DeliveryState
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,12 +53,14 @@ def deliver_due(
     """Post every pending rating that is due, unsatisfied ones first."""
     rng = rng or random.Random()
     stats = DeliveryStats()
-    for item in store.pending_deliveries(now, limit):
+    batch = store.claim_deliveries(now, limit)
+    for i, item in enumerate(batch):
         try:
             status = portal.post_rating(item.portal_request_id, item.payload)
         except PortalAuthError as exc:
             log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
             stats.auth_failed = True
+            store.release_deliveries([d.survey_id for d in batch[i:]], now)
             return stats
         except PortalRejected as exc:
             log.error(
@@ -79,6 +83,7 @@ def deliver_due(
             store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
             stats.deferred += 1
             # The portal is struggling: leave the rest for the next round.
+            store.release_deliveries([d.survey_id for d in batch[i + 1 :]], now)
             return stats
         store.mark_delivered(item.survey_id, status, now)
         stats.delivered += 1
@@ -89,3 +94,23 @@ def deliver_due(
             status,
         )
     return stats
+
+
+def format_outbox(store: Store, local_date: date | None = None) -> str:
+    """The outbox for ``report``: pending / delivered / dead, then every dead letter with the
+    portal's answer (a dead letter is never retried blindly: fix the cause, then re-queue)."""
+    counts = outbox_counts(store, local_date)
+    lines = [
+        f"delivery: pending {counts[DeliveryState.PENDING]}, "
+        f"delivered {counts[DeliveryState.DELIVERED]}, dead {counts[DeliveryState.DEAD]}"
+    ]
+    dead = dead_letters(store, local_date)
+    if dead:
+        lines.append("Dead letters (refused by the portal for good):")
+        for letter in dead:
+            lines.append(
+                f"  request {letter.portal_request_id} survey {letter.survey_id}: "
+                f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
+                f"{letter.answer or '(no answer)'}"
+            )
+    return "\n".join(lines)

@@ -3,13 +3,14 @@
 :func:`parse_item` never raises on bad data: an item that breaks the contract
 becomes a :class:`Rejected` naming the field, and the night goes on. An item
 that is well-formed but must not be dialled (bad phone, foreign or premium
-number, no consent) is a :class:`ClosedRequest` with ``not_called_reason`` set,
-so a ``not_called`` rating can still be posted for it.
+number, no consent, a number on the do-not-call list) is a :class:`ClosedRequest`
+with ``not_called_reason`` set, so a ``not_called`` rating can still be posted for it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -18,7 +19,13 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 Language = Literal["ru", "be"]
-NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent"]
+NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent", "do_not_call"]
+
+# Column widths of the surveys table: a longer value would break the insert on PostgreSQL.
+MAX_ID_LEN = 200
+MAX_NUMBER_LEN = 64
+MAX_PHONE_RAW_LEN = 100
+MAX_CATEGORY_LEN = 200
 
 BELARUS_COUNTRY_CODE = 375
 _DIALABLE_TYPES = frozenset(
@@ -35,14 +42,32 @@ def normalize_phone(raw: str, region: str = "BY") -> str | None:
     """The number in E.164 (``+375291234567``), or None if it is not a valid number.
 
     National forms are read as ``region``: "8 (029) 123-45-67", "29 1234567"."""
+    return _read_phone(raw, region)[0]
+
+
+def _read_phone(raw: str, region: str = "BY") -> tuple[str | None, bool]:
+    """(E.164 or None, dialable): the number parsed once (parsing dominates a big import)."""
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
+        return None, False
+    if number.country_code == BELARUS_COUNTRY_CODE:
+        # BY is the only region of +375, so "valid" is exactly "of a known type": one lookup.
+        kind = phonenumbers.number_type(number)
+        valid, dialable = kind != PhoneNumberType.UNKNOWN, kind in _DIALABLE_TYPES
+    else:
+        valid, dialable = phonenumbers.is_valid_number(number), False
+    if not valid:
+        return None, False
     e164: str = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    return e164
+    return e164, dialable
+
+
+def _allowed(number: phonenumbers.PhoneNumber) -> bool:
+    return (
+        number.country_code == BELARUS_COUNTRY_CODE
+        and phonenumbers.number_type(number) in _DIALABLE_TYPES
+    )
 
 
 def is_dialable(e164: str) -> bool:
@@ -53,11 +78,7 @@ def is_dialable(e164: str) -> bool:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return False
-    return (
-        number.country_code == BELARUS_COUNTRY_CODE
-        and phonenumbers.is_valid_number(number)
-        and phonenumbers.number_type(number) in _DIALABLE_TYPES
-    )
+    return phonenumbers.is_valid_number(number) and _allowed(number)
 
 
 def mask_phone(e164: str) -> str:
@@ -126,24 +147,29 @@ def _optional_str(item: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _informative_str(item: dict[str, Any], key: str) -> str | None:
-    """Fields only read out or shown (category, address): anything but a string is dropped."""
+def _informative_str(item: dict[str, Any], key: str, limit: int = 1000) -> str | None:
+    """Fields only read out or shown (category, address): anything but a string is dropped,
+    an over-long one is cut (it is informative only)."""
     value = item.get(key)
-    return value if isinstance(value, str) and value.strip() else None
+    return value[:limit] if isinstance(value, str) and value.strip() else None
 
 
-def _not_called_reason(phone: str | None, consent: bool) -> NotCalledReason | None:
-    # Consent first: it is the citizen's own choice and stays true whatever the phone.
+def _not_called_reason(
+    phone: str | None, dialable: bool, consent: bool, do_not_call: Container[str]
+) -> NotCalledReason | None:
+    # The citizen's own choices first: they stay true whatever the phone looks like.
     if not consent:
         return "no_consent"
+    if phone is not None and phone in do_not_call:
+        return "do_not_call"
     if phone is None:
         return "invalid_phone"
-    if not is_dialable(phone):
+    if not dialable:
         return "disallowed_number"
     return None
 
 
-def _parse_object(item: dict[str, Any]) -> ClosedRequest:
+def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRequest:
     portal_id = item.get("id")
     if portal_id is None:
         raise _Invalid("id: missing")
@@ -151,16 +177,22 @@ def _parse_object(item: dict[str, Any]) -> ClosedRequest:
         raise _Invalid(f"id: expected a string, got {type(portal_id).__name__}")
     if not portal_id.strip():
         raise _Invalid("id: empty")
+    if len(portal_id) > MAX_ID_LEN:
+        raise _Invalid(f"id: longer than {MAX_ID_LEN} characters: {_shown(portal_id)}")
 
     number = _optional_str(item, "number")
     if number is not None and _DIGITS.fullmatch(number) is None:
         raise _Invalid(f"number: expected digits, got {_shown(number)}")
+    if number is not None and len(number) > MAX_NUMBER_LEN:
+        raise _Invalid(f"number: longer than {MAX_NUMBER_LEN} digits: {_shown(number)}")
 
     if "phone" not in item or item["phone"] is None:
         raise _Invalid("phone: missing")
     phone_raw = item["phone"]
     if not isinstance(phone_raw, str):
         raise _Invalid(f"phone: expected a string, got {type(phone_raw).__name__}")
+    if len(phone_raw) > MAX_PHONE_RAW_LEN:
+        raise _Invalid(f"phone: longer than {MAX_PHONE_RAW_LEN} characters")
 
     if "closed_at" not in item:
         raise _Invalid("closed_at: missing")
@@ -171,7 +203,7 @@ def _parse_object(item: dict[str, Any]) -> ClosedRequest:
         raise _Invalid(f"consent_to_calls: expected true or false, got {_shown(consent)}")
 
     language = item.get("language")
-    phone = normalize_phone(phone_raw)
+    phone, dialable = _read_phone(phone_raw)
     return ClosedRequest(
         portal_id=portal_id,
         number=number if number is not None else portal_id,
@@ -179,20 +211,23 @@ def _parse_object(item: dict[str, Any]) -> ClosedRequest:
         phone=phone,
         closed_at=closed_at,
         language=language if language in ("ru", "be") else None,
-        category=_informative_str(item, "category"),
+        category=_informative_str(item, "category", MAX_CATEGORY_LEN),
         address=_informative_str(item, "address"),
         consent=consent,
-        not_called_reason=_not_called_reason(phone, consent),
+        not_called_reason=_not_called_reason(phone, dialable, consent, do_not_call),
         raw=item,
     )
 
 
-def parse_item(raw: object) -> ClosedRequest | Rejected:
-    """Validate one portal item on its own; never raises on bad data."""
+def parse_item(raw: object, do_not_call: Container[str] = frozenset()) -> ClosedRequest | Rejected:
+    """Validate one portal item on its own; never raises on bad data.
+
+    ``do_not_call`` holds E.164 numbers never to be dialled; it is checked on the normalised
+    form, so any way of writing a listed number is caught."""
     if not isinstance(raw, dict):
         return Rejected(None, f"item: expected an object, got {type(raw).__name__}", raw)
     try:
-        return _parse_object(raw)
+        return _parse_object(raw, do_not_call)
     except _Invalid as exc:
         portal_id = raw.get("id")
         return Rejected(

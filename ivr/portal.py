@@ -5,13 +5,19 @@ Everything that can go wrong on the wire leaves this module as one of
 the URL and the HTTP status, never the token. ``requests`` exceptions are
 translated in exactly one place, :func:`translate_requests_error`.
 
-This module does not retry: callers decide (they get ``retry_after`` on a 429).
+Pulling retries inside a time budget (``retry_budget_s``, 0 by default: no retry): a
+429 waits the portal's Retry-After; a 5xx, a timeout, a connection error or a malformed
+page waits an exponential backoff with jitter; the same page (same cursor) is asked again.
+When the next wait would overrun the budget the last error is raised: the caller gives up
+for now and retries the whole day later. A refused token (401/403) is never retried.
+Posting ratings does not retry here: the outbox (:mod:`ivr.delivery`) does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from datetime import datetime
@@ -20,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
+from ivr.clock import SYSTEM_CLOCK, Clock
 from ivr.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,12 @@ _REQUESTS_ERRORS: dict[type[BaseException], type[PortalError]] = {
 }
 
 
+class MalformedPage(PortalRejected):
+    """A closed-requests page that is not the contract's JSON (an intermediary's error page,
+    a cut answer). A :class:`PortalRejected` for the caller, but the pull asks again within
+    its retry budget: a GET is safe to repeat."""
+
+
 def translate_requests_error(exc: requests.RequestException, url: str) -> PortalError:
     """The portal error for a ``requests`` exception (raise it ``from exc``)."""
     for cls in type(exc).__mro__:
@@ -92,9 +105,21 @@ class PortalClient:
         timeout_s: float,
         page_size: int,
         session: requests.Session | None = None,
+        retry_budget_s: float = 0.0,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError(f"page_size must be 1..1000, got {page_size}")
+        if retry_budget_s < 0 or backoff_base_s <= 0 or backoff_cap_s < backoff_base_s:
+            raise ValueError("retry budget must be >= 0 and 0 < backoff base <= backoff cap")
+        self._retry_budget_s = retry_budget_s
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._clock = clock
+        self._rng = rng or random.Random()
         self._base = base_url.rstrip("/")
         self._token = token
         self._timeout_s = timeout_s
@@ -128,12 +153,11 @@ class PortalClient:
         }
         cursor: str | None = None
         seen_cursors: set[str] = set()
+        give_up_at = self._clock.monotonic() + self._retry_budget_s
         while True:
             params = dict(query, cursor=cursor) if cursor is not None else query
             url = f"{self._base}/requests/closed?{urlencode(params)}"
-            response = self._send("GET", url)
-            self._raise_for_status(response, url, ok={200}, what="closed requests page")
-            items, cursor = self._parse_page(response, url)
+            items, cursor = self._fetch_page(url, give_up_at)
             log.info(
                 "portal page fetched: %d items, next cursor %s",
                 len(items),
@@ -145,6 +169,33 @@ class PortalClient:
             if cursor in seen_cursors:
                 raise PortalRejected("portal repeated a page cursor", url=url, status=200)
             seen_cursors.add(cursor)
+
+    def _fetch_page(self, url: str, give_up_at: float) -> tuple[list[dict[str, Any]], str | None]:
+        """One page, asked again after 429/5xx/timeouts/malformed answers until ``give_up_at``."""
+        failures = 0
+        while True:
+            try:
+                response = self._send("GET", url)
+                self._raise_for_status(response, url, ok={200}, what="closed requests page")
+                return self._parse_page(response, url)
+            except (PortalUnavailable, MalformedPage) as exc:
+                retry_after = exc.retry_after if isinstance(exc, PortalUnavailable) else None
+                if retry_after is not None:
+                    wait = retry_after
+                else:
+                    ceiling = min(
+                        self._backoff_cap_s, self._backoff_base_s * 2 ** min(failures, 30)
+                    )
+                    wait = self._rng.uniform(ceiling / 2, ceiling)
+                failures += 1
+                left = give_up_at - self._clock.monotonic()
+                if wait > left:
+                    log.warning(
+                        "portal page failed %d time(s), giving up for now: %s", failures, exc
+                    )
+                    raise
+                log.warning("portal page failed (%s); asking again in %.1f s", exc, wait)
+                self._clock.sleep(wait)
 
     def post_rating(self, request_id: str, rating: dict[str, Any]) -> int:
         """Deliver one rating; return 201 (recorded) or 200/409 (already had it)."""
@@ -195,7 +246,10 @@ class PortalClient:
             return
         if status in (401, 403):
             raise PortalAuthError(
-                f"portal refused our token for {what}: HTTP {status}", url=url, status=status
+                f"the portal at {self._base} refused our token for {what} (HTTP {status}); "
+                "check portal.token",
+                url=url,
+                status=status,
             )
         if status in (408, 429) or status >= 500:
             raise PortalUnavailable(
@@ -219,7 +273,7 @@ class PortalClient:
             # json.loads, not response.json(): requests' own errors stay in _send.
             page = json.loads(response.content)
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
-            raise PortalRejected(
+            raise MalformedPage(
                 "portal page is not JSON", url=url, status=200, body=self._body_excerpt(response)
             ) from exc
         if (
@@ -228,7 +282,7 @@ class PortalClient:
             or "next_cursor" not in page
             or not isinstance(page["next_cursor"], str | None)
         ):
-            raise PortalRejected(
+            raise MalformedPage(
                 "portal page lacks items/next_cursor",
                 url=url,
                 status=200,

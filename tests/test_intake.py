@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -297,3 +298,90 @@ def test_every_formatting_of_a_mobile_number_normalises_to_one_e164(
     text, e164 = case
     assert normalize_phone(text) == e164
     assert is_dialable(e164)
+
+
+# -- nothing outside the allow-list is ever callable ------------------------------------------
+
+_ALLOWED_TYPES = {
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+}
+
+_any_phone_text = st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"\+?[0-9 ()\-]{1,20}", fullmatch=True),
+    # Numbers that look plausible from anywhere: other countries, BY toll-free and premium.
+    st.tuples(
+        st.sampled_from(["+7", "+1", "+48", "+370", "+380", "+375", "8", "8 0", "8-10-", ""]),
+        st.from_regex(r"[0-9]{6,12}", fullmatch=True),
+    ).map("".join),
+    st.sampled_from(
+        ["8 801 100 12 34", "+375 800 123 45 67", "8 (902) 123-45-67", "+375 902 1234567"]
+    ),
+)
+
+
+def _independently_allowed(text: str) -> bool:
+    """The allow-list, recomputed with phonenumbers directly (BY mobile or fixed line only)."""
+    try:
+        number = phonenumbers.parse(text, "BY")
+    except phonenumbers.NumberParseException:
+        return False
+    return (
+        number.country_code == 375
+        and phonenumbers.is_valid_number(number)
+        and phonenumbers.number_type(number) in _ALLOWED_TYPES
+    )
+
+
+@given(_any_phone_text, st.booleans())
+def test_nothing_outside_the_allow_list_is_ever_callable(text: str, consent: bool) -> None:
+    item = parse_item(
+        {"id": "R-1", "phone": text, "closed_at": "2026-03-01T10:00:00+03:00",
+         "consent_to_calls": consent}
+    )  # fmt: skip
+    assert isinstance(item, ClosedRequest)
+    if item.not_called_reason is None:  # it will be dialled
+        assert consent and item.phone is not None
+        assert item.phone.startswith("+375") and is_dialable(item.phone)
+        assert _independently_allowed(text)
+    else:
+        assert item.not_called_reason in {"invalid_phone", "disallowed_number", "no_consent"}
+
+
+@given(_written())
+def test_a_number_on_the_do_not_call_list_is_never_callable_however_written(
+    case: tuple[str, str],
+) -> None:
+    text, e164 = case
+    item = parse_item(
+        {"id": "R-1", "phone": text, "closed_at": "2026-03-01T10:00:00+03:00"}, {e164}
+    )
+    assert isinstance(item, ClosedRequest)
+    assert item.not_called_reason == "do_not_call"
+    other = parse_item({"id": "R-1", "phone": text, "closed_at": "2026-03-01T10:00:00+03:00"})
+    assert isinstance(other, ClosedRequest) and other.not_called_reason is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"id": "R" * 201}, "id: longer than 200"),
+        ({"number": "1" * 65}, "number: longer than 64"),
+        ({"phone": "+375 29 " + "1" * 100}, "phone: longer than 100 characters"),
+    ],
+    ids=["long-id", "long-number", "long-phone"],
+)
+def test_values_too_long_to_store_are_rejected(changes: dict[str, Any], reason: str) -> None:
+    raw = {"id": "R-1", "phone": "+375291234567", "closed_at": "2026-03-01T10:00:00+03:00"}
+    item = parse_item(raw | changes)
+    assert isinstance(item, Rejected) and item.reason.startswith(reason)
+    assert "1111111111" not in item.reason or "number" in reason  # a phone is never echoed
+
+
+def test_an_over_long_category_is_cut_not_rejected() -> None:
+    raw = {"id": "R-1", "phone": "+375291234567", "closed_at": "2026-03-01T10:00:00+03:00"}
+    item = parse_item(raw | {"category": "Лифт " * 100})
+    assert isinstance(item, ClosedRequest) and item.category is not None
+    assert len(item.category) == 200

@@ -14,7 +14,12 @@ after the others, so a test can push a malformed row through the real client.
 Fault hooks, each consumed by one incoming request (any path, before the token check):
 ``fail_next(n, status, retry_after=None, body=None)`` answers with that status (and
 body, e.g. ``b"not json"`` with status 200 for a malformed page); ``stall_next(n,
-seconds)`` holds the request that long first (for client timeouts).
+seconds)`` holds the request that long first (for client timeouts). ``overlap_next_page(k)``
+makes the next closed-requests page start ``k`` items early, repeating the end of the
+previous page (a portal whose paging shifted under concurrent writes).
+
+Ratings live in a :class:`RatingBook`; pass ``book=old.book`` to a new emulator on the
+same port to model a portal restarted in the middle of delivery (its database survives).
 
 CLI: ``python -m ivr.lab.portal_emulator --port P --items FILE.json [--token T]
 [--dump FILE]`` serves until SIGTERM/SIGINT, prints its base URL on stderr when ready,
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import json
 import logging
 import signal
@@ -56,6 +62,15 @@ class _Fault:
     retry_after: float | None = None
     body: bytes | None = None
     stall_s: float = 0.0
+
+
+class RatingBook:
+    """The portal's record of ratings: survives an emulator stop/start when passed on."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ratings: list[tuple[str, str, dict[str, Any]]] = []
+        self.keys: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -118,18 +133,34 @@ class PortalEmulator:
         port: int = 0,
         *,
         repeat_status: int = 200,
+        book: RatingBook | None = None,
     ) -> None:
         if repeat_status not in (200, 409):
             raise ValueError("repeat_status must be 200 or 409")
         self._items = list(items)
+        # Indexed once: pages are bisected by closed_at, ratings look ids up in a set.
+        dated: list[tuple[datetime, int, Any]] = []
+        self._undated: list[Any] = []
+        self._ids: set[str] = set()
+        for index, item in enumerate(self._items):
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                self._ids.add(item["id"])
+            closed_at = _aware(item.get("closed_at")) if isinstance(item, dict) else None
+            if closed_at is None:
+                self._undated.append(item)
+            else:
+                dated.append((closed_at, index, item))
+        dated.sort(key=lambda entry: (entry[0], entry[1]))
+        self._dated_keys = [closed_at for closed_at, _, _ in dated]
+        self._dated = [item for _, _, item in dated]
+        self._overlap = 0
+        self.book = book if book is not None else RatingBook()
         self._token = token
         self._host = host
         self._port = port
         self._repeat_status = repeat_status
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
-        self._ratings: list[tuple[str, str, dict[str, Any]]] = []
-        self._keys: set[str] = set()
         self._rating_posts = 0
         self._requests_seen: list[tuple[str, str]] = []
         self._stopping = threading.Event()
@@ -185,8 +216,8 @@ class PortalEmulator:
     @property
     def ratings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(request_id, idempotency_key, body) of every recorded rating, in arrival order."""
-        with self._lock:
-            return list(self._ratings)
+        with self.book.lock:
+            return list(self.book.ratings)
 
     @property
     def rating_posts(self) -> int:
@@ -201,11 +232,29 @@ class PortalEmulator:
             return list(self._requests_seen)
 
     def fail_next(
-        self, n: int, status: int, retry_after: float | None = None, body: bytes | None = None
+        self,
+        n: int,
+        status: int,
+        retry_after: float | None = None,
+        body: bytes | None = None,
+        *,
+        after: int = 0,
     ) -> None:
-        """The next ``n`` requests are answered ``status`` (with Retry-After, body if given)."""
+        """The next ``n`` requests (after ``after`` good ones) are answered ``status``
+        (with Retry-After and body if given)."""
         with self._lock:
+            self._faults.extend([_Fault()] * after)
             self._faults.extend([_Fault(status=status, retry_after=retry_after, body=body)] * n)
+
+    def clear_faults(self) -> None:
+        """Drop every fault not yet consumed: the portal is well again."""
+        with self._lock:
+            self._faults.clear()
+
+    def overlap_next_page(self, k: int) -> None:
+        """The next closed-requests page (after the first) starts ``k`` items early."""
+        with self._lock:
+            self._overlap = k
 
     def stall_next(self, n: int, seconds: float) -> None:
         """The next ``n`` requests wait ``seconds`` (or until stop) before being handled."""
@@ -275,8 +324,10 @@ class PortalEmulator:
             if cursor_window != window or offset < 0:
                 return _error(400, "cursor belongs to another query")
         matching = self._matching(closed_from, closed_to)
-        page = matching[offset : offset + limit]
-        next_offset = offset + len(page)
+        with self._lock:
+            overlap, self._overlap = (self._overlap, 0) if offset > 0 else (0, self._overlap)
+        page = matching[max(0, offset - overlap) : offset + limit]
+        next_offset = offset + len(page) - min(offset, overlap)
         next_cursor = (
             base64.urlsafe_b64encode(f"{next_offset}|{window}".encode()).decode()
             if next_offset < len(matching)
@@ -285,20 +336,12 @@ class PortalEmulator:
         return _json(200, {"items": page, "next_cursor": next_cursor})
 
     def _matching(self, closed_from: datetime, closed_to: datetime) -> list[Any]:
-        dated: list[tuple[datetime, int, Any]] = []
-        undated: list[Any] = []
-        for index, item in enumerate(self._items):
-            closed_at = _aware(item.get("closed_at")) if isinstance(item, dict) else None
-            if closed_at is None:
-                undated.append(item)
-            elif closed_from <= closed_at < closed_to:
-                dated.append((closed_at, index, item))
-        dated.sort(key=lambda entry: (entry[0], entry[1]))
-        return [item for _, _, item in dated] + undated
+        low = bisect.bisect_left(self._dated_keys, closed_from)
+        high = bisect.bisect_left(self._dated_keys, closed_to)
+        return self._dated[low:high] + self._undated
 
     def _post_rating(self, request_id: str, key: str | None, raw_body: bytes) -> _Answer:
-        known = any(isinstance(i, dict) and i.get("id") == request_id for i in self._items)
-        if not known:
+        if request_id not in self._ids:
             return _error(404, f"no request {request_id!r}")
         if not key:
             return _error(400, "Idempotency-Key header is required")
@@ -309,17 +352,20 @@ class PortalEmulator:
         problem = _rating_problem(body, key)
         if problem is not None:
             return _error(422, problem)
-        with self._lock:
-            if key in self._keys:
+        with self.book.lock:
+            if key in self.book.keys:
                 return _json(self._repeat_status, {"status": "already recorded"})
-            self._keys.add(key)
-            self._ratings.append((request_id, key, body))
+            self.book.keys.add(key)
+            self.book.ratings.append((request_id, key, body))
         return _json(201, {"status": "recorded"})
 
 
 class _Handler(BaseHTTPRequestHandler):
     portal: PortalEmulator
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # the client's delayed ACK hold every keep-alive answer ~40 ms.
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
