@@ -1,6 +1,6 @@
 """Runs one survey call: turns what the SIP line does into call-flow events, and carries out
 the actions the flow returns. No decisions here beyond timing (ring timeout, prompt end,
-input timer, maximum call length).
+input timer, maximum call length, far end silent on RTP).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ivr.callflow import (
     PromptFinished,
     RecordOutcome,
     RemoteHangup,
+    RequestInfo,
     StartInputTimer,
     State,
     StopPlayback,
@@ -48,8 +49,10 @@ class PromptRenderer(Protocol):
 
 @dataclass(frozen=True)
 class CallPlan:
+    """One call: the requests of one citizen, asked one after another, in ``language``."""
+
     dial_string: str
-    request_number: str
+    requests: tuple[RequestInfo, ...]
     language: str
 
 
@@ -59,6 +62,10 @@ class RunnerSettings:
     max_call_s: float
     flow: FlowSettings
     poll_s: float = 0.02
+    # No RTP from the far end this long: the line is dead, end the call.
+    media_timeout_s: float = 15.0
+    # The polite "time is up" goodbye starts this long before max_call_s (the hard end).
+    closing_grace_s: float = 10.0
     # After CANCEL (or BYE) the line should end quickly; past this we stop waiting for it.
     teardown_grace_s: float = 6.0
 
@@ -72,7 +79,8 @@ class CallReport:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     keys: str = ""
-    outcome: RecordOutcome | None = None
+    key_sources: str = ""
+    outcomes: list[RecordOutcome] = field(default_factory=list)
     prompt_version: str | None = None
     events: list[str] = field(default_factory=list)
 
@@ -100,11 +108,12 @@ class _CallDriver:
         self.settings = settings
         self.clock = clock
         self.on_outcome = on_outcome
-        self.flow = SurveyCall(plan.request_number, settings.flow)
+        self.flow = SurveyCall(plan.requests, settings.flow)
         self.report = CallReport(call_id=call.call_id)
         self.playing_until: float | None = None
         self.timer_at: float | None = None
         self.answered_mono: float | None = None
+        self.too_long_fed = False
 
     def feed(self, event: Event) -> None:
         self.report.events.append(type(event).__name__)
@@ -126,7 +135,7 @@ class _CallDriver:
         elif isinstance(action, CancelInputTimer):
             self.timer_at = None
         elif isinstance(action, RecordOutcome):
-            self.report.outcome = action
+            self.report.outcomes.append(action)
             # Stored the moment the key is recognised, before the closing prompt plays.
             self.on_outcome(action, self.report.answered_at)
         elif isinstance(action, Hangup):
@@ -139,12 +148,22 @@ class _CallDriver:
         self.feed(Answered())
 
     def step_in_call(self) -> None:
-        for key in self.call.take_keys():
-            self.report.keys += key
-            self.feed(KeyPressed(key))
+        for press in self.call.take_keys():
+            self.report.keys += press.key
+            self.report.key_sources += press.source.value
+            self.feed(KeyPressed(press.key))
         now = self.clock.monotonic()
         if self.call.state is LineState.ENDED and self.flow.state is not State.DONE:
             self.feed(RemoteHangup())
+            return
+        if (
+            self.flow.state is not State.DONE
+            and self.call.media_idle_s > self.settings.media_timeout_s
+        ):
+            log.info("call %s: no RTP from the far end for %.0f s, ending it",
+                     self.call.call_id, self.call.media_idle_s)  # fmt: skip
+            self.feed(RemoteHangup("no_media"))
+            self.call.hangup()
             return
         if self.playing_until is not None and now >= self.playing_until:
             self.playing_until = None
@@ -153,10 +172,13 @@ class _CallDriver:
             self.timer_at = None
             self.feed(InputTimeout())
         assert self.answered_mono is not None
-        if (
-            self.flow.state is not State.DONE
-            and now - self.answered_mono > self.settings.max_call_s
+        talked = now - self.answered_mono
+        polite_at = max(self.settings.max_call_s - self.settings.closing_grace_s, 0.0)
+        if self.flow.state is not State.DONE and (
+            (not self.too_long_fed and talked > polite_at) or talked > self.settings.max_call_s
         ):
+            # first the polite goodbye; at max_call_s, whatever is playing, hang up
+            self.too_long_fed = True
             self.feed(CallTooLong())
 
     def run(self) -> CallReport:

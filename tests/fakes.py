@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ivr.sip.api import EndedBy, LineState
+from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 
 
 class FakeClock:
@@ -45,6 +45,9 @@ class FakeCall:
     reject: int | None = None
     keys_at: list[tuple[float, str]] = field(default_factory=list)
     bye_at: float | None = None
+    # the far end stops sending RTP at this time (None: it never stops)
+    media_stops_at: float | None = None
+    key_source: KeySource = KeySource.RFC4733
     call_id: str = "fake-call"
     log: list[str] = field(default_factory=list)
     _ended: EndedBy | None = None
@@ -89,13 +92,20 @@ class FakeCall:
     def stop_audio(self) -> None:
         self.log.append("stop_audio")
 
-    def take_keys(self) -> str:
+    def take_keys(self) -> list[KeyPress]:
         t = self.clock.monotonic()
         due = [k for at, k in self.keys_at if at <= t]
         new, self._taken = due[self._taken :], len(due)
         if self._ended is not None and self._ended is not EndedBy.REMOTE_BYE:
-            return ""
-        return "".join(new)
+            return []
+        return [KeyPress(k, self.key_source) for k in new]
+
+    @property
+    def media_idle_s(self) -> float:
+        t = self.clock.monotonic()
+        if self.media_stops_at is None or t < self.media_stops_at:
+            return 0.0
+        return t - self.media_stops_at
 
     def cancel(self) -> None:
         self.log.append("cancel")

@@ -6,43 +6,57 @@ from datetime import datetime
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome
-from ivr.sip.api import EndedBy
+from ivr.call_runner import CallPlan, CallReport, RunnerSettings, run_call
+from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.sip.api import EndedBy, KeySource
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 
 SETTINGS = RunnerSettings(ring_timeout_s=20, max_call_s=60, flow=FlowSettings(4.0, 2))
-PLAN = CallPlan(dial_string="375291234567", request_number="4071", language="ru")
+PLAN = CallPlan(dial_string="375291234567", requests=(RequestInfo("s1", "4071"),), language="ru")
+# FakePrompts: one second per part. Opening: greeting, about_request, number, question,
+# question_opt_out = 5 s (answered at 0.5 s, so it ends at 5.8 s with the tail).
+QUESTION_S = 2
 
 
-def run(call: FakeCall, clock: FakeClock, settings: RunnerSettings = SETTINGS):  # type: ignore[no-untyped-def]
+def run(
+    call: FakeCall, clock: FakeClock, settings: RunnerSettings = SETTINGS, plan: CallPlan = PLAN
+) -> tuple[CallReport, list[tuple[RecordOutcome, list[str]]]]:
     recorded: list[tuple[RecordOutcome, list[str]]] = []
 
     def sink(rec: RecordOutcome, answered_at: datetime | None) -> None:
         recorded.append((rec, list(call.log)))
 
-    report = run_call(FakePhone([call]), PLAN, FakePrompts(), settings, clock, sink)
+    report = run_call(FakePhone([call]), plan, FakePrompts(), settings, clock, sink)
     return report, recorded
 
 
 @pytest.mark.parametrize(
     ("keys_at", "outcome", "key"),
     [
-        ([(6.0, "1")], Outcome.SATISFIED, "1"),  # listening after the opening (ends 4.8 s)
+        ([(6.0, "1")], Outcome.SATISFIED, "1"),  # listening after the opening
         ([(2.0, "2")], Outcome.UNSATISFIED, "2"),  # barge-in during the opening
         ([(6.0, "5"), (9.0, "2")], Outcome.UNSATISFIED, "2"),
+        ([(6.0, "0"), (8.0, "1")], Outcome.SATISFIED, "1"),  # repeat, then answer
+        ([(6.0, "9")], Outcome.OPTED_OUT, "9"),
         ([], Outcome.NO_INPUT, None),
     ],
-    ids=["satisfied", "barge-in-unsatisfied", "wrong-then-2", "silent"],
+    ids=["satisfied", "barge-in-unsatisfied", "wrong-then-2", "repeat-then-1", "opt-out", "silent"],
 )
 def test_outcomes(keys_at: list[tuple[float, str]], outcome: Outcome, key: str | None) -> None:
     clock = FakeClock()
     call = FakeCall(clock, keys_at=keys_at)
     report, recorded = run(call, clock)
-    assert report.outcome == RecordOutcome(outcome, key)
-    assert [r for r, _ in recorded] == [RecordOutcome(outcome, key)]
+    assert report.outcomes == [RecordOutcome("s1", outcome, key)]
+    assert [r for r, _ in recorded] == [RecordOutcome("s1", outcome, key)]
     assert report.answered_at is not None and report.prompt_version == "ru-test"
     assert call.log[-2:] == ["hangup", "ended:local_hangup"]
+
+
+def test_keys_and_their_sources_are_reported() -> None:
+    clock = FakeClock()
+    call = FakeCall(clock, keys_at=[(6.0, "5"), (9.0, "1")], key_source=KeySource.INBAND)
+    report, _ = run(call, clock)
+    assert (report.keys, report.key_sources) == ("51", "bb")
 
 
 def test_outcome_is_stored_before_the_closing_prompt_and_hangup() -> None:
@@ -54,13 +68,26 @@ def test_outcome_is_stored_before_the_closing_prompt_and_hangup() -> None:
     assert log_at_record.count("play:1s") == 0  # the thanks prompt had not started yet
 
 
+def test_several_requests_are_asked_one_after_another() -> None:
+    clock = FakeClock()
+    plan = CallPlan("375291234567", (RequestInfo("a", "11"), RequestInfo("b", "22")), "ru")
+    call = FakeCall(clock, keys_at=[(6.0, "2"), (20.0, "1")])
+    report, recorded = run(call, clock, plan=plan)
+    assert [r for r, _ in recorded] == [
+        RecordOutcome("a", Outcome.UNSATISFIED, "2"),
+        RecordOutcome("b", Outcome.SATISFIED, "1"),
+    ]
+    assert report.keys == "21"
+
+
 def test_silence_asks_again_then_no_input_within_the_expected_time() -> None:
     clock = FakeClock()
     call = FakeCall(clock)
     report, _ = run(call, clock)
-    # opening 4 s, then (4 s silence + 1 s question) twice, 4 s silence, 1 s goodbye, + tails
-    assert 0.5 + 4 + 4 + (1 + 4) * 2 + 1 <= clock.t <= 0.5 + 4 + 4 + (1 + 4) * 2 + 1 + 2.5
-    assert report.outcome == RecordOutcome(Outcome.NO_INPUT, None)
+    # opening 5 s, then (4 s silence + question) twice, 4 s silence, 1 s goodbye, + tails
+    base = 0.5 + 5 + 4 + (QUESTION_S + 4) * 2 + 1
+    assert base <= clock.t <= base + 2.5
+    assert report.outcomes == [RecordOutcome("s1", Outcome.NO_INPUT, None)]
 
 
 def test_barge_in_stops_the_prompt() -> None:
@@ -68,7 +95,7 @@ def test_barge_in_stops_the_prompt() -> None:
     call = FakeCall(clock, keys_at=[(2.0, "1")])
     run(call, clock)
     assert call.log.index("stop_audio") < call.log.index("hangup")
-    assert call.log[:2] == ["stop_audio", "play:4s"]
+    assert call.log[:2] == ["stop_audio", "play:5s"]
 
 
 def test_ring_timeout_cancels() -> None:
@@ -96,7 +123,7 @@ def test_remote_hangup_mid_question_is_no_input() -> None:
     clock = FakeClock()
     call = FakeCall(clock, bye_at=3.0)
     report, _ = run(call, clock)
-    assert report.outcome == RecordOutcome(Outcome.NO_INPUT, None, "remote_hangup")
+    assert report.outcomes == [RecordOutcome("s1", Outcome.NO_INPUT, None, "remote_hangup")]
     assert "hangup" not in call.log
 
 
@@ -104,13 +131,38 @@ def test_key_then_immediate_hangup_keeps_the_key() -> None:
     clock = FakeClock()
     call = FakeCall(clock, keys_at=[(6.0, "2")], bye_at=6.0)
     report, _ = run(call, clock)
-    assert report.outcome == RecordOutcome(Outcome.UNSATISFIED, "2")
+    assert report.outcomes == [RecordOutcome("s1", Outcome.UNSATISFIED, "2")]
 
 
-def test_max_call_length_ends_the_call() -> None:
+def test_no_rtp_for_the_media_timeout_ends_the_call() -> None:
+    clock = FakeClock()
+    call = FakeCall(clock, media_stops_at=3.0)
+    settings = RunnerSettings(ring_timeout_s=20, max_call_s=120, flow=FlowSettings(30.0, 5))
+    report, _ = run(call, clock, settings)
+    assert report.outcomes == [RecordOutcome("s1", Outcome.NO_INPUT, None, "no_media")]
+    assert 3.0 + 15 <= clock.t <= 3.0 + 15.2
+    assert "hangup" in call.log
+
+
+def test_max_call_length_says_goodbye_then_hangs_up_by_the_limit() -> None:
     clock = FakeClock()
     call = FakeCall(clock)
-    settings = RunnerSettings(ring_timeout_s=20, max_call_s=12, flow=FlowSettings(30.0, 5))
+    settings = RunnerSettings(
+        ring_timeout_s=20, max_call_s=12, flow=FlowSettings(30.0, 5), closing_grace_s=4
+    )
     report, _ = run(call, clock, settings)
-    assert report.outcome == RecordOutcome(Outcome.NO_INPUT, None, "max_call_length")
+    assert report.outcomes == [RecordOutcome("s1", Outcome.NO_INPUT, None, "max_call_length")]
+    # the goodbye (1 s) starts 4 s before the limit and ends well within it
+    assert call.log[-4:] == ["stop_audio", "play:1s", "hangup", "ended:local_hangup"]
+    assert 8 + 1 <= clock.t - 0.5 <= 12
+
+
+def test_max_call_length_hangs_up_even_if_the_goodbye_would_run_over() -> None:
+    clock = FakeClock()
+    call = FakeCall(clock)
+    settings = RunnerSettings(
+        ring_timeout_s=20, max_call_s=12, flow=FlowSettings(30.0, 5), closing_grace_s=0.5
+    )
+    run(call, clock, settings)
     assert 12 <= clock.t - 0.5 <= 12.2
+    assert call.log[-2:] == ["hangup", "ended:local_hangup"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from ivr.callflow import (
+    _TABLE,
     Answered,
     CallTooLong,
     CancelInputTimer,
@@ -18,78 +21,66 @@ from ivr.callflow import (
     PromptFinished,
     RecordOutcome,
     RemoteHangup,
+    RequestInfo,
     StartInputTimer,
     State,
     StopPlayback,
     SurveyCall,
+    request_parts,
 )
 from ivr.errors import CallFlowError
 
 SETTINGS = FlowSettings(input_timeout_s=5.0, max_repeats=2)
-OPENING = Play(("greeting", "about_request", "number:4071", "question"))
+REQ = RequestInfo("s1", "4071")
+Q = ("question", "question_opt_out")
+OPENING = Play(("greeting", "about_request", "number:4071", *Q))
+N, S, U, OUT = Outcome.NO_INPUT, Outcome.SATISFIED, Outcome.UNSATISFIED, Outcome.OPTED_OUT
 
 
-def run(events: list[Event], settings: FlowSettings = SETTINGS) -> tuple[SurveyCall, list[object]]:
-    flow = SurveyCall("4071", settings)
+def run(
+    events: list[Event],
+    settings: FlowSettings = SETTINGS,
+    requests: tuple[RequestInfo, ...] = (REQ,),
+) -> tuple[SurveyCall, list[object]]:
+    flow = SurveyCall(requests, settings)
     actions: list[object] = []
     for event in events:
         actions.extend(flow.handle(event))
     return flow, actions
 
 
-def outcome_of(actions: list[object]) -> RecordOutcome | None:
-    records = [a for a in actions if isinstance(a, RecordOutcome)]
-    assert len(records) <= 1, "an outcome is recorded at most once"
-    return records[0] if records else None
+def outcomes_of(actions: list[object]) -> list[RecordOutcome]:
+    return [a for a in actions if isinstance(a, RecordOutcome)]
+
+
+A, P, T, H, L = Answered(), PromptFinished(), InputTimeout(), RemoteHangup(), CallTooLong()
+
+
+def K(key: str) -> KeyPressed:
+    return KeyPressed(key)
 
 
 CASES = [
-    # (events, expected outcome, expected key, expected reason)
-    (
-        [Answered(), PromptFinished(), KeyPressed("1"), PromptFinished()],
-        Outcome.SATISFIED,
-        "1",
-        None,
-    ),
-    (
-        [Answered(), PromptFinished(), KeyPressed("2"), PromptFinished()],
-        Outcome.UNSATISFIED,
-        "2",
-        None,
-    ),
-    ([Answered(), KeyPressed("1"), PromptFinished()], Outcome.SATISFIED, "1", None),
-    ([Answered(), KeyPressed("2"), PromptFinished()], Outcome.UNSATISFIED, "2", None),
-    (
-        [Answered(), PromptFinished(), KeyPressed("7"), PromptFinished(), KeyPressed("2")],
-        Outcome.UNSATISFIED,
-        "2",
-        None,
-    ),
-    (
-        [Answered(), PromptFinished(), InputTimeout(), PromptFinished(), KeyPressed("1")],
-        Outcome.SATISFIED,
-        "1",
-        None,
-    ),
-    (
-        [Answered()] + [PromptFinished(), InputTimeout()] * 3 + [PromptFinished()],
-        Outcome.NO_INPUT,
-        None,
-        None,
-    ),
-    (
-        [Answered(), PromptFinished(), KeyPressed("5"), PromptFinished(), KeyPressed("#")]
-        + [PromptFinished(), KeyPressed("9"), PromptFinished()],
-        Outcome.NO_INPUT,
-        None,
-        None,
-    ),
-    ([Answered(), RemoteHangup()], Outcome.NO_INPUT, None, "remote_hangup"),
-    ([Answered(), PromptFinished(), RemoteHangup()], Outcome.NO_INPUT, None, "remote_hangup"),
-    ([Answered(), PromptFinished(), CallTooLong()], Outcome.NO_INPUT, None, "max_call_length"),
+    # (events, expected outcome, key, reason)
+    ([A, P, K("1"), P], S, "1", None),
+    ([A, P, K("2"), P], U, "2", None),
+    ([A, K("1"), P], S, "1", None),
+    ([A, K("2"), P], U, "2", None),
+    ([A, P, K("7"), P, K("2")], U, "2", None),
+    ([A, P, T, P, K("1")], S, "1", None),
+    ([A, P, K("0"), P, K("0"), P, K("0"), K("1")], S, "1", None),  # 0 is not a wasted repeat
+    ([A, K("9"), P], OUT, "9", None),
+    ([A, P, K("9")], OUT, "9", None),
+    ([A] + [P, T] * 3 + [P], N, None, None),
+    ([A, P, K("5"), P, K("#"), P, K("*"), P], N, None, None),
+    ([A, H], N, None, "remote_hangup"),
+    ([A, P, H], N, None, "remote_hangup"),
+    ([A, P, RemoteHangup("no_media")], N, None, "no_media"),
+    ([A, P, L], N, None, "max_call_length"),
+    ([A, L], N, None, "max_call_length"),
     # The answer is kept when the citizen hangs up during "thank you".
-    ([Answered(), KeyPressed("2"), RemoteHangup()], Outcome.UNSATISFIED, "2", None),
-    ([Answered(), KeyPressed("1"), CallTooLong()], Outcome.SATISFIED, "1", None),
+    ([A, K("2"), H], U, "2", None),
+    ([A, K("1"), L], S, "1", None),
 ]
 IDS = [
     "satisfied-after-question",
@@ -98,11 +89,16 @@ IDS = [
     "unsatisfied-barge-in",
     "wrong-key-then-2",
     "silence-then-1",
+    "repeats-then-1",
+    "opt-out-barge-in",
+    "opt-out-listening",
     "silence-to-no-input",
     "wrong-keys-to-no-input",
     "hangup-during-opening",
     "hangup-while-listening",
-    "too-long",
+    "no-media",
+    "too-long-listening",
+    "too-long-asking",
     "hangup-during-thanks-keeps-answer",
     "too-long-during-thanks-keeps-answer",
 ]
@@ -113,18 +109,42 @@ def test_outcome_of_each_path(
     events: list[Event], outcome: Outcome, key: str | None, reason: str | None
 ) -> None:
     flow, actions = run(events)
-    rec = outcome_of(actions)
-    assert rec == RecordOutcome(outcome, key, reason)
-    assert flow.recorded == rec
+    assert outcomes_of(actions) == [RecordOutcome("s1", outcome, key, reason)]
+    assert flow.recorded == outcomes_of(actions)
 
 
 def test_opening_names_the_request_and_asks() -> None:
-    _, actions = run([Answered()])
+    _, actions = run([A])
     assert actions == [OPENING]
 
 
+def test_opening_reads_the_date_and_a_known_category() -> None:
+    req = RequestInfo("s1", "905", date(2026, 11, 26), "Уборка двора")
+    assert request_parts(req) == (
+        "about_request",
+        "number:905",
+        "closed_on",
+        "day_26",
+        "month_11",
+        "category",
+        "category_yard_cleaning",
+    )
+
+
+def test_an_unknown_category_is_skipped() -> None:
+    req = RequestInfo("s1", "905", None, "Что-то редкое")
+    assert request_parts(req) == ("about_request", "number:905")
+
+
+def test_without_opt_out_9_is_a_wrong_key_and_not_offered() -> None:
+    settings = FlowSettings(5.0, 2, offer_opt_out=False)
+    flow, actions = run([A, P], settings)
+    assert actions[0] == Play(("greeting", "about_request", "number:4071", "question"))
+    assert flow.handle(K("9")) == [CancelInputTimer(), Play(("invalid_key", "question"))]
+
+
 def test_prompt_end_starts_the_input_timer() -> None:
-    _, actions = run([Answered(), PromptFinished()])
+    _, actions = run([A, P])
     assert actions[-1] == StartInputTimer(5.0)
 
 
@@ -134,80 +154,168 @@ def test_prompt_end_starts_the_input_timer() -> None:
     ids=["satisfied", "unsatisfied"],
 )
 def test_outcome_is_recorded_before_the_closing_prompt(key: str, closing: str) -> None:
-    flow, actions = run([Answered(), PromptFinished()])
-    after_key = flow.handle(KeyPressed(key))
+    flow, _ = run([A, P])
+    after_key = flow.handle(K(key))
     assert after_key == [
         CancelInputTimer(),
-        RecordOutcome(Outcome.SATISFIED if key == "1" else Outcome.UNSATISFIED, key),
+        RecordOutcome("s1", S if key == "1" else U, key),
         Play((closing,)),
     ]
-    assert flow.handle(PromptFinished()) == [Hangup()]
+    assert flow.handle(P) == [Hangup()]
     assert flow.state is State.DONE
 
 
 def test_key_during_prompt_stops_it_at_once() -> None:
-    flow, _ = run([Answered()])
-    assert flow.handle(KeyPressed("2"))[0] == StopPlayback()
+    flow, _ = run([A])
+    assert flow.handle(K("2"))[0] == StopPlayback()
 
 
 def test_wrong_key_says_so_and_asks_again() -> None:
-    flow, _ = run([Answered(), PromptFinished()])
-    assert flow.handle(KeyPressed("3")) == [CancelInputTimer(), Play(("invalid_key", "question"))]
+    flow, _ = run([A, P])
+    assert flow.handle(K("3")) == [CancelInputTimer(), Play(("invalid_key", *Q))]
     assert flow.state is State.ASKING
 
 
-def test_silence_repeats_the_question_max_repeats_times_then_says_goodbye() -> None:
-    flow, _ = run([Answered(), PromptFinished()])
-    plays = []
-    for _ in range(SETTINGS.max_repeats):
-        plays.append(flow.handle(InputTimeout()))
-        flow.handle(PromptFinished())
-    assert plays == [[Play(("question",))]] * SETTINGS.max_repeats
-    assert flow.handle(InputTimeout()) == [
-        RecordOutcome(Outcome.NO_INPUT, None),
-        Play(("goodbye_no_input",)),
+def test_zero_repeats_the_request_and_question() -> None:
+    flow, _ = run([A, P])
+    assert flow.handle(K("0")) == [
+        CancelInputTimer(),
+        Play(("about_request", "number:4071", *Q)),
+    ]
+    assert flow.state is State.ASKING
+
+
+def test_nine_opts_out_every_request_of_the_call_before_the_goodbye() -> None:
+    two = (REQ, RequestInfo("s2", "77"))
+    flow, _ = run([A, P], requests=two)
+    assert flow.handle(K("9")) == [
+        CancelInputTimer(),
+        RecordOutcome("s1", OUT, "9"),
+        RecordOutcome("s2", OUT, "9"),
+        Play(("opted_out_goodbye",)),
     ]
 
 
+def test_silence_repeats_the_question_max_repeats_times_then_says_goodbye() -> None:
+    flow, _ = run([A, P])
+    plays = []
+    for _ in range(SETTINGS.max_repeats):
+        plays.append(flow.handle(T))
+        flow.handle(P)
+    assert plays == [[Play(Q)]] * SETTINGS.max_repeats
+    assert flow.handle(T) == [RecordOutcome("s1", N, None), Play(("goodbye_no_input",))]
+
+
 def test_zero_repeats_gives_up_after_the_first_silence() -> None:
-    flow, _ = run([Answered(), PromptFinished()], FlowSettings(3.0, 0))
-    assert flow.handle(InputTimeout())[0] == RecordOutcome(Outcome.NO_INPUT, None)
+    flow, _ = run([A, P], FlowSettings(3.0, 0))
+    assert flow.handle(T)[0] == RecordOutcome("s1", N, None)
 
 
 def test_keys_after_the_answer_change_nothing() -> None:
-    flow, _ = run([Answered(), KeyPressed("1")])
-    assert flow.handle(KeyPressed("2")) == []
-    assert flow.recorded == RecordOutcome(Outcome.SATISFIED, "1")
+    flow, _ = run([A, K("1")])
+    assert flow.handle(K("2")) == []
+    assert flow.recorded == [RecordOutcome("s1", S, "1")]
 
 
+# ---- several requests in one call -----------------------------------------------------------
+TWO = (RequestInfo("a", "11", date(2026, 11, 26)), RequestInfo("b", "22", None, "Лифт"))
+
+
+def test_two_requests_are_asked_in_turn_each_answer_stored_at_once() -> None:
+    flow, actions = run([A], requests=TWO)
+    assert actions == [
+        Play(("greeting", "about_request", "number:11", "closed_on", "day_26", "month_11", *Q))
+    ]
+    assert flow.handle(K("2")) == [
+        StopPlayback(),
+        RecordOutcome("a", U, "2"),
+        Play(("rework_noted", "next_request", "about_request", "number:22", "category",
+              "category_lift", *Q)),
+    ]  # fmt: skip
+    flow.handle(P)
+    assert flow.handle(K("1")) == [
+        CancelInputTimer(),
+        RecordOutcome("b", S, "1"),
+        Play(("thanks_satisfied",)),
+    ]
+
+
+def test_satisfied_then_next_request_acknowledges_briefly() -> None:
+    flow, _ = run([A, P], requests=TWO)
+    assert flow.handle(K("1"))[2] == Play(
+        ("answer_noted", "next_request", "about_request", "number:22", "category",
+         "category_lift", *Q)
+    )  # fmt: skip
+
+
+def test_repeats_are_counted_per_request() -> None:
+    flow, _ = run([A, P, T, P, T, P, K("1"), P], requests=TWO)  # 2 repeats used on "a"
+    assert flow.handle(T) == [Play(Q)]  # "b" has its own repeats
+
+
+def test_hangup_after_the_first_answer_closes_the_rest_as_no_input() -> None:
+    _, actions = run([A, K("1"), P, H], requests=TWO)
+    assert outcomes_of(actions) == [
+        RecordOutcome("a", S, "1"),
+        RecordOutcome("b", N, None, "remote_hangup"),
+    ]
+
+
+def test_silence_gives_up_on_every_remaining_request() -> None:
+    _, actions = run([A, K("1"), P] + [T, P] * 2 + [T], requests=TWO)
+    assert outcomes_of(actions)[-1] == RecordOutcome("b", N, None)
+    assert actions[-1] == Play(("goodbye_no_input",))
+
+
+def test_too_long_closes_politely_then_hangs_up() -> None:
+    flow, actions = run([A, K("1"), P, L], requests=TWO)
+    assert actions[-2:] == [RecordOutcome("b", N, None, "max_call_length"),
+                            Play(("goodbye_time_up",))]  # fmt: skip
+    assert flow.state is State.CLOSING
+    assert flow.handle(L) == [Hangup()]
+    assert flow.state is State.DONE
+
+
+def test_a_call_needs_a_request() -> None:
+    with pytest.raises(CallFlowError):
+        SurveyCall((), SETTINGS)
+
+
+# ---- the edges of the table -----------------------------------------------------------------
 def test_remote_hangup_does_not_send_bye_but_too_long_does() -> None:
-    _, hung = run([Answered(), RemoteHangup()])
-    _, long = run([Answered(), CallTooLong()])
+    _, hung = run([A, H])
+    _, long = run([A, L, P])
     assert Hangup() not in hung
     assert long[-1] == Hangup()
 
 
 def test_hangup_before_answer_records_nothing() -> None:
-    flow, actions = run([RemoteHangup()])
-    assert actions == [] and flow.state is State.DONE and flow.recorded is None
+    flow, actions = run([H])
+    assert actions == [] and flow.state is State.DONE and flow.recorded == []
+
+
+def test_too_long_before_answer_hangs_up_and_records_nothing() -> None:
+    flow, actions = run([L])
+    assert actions == [Hangup()] and flow.recorded == []
 
 
 def test_late_events_after_the_end_are_ignored() -> None:
-    flow, _ = run([Answered(), KeyPressed("1"), PromptFinished()])
-    for late in (RemoteHangup(), KeyPressed("2"), PromptFinished(), CallTooLong()):
+    flow, _ = run([A, K("1"), P])
+    for late in (H, K("2"), P, L):
         assert flow.handle(late) == []
 
 
 @pytest.mark.parametrize(
     ("events", "bad"),
     [
-        ([], PromptFinished()),
-        ([], KeyPressed("1")),
-        ([], InputTimeout()),
-        ([Answered()], Answered()),
-        ([Answered()], InputTimeout()),
-        ([Answered(), KeyPressed("1")], InputTimeout()),
-        ([Answered(), KeyPressed("1"), PromptFinished()], Answered()),
+        ([], P),
+        ([], K("1")),
+        ([], T),
+        ([A], A),
+        ([A], T),
+        ([A, K("1")], T),
+        ([A, K("1"), P], A),
+        ([A, K("1"), P], T),
     ],
     ids=[
         "prompt-end-before-answer",
@@ -217,9 +325,38 @@ def test_late_events_after_the_end_are_ignored() -> None:
         "timeout-while-asking",
         "timeout-while-closing",
         "answered-after-end",
+        "timeout-after-end",
     ],
 )
 def test_illegal_events_raise_one_error_type(events: list[Event], bad: Event) -> None:
     flow, _ = run(events)
     with pytest.raises(CallFlowError, match=type(bad).__name__):
         flow.handle(bad)
+
+
+# Events that reach each state, to check the table covers exactly what is listed.
+_REACH: dict[State, list[Event]] = {
+    State.WAITING_ANSWER: [],
+    State.ASKING: [A],
+    State.LISTENING: [A, P],
+    State.CLOSING: [A, K("1")],
+    State.DONE: [A, K("1"), P],
+}
+_SAMPLE: list[Event] = [A, P, K("1"), T, H, L]
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [(s, e) for s in State for e in _SAMPLE],
+    ids=[f"{s.value}-{type(e).__name__}" for s in State for e in _SAMPLE],
+)
+def test_every_state_event_pair_is_either_a_transition_or_an_error(
+    state: State, event: Event
+) -> None:
+    flow, _ = run(_REACH[state])
+    assert flow.state is state
+    if (state, type(event)) in _TABLE:
+        flow.handle(event)  # a listed transition never raises
+    else:
+        with pytest.raises(CallFlowError):
+            flow.handle(event)

@@ -91,7 +91,8 @@ def test_catalog_has_text_for_every_language() -> None:
 
 def test_committed_set_is_small_and_passes_check(library: PromptLibrary) -> None:
     total = sum(p.stat().st_size for p in PROMPTS_ROOT.glob("*/*.wav"))
-    assert total < 2_000_000
+    # 77 clips a language (digits, 31 days, 12 months, categories) as 16-bit 8 kHz WAV
+    assert total < 5_000_000
     assert library.check() == []
 
 

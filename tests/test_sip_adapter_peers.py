@@ -27,6 +27,7 @@ from ivr.lab.sip_peers import (
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, LineState, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from tests.helpers import lab_sip_settings
 
 pytestmark = pytest.mark.peers
 
@@ -83,18 +84,7 @@ def citizens(workdir: Path, kamailio: Kamailio) -> Iterator[dict[str, SippCitize
 
 
 def settings(kamailio: Kamailio, password: str = "secret", register: bool = True) -> SipSettings:
-    low = 21000 + 100 * (find_free_udp_port() % 80)
-    return SipSettings(
-        server="127.0.0.1",
-        port=kamailio.port,
-        username="dialer",
-        password=password,
-        local_ip="127.0.0.1",
-        sip_port=find_free_udp_port(),
-        rtp_port_low=low,
-        rtp_port_high=low + 99,
-        register=register,
-    )
+    return lab_sip_settings(kamailio.port, 21000, password=password, register=register)
 
 
 @pytest.fixture
@@ -155,12 +145,12 @@ def test_answered_call_through_407_receives_key(phone: PyVoipPhone, kamailio: Ka
 
     def got_key() -> bool:
         nonlocal keys
-        keys += call.take_keys()
+        keys += "".join(k.key for k in call.take_keys())
         return bool(keys)
 
     wait_until(got_key, 5, "DTMF '1'")
     assert keys == "1"
-    assert call.take_keys() == ""
+    assert call.take_keys() == []
     # the first INVITE was challenged with 407 and answered: kamailio saw two INVITEs
     log_lines = kamailio.log().splitlines()
     invites = [ln for ln in log_lines if "REQ INVITE" in ln and call.call_id in ln]
@@ -300,7 +290,7 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
 
         def got_key() -> bool:
             nonlocal keys
-            keys += call.take_keys()
+            keys += "".join(k.key for k in call.take_keys())
             return bool(keys)
 
         wait_until(got_key, 8, "DTMF '1' from baresip")
@@ -367,20 +357,7 @@ class ScriptedPeer:
 @pytest.fixture
 def scripted() -> Iterator[tuple[ScriptedPeer, PyVoipPhone]]:
     peer = ScriptedPeer()
-    low = 21000 + 100 * (find_free_udp_port() % 80)
-    p = PyVoipPhone(
-        SipSettings(
-            "127.0.0.1",
-            peer.port,
-            "dialer",
-            "secret",
-            "127.0.0.1",
-            find_free_udp_port(),
-            low,
-            low + 99,
-            register=False,
-        )  # fmt: skip
-    )
+    p = PyVoipPhone(lab_sip_settings(peer.port, 21000, register=False))
     p.start()
     try:
         yield peer, p
@@ -499,7 +476,7 @@ def test_retransmitted_200_is_reacked_and_event_16_does_not_kill_dtmf(
 
         def got_key() -> bool:
             nonlocal keys
-            keys += call.take_keys()
+            keys += "".join(k.key for k in call.take_keys())
             return bool(keys)
 
         wait_until(got_key, 3, "DTMF '4' after event 16")

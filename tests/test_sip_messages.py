@@ -207,3 +207,71 @@ def test_response_goes_to_received_and_rport() -> None:
 def test_final_reason_includes_reason_header() -> None:
     msg = sm.parse(b"SIP/2.0 486 Busy Here\r\nReason: Q.850;cause=17\r\nCSeq: 1 INVITE\r\n\r\n")
     assert sm.final_reason(msg) == "Busy Here (Q.850;cause=17)"
+
+
+# ---- INFO keys, SDP of re-INVITEs -------------------------------------------------------------
+def _info(ctype: str, body: str) -> sm.SipMessage:
+    raw = (
+        "INFO sip:d@127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+        "From: <sip:a@x>;tag=1\r\nTo: <sip:d@x>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 INFO\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+    )
+    return sm.parse(raw.encode())
+
+
+@pytest.mark.parametrize(
+    ("ctype", "body", "key"),
+    [
+        ("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n", "5"),
+        ("application/dtmf-relay", "signal= #\nDuration=100", "#"),
+        ("application/dtmf-relay", "Signal=10\r\nDuration=160", "*"),
+        ("application/dtmf-relay", "Signal=11\r\nDuration=160", "#"),
+        ("Application/DTMF", "9", "9"),
+        ("application/dtmf", "*\r\n", "*"),
+        ("application/dtmf-relay", "Duration=160", None),
+        ("application/dtmf-relay", "Signal=Z", None),
+        ("application/media_control+xml", "<x/>", None),
+    ],
+    ids=["relay", "relay-lower-spaces", "relay-10-star", "relay-11-pound", "dtmf", "dtmf-star",
+         "relay-no-signal", "relay-bad", "other-type"],
+)  # fmt: skip
+def test_dtmf_of_info(ctype: str, body: str, key: str | None) -> None:
+    assert sm.dtmf_of_info(_info(ctype, body)) == key
+
+
+HOLD_OFFER = (
+    b"v=0\r\no=x 1 2 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 8 0 96\r\na=rtpmap:96 telephone-event/8000\r\na=sendonly\r\n"
+)
+
+
+def test_sdp_audio_of_an_offer() -> None:
+    audio = sm.parse_sdp_audio(HOLD_OFFER)
+    assert audio == sm.SdpAudio(
+        "10.0.0.1", 4000, {8: "pcma", 0: "pcmu", 96: "telephone-event"}, "sendonly"
+    )
+    assert audio.payload_of("telephone-event") == 96 and audio.payload_of("g729") is None
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer"),
+    [("sendrecv", "sendrecv"), ("sendonly", "recvonly"), ("recvonly", "sendonly"),
+     ("inactive", "inactive")],
+    ids=["active", "hold", "hold-reverse", "inactive"],
+)  # fmt: skip
+def test_sdp_answer_mirrors_the_direction_and_keeps_the_event_type(offer: str, answer: str) -> None:
+    sdp = sm.sdp_answer("127.0.0.1", 21000, 7, 9, 96, offer)
+    assert "m=audio 21000 RTP/AVP 0 96\r\n" in sdp
+    assert "a=rtpmap:96 telephone-event/8000\r\n" in sdp
+    assert sdp.endswith(f"a={answer}\r\n") and "o=ivr 7 9 IN IP4 127.0.0.1" in sdp
+
+
+def test_response_with_body_has_its_length() -> None:
+    msg = _info("application/dtmf", "1")
+    raw = sm.build_response_with_body(msg, 200, "OK", "sip:d@127.0.0.1:5062", "application/sdp",
+                                      "v=0\r\n")  # fmt: skip
+    parsed = sm.parse(raw)
+    assert parsed.status == 200 and parsed.body == b"v=0\r\n"
+    assert parsed.header("content-length") == "5" and parsed.header("contact") == (
+        "<sip:d@127.0.0.1:5062>"
+    )

@@ -221,8 +221,87 @@ Content-Length: 0
 """
 
 
-def _scenario(behaviour: str) -> str:
-    """SIPp scenario text for a behaviour (see SippCitizen)."""
+_IN_DIALOG = """  <send retrans="500"><![CDATA[
+@METHOD@ [$contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+Route: [$rr]
+From: [$inv_to];tag=[pid]SIPpTag01[call_number]
+To: [$inv_from]
+Call-ID: [call_id]
+CSeq: @CSEQ@ @METHOD@
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: @CTYPE@
+Content-Length: [len]
+
+@BODY@
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+"""
+_REINVITE_SDP = """v=0
+o=user1 53655765 @VERSION@ IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=@DIRECTION@"""
+_ACK_IN_DIALOG = """  <send><![CDATA[
+ACK [$contact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+Route: [$rr]
+From: [$inv_to];tag=[pid]SIPpTag01[call_number]
+To: [$inv_from]
+Call-ID: [call_id]
+CSeq: @CSEQ@ ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+"""
+_EARLY_MEDIA = """  <send><![CDATA[
+SIP/2.0 183 Session Progress
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+
+]]></send>
+  <pause milliseconds="1000"/>
+"""
+
+
+def _in_dialog(method: str, cseq: int, ctype: str, body: str) -> str:
+    return (
+        _IN_DIALOG.replace("@METHOD@", method)
+        .replace("@CSEQ@", str(cseq))
+        .replace("@CTYPE@", ctype)
+        .replace("@BODY@", body)
+    )
+
+
+def _play(path: Path | str) -> str:
+    return f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>\n'
+
+
+def _scenario(behaviour: str, workdir: Path | None = None) -> str:
+    """SIPp scenario text for a behaviour (see SippCitizen); generated pcaps go to workdir."""
     name, _, arg = behaviour.partition(":")
     if name in _REJECTS:
         code, reason, cause = _REJECTS[name]
@@ -235,8 +314,49 @@ def _scenario(behaviour: str) -> str:
     if name == "no_answer":
         return (HERE / "sipp" / "uas_noanswer.xml").read_text()
     text = (HERE / "sipp" / "uas_answer.xml").read_text().replace("@RING_MS@", "200")
-    pcap, hangup, actions, delay = "", "", "", 1000
-    if name == "press":  # press:<digit>[:<delay_ms>]
+    pcap, hangup, actions, delay, te_pt, early = "", "", "", 1000, "101", ""
+    args = arg.split(":") if arg else []
+    if name in ("pt96", "info", "info_dtmf", "inband", "hold_unhold"):
+        from ivr.lab import dtmf_vectors as dv
+
+        out = workdir or Path(".")
+        out.mkdir(parents=True, exist_ok=True)
+        delay = int(args[1]) if len(args) > 1 else 1000
+        if name not in ("pt96", "inband"):
+            actions = _DIALOG_EREGS  # the scenario sends requests in the dialog
+        if name == "pt96":  # pt96:<digit>[:<delay_ms>]: telephone-event on payload type 96
+            te_pt = "96"
+            events = out / f"event96_{args[0]}.pcap"
+            events.write_bytes(dv.event_pcap(args[0], 96))
+            pcap = _play(events)
+        elif name in ("info", "info_dtmf"):  # info:<digit>[:<delay_ms>]
+            if name == "info":
+                pcap = _in_dialog("INFO", 2, "application/dtmf-relay",
+                                  f"Signal={args[0]}\nDuration=160")  # fmt: skip
+            else:
+                pcap = _in_dialog("INFO", 2, "application/dtmf", args[0])
+        elif name == "inband":  # inband:<keys>[:<delay_ms>]: tones in the PCMU audio
+            keys = args[0]
+            tones = out / f"inband_{keys.replace('*', 's').replace('#', 'h')}.pcap"
+            samples = dv.gap(200)
+            for k in keys:
+                samples = dv.join(samples, dv.tone(k, 80), dv.gap(120))
+            tones.write_bytes(dv.pcmu_pcap(samples))
+            pcap = _play(tones)
+        else:  # hold_unhold:<digit>[:<delay_ms>]: hold, unhold, then an RFC 2833 digit
+            pcap = ""
+            for cseq, direction in ((3, "sendonly"), (4, "sendrecv")):
+                sdp = _REINVITE_SDP.replace("@VERSION@", str(cseq)).replace(
+                    "@DIRECTION@", direction
+                )
+                pcap += _in_dialog("INVITE", cseq, "application/sdp", sdp)
+                pcap += _ACK_IN_DIALOG.replace("@CSEQ@", str(cseq))
+                pcap += '  <pause milliseconds="500"/>\n'
+            pcap += _play(DTMF_PCAP.format(args[0]))
+    elif name == "early":  # early[:<digit>]: 183 with SDP first, then 200 and a digit
+        early = _EARLY_MEDIA
+        pcap = _play(DTMF_PCAP.format(arg or "1"))
+    elif name == "press":  # press:<digit>[:<delay_ms>]
         digit, _, delay_text = arg.partition(":")
         path = DTMF_PCAP.format({"*": "star", "#": "pound"}.get(digit, digit))
         if not Path(path).exists():
@@ -246,10 +366,12 @@ def _scenario(behaviour: str) -> str:
     elif name == "hangup":  # hangup[:<delay_ms>]: answers, then sends BYE itself
         delay = int(arg or 1000)
         hangup, actions = _HANGUP, _DIALOG_EREGS
-    elif name != "silent":
+    elif name not in ("silent", "mute"):  # mute: answers, then sends no RTP at all
         raise ValueError(f"unknown SIPp citizen behaviour {behaviour!r}")
     return (
         text.replace("@DELAY_MS@", str(delay))
+        .replace("@TE_PT@", te_pt)
+        .replace("@EARLY@", early)
         .replace("@PCAP_ACTION@", pcap)
         .replace("@HANGUP@", hangup)
         .replace("@INVITE_ACTIONS@", actions)
@@ -260,9 +382,15 @@ class SippCitizen:
     """One SIPp UAS (many sequential and concurrent calls) behind ``numbers`` at kamailio.
 
     behaviour: "press:<d>" (RFC 2833 digit 1 s after ACK; "press:<d>:<ms>" for another
-    delay), "silent" (answers, no key, waits up to 180 s for BYE), "hangup[:<ms>]" (answers,
-    then sends BYE itself), "busy" (486), "decline" (603), "not_found" (404), "no_answer"
-    (rings until CANCEL -> 200 + 487)."""
+    delay; every answering citizen but "inband" echoes our RTP back, as a line with a live
+    handset sends audio), "pt96:<d>[:<ms>]" (the same on telephone-event payload type 96),
+    "info:<d>" /
+    "info_dtmf:<d>" (SIP INFO dtmf-relay / dtmf), "inband:<keys>" (tones in the audio),
+    "hold_unhold:<d>" (re-INVITE sendonly, re-INVITE sendrecv, then the digit), "early[:<d>]"
+    (183 with SDP, then 200 and the digit), "silent" (answers, no key, waits up to 180 s for
+    BYE), "hangup[:<ms>]" (answers, then sends BYE itself), "busy" (486), "decline" (603),
+    "not_found" (404), "no_answer" (rings until CANCEL -> 200 + 487), "mute" (answers and
+    sends no RTP: a dead media path)."""
 
     def __init__(
         self,
@@ -287,10 +415,12 @@ class SippCitizen:
     def __enter__(self) -> Self:
         exe = require_binary("sipp")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.scenario_path.write_text(_scenario(self.behaviour))
+        self.scenario_path.write_text(_scenario(self.behaviour, self.workdir))
         media_port = find_free_udp_port()
+        # one RTP stream towards us: the in-band citizen's tones, or the echo of our audio
+        echo = [] if self.behaviour.startswith(("inband", "mute")) else ["-rtp_echo"]
         argv = [exe, "-sf", str(self.scenario_path), "-i", "127.0.0.1", "-p", str(self.sip_port),
-                "-mi", "127.0.0.1", "-mp", str(media_port), "-nostdin", "-aa",
+                "-mi", "127.0.0.1", "-mp", str(media_port), *echo, "-nostdin", "-aa",
                 "-trace_msg", "-message_file", str(self.messages_path),
                 "-trace_err", "-error_file", str(self.error_path)]  # fmt: skip
         self._process.spawn(argv, self.workdir)

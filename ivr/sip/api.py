@@ -23,6 +23,20 @@ class LineState(enum.Enum):
     ENDED = "ended"  # final: rejected, cancelled, hung up by either side, or failed
 
 
+class KeySource(enum.StrEnum):
+    """How a key arrived (stored per attempt as one letter per key)."""
+
+    RFC4733 = "r"  # RTP telephone-event, on whatever payload type the peer's SDP gave it
+    SIP_INFO = "i"  # INFO with application/dtmf-relay or application/dtmf
+    INBAND = "b"  # tones in the received audio
+
+
+@dataclass(frozen=True)
+class KeyPress:
+    key: str
+    source: KeySource
+
+
 class EndedBy(enum.Enum):
     REMOTE_REJECT = "remote_reject"  # a final non-2xx answer to our INVITE (see final_status)
     REMOTE_BYE = "remote_bye"  # the citizen hung up after answering
@@ -77,8 +91,14 @@ class OutboundCall(Protocol):
         """Drop every queued, not yet sent, audio byte (barge-in)."""
         ...
 
-    def take_keys(self) -> str:
-        """Every DTMF key received since the previous call, in order ('' if none)."""
+    def take_keys(self) -> list[KeyPress]:
+        """Every DTMF key received since the previous call, in order. A press seen by two
+        paths (say RFC 4733 and in-band) is given once."""
+        ...
+
+    @property
+    def media_idle_s(self) -> float:
+        """Seconds since the last RTP packet from the far end (or since the answer)."""
         ...
 
     def cancel(self) -> None:

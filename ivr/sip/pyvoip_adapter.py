@@ -11,7 +11,13 @@ INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT
 * ``_IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
 * ``_IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
   (pitfalls 4, 18).
-* ``_SafeRtpClient``: telephone-event >= 16 ignored (pitfall 12); stop joins its threads.
+* ``SafeRtpClient`` (``ivr.sip.rtp``): telephone-event >= 16 ignored (pitfall 12); a new
+  event is a new timestamp, not a marker bit (a lost first packet lost the key); the
+  payload type is the one the peer's SDP gave (pyVoIP maps it from ``a=rtpmap``); received
+  PCMU goes to the in-band DTMF detector instead of pyVoIP's never-read buffer; stop joins
+  its threads.
+* INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
+  unhold, new address) answered 200 with our SDP when PCMU is still offered (pyVoIP: 488).
 
 No business decisions here: ring timeouts and what a status means are decided above.
 """
@@ -19,7 +25,6 @@ No business decisions here: ring timeouts and what a status means are decided ab
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import random
 import socket
@@ -34,7 +39,9 @@ from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 
 from ivr.errors import DialFailed, RegistrationFailed, SipError
 from ivr.sip import sip_messages as sm
-from ivr.sip.api import EndedBy, LineState, SipSettings
+from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState, SipSettings
+from ivr.sip.keys import KeyCollector
+from ivr.sip.rtp import KeySink, SafeRtpClient
 
 log = logging.getLogger(__name__)
 
@@ -47,60 +54,22 @@ _START_REFRESH = "_SIPClient__start_register_timer"
 REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tries)
 
 
-class _SafeRtpClient(RTP.RTPClient):
-    """pyVoIP's RTPClient with two fixes."""
-
-    def start(self) -> None:
-        # Fix: pyVoIP's stop() closes the socket under its still running threads
-        # (send errors become RuntimeWarnings); keep them so stop() can join them.
-        self.sin = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sout = self.sin
-        self.sin.bind((self.inIP, self.inPort))
-        self.sin.setblocking(False)
-        self._threads = [
-            threading.Thread(target=self.recv, name="RTP Receiver", daemon=True),
-            threading.Thread(target=self.trans, name="RTP Transmitter", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self.NSD = False
-        for thread in getattr(self, "_threads", []):
-            if thread is not threading.current_thread():
-                thread.join(timeout=1.0)
-        if hasattr(self, "sin"):
-            self.sin.close()
-
-    def parse_telephone_event(self, packet: Any) -> None:
-        # Fix (REPORT.md 1.3, pitfall 12): event >= 16 raised IndexError and killed the receiver.
-        if packet.payload and packet.payload[0] > 15:
-            return
-        super().parse_telephone_event(packet)
-
-    def drop_queued_audio(self) -> None:
-        """Forget every queued, unsent byte (pyVoIP has no API for it)."""
-        manager = self.pmout
-        with manager.bufferLock:
-            manager.buffer = io.BytesIO()
-            manager.log = {}
-            manager.offset = 4294967296  # next write() resets the buffer (RTP.py:198-210)
-
-
 class _IvrVoipCall(VoIPCall):
+    key_sink: KeySink | None = None
+
     def create_rtp_clients(
         self, codecs: Any, ip: str, port: int, request: Any, baseport: int
     ) -> None:
         for index in range(len(request.body["c"])):
             self.RTPClients.append(
-                _SafeRtpClient(
+                SafeRtpClient(
                     codecs,
                     ip,
                     port,
                     request.body["c"][index]["address"],
                     baseport + index,
                     self.sendmode,
-                    dtmf=self.dtmf_callback,
+                    key_sink=self.key_sink,
                 )
             )
 
@@ -239,6 +208,11 @@ class PyVoipCall:
         self.retransmit_interval = 0.5
         self.retransmit_at = self.invite_sent_at + 0.5
         self.pending_audio: list[bytes] = []
+        self.keys = KeyCollector()
+        vcall.key_sink = self.keys.add
+        self.answered_mono = 0.0
+        self.held = False  # the far end put us on hold: no RTP is expected
+        self.sdp_version = 2
 
     @property
     def call_id(self) -> str:
@@ -273,8 +247,15 @@ class PyVoipCall:
             for client in self.vcall.RTPClients:
                 client.drop_queued_audio()
 
-    def take_keys(self) -> str:
-        return str(self.vcall.get_dtmf(length=-1))
+    def take_keys(self) -> list[KeyPress]:
+        return self.keys.take()
+
+    @property
+    def media_idle_s(self) -> float:
+        if self.held or self._state is not LineState.ANSWERED:
+            return 0.0
+        last: float = max([self.answered_mono, *(c.last_rx for c in self.vcall.RTPClients)])
+        return time.monotonic() - last
 
     def cancel(self) -> None:
         with self._phone.lock:
@@ -445,16 +426,66 @@ class PyVoipPhone:
                     self.end(call, EndedBy.REMOTE_BYE)
             elif msg.method == "OPTIONS":
                 self.send(sm.build_response(msg, 200, "OK"), sm.response_target(msg))
-            elif msg.method == "INVITE":  # we only dial out; re-INVITEs are not supported
-                code, phrase = (488, "Not Acceptable Here") if call else (486, "Busy Here")
-                self.send(sm.build_response(msg, code, phrase, sm.new_tag()),
-                          sm.response_target(msg))  # fmt: skip
+            elif msg.method == "INVITE":
+                if call is not None and call.dialog is not None:
+                    self._on_reinvite(call, msg)
+                else:  # we only dial out
+                    code, phrase = (488, "Not Acceptable Here") if call else (486, "Busy Here")
+                    self.send(sm.build_response(msg, code, phrase, sm.new_tag()),
+                              sm.response_target(msg))  # fmt: skip
+            elif msg.method == "INFO":
+                self._on_info(call, msg)
             elif msg.method == "CANCEL":
                 self.send(sm.build_response(msg, 481, "Call Does Not Exist"),
                           sm.response_target(msg))  # fmt: skip
             elif msg.method != "ACK":
                 self.send(sm.build_response(msg, 405, "Method Not Allowed"),
                           sm.response_target(msg))  # fmt: skip
+
+    def _on_info(self, call: PyVoipCall | None, msg: sm.SipMessage) -> None:
+        """INFO in a dialog: DTMF (dtmf-relay or dtmf) becomes a key; anything else 415."""
+        if call is None or call.dialog is None:
+            self.send(sm.build_response(msg, 481, "Call Does Not Exist"), sm.response_target(msg))
+            return
+        key = sm.dtmf_of_info(msg)
+        if key is None:
+            self.send(sm.build_response(msg, 415, "Unsupported Media Type"),
+                      sm.response_target(msg))  # fmt: skip
+            return
+        self.send(sm.build_response(msg, 200, "OK"), sm.response_target(msg))
+        if call._state is LineState.ANSWERED:
+            call.keys.add(key, KeySource.SIP_INFO)
+
+    def _on_reinvite(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
+        """Hold, unhold or a new media address on the same codec: 200 with our SDP (the
+        direction mirrored); an offer without PCMU: 488 and the call goes on as it was."""
+        target = sm.response_target(msg)
+        offer = sm.parse_sdp_audio(msg.body) if msg.body.strip() else None
+        if offer is not None and offer.payload_of("pcmu") is None:
+            self.send(sm.build_response(msg, 488, "Not Acceptable Here"), target)
+            return
+        event_pt = 101
+        direction = "sendrecv"
+        if offer is not None:
+            event_pt = offer.payload_of("telephone-event") or 101
+            direction = offer.direction
+            on_hold = offer.ip == "0.0.0.0" or direction in ("sendonly", "inactive")
+            for client in call.vcall.RTPClients:
+                if not on_hold:
+                    client.outIP, client.outPort = offer.ip, offer.port
+                client.assoc[event_pt] = RTP.PayloadType.EVENT
+                client.last_rx = time.monotonic()
+            call.held = on_hold
+            log.info("call %s: re-INVITE (%s)", call.call_id, "hold" if on_hold else direction)
+        clients = call.vcall.RTPClients
+        port = clients[0].inPort if clients else 0
+        call.sdp_version += 1
+        session = int(call.invite.sdp.split("o=ivr ", 1)[1].split()[0])
+        sdp = sm.sdp_answer(self.settings.local_ip, port, session, session + call.sdp_version,
+                            event_pt, direction)  # fmt: skip
+        contact = f"sip:{self.settings.username}@{self.settings.local_ip}:{self.settings.sip_port}"
+        self.send(sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp),
+                  target)  # fmt: skip
 
     def _on_invite_response(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
         status, cseq = msg.status, msg.cseq[0]
@@ -526,6 +557,7 @@ class PyVoipPhone:
             return
         call._final_status, call._final_reason = 200, reason
         call._state = LineState.ANSWERED
+        call.answered_mono = time.monotonic()
         for chunk in call.pending_audio:
             call.vcall.write_audio(chunk)
         call.pending_audio.clear()

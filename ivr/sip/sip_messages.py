@@ -387,3 +387,112 @@ def final_reason(response: SipMessage) -> str:
 
 def _render(start: str, lines: list[str]) -> bytes:
     return ("\r\n".join([start, *lines, "Content-Length: 0"]) + "\r\n\r\n").encode()
+
+
+def build_response_with_body(
+    request: SipMessage, status: int, reason: str, contact: str, content_type: str, body: str
+) -> bytes:
+    """A response carrying a body (a 200 with SDP for a re-INVITE)."""
+    head = build_response(request, status, reason).decode()
+    head = head.removesuffix("Content-Length: 0\r\n\r\n")
+    data = body.encode()
+    return (
+        head
+        + f"Contact: <{contact}>\r\nContent-Type: {content_type}\r\n"
+        + f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+_INFO_KEYS = {str(i): str(i) for i in range(10)} | {
+    "*": "*",
+    "#": "#",
+    "10": "*",
+    "11": "#",
+    **{c: c for c in "ABCD"},
+}
+
+
+def dtmf_of_info(msg: SipMessage) -> str | None:
+    """The key an INFO carries (application/dtmf-relay ``Signal=5`` or application/dtmf
+    ``5``); None if it is not a DTMF INFO."""
+    ctype = (msg.header("content-type") or "").split(";", 1)[0].strip().lower()
+    text = msg.body.decode("utf-8", errors="replace").strip()
+    if ctype == "application/dtmf-relay":
+        match = re.search(r"(?im)^\s*signal\s*=\s*(\S+)", text)
+        return _INFO_KEYS.get(match.group(1).upper()) if match else None
+    if ctype == "application/dtmf":
+        return _INFO_KEYS.get(text.split()[0].upper()) if text else None
+    return None
+
+
+@dataclass(frozen=True)
+class SdpAudio:
+    """The audio stream of an SDP body, as much as the adapter needs of it."""
+
+    ip: str
+    port: int
+    payloads: dict[int, str]  # payload type -> encoding name (lower case)
+    direction: str  # sendrecv, sendonly, recvonly, inactive
+
+    def payload_of(self, encoding: str) -> int | None:
+        for pt, name in self.payloads.items():
+            if name == encoding:
+                return pt
+        return None
+
+
+_STATIC_PT = {0: "pcmu", 8: "pcma", 18: "g729", 9: "g722"}
+
+
+def parse_sdp_audio(body: bytes) -> SdpAudio | None:
+    text = body.decode("utf-8", errors="replace")
+    ip, port, direction = "", 0, "sendrecv"
+    payloads: dict[int, str] = {}
+    in_audio = False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("c=") and (in_audio or not ip):
+            ip = line.split()[-1]
+        elif line.startswith("m="):
+            fields = line[2:].split()
+            in_audio = fields[0] == "audio"
+            if in_audio:
+                port = int(fields[1])
+                payloads = {int(p): _STATIC_PT.get(int(p), "") for p in fields[3:]}
+        elif in_audio and line.startswith("a=rtpmap:"):
+            pt, _, rest = line[9:].partition(" ")
+            if pt.isdigit():
+                payloads[int(pt)] = rest.split("/", 1)[0].lower()
+        elif in_audio and line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            direction = line[2:]
+    if not port and not payloads:
+        return None
+    return SdpAudio(ip, port, payloads, direction)
+
+
+_ANSWER_DIRECTION = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+def sdp_answer(
+    ip: str, rtp_port: int, session_id: int, version: int, event_pt: int | None, offer_dir: str
+) -> str:
+    """Our answer to a re-INVITE offer: PCMU (and telephone-event on the offer's type)."""
+    pts = "0" + (f" {event_pt}" if event_pt is not None else "")
+    lines = [
+        "v=0",
+        f"o=ivr {session_id} {version} IN IP4 {ip}",
+        "s=ivr-rating",
+        f"c=IN IP4 {ip}",
+        "t=0 0",
+        f"m=audio {rtp_port} RTP/AVP {pts}",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    if event_pt is not None:
+        lines += [f"a=rtpmap:{event_pt} telephone-event/8000", f"a=fmtp:{event_pt} 0-15"]
+    lines += ["a=ptime:20", f"a={_ANSWER_DIRECTION.get(offer_dir, 'sendrecv')}"]
+    return "\r\n".join(lines) + "\r\n"

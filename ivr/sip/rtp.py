@@ -1,0 +1,83 @@
+"""pyVoIP's RTP client with the fixes the adapter needs (see ``ivr.sip.pyvoip_adapter``):
+keys from RFC 4733 events by timestamp on any payload type, in-band tones from the received
+PCMU, the time of the last packet received, and a stop that joins its threads.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
+from pyVoIP import RTP
+
+from ivr.dtmf_inband import InbandDetector
+from ivr.sip.api import KeySource
+
+KeySink = Callable[[str, KeySource], object]
+_EVENT_KEYS = "0123456789*#ABCD"
+
+
+class SafeRtpClient(RTP.RTPClient):
+    """pyVoIP's RTPClient with its fixes (see the module docstring)."""
+
+    def __init__(self, *args: Any, key_sink: KeySink | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_sink = key_sink
+        self.last_rx = time.monotonic()
+        self.inband = InbandDetector()
+        self._event_ts: int | None = None
+
+    def parse_packet(self, packet: bytes) -> None:
+        self.last_rx = time.monotonic()
+        super().parse_packet(packet)
+
+    def parse_pcmu(self, packet: Any) -> None:
+        # Nobody reads pyVoIP's receive buffer (it only grows); listen for tones instead.
+        for key in self.inband.feed_ulaw(packet.payload):
+            if self.key_sink is not None:
+                self.key_sink(key, KeySource.INBAND)
+
+    def start(self) -> None:
+        # Fix: pyVoIP's stop() closes the socket under its still running threads
+        # (send errors become RuntimeWarnings); keep them so stop() can join them.
+        self.sin = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sout = self.sin
+        self.sin.bind((self.inIP, self.inPort))
+        self.sin.setblocking(False)
+        self._threads = [
+            threading.Thread(target=self.recv, name="RTP Receiver", daemon=True),
+            threading.Thread(target=self.trans, name="RTP Transmitter", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.NSD = False
+        for thread in getattr(self, "_threads", []):
+            if thread is not threading.current_thread():
+                thread.join(timeout=1.0)
+        if hasattr(self, "sin"):
+            self.sin.close()
+
+    def parse_telephone_event(self, packet: Any) -> None:
+        # Fix (REPORT.md 1.3, pitfall 12): event >= 16 raised IndexError and killed the receiver.
+        # Fix: pyVoIP took a key only from a packet with the marker bit; RFC 4733 2.5.1.1:
+        # every packet of one event carries its start timestamp, so a new one is a new press.
+        if not packet.payload or packet.payload[0] > 15 or packet.timestamp == self._event_ts:
+            return
+        self._event_ts = packet.timestamp
+        if self.key_sink is not None:
+            self.key_sink(_EVENT_KEYS[packet.payload[0]], KeySource.RFC4733)
+
+    def drop_queued_audio(self) -> None:
+        """Forget every queued, unsent byte (pyVoIP has no API for it)."""
+        manager = self.pmout
+        with manager.bufferLock:
+            manager.buffer = io.BytesIO()
+            manager.log = {}
+            manager.offset = 4294967296  # next write() resets the buffer (RTP.py:198-210)

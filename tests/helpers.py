@@ -1,0 +1,49 @@
+"""Small helpers shared by the real-peer tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ivr.lab.sip_peers import find_free_udp_port
+from ivr.sip.api import SipSettings
+
+
+def lab_sip_settings(
+    server_port: int,
+    rtp_base: int,
+    *,
+    password: str = "secret",
+    register: bool = True,
+    spread: int = 80,
+) -> SipSettings:
+    """Our SIP account at the lab Kamailio (or a scripted peer), on free ports; each test file
+    passes its own ``rtp_base`` so concurrent phones do not share RTP ports."""
+    low = rtp_base + 100 * (find_free_udp_port() % spread)
+    return SipSettings(
+        server="127.0.0.1",
+        port=server_port,
+        username="dialer",
+        password=password,
+        local_ip="127.0.0.1",
+        sip_port=find_free_udp_port(),
+        rtp_port_low=low,
+        rtp_port_high=low + 99,
+        register=register,
+    )
+
+
+def u8_signal(u8: bytes) -> np.ndarray:
+    """u8 PCM (what we play, what wav_to_u8 returns) as zero-centred floats."""
+    return np.frombuffer(u8, dtype=np.uint8).astype(np.float64) - 128.0
+
+
+def best_match(haystack: np.ndarray, needle: np.ndarray) -> float:
+    """Peak normalised cross-correlation of ``needle`` anywhere in ``haystack``."""
+    n = len(needle)
+    if len(haystack) < n:
+        return 0.0
+    size = 1 << int(np.ceil(np.log2(len(haystack) + n)))
+    corr = np.fft.irfft(np.fft.rfft(haystack, size) * np.conj(np.fft.rfft(needle, size)), size)
+    corr = corr[: len(haystack) - n + 1]
+    energy = np.convolve(haystack**2, np.ones(n), mode="valid")
+    return float((corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(needle))).max())
