@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 unexpected error; 2 bad configuration or arguments; 3 portal
 unreachable or refused the token; 4 SIP registration failed; 5 results left undelivered
-(kept in the outbox; ``ivr-rating deliver`` or the service sends them later).
+(kept in the outbox; ``ivr-rating deliver`` or the service sends them later); 6 another runner
+already works on this SQLite database.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ivr import operator
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, load_config, redacted
-from ivr.errors import ConfigError, PortalError, RegistrationFailed
+from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
 
 if TYPE_CHECKING:
     from ivr.portal import PortalClient
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ivr.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PORTAL, EXIT_SIP, EXIT_UNDELIVERED = 0, 1, 2, 3, 4, 5
+EXIT_LOCKED = 6
 
 
 def _date(text: str) -> date:
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
+    operator.add_commands(sub)
 
     report = sub.add_parser("report", help="one row per request")
     report.add_argument("--date", type=_date, required=True)
@@ -73,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
 
     sub.add_parser("deliver", help="post pending results to the portal now")
+
+    imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
+    imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
 
     prompts = sub.add_parser("prompts", help="prompt recordings")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
@@ -112,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except RunnerLocked as exc:
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
 
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
@@ -131,8 +141,22 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "db":
         print("database schema is up to date")
         return EXIT_OK
+    if args.command in operator.COMMANDS:
+        code, text = operator.run(args, config, store, SYSTEM_CLOCK.now())
+        print(text)
+        return code
     if args.command == "report":
         return _report(store, args)
+    if args.command == "import":
+        from ivr.file_import import UnreadableFile, format_file_summary, import_file
+
+        try:
+            summary = import_file(args.file, store, config.tz, SYSTEM_CLOCK.now())
+        except UnreadableFile as exc:
+            print(f"cannot read the file: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(format_file_summary(args.file, summary))
+        return EXIT_OK
     if args.command == "deliver":
         from ivr.delivery import deliver_due
 
@@ -150,16 +174,22 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if problems:
         raise ConfigError("prompts", "; ".join(problems))
     from ivr.sip.pyvoip_adapter import PyVoipPhone
+    from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with app.make_portal(config) as portal:
+    with runner_lock(store.engine), app.make_portal(config) as portal:
         if args.command == "night":
             return _night(config, store, portal, phone, prompts, args)
         phone.start()
         try:
             from scheduler.service import run_service
 
-            return run_service(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+            def reload_config() -> Config:
+                return load_config(args.config)
+
+            return run_service(
+                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+            )
         finally:
             phone.stop()
 
@@ -227,14 +257,13 @@ def _report(store: Store, args: argparse.Namespace) -> int:
         w.writerow(header)
         w.writerows(table)
         return EXIT_OK
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(header)]
     for row in [header, *table]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    counts = store.delivery_counts()
-    print(
-        f"\n{len(rows)} request(s); delivery: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    )
+    from ivr.delivery import format_outbox
+
+    print(f"\n{len(rows)} request(s)")
+    print(format_outbox(store, args.date))
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,6 +97,8 @@ class PortalConfig(_Section):
     token: SecretStr
     timeout_s: float = Field(10.0, gt=0)
     page_size: int = Field(200, ge=1, le=1000)
+    retry_budget_s: float = Field(120.0, ge=0, le=3600)
+    lookback_days: int = Field(3, ge=1, le=31)
 
     @field_validator("base_url")
     @classmethod
@@ -136,12 +138,79 @@ class SipConfig(_Section):
         return int(low), int(high)
 
 
+class RetryLadder(_Section):
+    """Waits before the next call, per disposition of the last one; the last step repeats."""
+
+    busy: tuple[Duration, ...] = (timedelta(minutes=20), timedelta(minutes=40))
+    no_answer: tuple[Duration, ...] = (timedelta(hours=1), timedelta(hours=2))
+    # Trunk faults: first this, then the no_answer ladder; they do not use up attempts.
+    failed: tuple[Duration, ...] = (timedelta(minutes=5),)
+    # Answered but no valid key: this many more calls, each in a later call window.
+    no_input_retries: int = Field(1, ge=0, le=3)
+
+    @field_validator("busy", "no_answer", "failed")
+    @classmethod
+    def _not_empty(cls, v: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+        if not v:
+            raise ValueError("give at least one duration, e.g. [20m]")
+        return v
+
+
 class DialingConfig(_Section):
     channels: int = Field(4, ge=1, le=200)
     ring_timeout_s: float = Field(30.0, gt=0, le=300)
     max_attempts: int = Field(3, ge=1, le=20)
-    retry_delay: Duration = timedelta(minutes=20)
+    # One delay for every disposition (shorthand); when set, it replaces the ladder's defaults
+    # for the dispositions the `retry` section does not set itself.
+    retry_delay: Duration | None = None
+    retry: RetryLadder = RetryLadder()
     max_call_s: float = Field(120.0, gt=10, le=1800)
+    calls_per_second: float = Field(2.0, gt=0, le=100)
+    # After this, counted from the request's closing, a survey ends as no_answer (survey_expired).
+    survey_deadline: Duration = timedelta(days=3)
+
+    def ladder(self, disposition: str) -> tuple[timedelta, ...]:
+        explicit = self.retry.model_fields_set
+        if disposition in ("busy", "no_answer", "failed"):
+            if disposition not in explicit and self.retry_delay is not None:
+                return (self.retry_delay,)
+            steps: tuple[timedelta, ...] = getattr(self.retry, disposition)
+            return steps
+        raise ValueError(f"no retry ladder for {disposition!r}")
+
+
+class CalendarConfig(_Section):
+    # Public holidays (and transferred days off) of this country, from the `holidays` package.
+    holidays: str | None = "BY"
+    # Holidays use this weekday's windows; Saturdays made working days use `working_weekends_as`.
+    holidays_as: str = "sun"
+    working_weekends_as: str = "mon"
+    blackout_dates: tuple[date, ...] = ()
+
+    @field_validator("holidays_as", "working_weekends_as")
+    @classmethod
+    def _weekday(cls, v: str) -> str:
+        if v not in WEEKDAYS:
+            raise ValueError(f"expected one of {', '.join(WEEKDAYS)}")
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        import holidays as holidays_pkg
+
+        if v.upper() not in holidays_pkg.list_supported_countries():
+            raise ValueError(f"no public holiday calendar for country {v!r}")
+        return v.upper()
+
+
+class NodeConfig(_Section):
+    # Names this runner in claims and logs; default: the host name.
+    name: str | None = None
+    # Days after which finished surveys lose their phone numbers (outcomes are kept).
+    retention_days: int = Field(90, ge=1)
 
 
 class ScheduleConfig(_Section):
@@ -162,6 +231,8 @@ class IvrConfig(_Section):
     default_language: Literal["ru", "be"] = "ru"
     input_timeout_s: float = Field(6.0, gt=0, le=60)
     max_repeats: int = Field(2, ge=0, le=5)
+    offer_opt_out: bool = True
+    media_timeout_s: float = Field(15.0, ge=2, le=120)
 
 
 class PromptsConfig(_Section):
@@ -182,7 +253,9 @@ class Config(_Section):
     sip: SipConfig
     dialing: DialingConfig = DialingConfig()
     call_windows: dict[str, tuple[WindowRange, ...]] = Field(default_factory=_default_windows)
+    calendar: CalendarConfig = CalendarConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    node: NodeConfig = NodeConfig()
     ivr: IvrConfig = IvrConfig()
     prompts: PromptsConfig = PromptsConfig()
 

@@ -8,20 +8,34 @@ the SIP facts; an unanswered one is retried after ``dialing.retry_delay`` up to
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, RecordOutcome
+from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.errors import SipError
 from ivr.intake import mask_phone
-from ivr.policy import Final, after_unanswered, disposition
+from ivr.pacing import TokenBucket
+from ivr.policy import (
+    Final,
+    after_no_input,
+    counted_attempts,
+    decide_unanswered,
+    disposition,
+)
 from ivr.sip.api import SipPhone
-from ivr.windows import can_start_call, next_opening
+from ivr.windows import (
+    CallCalendar,
+    can_start_call,
+    local_day_bounds,
+    next_opening,
+    window_end,
+)
 from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
@@ -42,11 +56,14 @@ class DialerSettings:
         return cls(
             channels=d.channels,
             max_attempts=d.max_attempts,
-            retry_delay=d.retry_delay,
+            retry_delay=d.ladder("no_answer")[0] if d.retry_delay is None else d.retry_delay,
             runner=RunnerSettings(
                 ring_timeout_s=d.ring_timeout_s,
                 max_call_s=d.max_call_s,
-                flow=FlowSettings(config.ivr.input_timeout_s, config.ivr.max_repeats),
+                flow=FlowSettings(
+                    config.ivr.input_timeout_s, config.ivr.max_repeats, config.ivr.offer_opt_out
+                ),
+                media_timeout_s=config.ivr.media_timeout_s,
             ),
             dial_prefix=config.sip.dial_prefix,
             default_language=config.ivr.default_language,
@@ -74,22 +91,43 @@ class Dialer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.paused = threading.Event()
+        self.calendar = CallCalendar.from_config(config)
+        self.bucket = TokenBucket(config.dialing.calls_per_second)
+        self.node = node_name(config)
+        # A claim outlives the longest possible call, then another node may recover it.
+        self.lease = timedelta(
+            seconds=self.settings.runner.ring_timeout_s + self.settings.runner.max_call_s + 60
+        )
+        self._flag_read_at = float("-inf")
+        self._flag_paused = False
+        self._housekeeping_at = float("-inf")
 
     # ---- one call -----------------------------------------------------------------------
-    def _plan(self, survey: DueSurvey) -> CallPlan:
+    def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
+        first = surveys[0]
         return CallPlan(
-            dial_string=self.settings.dial_prefix + survey.phone.lstrip("+"),
-            request_number=survey.request_number,
-            language=survey.language or self.settings.default_language,
+            dial_string=self.settings.dial_prefix + first.phone.lstrip("+"),
+            requests=tuple(
+                RequestInfo(sv.id, sv.request_number, sv.closed_on, sv.category) for sv in surveys
+            ),
+            language=first.language or self.settings.default_language,
         )
 
-    def call_one(self, survey: DueSurvey, attempt_id: int) -> None:
-        """Place one attempt for ``survey`` (already committed as dialing) and write its end."""
-        plan = self._plan(survey)
+    def call_one(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
+        """Place one call about ``surveys`` (the due requests of one phone, each with its
+        attempt row already committed as dialing) and write its end."""
+        plan = self._plan(surveys)
+        phone = surveys[0].phone
+        where = ",".join(sv.portal_request_id for sv in surveys)
 
         def on_outcome(rec: RecordOutcome, answered_at: datetime | None) -> None:
+            now = self.clock.now()
+            if rec.outcome is Outcome.NO_INPUT and rec.reason is None:
+                return  # silence or wrong keys: _settle decides on a call in a later window
+            if rec.outcome is Outcome.OPTED_OUT:
+                self.store.add_do_not_call(phone, "ivr", now, note="key 9 in a survey call")
             self.store.record_outcome(
-                survey.id, rec.outcome.value, rec.key, rec.reason, answered_at, self.clock.now()
+                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now
             )
 
         try:
@@ -97,62 +135,99 @@ class Dialer:
                 self.phone, plan, self.prompts, self.settings.runner, self.clock, on_outcome
             )
         except SipError as exc:
-            log.error("request %s: could not dial: %s", survey.portal_request_id, exc)
+            log.error("request %s: could not dial: %s", where, exc)
             report = CallReport(call_id=None, final_reason=str(exc), ended_at=self.clock.now())
         except Exception:
             # A bug of ours must not lose the attempt: close it as failed and retry later.
-            log.exception("request %s: call crashed", survey.portal_request_id)
+            log.exception("request %s: call crashed", where)
             report = CallReport(
                 call_id=None, final_reason="internal error", ended_at=self.clock.now()
             )
-        self._settle(survey, attempt_id, report)
+        self._settle(surveys, attempt_ids, report)
 
-    def _settle(self, survey: DueSurvey, attempt_id: int, report: CallReport) -> None:
+    def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()
         disp = disposition(report.answered, report.final_status, report.ended_by)
-        self.store.finish_attempt(
-            attempt_id,
-            AttemptResult(
-                sip_call_id=report.call_id,
-                sip_status=report.final_status,
-                sip_reason=report.final_reason,
-                answered_at=report.answered_at,
-                ended_at=report.ended_at or now,
-                keys=report.keys,
-                disposition=disp,
-                prompt_version=report.prompt_version,
-            ),
+        result = AttemptResult(
+            sip_call_id=report.call_id,
+            sip_status=report.final_status,
+            sip_reason=report.final_reason,
+            answered_at=report.answered_at,
+            ended_at=report.ended_at or now,
+            keys=report.keys,
+            disposition=disp,
+            prompt_version=report.prompt_version,
+            key_sources=report.key_sources or None,
         )
-        attempts = survey.attempts + 1
-        if report.answered:
-            if report.outcome is None:  # cannot happen with the flow; never leave it open
-                self.store.record_outcome(
-                    survey.id, "no_input", None, "no_outcome", report.answered_at, now
-                )
-            outcome = report.outcome.outcome.value if report.outcome else "no_input"
-        else:
-            decision = after_unanswered(
-                disp, attempts, self.settings.max_attempts, self.settings.retry_delay, now
-            )
-            if isinstance(decision, Final):
-                self.store.record_outcome(
-                    survey.id, decision.outcome, None, decision.reason, None, now
-                )
-                outcome = f"{decision.outcome} ({decision.reason})"
+        recorded = {rec.survey_id: rec for rec in report.outcomes}
+        for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
+            self.store.finish_attempt(attempt_id, result)
+            attempts = survey.attempts + 1
+            rec = recorded.get(survey.id)
+            if report.answered:
+                if rec is None:  # cannot happen with the flow; never leave it open
+                    self.store.record_outcome(
+                        survey.id, "no_input", None, "no_outcome", report.answered_at, now
+                    )
+                outcome = rec.outcome.value if rec else "no_input"
+                if rec is not None and rec.outcome is Outcome.NO_INPUT and rec.reason is None:
+                    outcome = self._after_no_input(survey, report.answered_at, now)
             else:
-                self.store.schedule_retry(survey.id, decision.at)
-                outcome = f"retry at {decision.at.isoformat(timespec='seconds')}"
-        log.info(
-            "call ended: request %s phone %s attempt %d: SIP %s %s, %s, keys %r -> %s",
-            survey.portal_request_id,
-            mask_phone(survey.phone),
-            attempts,
-            report.final_status,
-            report.final_reason or "",
-            disp,
-            report.keys,
-            outcome,
+                decision = decide_unanswered(
+                    self.store.attempt_history(survey.id),
+                    self.settings.max_attempts,
+                    self.config.dialing.ladder,
+                    now,
+                    self._deadline(survey),
+                )
+                if isinstance(decision, Final):
+                    self.store.record_outcome(
+                        survey.id, decision.outcome, None, decision.reason, None, now
+                    )
+                    outcome = f"{decision.outcome} ({decision.reason})"
+                else:
+                    self.store.schedule_retry(survey.id, decision.at)
+                    outcome = f"retry at {decision.at.isoformat(timespec='seconds')}"
+            log.info(
+                "call ended: request %s phone %s attempt %d: SIP %s %s, %s, keys %r -> %s",
+                survey.portal_request_id,
+                mask_phone(survey.phone),
+                attempts,
+                report.final_status,
+                report.final_reason or "",
+                disp,
+                report.keys,
+                outcome,
+            )
+
+    def _after_no_input(
+        self, survey: DueSurvey, answered_at: datetime | None, now: datetime
+    ) -> str:
+        """Answered, no valid key: one more call in a later call window, else final."""
+        history = self.store.attempt_history(survey.id)
+        max_call = timedelta(seconds=self.settings.runner.max_call_s)
+        this_window_ends = window_end(now, self.calendar, self.config.tz) or now
+        later = next_opening(
+            this_window_ends + timedelta(minutes=1), self.calendar, self.config.tz, max_call
         )
+        decision = after_no_input(
+            no_input_calls=history.count("answered"),
+            allowed_retries=self.config.dialing.retry.no_input_retries,
+            counted=counted_attempts(history),
+            max_attempts=self.settings.max_attempts,
+            next_window=later,
+            deadline=self._deadline(survey),
+        )
+        if isinstance(decision, Final):
+            self.store.record_outcome(survey.id, "no_input", None, None, answered_at, now)
+            return "no_input"
+        self.store.schedule_retry(survey.id, decision.at)
+        return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
+
+    def _deadline(self, survey: DueSurvey) -> datetime | None:
+        if survey.closed_at is None:
+            return None
+        return survey.closed_at + self.config.dialing.survey_deadline
 
     # ---- the loop -----------------------------------------------------------------------
     def _reap(self) -> int:
@@ -164,24 +239,68 @@ class Dialer:
         self._wake.set()
 
     def start_due(self, now: datetime, local_date: date | None = None) -> int:
-        """Start calls for due surveys on free channels; returns how many were started."""
-        if self.paused.is_set():
+        """Start calls for due surveys on free channels; returns how many were started.
+
+        Nothing starts while paused (``ivr-rating pause``, any node), outside the call windows,
+        or when a call could not end before its window closes. Starts are paced by
+        ``dialing.calls_per_second``; surveys of one phone go into one call."""
+        self._housekeeping(now)
+        if self.paused.is_set() or self._paused_flag(now):
             return 0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
-        if not can_start_call(now, self.config.call_windows, self.config.tz, max_call):
+        if not can_start_call(now, self.calendar, self.config.tz, max_call):
             return 0
         free = self.settings.channels - self._reap()
         if free <= 0:
             return 0
-        started = 0
-        for survey in self.store.due_surveys(now, free, local_date):
-            attempt_id = self.store.start_attempt(survey.id, now)
-            fut = self._pool.submit(self.call_one, survey, attempt_id)
+        tokens = self.bucket.take(self.clock.monotonic(), free)
+        if tokens == 0:
+            return 0
+        day_start = local_day_bounds(now.astimezone(self.config.tz).date(), self.config.tz)[0]
+        calls = self.store.claim_due(
+            now, tokens, self.node, self.lease, local_date, answered_since=day_start
+        )
+        self.bucket.give_back(tokens - len(calls))
+        for call in calls:
+            fut = self._pool.submit(self.call_one, call.surveys, call.attempt_ids)
             fut.add_done_callback(self._done)
             with self._lock:
                 self._active.add(fut)
-            started += 1
-        return started
+        return len(calls)
+
+    def _paused_flag(self, now: datetime) -> bool:
+        """The shared pause switch, read at most once a second."""
+        mono = self.clock.monotonic()
+        if mono - self._flag_read_at >= 1.0:
+            self._flag_read_at = mono
+            self._flag_paused = self.store.get_flag("paused") == "1"
+        return self._flag_paused
+
+    def _housekeeping(self, now: datetime) -> None:
+        """Every 30 s: end overdue surveys (deadline), recover dead nodes' claims."""
+        mono = self.clock.monotonic()
+        if mono - self._housekeeping_at < 30.0:
+            return
+        self._housekeeping_at = mono
+        expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
+        if expired:
+            log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
+        retry = now + self.config.dialing.ladder("no_answer")[0]
+        # Only claims whose lease ran out (their node died): ours are still running here.
+        recovered = self.store.recover_interrupted(
+            now, retry, expired_only=True, max_attempts=self.settings.max_attempts
+        )
+        if recovered:
+            log.warning(
+                "%d attempt(s) of a node that stopped answering closed as interrupted", recovered
+            )
+
+    def reload(self, config: Config) -> None:
+        """Apply a new configuration: windows, calendar and pacing take effect at once."""
+        self.config = config
+        self.calendar = CallCalendar.from_config(config)
+        self.bucket = TokenBucket(config.dialing.calls_per_second)
+        log.info("configuration reloaded: call windows and pacing updated")
 
     def active_calls(self) -> int:
         return self._reap()
@@ -197,7 +316,7 @@ class Dialer:
         if due is None:
             return 1.0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
-        opening = next_opening(max(now, due), self.config.call_windows, self.config.tz, max_call)
+        opening = next_opening(max(now, due), self.calendar, self.config.tz, max_call)
         target = opening or due
         return min(max((target - now).total_seconds(), 0.0), 30.0)
 
@@ -212,9 +331,15 @@ class Dialer:
         self.drain()
 
 
+def node_name(config: Config) -> str:
+    """This runner's name in claims: ``node.name``, else the host name (so a restarted runner
+    recovers its own claims at once; two runners on one host need their own names)."""
+    return config.node.name or socket.gethostname()
+
+
 def describe_next_opening(config: Config, now: datetime) -> str:
     max_call = timedelta(seconds=config.dialing.max_call_s)
-    opening = next_opening(now, config.call_windows, config.tz, max_call)
+    opening = next_opening(now, CallCalendar.from_config(config), config.tz, max_call)
     if opening is None:
         return "no call window in the next 8 days"
     return opening.astimezone(config.tz).isoformat(timespec="minutes")

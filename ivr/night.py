@@ -16,7 +16,7 @@ from ivr.call_runner import PromptRenderer
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer, describe_next_opening
+from ivr.dialer import Dialer, describe_next_opening, node_name
 from ivr.importer import ClosedRequestSource, ImportSummary, import_day
 from ivr.sip.api import SipPhone
 from storage.store import ReportRow, Store
@@ -80,7 +80,12 @@ class Night:
 
         Needs no SIP: a portal failure surfaces here, before any call."""
         now = self.clock.now()
-        recovered = self.store.recover_interrupted(now, now + self.config.dialing.retry_delay)
+        recovered = self.store.recover_interrupted(
+            now,
+            now + self.config.dialing.ladder("no_answer")[0],
+            node=node_name(self.config),
+            max_attempts=self.config.dialing.max_attempts,
+        )
         if recovered:
             log.warning(
                 "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered

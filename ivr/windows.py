@@ -1,17 +1,87 @@
 """Call windows and local days. Pure: every function takes ``now``; nothing reads the clock.
 
-Windows are evaluated in the configured time zone (never the server's local time).
+Windows are evaluated in the configured time zone (never the server's local time). Which
+ranges a day has comes from its ``CallCalendar``: the weekday's windows, except on blackout
+dates (none), public holidays and transferred days off (``calendar.holidays_as``, default
+Sunday's) and Saturdays made working days (``calendar.working_weekends_as``, default Monday's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ivr.config import WEEKDAYS, TimeRange
 
-Windows = Mapping[str, Sequence[TimeRange]]
+if TYPE_CHECKING:
+    from ivr.config import Config
+
+
+class CallCalendar:
+    """The call windows of each date."""
+
+    def __init__(
+        self,
+        windows: Mapping[str, Sequence[TimeRange]],
+        holidays_country: str | None = None,
+        holidays_as: str = "sun",
+        working_weekends_as: str = "mon",
+        blackout_dates: Iterable[date] = (),
+    ) -> None:
+        self.windows = windows
+        self.holidays_as = holidays_as
+        self.working_weekends_as = working_weekends_as
+        self.blackout = frozenset(blackout_dates)
+        self._lock = threading.Lock()
+        self._holidays: Any = None
+        if holidays_country is not None:
+            import holidays
+
+            self._holidays = holidays.country_holidays(holidays_country)
+
+    @classmethod
+    def from_config(cls, config: Config) -> CallCalendar:
+        cal = config.calendar
+        return cls(
+            config.call_windows,
+            cal.holidays,
+            cal.holidays_as,
+            cal.working_weekends_as,
+            cal.blackout_dates,
+        )
+
+    def kind(self, day: date) -> str:
+        """'blackout', 'holiday', 'working_weekend' or 'normal'."""
+        if day in self.blackout:
+            return "blackout"
+        if self._holidays is None:
+            return "normal"
+        with self._lock:  # the holidays object fills a year in on first use
+            if day in self._holidays:
+                return "holiday"
+            if day in self._holidays.weekend_workdays:
+                return "working_weekend"
+        return "normal"
+
+    def ranges(self, day: date) -> Sequence[TimeRange]:
+        kind = self.kind(day)
+        if kind == "blackout":
+            return ()
+        weekday = {
+            "holiday": self.holidays_as,
+            "working_weekend": self.working_weekends_as,
+        }.get(kind, WEEKDAYS[day.weekday()])
+        return self.windows.get(weekday, ())
+
+
+Windows = CallCalendar | Mapping[str, Sequence[TimeRange]]
+
+
+def _calendar(windows: Windows) -> CallCalendar:
+    return windows if isinstance(windows, CallCalendar) else CallCalendar(windows)
 
 
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -31,7 +101,7 @@ def yesterday(now: datetime, tz: ZoneInfo) -> date:
 
 def _intervals(day: date, windows: Windows, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
     out = []
-    for rng in windows.get(WEEKDAYS[day.weekday()], ()):
+    for rng in _calendar(windows).ranges(day):
         start = datetime.combine(day, rng.start, tzinfo=tz)
         end = (
             datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)

@@ -4,9 +4,11 @@ and ``now``."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ivr.clock import Clock
 from ivr.delivery import DeliveryStats, RatingSink, deliver_due
 from ivr.dialer import Dialer
 from ivr.errors import PortalAuthError, PortalError
@@ -47,6 +49,19 @@ def import_job(
 
 def dial_job(dialer: Dialer, now: datetime) -> int:
     return dialer.start_due(now)
+
+
+def dial_loop(dialer: Dialer, clock: Clock, stop: threading.Event, poll_s: float = 0.2) -> None:
+    """Keeps the channels busy until ``stop``: starts due calls, then sleeps until a channel
+    frees (woken at once) or ``poll_s`` passes, so a free channel gets its next call within
+    ``poll_s`` while work is pending. A failing round is logged and the loop goes on."""
+    while not stop.is_set():
+        try:
+            dialer.start_due(clock.now())
+        except Exception:
+            log.exception("dial loop round failed; retrying")
+            stop.wait(5.0)
+        dialer.wait(poll_s)
 
 
 def delivery_job(store: Store, sink: RatingSink, now: datetime) -> DeliveryStats:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from types import FrameType
+from zoneinfo import ZoneInfo
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -20,15 +24,19 @@ from ivr.call_runner import PromptRenderer
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer
+from ivr.dialer import Dialer, node_name
+from ivr.errors import IvrError
 from ivr.importer import ClosedRequestSource
+from ivr.operator import RELOAD
 from ivr.sip.api import SipPhone
-from scheduler.jobs import delivery_job, dial_job, import_job
+from scheduler.jobs import delivery_job, dial_loop, import_job
+from storage.locks import run_once
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
 IMPORT_MISFIRE_GRACE_S = 6 * 3600
+IMPORT_RETRY_EVERY_S = 30 * 60
 
 
 def build_scheduler(
@@ -38,12 +46,16 @@ def build_scheduler(
     sink: RatingSink,
     dialer: Dialer,
     clock: Clock,
+    stop: threading.Event | None = None,
 ) -> BackgroundScheduler:
     tz = config.tz
-    sched = BackgroundScheduler(timezone=tz)
+    stop = stop or threading.Event()
+    # Enough threads for the long-running dial loop plus the periodic jobs.
+    sched = BackgroundScheduler(timezone=tz, executors={"default": ThreadPoolExecutor(8)})
     at = config.schedule.import_at
+    lookback = config.portal.lookback_days
     sched.add_job(
-        lambda: import_job(store, source, tz, clock.now()),
+        lambda: import_once(store, source, tz, clock.now(), lookback),
         CronTrigger(hour=at.hour, minute=at.minute, timezone=tz),
         id="import",
         name="nightly import of closed requests",
@@ -51,14 +63,24 @@ def build_scheduler(
         max_instances=1,
         misfire_grace_time=IMPORT_MISFIRE_GRACE_S,
     )
+    # Days whose import gave up (portal down, token refused) are tried again all night.
     sched.add_job(
-        lambda: dial_job(dialer, clock.now()),
-        IntervalTrigger(seconds=1, timezone=tz),
-        id="dial",
-        name="dial loop",
+        lambda: import_once(store, source, tz, clock.now(), lookback),
+        IntervalTrigger(seconds=IMPORT_RETRY_EVERY_S, timezone=tz),
+        id="import-retry",
+        name="retry of incomplete imports",
         coalesce=True,
         max_instances=1,
-        misfire_grace_time=5,
+        misfire_grace_time=IMPORT_RETRY_EVERY_S,
+    )
+    # The dial loop runs for the service's whole life (woken when a channel frees).
+    sched.add_job(
+        dial_loop,
+        args=(dialer, clock, stop),
+        id="dial",
+        name="dial loop",
+        max_instances=1,
+        misfire_grace_time=None,
     )
     sched.add_job(
         lambda: delivery_job(store, sink, clock.now()),
@@ -69,7 +91,27 @@ def build_scheduler(
         max_instances=1,
         misfire_grace_time=30,
     )
+    sched.add_job(
+        lambda: retention_job(store, clock.now(), config.node.retention_days),
+        CronTrigger(hour=3, minute=40, timezone=tz),
+        id="retention",
+        name="erase phone numbers of old finished surveys",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=IMPORT_MISFIRE_GRACE_S,
+    )
     return sched
+
+
+def import_once(
+    store: Store, source: ClosedRequestSource, tz: ZoneInfo, now: datetime, lookback: int
+) -> int:
+    """The import, run by one node at a time (the others skip it: it is idempotent anyway)."""
+    with run_once(store.engine, "ivr-rating import") as mine:
+        if not mine:
+            log.info("import: another node is importing; skipped here")
+            return 0
+        return import_job(store, source, tz, now, lookback)
 
 
 def run_service(
@@ -80,32 +122,74 @@ def run_service(
     phone: SipPhone,
     prompts: PromptRenderer,
     clock: Clock,
+    reload_config: Callable[[], Config] | None = None,
 ) -> int:
     stop = threading.Event()
+    reload_wanted = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        reload_wanted.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     now = clock.now()
-    recovered = store.recover_interrupted(now, now + config.dialing.retry_delay)
+    node = node_name(config)
+    recovered = store.recover_interrupted(
+        now,
+        now + config.dialing.ladder("no_answer")[0],
+        node=node,
+        max_attempts=config.dialing.max_attempts,
+    )
     if recovered:
         log.warning(
             "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
         )
     # Catch up on start: any day in the look-back without a completed import.
-    import_job(store, source, config.tz, now)
+    import_once(store, source, config.tz, now, config.portal.lookback_days)
     dialer = Dialer(store, phone, prompts, config, clock)
-    sched = build_scheduler(config, store, source, sink, dialer, clock)
+    sched = build_scheduler(config, store, source, sink, dialer, clock, stop)
     sched.start()
-    log.info("service running; nightly import at %s %s", config.schedule.import_at, config.timezone)
+    log.info(
+        "service running as node %s; nightly import at %s %s",
+        node,
+        config.schedule.import_at,
+        config.timezone,
+    )
+    reload_seen = store.get_flag(RELOAD)
     try:
-        stop.wait()
+        while not stop.wait(1.0):
+            requested = store.get_flag(RELOAD)  # `ivr-rating reload`, from any machine
+            if requested != reload_seen:
+                reload_seen = requested
+                reload_wanted.set()
+            if reload_wanted.is_set():
+                reload_wanted.clear()
+                _reload(dialer, reload_config)
     finally:
         sched.shutdown(wait=True)
         log.info("waiting for %d call(s) in progress", dialer.active_calls())
         dialer.drain()
         deliver_due(store, sink, clock.now())
     return 0
+
+
+def retention_job(store: Store, now: datetime, retention_days: int) -> int:
+    erased = store.erase_phones(now - timedelta(days=retention_days))
+    if erased:
+        log.info("retention: phone numbers of %d finished survey(s) erased", erased)
+    return erased
+
+
+def _reload(dialer: Dialer, reload_config: Callable[[], Config] | None) -> None:
+    if reload_config is None:
+        log.warning("reload requested, but this runner has no configuration file to re-read")
+        return
+    try:
+        dialer.reload(reload_config())
+    except IvrError as exc:
+        log.error("reload failed, keeping the running configuration: %s", exc)

@@ -12,11 +12,11 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.models import (
@@ -56,6 +56,10 @@ class DueSurvey:
     phone: str
     language: str | None
     attempts: int
+    # Read out in the call: the local day the request was closed, and its category.
+    closed_on: date | None = None
+    category: str | None = None
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class AttemptResult:
     keys: str
     disposition: str
     prompt_version: str | None
+    # How each key arrived, in order: r = RFC 4733, i = SIP INFO, b = in-band.
+    key_sources: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,45 @@ class ReportRow:
     reason: str | None
     digit: str | None
     delivery: str | None
+
+
+def _due_of(r: Survey) -> DueSurvey:
+    return DueSurvey(
+        id=r.id,
+        portal_request_id=r.portal_request_id,
+        request_number=r.request_number,
+        phone=r.phone or "",
+        language=r.language,
+        attempts=r.attempts,
+        closed_on=r.local_date,
+        category=r.category,
+        closed_at=r.closed_at,
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedCall:
+    """One call to place: the due surveys of one phone, each with its attempt row."""
+
+    phone: str
+    surveys: list[DueSurvey]
+    attempt_ids: list[int]
+
+
+def _due_query(now: datetime, local_date: date | None) -> Select[Survey]:
+    """Pending surveys with a phone whose next attempt is due, oldest due first."""
+    q = (
+        select(Survey)
+        .where(
+            Survey.status == SurveyStatus.PENDING,
+            Survey.next_attempt_at <= now,
+            Survey.phone.is_not(None),
+        )
+        .order_by(Survey.next_attempt_at, Survey.closed_at)
+    )
+    if local_date is not None:
+        q = q.where(Survey.local_date == local_date)
+    return q
 
 
 def rating_payload(survey: Survey) -> dict[str, Any]:
@@ -217,29 +262,149 @@ class Store:
         self, now: datetime, limit: int, local_date: date | None = None
     ) -> list[DueSurvey]:
         with self._tx() as s:
-            q = (
-                select(Survey)
-                .where(
-                    Survey.status == SurveyStatus.PENDING,
-                    Survey.next_attempt_at <= now,
-                    Survey.phone.is_not(None),
-                )
-                .order_by(Survey.next_attempt_at, Survey.closed_at)
-                .limit(limit)
+            return [_due_of(r) for r in s.scalars(_due_query(now, local_date).limit(limit))]
+
+    def claim_due(
+        self,
+        now: datetime,
+        max_calls: int,
+        node: str,
+        lease: timedelta,
+        local_date: date | None = None,
+        answered_since: datetime | None = None,
+    ) -> list[ClaimedCall]:
+        """Claim up to ``max_calls`` calls' worth of due surveys for ``node``, in one transaction.
+
+        Surveys of one phone go into one call. A phone being dialled (by any node) is skipped,
+        and so is a phone answered since ``answered_since`` (at most one call a day to one
+        number). Each claimed survey is marked ``dialing`` with a lease and gets its attempt row
+        (``dialing``) committed before any INVITE. On PostgreSQL rows are taken with
+        ``FOR UPDATE SKIP LOCKED`` and a transaction-level advisory lock per phone, so two
+        nodes never dial the same survey or the same number at once."""
+        if max_calls <= 0:
+            return []
+        with self._tx() as s:
+            postgres = s.get_bind().dialect.name == "postgresql"
+            busy_phones = select(Survey.phone).where(
+                Survey.status == SurveyStatus.DIALING, Survey.phone.is_not(None)
             )
-            if local_date is not None:
-                q = q.where(Survey.local_date == local_date)
-            return [
-                DueSurvey(
-                    id=r.id,
-                    portal_request_id=r.portal_request_id,
-                    request_number=r.request_number,
-                    phone=r.phone or "",
-                    language=r.language,
-                    attempts=r.attempts,
+            q = (
+                _due_query(now, local_date)
+                .where(Survey.phone.not_in(busy_phones))
+                .limit(max_calls * 4)
+            )
+            if answered_since is not None:
+                answered = (
+                    select(Survey.phone)
+                    .join(CallAttempt, CallAttempt.survey_id == Survey.id)
+                    .where(CallAttempt.answered_at >= answered_since)
                 )
-                for r in s.scalars(q)
-            ]
+                q = q.where(Survey.phone.not_in(answered))
+            if postgres:
+                q = q.with_for_update(skip_locked=True, of=Survey)
+            groups: dict[str, list[Survey]] = {}
+            for row in s.scalars(q):
+                assert row.phone is not None
+                if row.phone not in groups and len(groups) >= max_calls:
+                    continue
+                groups.setdefault(row.phone, []).append(row)
+            claimed: list[ClaimedCall] = []
+            for phone, rows in groups.items():
+                if postgres and not s.scalar(
+                    select(func.pg_try_advisory_xact_lock(func.hashtext(phone)))
+                ):
+                    continue  # another node is claiming this number right now
+                attempt_ids = []
+                for row in rows:
+                    row.status = SurveyStatus.DIALING
+                    row.claimed_by = node
+                    row.claim_until = now + lease
+                    row.attempts += 1
+                    attempt = CallAttempt(
+                        survey_id=row.id,
+                        attempt_no=row.attempts,
+                        started_at=now,
+                        keys="",
+                        disposition="dialing",
+                        node=node,
+                    )
+                    s.add(attempt)
+                    s.flush()
+                    attempt_ids.append(attempt.id)
+                # The DueSurvey carries the attempt count before this attempt (as due_surveys).
+                due = [replace(_due_of(r), attempts=r.attempts - 1) for r in rows]
+                claimed.append(ClaimedCall(phone, due, attempt_ids))
+            return claimed
+
+    def attempt_history(self, survey_id: str) -> list[str]:
+        """Dispositions of the survey's attempts, oldest first."""
+        with self._tx() as s:
+            q = (
+                select(CallAttempt.disposition)
+                .where(CallAttempt.survey_id == survey_id)
+                .order_by(CallAttempt.id)
+            )
+            return list(s.scalars(q))
+
+    def release_claim(self, survey_id: str) -> None:
+        with self._tx() as s:
+            s.execute(
+                update(Survey)
+                .where(Survey.id == survey_id)
+                .values(claimed_by=None, claim_until=None)
+            )
+
+    def expire_overdue(self, now: datetime, deadline: timedelta) -> list[str]:
+        """Surveys still pending ``deadline`` after their closing end as no_answer
+        (survey_expired). Returns their portal request ids."""
+        with self._tx() as s:
+            rows = list(
+                s.scalars(
+                    select(Survey)
+                    .where(
+                        Survey.status == SurveyStatus.PENDING,
+                        Survey.closed_at <= now - deadline,
+                    )
+                    .with_for_update()
+                )
+            )
+            for row in rows:
+                self._finish(s, row, "no_answer", None, "survey_expired", None, now)
+            return [r.portal_request_id for r in rows]
+
+    def erase_phones(self, finished_before: datetime) -> int:
+        """Retention: forget the phone numbers of surveys finished before the cutoff (outcomes
+        stay for statistics), and the raw rows of rejected items imported before it."""
+        with self._tx() as s:
+            result = s.execute(
+                update(Survey)
+                .where(
+                    Survey.status == SurveyStatus.DONE,
+                    Survey.completed_at < finished_before,
+                    Survey.phone_raw.is_not(None) | Survey.phone.is_not(None),
+                )
+                .values(phone=None, phone_raw=None)
+            )
+            s.execute(
+                update(RejectedItem)
+                .where(RejectedItem.created_at < finished_before)
+                .values(raw={"erased": True})
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def status_counts(self) -> dict[str, int]:
+        """Surveys by status, and done ones by outcome ('done:satisfied', ...)."""
+        with self._tx() as s:
+            out: dict[str, int] = {}
+            rows = s.execute(
+                select(Survey.status, Survey.outcome, func.count()).group_by(
+                    Survey.status, Survey.outcome
+                )
+            )
+            for status, outcome, n in rows:
+                key = f"done:{outcome}" if status == SurveyStatus.DONE else status
+                out[key] = out.get(key, 0) + int(n)
+            return out
 
     def next_attempt_time(self, local_date: date | None = None) -> datetime | None:
         with self._tx() as s:
@@ -287,6 +452,7 @@ class Store:
             attempt.keys = result.keys
             attempt.disposition = result.disposition
             attempt.prompt_version = result.prompt_version
+            attempt.key_sources = result.key_sources
             attempt.duration_s = (
                 (result.ended_at - result.answered_at).total_seconds()
                 if result.answered_at is not None
@@ -326,6 +492,8 @@ class Store:
             if previous is not None and previous.outcome == "unsatisfied":
                 reason = "unsatisfied_again"
         survey.status = SurveyStatus.DONE
+        survey.claimed_by = None
+        survey.claim_until = None
         survey.outcome = outcome
         survey.digit = digit
         survey.reason = reason
@@ -350,25 +518,103 @@ class Store:
             s.execute(
                 update(Survey)
                 .where(Survey.id == survey_id, Survey.status != SurveyStatus.DONE)
-                .values(status=SurveyStatus.PENDING, next_attempt_at=at)
+                .values(
+                    status=SurveyStatus.PENDING,
+                    next_attempt_at=at,
+                    claimed_by=None,
+                    claim_until=None,
+                )
             )
 
-    def recover_interrupted(self, now: datetime, retry_at: datetime) -> int:
+    def recover_interrupted(
+        self,
+        now: datetime,
+        retry_at: datetime,
+        node: str | None = None,
+        expired_only: bool = False,
+        max_attempts: int | None = None,
+    ) -> int:
         """After a crash: attempts left ``dialing`` become ``interrupted`` (they count), and
-        their surveys wait until ``retry_at`` before being dialled again."""
+        their surveys wait until ``retry_at`` before being dialled again.
+
+        ``expired_only``: just the claims whose lease ran out (a node that died). With
+        ``node``: that node's attempts and those whose lease ran out; other nodes' calls in
+        progress are left alone. With ``max_attempts``, a survey whose attempts are used up
+        (trunk faults not counted) ends as no_answer (interrupted) instead of waiting."""
         with self._tx() as s:
-            stuck = list(s.scalars(select(CallAttempt).where(CallAttempt.disposition == "dialing")))
+            q = select(Survey).where(Survey.status == SurveyStatus.DIALING)
+            if expired_only:
+                q = q.where(Survey.claim_until < now)
+            elif node is not None:
+                q = q.where(
+                    (Survey.claimed_by == node)
+                    | Survey.claimed_by.is_(None)
+                    | (Survey.claim_until < now)
+                )
+            surveys = list(s.scalars(q.with_for_update()))
+            ids = [sv.id for sv in surveys]
+            stuck = list(
+                s.scalars(
+                    select(CallAttempt).where(
+                        CallAttempt.disposition == "dialing", CallAttempt.survey_id.in_(ids)
+                    )
+                )
+            )
             for attempt in stuck:
                 attempt.disposition = "interrupted"
                 attempt.ended_at = now
-            s.execute(
-                update(Survey)
-                .where(Survey.status == SurveyStatus.DIALING)
-                .values(status=SurveyStatus.PENDING, next_attempt_at=retry_at)
-            )
+            s.flush()
+            for sv in surveys:
+                sv.claimed_by = None
+                sv.claim_until = None
+                counted = s.scalar(
+                    select(func.count())
+                    .select_from(CallAttempt)
+                    .where(CallAttempt.survey_id == sv.id, CallAttempt.disposition != "failed")
+                )
+                if max_attempts is not None and int(counted or 0) >= max_attempts:
+                    self._finish(s, sv, "no_answer", None, "interrupted", None, now)
+                else:
+                    sv.status = SurveyStatus.PENDING
+                    sv.next_attempt_at = retry_at
             return len(stuck)
 
     # ---- delivery -------------------------------------------------------------------------
+    def claim_deliveries(
+        self, now: datetime, limit: int, lease: timedelta = timedelta(minutes=2)
+    ) -> list[PendingDelivery]:
+        """Take due pending ratings to post: they are hidden from other nodes for ``lease``
+        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes do not post the same one.
+        A node that dies mid-post leaves them to be retried once the lease runs out (the
+        Idempotency-Key makes that retry harmless)."""
+        with self._tx() as s:
+            q = (
+                select(Delivery)
+                .where(Delivery.state == DeliveryState.PENDING, Delivery.next_try_at <= now)
+                .order_by(Delivery.priority, Delivery.created_at)
+                .limit(limit)
+            )
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            rows = list(s.scalars(q))
+            for d in rows:
+                d.next_try_at = now + lease
+            return [
+                PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
+                for d in rows
+            ]
+
+    def release_deliveries(self, survey_ids: list[str], at: datetime) -> None:
+        """Hand back claimed ratings not attempted after all (due again at ``at``)."""
+        if not survey_ids:
+            return
+        with self._tx() as s:
+            s.execute(
+                update(Delivery)
+                .where(Delivery.survey_id.in_(survey_ids), Delivery.state == DeliveryState.PENDING)
+                .values(next_try_at=at)
+            )
+
     def pending_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
         with self._tx() as s:
             q = (

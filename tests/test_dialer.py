@@ -97,7 +97,8 @@ def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -
     HeldCall.release = threading.Event()
     phone = RecordingPhone(store, [HeldCall(clock) for _ in range(3)])
     # Real time here: the fake clock does not sleep, so its calls would ring out at once.
-    with Dialer(store, phone, FakePrompts(), cfg(ring_timeout_s=300), SYSTEM_CLOCK) as dialer:
+    settings = cfg(ring_timeout_s=300, calls_per_second=100)
+    with Dialer(store, phone, FakePrompts(), settings, SYSTEM_CLOCK) as dialer:
         assert dialer.start_due(INSIDE) == 2
         assert dialer.start_due(INSIDE) == 0  # both channels are in calls
         assert dialer.active_calls() == 2
@@ -112,8 +113,8 @@ def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -
 
 @pytest.mark.parametrize(
     ("reject", "final_reason"),
-    [(486, "busy"), (480, "no_answer"), (503, "failed")],
-    ids=["busy", "unavailable", "trunk-fault"],
+    [(486, "busy"), (480, "no_answer")],
+    ids=["busy", "unavailable"],
 )
 def test_unanswered_calls_are_retried_then_final(
     store: Store, reject: int, final_reason: str
@@ -123,12 +124,12 @@ def test_unanswered_calls_are_retried_then_final(
     phone = FakePhone([FakeCall(clock, answer_at=None, reject=reject) for _ in range(2)])
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
     retry_at = store.next_attempt_time()
     assert retry_at is not None and retry_at - INSIDE >= timedelta(minutes=20)
     assert store.due_surveys(retry_at - timedelta(seconds=1), 10) == []
     (again,) = store.due_surveys(retry_at, 10)
-    dialer.call_one(again, store.start_attempt(again.id, retry_at))
+    dialer.call_one([again], [store.start_attempt(again.id, retry_at)])
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", final_reason, 2)
     dialer.drain()
@@ -150,7 +151,7 @@ def test_invalid_number_and_decline_are_not_retried(store: Store, reject: int, r
         clock,
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", reason, 1)
     dialer.drain()
@@ -163,7 +164,7 @@ def test_answered_call_stores_key_and_delivery(store: Store) -> None:
         store, FakePhone([FakeCall(clock, keys_at=[(1.0, "2")])]), FakePrompts(), cfg(), clock
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one(survey, store.start_attempt(survey.id, INSIDE))
+    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
     (row,) = store.report_rows()
     assert (row.outcome, row.digit, row.attempts) == ("unsatisfied", "2", 1)
     (pending,) = store.pending_deliveries(clock.now(), 10)
@@ -174,4 +175,70 @@ def test_answered_call_stores_key_and_delivery(store: Store) -> None:
         "2",
         "ru-test",
     )
+    dialer.drain()
+
+
+def test_trunk_faults_do_not_use_up_attempts_but_the_deadline_ends_them(store: Store) -> None:
+    add(store, 1, INSIDE)  # closed 5 h before INSIDE
+    clock = FakeClock(INSIDE)
+    phone = FakePhone([FakeCall(clock, answer_at=None, reject=503) for _ in range(3)])
+    dialer = Dialer(store, phone, FakePrompts(), cfg(survey_deadline="6h"), clock)
+    now = INSIDE
+    for expected_attempts in (1, 2, 3):
+        (survey,) = store.due_surveys(now, 10)
+        dialer.call_one([survey], [store.start_attempt(survey.id, now)])
+        (row,) = store.report_rows()
+        assert row.attempts == expected_attempts
+        if expected_attempts < 3:
+            # max_attempts is 2, yet a third call comes: trunk faults are not the citizen's.
+            assert row.outcome is None
+            nxt = store.next_attempt_time()
+            assert nxt is not None
+            now = nxt
+            clock.start, clock.t = now, 0.0
+    # The next retry would fall after closing + 6 h: the survey ends and is reported.
+    assert (row.outcome, row.reason) == ("no_answer", "survey_expired")
+    dialer.drain()
+
+
+def test_reload_applies_new_windows_at_once(store: Store) -> None:
+    add(store, 1, INSIDE)
+    clock = FakeClock(INSIDE)
+    dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg(), clock)
+    closed = parse_config(
+        {
+            "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
+            "sip": {
+                "server": "127.0.0.1",
+                "username": "d",
+                "password": "p",
+                "local_ip": "127.0.0.1",
+            },
+            "call_windows": {"thu": ["15:00-18:00"]},  # INSIDE is Thursday 10:00 in Minsk
+        },
+        env={},
+    )
+    dialer.reload(closed)
+    assert dialer.start_due(INSIDE) == 0
+    dialer.drain()
+
+
+def test_no_input_gets_one_more_call_in_a_later_window(store: Store) -> None:
+    add(store, 1, INSIDE)  # Thursday 10:00 in Minsk: the 09:00-13:00 window
+    clock = FakeClock(INSIDE)
+    phone = FakePhone([FakeCall(clock), FakeCall(clock)])  # answers, never presses a key
+    dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
+    (survey,) = store.due_surveys(INSIDE, 10)
+    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    (row,) = store.report_rows()
+    assert row.outcome is None  # not final yet
+    later = store.next_attempt_time()
+    assert later == datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 14:00 in Minsk, after lunch
+    (again,) = store.due_surveys(later, 10)
+    clock.start, clock.t = later, 0.0
+    dialer.call_one([again], [store.start_attempt(again.id, later)])
+    (row,) = store.report_rows()
+    assert (row.outcome, row.attempts) == ("no_input", 2)
+    (delivery,) = store.pending_deliveries(clock.now(), 10)
+    assert delivery.payload["answered_at"] is not None
     dialer.drain()

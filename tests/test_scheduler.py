@@ -35,7 +35,7 @@ def test_import_job_is_a_coalesced_cron_in_the_configured_zone(store: Store) -> 
     dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg, FakeClock())
     sched = build_scheduler(cfg, store, None, None, dialer, FakeClock())  # type: ignore[arg-type]
     jobs = {j.id: j for j in sched.get_jobs()}
-    assert set(jobs) == {"import", "dial", "deliver"}
+    assert set(jobs) == {"import", "import-retry", "dial", "deliver", "retention"}
     imp = jobs["import"]
     assert isinstance(imp.trigger, CronTrigger)
     assert str(imp.trigger.timezone) == "Europe/Minsk"

@@ -4,8 +4,6 @@ come, and a clean SIGTERM that lets the call in progress finish and be delivered
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,23 +30,22 @@ def test_service_imports_yesterday_calls_and_stops_cleanly(tmp_path: Path) -> No
     day = yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
     lab = NightLab(tmp_path, day, citizens, with_bad_items=False)
     with lab:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "--config", str(lab.config_path), "run"],
-            env=lab.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = lab.popen("run")
+        log = tmp_path / "runner-0.log"
         try:
             first = lab.items[0]["id"]
             wait_until(lambda: first in lab.ratings_by_request(), 90, "the press:2 rating")
+            # A window edit takes effect without a restart: SIGHUP re-reads the config.
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: "configuration reloaded" in log.read_text(), 10, "the reload")
             # The silent citizen's call is still going: stop the service now.
             assert len(lab.portal.ratings) == 1
             proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=120)
+            proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
+        err = log.read_text()
         assert proc.returncode == 0, err[-3000:]
         ratings = lab.ratings_by_request()
         assert ratings[first]["outcome"] == "unsatisfied"

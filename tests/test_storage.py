@@ -195,3 +195,25 @@ def test_do_not_call_list_and_flags(store: Store) -> None:
     store.set_flag("paused", "1", NOW)
     store.set_flag("paused", "0", NOW)
     assert store.get_flag("paused") == "0"
+
+
+def test_concurrent_upgrades_do_not_collide(pg_schema_url: str) -> None:
+    """Three nodes starting at once all upgrade the schema: they take turns."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom storage.db import make_engine, upgrade\n"
+        "upgrade(make_engine(sys.argv[1]))\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, pg_schema_url], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    for p in procs:
+        if p.stderr:
+            p.stderr.close()
+    assert [code for code, _ in results] == [0, 0, 0], [err[-500:] for _, err in results]

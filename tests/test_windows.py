@@ -8,7 +8,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ivr.config import parse_range
-from ivr.windows import can_start_call, local_day_bounds, next_opening, window_end, yesterday
+from ivr.windows import (
+    CallCalendar,
+    can_start_call,
+    local_day_bounds,
+    next_opening,
+    window_end,
+    yesterday,
+)
 
 MINSK = ZoneInfo("Europe/Minsk")  # UTC+3 all year
 WEEKDAY = (parse_range("09:00-13:00"), parse_range("14:00-20:00"))
@@ -96,3 +103,60 @@ def test_yesterday_in_minsk() -> None:
     # 22:30 UTC on the 26th is already 01:30 on the 27th in Minsk.
     assert yesterday(datetime(2026, 11, 26, 22, 30, tzinfo=UTC), MINSK) == date(2026, 11, 26)
     assert yesterday(datetime(2026, 11, 26, 20, 30, tzinfo=UTC), MINSK) == date(2026, 11, 25)
+
+
+# ---- the calendar: holidays of Belarus, working Saturdays, blackout dates -------------------
+BY = CallCalendar(WINDOWS, "BY", blackout_dates=[date(2026, 12, 31)])
+
+
+@pytest.mark.parametrize(
+    ("day", "kind", "first_range"),
+    [
+        (date(2026, 11, 26), "normal", "09:00"),  # an ordinary Thursday
+        (date(2026, 11, 7), "holiday", None),  # October Revolution Day (a Saturday): Sunday's
+        (date(2026, 1, 7), "holiday", None),  # Orthodox Christmas, a Wednesday: no calls
+        (date(2025, 1, 6), "holiday", None),  # a transferred day off (Monday)
+        (date(2025, 1, 11), "working_weekend", "09:00"),  # the Saturday worked for it: Monday's
+        (date(2026, 4, 25), "working_weekend", "09:00"),
+        (date(2026, 11, 28), "normal", "10:00"),  # an ordinary Saturday
+        (date(2026, 12, 31), "blackout", None),
+    ],
+    ids=[
+        "weekday",
+        "holiday-on-saturday",
+        "holiday-midweek",
+        "transferred-day-off",
+        "working-saturday-2025",
+        "working-saturday-2026",
+        "plain-saturday",
+        "blackout",
+    ],
+)
+def test_calendar_days(day: date, kind: str, first_range: str | None) -> None:
+    assert BY.kind(day) == kind
+    ranges = BY.ranges(day)
+    assert (ranges[0].start.strftime("%H:%M") if ranges else None) == first_range
+
+
+def test_no_calls_on_a_holiday_and_calls_on_a_working_saturday() -> None:
+    christmas = datetime(2026, 1, 7, 11, 0, tzinfo=MINSK)
+    assert not can_start_call(christmas, BY, MINSK, TWO_MIN)
+    assert next_opening(christmas, BY, MINSK, TWO_MIN) == datetime(2026, 1, 8, 9, 0, tzinfo=MINSK)
+    working_saturday = datetime(2026, 4, 25, 16, 30, tzinfo=MINSK)  # after Saturday's 16:00
+    assert can_start_call(working_saturday, BY, MINSK, TWO_MIN)
+    plain = CallCalendar(WINDOWS)  # without the holiday calendar it is a Saturday
+    assert not can_start_call(working_saturday, plain, MINSK, TWO_MIN)
+
+
+def test_calendar_from_config_and_bad_country() -> None:
+    from ivr.config import parse_config
+    from ivr.errors import ConfigError
+
+    base = {
+        "portal": {"base_url": "http://127.0.0.1:9", "token": "t"},
+        "sip": {"server": "s", "username": "u", "password": "p", "local_ip": "127.0.0.1"},
+    }
+    cfg = parse_config({**base, "calendar": {"blackout_dates": ["2026-11-26"]}}, env={})
+    assert CallCalendar.from_config(cfg).kind(date(2026, 11, 26)) == "blackout"
+    with pytest.raises(ConfigError, match="calendar.holidays"):
+        parse_config({**base, "calendar": {"holidays": "XX"}}, env={})

@@ -118,6 +118,8 @@ class NightLab:
     timezone: str = "Europe/Minsk"
     settings: LabSettings = field(default_factory=LabSettings)
     with_bad_items: bool = True
+    # Merged into the generated config.yaml (nested keys merge, others replace).
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -199,6 +201,8 @@ class NightLab:
                 "ring_timeout_s": s.ring_timeout_s,
                 "max_attempts": s.max_attempts,
                 "retry_delay": s.retry_delay,
+                # A silent citizen's second call would come in a later window: tomorrow here.
+                "retry": {"no_input_retries": 0},
                 "max_call_s": s.max_call_s,
             },
             # Demo only: the citizens are local programs, so every hour is a call window.
@@ -210,7 +214,17 @@ class NightLab:
             },
             "prompts": {"cache_dir": str(self.workdir / "prompt-cache")},
         }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        self.base_config = _merge(config, self.overrides)
+        self.config_path.write_text(
+            yaml.safe_dump(self.base_config, sort_keys=False, allow_unicode=True)
+        )
+
+    def config_variant(self, name: str, overrides: dict[str, Any]) -> Path:
+        """Another config file: the lab's, with ``overrides`` merged in (e.g. a second node)."""
+        path = self.workdir / f"config-{name}.yaml"
+        merged = _merge(self.base_config, overrides)
+        path.write_text(yaml.safe_dump(merged, sort_keys=False, allow_unicode=True))
+        return path
 
     # ---- running ivr-rating ---------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -226,6 +240,25 @@ class NightLab:
             timeout=timeout,
             check=False,
         )
+
+    def popen(self, *args: str, config: Path | None = None) -> subprocess.Popen[str]:
+        """Start ``ivr-rating --config <config> ARGS`` without waiting (output to log files)."""
+        n = len(list(self.workdir.glob("runner-*.log")))
+        with (self.workdir / f"runner-{n}.log").open("w") as log:  # the child keeps its own fd
+            return subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ivr.cli",
+                    "--config",
+                    str(config or self.config_path),
+                    *args,
+                ],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
 
     def arm_baresips(self, opening_s: dict[str, float]) -> None:
         """Each baresip citizen presses its key once it has heard the whole opening prompt."""
@@ -248,9 +281,20 @@ class NightLab:
         return None
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def opening_seconds(lab: NightLab) -> dict[str, float]:
     """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
     from ivr.app import make_prompts
+    from ivr.callflow import RequestInfo, request_parts
     from ivr.config import load_config
 
     config = load_config(lab.config_path, env=lab.env())
@@ -258,6 +302,7 @@ def opening_seconds(lab: NightLab) -> dict[str, float]:
     out = {}
     for item, c in zip(lab.items, lab.citizens, strict=False):
         if c.behaviour.startswith("baresip:"):
-            parts = ("greeting", "about_request", f"number:{item['number']}", "question")
+            request = RequestInfo("", item["number"], lab.day, item.get("category"))
+            parts = ("greeting", *request_parts(request), "question", "question_opt_out")
             out[c.user] = len(prompts.render(item.get("language") or "ru", parts)) / 8000
     return out

@@ -1,0 +1,93 @@
+"""SIGKILL the runner at random moments during a night of 50 calls, 20 times, restarting it
+each time, against real peers. Afterwards: nobody was called twice within a retry interval,
+no call started outside a window, and every outcome reached the portal exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from ivr.config import load_config
+from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from ivr.windows import CallCalendar, can_start_call
+from storage.db import make_engine
+from storage.store import Store
+
+pytestmark = pytest.mark.peers
+
+DAY = date(2026, 11, 26)
+MIX = ["press:1"] * 6 + ["press:2"] * 2 + ["busy", "no_answer"]
+ALLOWED = {
+    # What each citizen may end as. A call cut by SIGKILL counts as an attempt
+    # ("interrupted"), so a citizen killed on every try ends as no_answer/interrupted.
+    "press:1": {("satisfied", None), ("no_answer", "interrupted")},
+    "press:2": {("unsatisfied", None), ("no_answer", "interrupted")},
+    "busy": {("no_answer", "busy"), ("no_answer", "interrupted")},
+    "no_answer": {("no_answer", "no_answer"), ("no_answer", "interrupted")},
+}
+RETRY_S = 5.0
+
+
+def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Path) -> None:
+    seed = int(os.environ.get("IVR_CRASH_SEED", "20261127"))
+    rng = random.Random(seed)
+    citizens = [Citizen(f"+375293{i:06d}", MIX[i % len(MIX)]) for i in range(50)]
+    settings = LabSettings(
+        channels=10, ring_timeout_s=4, retry_delay=f"{RETRY_S:.0f}s", max_attempts=3
+    )
+    overrides = {"node": {"name": "crash-node"}, "dialing": {"calls_per_second": 10}}
+    with NightLab(
+        tmp_path, DAY, citizens, settings=settings, with_bad_items=False, overrides=overrides
+    ) as lab:
+        kills = 0
+        for _ in range(20):
+            proc = lab.popen("night", "--date", DAY.isoformat())
+            deadline = time.monotonic() + rng.uniform(1.5, 6.0)
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+            proc.wait(timeout=30)
+        final = lab.popen("night", "--date", DAY.isoformat())
+        assert final.wait(timeout=400) == 0, (tmp_path / "runner-20.log").read_text()[-3000:]
+        assert kills >= 15, f"only {kills} kills landed (seed {seed})"
+
+        # Every outcome delivered exactly once, and what it should be.
+        ratings = lab.ratings_by_request()  # asserts one stored rating per request
+        assert len(ratings) == 50
+        for item, citizen in zip(lab.items, citizens, strict=True):
+            body = ratings[item["id"]]
+            assert (body["outcome"], body["reason"]) in ALLOWED[citizen.behaviour], (citizen, body)
+        keys_by_request = defaultdict(set)
+        for request_id, key, _body in lab.portal.ratings:
+            keys_by_request[request_id].add(key)
+        assert all(len(k) == 1 for k in keys_by_request.values())
+
+        # The database agrees, and says when every INVITE could have gone out.
+        config = load_config(lab.config_path, env=lab.env())
+        store = Store(make_engine(config.database))
+        rows = store.report_rows(DAY)
+        assert {r.portal_request_id for r in rows} == set(ratings)
+        assert all(r.delivery == "delivered" for r in rows)
+        calendar = CallCalendar.from_config(config)
+        max_call = timedelta(seconds=config.dialing.max_call_s)
+        interrupted = 0
+        for item in lab.items:
+            attempts = store.attempts_of(item["id"])
+            assert len(attempts) <= 3 + sum(a.disposition == "failed" for a in attempts)
+            interrupted += sum(a.disposition == "interrupted" for a in attempts)
+            starts = sorted(a.started_at for a in attempts)
+            for earlier, later in zip(starts, starts[1:], strict=False):
+                gap = (later - earlier).total_seconds()
+                assert gap >= RETRY_S - 0.2, f"{item['id']} called again after {gap:.1f} s"
+            for a in attempts:
+                assert can_start_call(a.started_at, calendar, config.tz, max_call)
+        store.engine.dispose()
+        assert interrupted > 0, "no kill ever landed during a call: the test proved nothing"
