@@ -2,7 +2,8 @@
 
 ``Store`` takes an Engine and does not own it. Each method is one transaction: a survey's final
 outcome and its outbox row are written together, an attempt is committed as ``dialing`` before
-the INVITE goes out.
+the INVITE goes out. The outbox lives in ``storage.outbox``, the do-not-call list and flags in
+``storage.control``, the records in ``storage.records`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,159 +11,50 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
+from storage.control import ControlMixin
 from storage.models import (
     CallAttempt,
     Delivery,
     DeliveryState,
-    DoNotCall,
     ImportRun,
     RejectedItem,
-    ServiceFlag,
     Survey,
     SurveyStatus,
 )
+from storage.outbox import OutboxMixin
+from storage.records import (
+    AttemptResult,
+    ClaimedCall,
+    DueSurvey,
+    NewSurvey,
+    PendingDelivery,
+    ReportRow,
+    due_of,
+    due_query,
+    rating_payload,
+)
+
+__all__ = [
+    "AttemptResult",
+    "ClaimedCall",
+    "DueSurvey",
+    "NewSurvey",
+    "PendingDelivery",
+    "ReportRow",
+    "Store",
+    "rating_payload",
+]
 
 
-@dataclass(frozen=True)
-class NewSurvey:
-    portal_request_id: str
-    request_number: str
-    closed_at: datetime
-    local_date: date
-    phone_raw: str | None
-    phone: str | None
-    language: str | None
-    category: str | None
-    # Set when the request is never to be dialled: invalid_phone, disallowed_number, no_consent...
-    not_called_reason: str | None = None
-    # After this the survey is given up (no_answer, survey_expired); None: no deadline.
-    deadline_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class DueSurvey:
-    id: str
-    portal_request_id: str
-    request_number: str
-    phone: str
-    language: str | None
-    attempts: int
-    # Read out in the call: the local day the request was closed, and its category.
-    closed_on: date | None = None
-    category: str | None = None
-    closed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    sip_call_id: str | None
-    sip_status: int | None
-    sip_reason: str | None
-    answered_at: datetime | None
-    ended_at: datetime
-    keys: str
-    disposition: str
-    prompt_version: str | None
-    # How each key arrived, in order: r = RFC 4733, i = SIP INFO, b = in-band.
-    key_sources: str | None = None
-
-
-@dataclass(frozen=True)
-class PendingDelivery:
-    survey_id: str
-    portal_request_id: str
-    payload: dict[str, Any]
-    tries: int
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    portal_request_id: str
-    request_number: str
-    phone: str | None
-    attempts: int
-    status: str
-    outcome: str | None
-    reason: str | None
-    digit: str | None
-    delivery: str | None
-
-
-def _due_of(r: Survey) -> DueSurvey:
-    return DueSurvey(
-        id=r.id,
-        portal_request_id=r.portal_request_id,
-        request_number=r.request_number,
-        phone=r.phone or "",
-        language=r.language,
-        attempts=r.attempts,
-        closed_on=r.local_date,
-        category=r.category,
-        closed_at=r.closed_at,
-    )
-
-
-@dataclass(frozen=True)
-class ClaimedCall:
-    """One call to place: the due surveys of one phone, each with its attempt row."""
-
-    phone: str
-    surveys: list[DueSurvey]
-    attempt_ids: list[int]
-
-
-def _due_query(now: datetime, local_date: date | None) -> Select[Survey]:
-    """Pending surveys with a phone whose next attempt is due, oldest due first."""
-    q = (
-        select(Survey)
-        .where(
-            Survey.status == SurveyStatus.PENDING,
-            Survey.next_attempt_at <= now,
-            Survey.phone.is_not(None),
-        )
-        .order_by(Survey.next_attempt_at, Survey.closed_at)
-    )
-    if local_date is not None:
-        q = q.where(Survey.local_date == local_date)
-    return q
-
-
-def rating_payload(survey: Survey) -> dict[str, Any]:
-    """The Rating body of the portal contract for a survey that has its final outcome."""
-
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "survey_id": survey.id,
-        "outcome": survey.outcome,
-        "reason": survey.reason,
-        "digit": survey.digit,
-        "answered_at": iso(survey.answered_at),
-        "completed_at": iso(survey.completed_at),
-        "attempts": survey.attempts,
-        "return_for_rework": survey.outcome == "unsatisfied",
-    }
-
-
-class Store:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+class Store(OutboxMixin, ControlMixin):
+    """Surveys, attempts, outcomes and reports; the outbox and operator state via mixins."""
 
     # ---- import ---------------------------------------------------------------------------
     def begin_import(self, local_date: date, now: datetime) -> None:
@@ -262,7 +154,7 @@ class Store:
         self, now: datetime, limit: int, local_date: date | None = None
     ) -> list[DueSurvey]:
         with self._tx() as s:
-            return [_due_of(r) for r in s.scalars(_due_query(now, local_date).limit(limit))]
+            return [due_of(r) for r in s.scalars(due_query(now, local_date).limit(limit))]
 
     def claim_due(
         self,
@@ -289,7 +181,7 @@ class Store:
                 Survey.status == SurveyStatus.DIALING, Survey.phone.is_not(None)
             )
             q = (
-                _due_query(now, local_date)
+                due_query(now, local_date)
                 .where(Survey.phone.not_in(busy_phones))
                 .limit(max_calls * 4)
             )
@@ -332,7 +224,7 @@ class Store:
                     s.flush()
                     attempt_ids.append(attempt.id)
                 # The DueSurvey carries the attempt count before this attempt (as due_surveys).
-                due = [replace(_due_of(r), attempts=r.attempts - 1) for r in rows]
+                due = [replace(due_of(r), attempts=r.attempts - 1) for r in rows]
                 claimed.append(ClaimedCall(phone, due, attempt_ids))
             return claimed
 
@@ -578,135 +470,6 @@ class Store:
                     sv.status = SurveyStatus.PENDING
                     sv.next_attempt_at = retry_at
             return len(stuck)
-
-    # ---- delivery -------------------------------------------------------------------------
-    def claim_deliveries(
-        self, now: datetime, limit: int, lease: timedelta = timedelta(minutes=2)
-    ) -> list[PendingDelivery]:
-        """Take due pending ratings to post: they are hidden from other nodes for ``lease``
-        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes do not post the same one.
-        A node that dies mid-post leaves them to be retried once the lease runs out (the
-        Idempotency-Key makes that retry harmless)."""
-        with self._tx() as s:
-            q = (
-                select(Delivery)
-                .where(Delivery.state == DeliveryState.PENDING, Delivery.next_try_at <= now)
-                .order_by(Delivery.priority, Delivery.created_at)
-                .limit(limit)
-            )
-            if s.get_bind().dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            rows = list(s.scalars(q))
-            for d in rows:
-                d.next_try_at = now + lease
-            return [
-                PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
-                for d in rows
-            ]
-
-    def release_deliveries(self, survey_ids: list[str], at: datetime) -> None:
-        """Hand back claimed ratings not attempted after all (due again at ``at``)."""
-        if not survey_ids:
-            return
-        with self._tx() as s:
-            s.execute(
-                update(Delivery)
-                .where(Delivery.survey_id.in_(survey_ids), Delivery.state == DeliveryState.PENDING)
-                .values(next_try_at=at)
-            )
-
-    def pending_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
-        with self._tx() as s:
-            q = (
-                select(Delivery)
-                .where(Delivery.state == DeliveryState.PENDING, Delivery.next_try_at <= now)
-                .order_by(Delivery.priority, Delivery.created_at)
-                .limit(limit)
-            )
-            return [
-                PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
-                for d in s.scalars(q)
-            ]
-
-    def delivery_counts(self) -> dict[str, int]:
-        with self._tx() as s:
-            rows = s.execute(select(Delivery.state, func.count()).group_by(Delivery.state))
-            return {state: int(n) for state, n in rows}
-
-    def mark_delivered(self, survey_id: str, http_status: int, now: datetime) -> None:
-        self._set_delivery(
-            survey_id, DeliveryState.DELIVERED, http_status, None, now, delivered=True
-        )
-
-    def mark_dead(self, survey_id: str, http_status: int | None, error: str, now: datetime) -> None:
-        self._set_delivery(survey_id, DeliveryState.DEAD, http_status, error, now)
-
-    def mark_retry(
-        self, survey_id: str, http_status: int | None, error: str, next_try_at: datetime
-    ) -> None:
-        self._set_delivery(survey_id, DeliveryState.PENDING, http_status, error, next_try_at)
-
-    def _set_delivery(
-        self,
-        survey_id: str,
-        state: str,
-        http_status: int | None,
-        error: str | None,
-        when: datetime,
-        delivered: bool = False,
-    ) -> None:
-        with self._tx() as s:
-            d = s.get(Delivery, survey_id)
-            assert d is not None
-            d.state = state
-            d.tries += 1
-            d.http_status = http_status
-            d.last_error = error
-            if delivered:
-                d.delivered_at = when
-            else:
-                d.next_try_at = when
-
-    # ---- do-not-call list and shared flags ------------------------------------------------
-    def is_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            return s.get(DoNotCall, phone) is not None
-
-    def add_do_not_call(
-        self, phone: str, source: str, now: datetime, note: str | None = None
-    ) -> bool:
-        """False if the number was already on the list."""
-        with self._tx() as s:
-            if s.get(DoNotCall, phone) is not None:
-                return False
-            s.add(DoNotCall(phone=phone, source=source, note=note, added_at=now))
-            return True
-
-    def remove_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            row = s.get(DoNotCall, phone)
-            if row is None:
-                return False
-            s.delete(row)
-            return True
-
-    def list_do_not_call(self) -> list[tuple[str, str, datetime, str | None]]:
-        with self._tx() as s:
-            rows = s.scalars(select(DoNotCall).order_by(DoNotCall.added_at))
-            return [(r.phone, r.source, r.added_at, r.note) for r in rows]
-
-    def set_flag(self, name: str, value: str, now: datetime) -> None:
-        with self._tx() as s:
-            row = s.get(ServiceFlag, name)
-            if row is None:
-                s.add(ServiceFlag(name=name, value=value, updated_at=now))
-            else:
-                row.value, row.updated_at = value, now
-
-    def get_flag(self, name: str) -> str | None:
-        with self._tx() as s:
-            row = s.get(ServiceFlag, name)
-            return None if row is None else row.value
 
     # ---- reporting ------------------------------------------------------------------------
     def report_rows(self, local_date: date | None = None) -> list[ReportRow]:
