@@ -145,7 +145,7 @@ class RetryLadder(_Section):
     no_answer: tuple[Duration, ...] = (timedelta(hours=1), timedelta(hours=2))
     # Trunk faults: first this, then the no_answer ladder; they do not use up attempts.
     failed: tuple[Duration, ...] = (timedelta(minutes=5),)
-    # Answered but no valid key: this many more calls, each in a later call window.
+    # Answered but no valid key: this many more calls, each on a later day.
     no_input_retries: int = Field(1, ge=0, le=3)
 
     @field_validator("busy", "no_answer", "failed")

@@ -34,7 +34,6 @@ from ivr.windows import (
     can_start_call,
     local_day_bounds,
     next_opening,
-    window_end,
 )
 from storage.store import AttemptResult, DueSurvey, Store
 
@@ -203,12 +202,13 @@ class Dialer:
     def _after_no_input(
         self, survey: DueSurvey, answered_at: datetime | None, now: datetime
     ) -> str:
-        """Answered, no valid key: one more call in a later call window, else final."""
+        """Answered, no valid key: one more call in a later call window, else final. The later
+        window is on the next day: a number gets at most one answered call a day."""
         history = self.store.attempt_history(survey.id)
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
-        this_window_ends = window_end(now, self.calendar, self.config.tz) or now
+        tomorrow = now.astimezone(self.config.tz).date() + timedelta(days=1)
         later = next_opening(
-            this_window_ends + timedelta(minutes=1), self.calendar, self.config.tz, max_call
+            local_day_bounds(tomorrow, self.config.tz)[0], self.calendar, self.config.tz, max_call
         )
         decision = after_no_input(
             no_input_calls=history.count("answered"),

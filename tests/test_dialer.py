@@ -223,7 +223,7 @@ def test_reload_applies_new_windows_at_once(store: Store) -> None:
     dialer.drain()
 
 
-def test_no_input_gets_one_more_call_in_a_later_window(store: Store) -> None:
+def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store) -> None:
     add(store, 1, INSIDE)  # Thursday 10:00 in Minsk: the 09:00-13:00 window
     clock = FakeClock(INSIDE)
     phone = FakePhone([FakeCall(clock), FakeCall(clock)])  # answers, never presses a key
@@ -233,7 +233,8 @@ def test_no_input_gets_one_more_call_in_a_later_window(store: Store) -> None:
     (row,) = store.report_rows()
     assert row.outcome is None  # not final yet
     later = store.next_attempt_time()
-    assert later == datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # 14:00 in Minsk, after lunch
+    # The next day's first window (one answered call a day): Friday 09:00 in Minsk.
+    assert later == datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
     (again,) = store.due_surveys(later, 10)
     clock.start, clock.t = later, 0.0
     dialer.call_one([again], [store.start_attempt(again.id, later)])
