@@ -10,21 +10,19 @@ per database.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
 from ivr.delivery import deliver_due  # noqa: E402
 from ivr.importer import ImportSummary, store_items  # noqa: E402
+from ivr.lab.pg import LOCAL_PG, temporary_schema
 from ivr.lab.portal_emulator import PortalEmulator  # noqa: E402
 from ivr.lab.sample_requests import make_items  # noqa: E402
 from ivr.portal import PortalClient  # noqa: E402
@@ -33,7 +31,7 @@ from storage.store import Store  # noqa: E402
 
 DAY = date(2026, 3, 1)
 NOW = datetime(2026, 3, 2, 7, tzinfo=UTC)
-PG_URL = os.environ.get("IVR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = LOCAL_PG
 
 
 def run(name: str, db_url: str, items: list[dict[str, object]]) -> None:
@@ -70,16 +68,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run("SQLite", f"sqlite:///{tmp}/bench.sqlite", items)  # type: ignore[arg-type]
     if not args.no_postgres:
-        schema = f"ivr_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            run("PostgreSQL", f"{PG_URL}?options=-csearch_path%3D{schema}", items)  # type: ignore[arg-type]
-        finally:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        with temporary_schema(PG_URL, "ivr_bench") as url:
+            run("PostgreSQL", url, items)  # type: ignore[arg-type]
     return 0
 
 

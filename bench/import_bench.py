@@ -10,26 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 
+from ivr.lab.pg import LOCAL_PG, temporary_schema
 from ivr.lab.portal_emulator import PortalEmulator  # noqa: E402
 from ivr.lab.sample_requests import make_items  # noqa: E402
 
 DAY = date(2026, 3, 1)
-PG_URL = os.environ.get("IVR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = LOCAL_PG
 GOAL_S, GOAL_MB = 30.0, 200.0
 
 
@@ -89,17 +87,8 @@ def main() -> int:
         report("SQLite", args.items, run_child(f"sqlite:///{tmp}/bench.sqlite", portal.base_url,
                                                args.page_size))  # fmt: skip
         if not args.no_postgres:
-            schema = f"ivr_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(PG_URL)
-            with admin.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            try:
-                url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+            with temporary_schema(PG_URL, "ivr_bench") as url:
                 report("PostgreSQL", args.items, run_child(url, portal.base_url, args.page_size))
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                admin.dispose()
     return 0
 
 

@@ -17,38 +17,19 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, text
-
 from ivr.clock import SYSTEM_CLOCK
 from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from ivr.lab.pg import temporary_schema
 from ivr.lab.sip_peers import SippCitizen, find_free_udp_port, require_binary
 from ivr.windows import yesterday
 from storage.db import make_engine
 from storage.store import Store
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RANDOM_RING = '<pause distribution="uniform" min="2000" max="8000"/>'
-
-
-@contextmanager
-def pg_schema() -> Iterator[str]:
-    schema = f"ivr_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def random_ring(sipp: SippCitizen) -> subprocess.Popen[bytes]:
@@ -67,7 +48,7 @@ def random_ring(sipp: SippCitizen) -> subprocess.Popen[bytes]:
 def run_nodes(workdir: Path, n_surveys: int, channels: int, nodes: int) -> dict[str, float]:
     day = yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
     citizens = [Citizen(f"+375295{i:06d}", "press:1") for i in range(n_surveys)]
-    with pg_schema() as db, NightLab(
+    with temporary_schema(prefix="ivr_bench") as db, NightLab(
         workdir, day, citizens, settings=LabSettings(channels=channels), with_bad_items=False,
         overrides={"database": db, "node": {"name": "node-0"},
                    "dialing": {"calls_per_second": 20}},

@@ -3,37 +3,31 @@ parametrized fixture (model: APScheduler's tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
+from ivr.lab.pg import LOCAL_PG, temporary_schema
 from storage.db import make_engine, upgrade
 from storage.store import Store
 
-PG_URL = os.environ.get("IVR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = LOCAL_PG
 
 
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A fresh PostgreSQL schema for one test; dropped afterwards."""
-    schema = f"ivr_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
+    schema = temporary_schema(PG_URL, "ivr_test")
     try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = schema.__enter__()
     except Exception as exc:  # a missing server fails the test run, it never skips
-        admin.dispose()
         pytest.fail(f"PostgreSQL at {PG_URL} is not usable: {exc}")
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield url
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        schema.__exit__(None, None, None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
