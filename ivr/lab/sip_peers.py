@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -86,6 +87,18 @@ class _Process:
                 start_new_session=True,
             )
 
+    def start(
+        self, argv: list[str], cwd: Path, ready: Callable[[], bool], what: str, timeout: float = 10
+    ) -> None:
+        """Spawn, then wait until ``ready()``; a process that dies or never gets ready is
+        stopped and reported (PeerError naming ``what`` and the log)."""
+        self.spawn(argv, cwd)
+        try:
+            wait_for(lambda: self.check_alive() and ready(), timeout, what)
+        except BaseException:
+            self.stop()
+            raise
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -130,13 +143,9 @@ class Kamailio:
         run = self.workdir / f"kamailio-{self.port}.run"
         run.mkdir(exist_ok=True)
         argv = [exe, "-f", str(cfg), "-P", str(run / "kamailio.pid"), "-Y", str(run)]
-        self._process.spawn([*argv, "-m", "64", "-M", "8", "-DD"], self.workdir)
-        try:
-            wait_for(lambda: self._process.check_alive() and udp_port_in_use(self.port), 10,
-                     f"kamailio on 127.0.0.1:{self.port}")  # fmt: skip
-        except BaseException:
-            self._process.stop()
-            raise
+        self._process.start([*argv, "-m", "64", "-M", "8", "-DD"], self.workdir,
+                            lambda: udp_port_in_use(self.port),
+                            f"kamailio on 127.0.0.1:{self.port}")  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -423,10 +432,9 @@ class SippCitizen:
                 "-mi", "127.0.0.1", "-mp", str(media_port), *echo, "-nostdin", "-aa",
                 "-trace_msg", "-message_file", str(self.messages_path),
                 "-trace_err", "-error_file", str(self.error_path)]  # fmt: skip
-        self._process.spawn(argv, self.workdir)
+        self._process.start(argv, self.workdir, lambda: udp_port_in_use(self.sip_port),
+                            f"SIPp on 127.0.0.1:{self.sip_port}")  # fmt: skip
         try:
-            wait_for(lambda: self._process.check_alive() and udp_port_in_use(self.sip_port), 10,
-                     f"SIPp on 127.0.0.1:{self.sip_port}")  # fmt: skip
             for number in self.numbers:
                 register_at(self.kamailio_port, number, self.sip_port)
         except BaseException:
@@ -486,13 +494,9 @@ class BaresipCitizen:
             "audio_codecs=PCMU;dtmfmode=rtpevent\n"
         )
         (cfg_dir / "contacts").write_text("")
-        self._process.spawn([exe, "-f", str(cfg_dir)], self.workdir)
-        try:
-            wait_for(lambda: self._process.check_alive() and "200 OK" in self.log(), 10,
-                     f"baresip {self.number} to register")  # fmt: skip
-        except BaseException:
-            self._process.stop()
-            raise
+        self._process.start([exe, "-f", str(cfg_dir)], self.workdir,
+                            lambda: "200 OK" in self.log(),
+                            f"baresip {self.number} to register")  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
