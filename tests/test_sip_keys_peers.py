@@ -179,5 +179,7 @@ def test_a_far_end_that_sends_no_rtp_ends_the_call(
     assert got == [RecordOutcome("s", Outcome.NO_INPUT, None, "no_media")]
     assert report.ended_by is EndedBy.LOCAL_HANGUP
     assert report.answered_at is not None and report.ended_at is not None
-    assert 3.0 <= (report.ended_at - report.answered_at).total_seconds() < 5.0
+    # The silence is timed from the 200 OK; answered_at is taken when the runner next polls
+    # (a few ms later on a loaded machine), so the lower bound allows for that poll.
+    assert 2.5 <= (report.ended_at - report.answered_at).total_seconds() < 5.0
     wait_until(lambda: "BYE sip:" in citizens["mute"].messages(), 3, "our BYE at SIPp")

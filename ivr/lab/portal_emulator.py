@@ -371,7 +371,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
+        if self.portal._stopping.is_set():  # killed: a keep-alive request gets no answer
+            self.close_connection = True
+            return
         answer = self.portal._handle(self.command, self.path, headers, body)
+        if self.portal._stopping.is_set():  # killed while handling it: done or not, unanswered
+            self.close_connection = True
+            return
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(answer.body)))
