@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--csv", action="store_true", help="CSV on stdout")
     report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
 
-    sub.add_parser("deliver", help="post pending results to the portal now")
+    deliver = sub.add_parser("deliver", help="post pending results to the portal now")
+    deliver.add_argument(
+        "--retry-dead",
+        nargs="*",
+        metavar="ID",
+        help="first send dead letters again, once what the portal refused is fixed: all of "
+        "them, or those of these request (or survey) ids",
+    )
 
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
@@ -158,10 +165,19 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         print(format_file_summary(args.file, summary))
         return EXIT_OK
     if args.command == "deliver":
-        from ivr.delivery import deliver_due
+        from ivr.delivery import deliver_due, requeue_dead_letters
+        from ivr.dialer import node_name
 
+        if args.retry_dead is not None:
+            try:
+                requeued = requeue_dead_letters(store, args.retry_dead, SYSTEM_CLOCK.now())
+            except ValueError as exc:
+                print(str(exc), file=sys.stderr)
+                return EXIT_ERROR
+            print(f"re-queued {len(requeued)} dead letter(s): {', '.join(requeued) or '-'}")
         with app.make_portal(config) as portal:
-            stats = deliver_due(store, portal, SYSTEM_CLOCK.now(), limit=100_000)
+            stats = deliver_due(store, portal, SYSTEM_CLOCK.now(), limit=100_000,
+                                node=node_name(config))  # fmt: skip
         counts = store.delivery_counts()
         print(
             f"delivered {stats.delivered}, dead {stats.dead}, deferred {stats.deferred}; "

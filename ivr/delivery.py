@@ -1,6 +1,7 @@
 """Posting final outcomes to the portal from the outbox.
 
-201/200/409: delivered. 404/422 (PortalRejected): dead letter, kept with the portal's answer.
+201/200/409: delivered. 404/422 (PortalRejected): dead letter, kept with the portal's answer,
+sent again only when an operator asks (``ivr-rating deliver --retry-dead``).
 401/403: stop delivering, alarm; the rows stay pending. 429/5xx/timeouts: retried later with
 capped exponential backoff and jitter (or the portal's Retry-After): a result is never dropped.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -49,11 +51,12 @@ def deliver_due(
     now: datetime,
     limit: int = 200,
     rng: random.Random | None = None,
+    node: str | None = None,
 ) -> DeliveryStats:
-    """Post every pending rating that is due, unsatisfied ones first."""
+    """Post every pending rating that is due, unsatisfied ones first, claimed for ``node``."""
     rng = rng or random.Random()
     stats = DeliveryStats()
-    batch = store.claim_deliveries(now, limit)
+    batch = store.claim_deliveries(now, limit, node=node)
     for i, item in enumerate(batch):
         try:
             status = portal.post_rating(item.portal_request_id, item.payload)
@@ -96,9 +99,21 @@ def deliver_due(
     return stats
 
 
+def requeue_dead_letters(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
+    """Dead letters to send again (all when ``ids`` is empty); an id that is not a dead
+    letter's request or survey id is an error and nothing is re-queued."""
+    dead = dead_letters(store)
+    known = {letter.portal_request_id for letter in dead} | {letter.survey_id for letter in dead}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"not a dead letter: {', '.join(unknown)} (see `ivr-rating report`)")
+    return store.requeue_dead(now, ids)
+
+
 def format_outbox(store: Store, local_date: date | None = None) -> str:
     """The outbox for ``report``: pending / delivered / dead, then every dead letter with the
-    portal's answer (a dead letter is never retried blindly: fix the cause, then re-queue)."""
+    portal's answer (a dead letter is never retried blindly: fix the cause, then re-queue
+    it with ``deliver --retry-dead``)."""
     counts = outbox_counts(store, local_date)
     lines = [
         f"delivery: pending {counts[DeliveryState.PENDING]}, "
@@ -106,7 +121,10 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
     ]
     dead = dead_letters(store, local_date)
     if dead:
-        lines.append("Dead letters (refused by the portal for good):")
+        lines.append(
+            "Dead letters (refused by the portal; once fixed, send again with "
+            "`ivr-rating deliver --retry-dead ID`):"
+        )
         for letter in dead:
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "

@@ -337,6 +337,26 @@ def node_name(config: Config) -> str:
     return config.node.name or socket.gethostname()
 
 
+def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
+    """On start, after a crash of this node: its attempts left ``dialing`` are closed as
+    ``interrupted`` (they count; not redialled before the no-answer retry time), and the
+    ratings it was posting are due again at once."""
+    node = node_name(config)
+    recovered = store.recover_interrupted(
+        now,
+        now + config.dialing.ladder("no_answer")[0],
+        node=node,
+        max_attempts=config.dialing.max_attempts,
+    )
+    if recovered:
+        log.warning(
+            "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
+        )
+    released = store.release_node_deliveries(node, now)
+    if released:
+        log.warning("%d rating(s) claimed before an earlier crash are due again", released)
+
+
 def describe_next_opening(config: Config, now: datetime) -> str:
     max_call = timedelta(seconds=config.dialing.max_call_s)
     opening = next_opening(now, CallCalendar.from_config(config), config.tz, max_call)

@@ -16,7 +16,7 @@ from ivr.call_runner import PromptRenderer
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer, describe_next_opening, node_name
+from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
 from ivr.importer import ClosedRequestSource, ImportSummary, import_day
 from ivr.sip.api import SipPhone
 from storage.store import ReportRow, Store
@@ -73,6 +73,7 @@ class Night:
         self.phone = phone
         self.prompts = prompts
         self.clock = clock
+        self.node = node_name(config)
         self.stop = threading.Event()
 
     def prepare(self, day: date) -> ImportSummary:
@@ -80,18 +81,9 @@ class Night:
 
         Needs no SIP: a portal failure surfaces here, before any call."""
         now = self.clock.now()
-        recovered = self.store.recover_interrupted(
-            now,
-            now + self.config.dialing.ladder("no_answer")[0],
-            node=node_name(self.config),
-            max_attempts=self.config.dialing.max_attempts,
-        )
-        if recovered:
-            log.warning(
-                "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
-            )
+        recover_after_restart(self.store, self.config, now)
         imported = import_day(day, self.source, self.store, self.config.tz, now)
-        deliver_due(self.store, self.sink, now)
+        deliver_due(self.store, self.sink, now, node=self.node)
         return imported
 
     def finish(
@@ -120,7 +112,7 @@ class Night:
                         announced_wait = True
                 else:
                     announced_wait = False
-                deliver_due(self.store, self.sink, now)
+                deliver_due(self.store, self.sink, now, node=self.node)
                 dialer.wait(dialer.seconds_until_work(now, day) if active == 0 else 0.2)
             if self.stop.is_set():
                 log.info(
@@ -137,7 +129,7 @@ class Night:
         start = self.clock.monotonic()
         while self.clock.monotonic() - start < deadline_s:
             now = self.clock.now()
-            stats = deliver_due(self.store, self.sink, now)
+            stats = deliver_due(self.store, self.sink, now, node=self.node)
             pending = self.store.delivery_counts().get("pending", 0)
             if pending == 0 or stats.auth_failed:
                 return

@@ -64,5 +64,7 @@ def dial_loop(dialer: Dialer, clock: Clock, stop: threading.Event, poll_s: float
         dialer.wait(poll_s)
 
 
-def delivery_job(store: Store, sink: RatingSink, now: datetime) -> DeliveryStats:
-    return deliver_due(store, sink, now)
+def delivery_job(
+    store: Store, sink: RatingSink, now: datetime, node: str | None = None
+) -> DeliveryStats:
+    return deliver_due(store, sink, now, node=node)

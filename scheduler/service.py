@@ -24,7 +24,7 @@ from ivr.call_runner import PromptRenderer
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer, node_name
+from ivr.dialer import Dialer, node_name, recover_after_restart
 from ivr.errors import IvrError
 from ivr.importer import ClosedRequestSource
 from ivr.operator import RELOAD
@@ -83,7 +83,7 @@ def build_scheduler(
         misfire_grace_time=None,
     )
     sched.add_job(
-        lambda: delivery_job(store, sink, clock.now()),
+        lambda: delivery_job(store, sink, clock.now(), node_name(config)),
         IntervalTrigger(seconds=5, timezone=tz),
         id="deliver",
         name="delivery loop",
@@ -139,16 +139,7 @@ def run_service(
     signal.signal(signal.SIGHUP, on_hup)
     now = clock.now()
     node = node_name(config)
-    recovered = store.recover_interrupted(
-        now,
-        now + config.dialing.ladder("no_answer")[0],
-        node=node,
-        max_attempts=config.dialing.max_attempts,
-    )
-    if recovered:
-        log.warning(
-            "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
-        )
+    recover_after_restart(store, config, now)
     # Catch up on start: any day in the look-back without a completed import.
     import_once(store, source, config.tz, now, config.portal.lookback_days)
     dialer = Dialer(store, phone, prompts, config, clock)
@@ -174,7 +165,7 @@ def run_service(
         sched.shutdown(wait=True)
         log.info("waiting for %d call(s) in progress", dialer.active_calls())
         dialer.drain()
-        deliver_due(store, sink, clock.now())
+        deliver_due(store, sink, clock.now(), node=node)
     return 0
 
 

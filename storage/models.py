@@ -135,6 +135,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The node posting it right now (its lease is next_try_at); a restarted node takes back
+    # its own claims at once instead of waiting for the lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class RejectedItem(Base):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from storage.base import StoreBase
 from storage.models import Delivery, DeliveryState
@@ -13,12 +14,17 @@ from storage.records import PendingDelivery
 
 class OutboxMixin(StoreBase):
     def claim_deliveries(
-        self, now: datetime, limit: int, lease: timedelta = timedelta(minutes=2)
+        self,
+        now: datetime,
+        limit: int,
+        lease: timedelta = timedelta(minutes=2),
+        node: str | None = None,
     ) -> list[PendingDelivery]:
-        """Take due pending ratings to post: they are hidden from other nodes for ``lease``
-        (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes do not post the same one.
-        A node that dies mid-post leaves them to be retried once the lease runs out (the
-        Idempotency-Key makes that retry harmless)."""
+        """Take due pending ratings to post for ``node``: they are hidden from other nodes for
+        ``lease`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes do not post the
+        same one. A node that dies mid-post leaves them to be retried once the lease runs out,
+        or at once when it restarts (``release_node_deliveries``); the Idempotency-Key makes
+        that retry harmless."""
         with self._tx() as s:
             q = (
                 select(Delivery)
@@ -31,6 +37,7 @@ class OutboxMixin(StoreBase):
             rows = list(s.scalars(q))
             for d in rows:
                 d.next_try_at = now + lease
+                d.claimed_by = node
             return [
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in rows
@@ -44,8 +51,19 @@ class OutboxMixin(StoreBase):
             s.execute(
                 update(Delivery)
                 .where(Delivery.survey_id.in_(survey_ids), Delivery.state == DeliveryState.PENDING)
-                .values(next_try_at=at)
+                .values(next_try_at=at, claimed_by=None)
             )
+
+    def release_node_deliveries(self, node: str, now: datetime) -> int:
+        """On start: the ratings this node had claimed when it stopped (a crash mid-post) are
+        due again now, not when their lease runs out. Returns how many."""
+        with self._tx() as s:
+            result = s.execute(
+                update(Delivery)
+                .where(Delivery.claimed_by == node, Delivery.state == DeliveryState.PENDING)
+                .values(next_try_at=now, claimed_by=None)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def pending_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
         with self._tx() as s:
@@ -59,6 +77,22 @@ class OutboxMixin(StoreBase):
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in s.scalars(q)
             ]
+
+    def requeue_dead(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
+        """Send dead letters again (the operator fixed what the portal refused): each becomes
+        pending, due ``now``, keeping its last answer until the next try. ``ids`` are portal
+        request ids or survey ids; none means every dead letter. Returns the request ids
+        re-queued."""
+        with self._tx() as s:
+            q = select(Delivery).where(Delivery.state == DeliveryState.DEAD)
+            if ids:
+                q = q.where(or_(Delivery.portal_request_id.in_(ids), Delivery.survey_id.in_(ids)))
+            rows = list(s.scalars(q))
+            for d in rows:
+                d.state = DeliveryState.PENDING
+                d.next_try_at = now
+                d.claimed_by = None
+            return [d.portal_request_id for d in rows]
 
     def delivery_counts(self) -> dict[str, int]:
         with self._tx() as s:
@@ -91,6 +125,7 @@ class OutboxMixin(StoreBase):
             d = s.get(Delivery, survey_id)
             assert d is not None
             d.state = state
+            d.claimed_by = None
             d.tries += 1
             d.http_status = http_status
             d.last_error = error

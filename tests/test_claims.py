@@ -184,3 +184,23 @@ def test_two_nodes_never_take_the_same_delivery(engine: Engine, db_url: str) -> 
     assert len(taken["a"]) + len(taken["b"]) == 40
     # Not delivered within the lease: due again afterwards, for any node.
     assert len(store.claim_deliveries(NOW + timedelta(minutes=3), 100)) == 40
+
+
+def test_a_restarted_node_takes_back_its_delivery_claims_at_once(store: Store) -> None:
+    """A node killed mid-delivery: on restart its claimed ratings are due again now, not when
+    the lease runs out; another node's claims stay hidden until theirs does."""
+    for i in range(6):
+        add(store, f"R{i:02d}", f"+3752910{i:05d}")
+    for s in store.due_surveys(NOW, 100):
+        store.record_outcome(s.id, "satisfied", "1", None, NOW, NOW)
+    mine = store.claim_deliveries(NOW, 4, node="node-a")
+    theirs = store.claim_deliveries(NOW, 2, node="node-b")
+    assert (len(mine), len(theirs)) == (4, 2)
+    later = NOW + timedelta(seconds=10)
+    assert store.claim_deliveries(later, 100, node="node-a") == []  # all leased
+    assert store.release_node_deliveries("node-a", later) == 4
+    again = store.claim_deliveries(later, 100, node="node-a")
+    assert sorted(d.survey_id for d in again) == sorted(d.survey_id for d in mine)
+    store.mark_delivered(again[0].survey_id, 201, later)
+    assert store.release_node_deliveries("node-a", later) == 3  # the delivered one stays so
+    assert store.delivery_counts() == {"delivered": 1, "pending": 5}

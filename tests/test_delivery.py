@@ -5,13 +5,17 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
+from ivr.cli import main
 from ivr.delivery import deliver_due
 from ivr.lab.portal_emulator import PortalEmulator
 from ivr.lab.sample_requests import make_items
 from ivr.portal import PortalClient
+from storage.db import make_engine
 from storage.store import NewSurvey, Store
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
@@ -99,6 +103,54 @@ def test_rejected_rating_becomes_a_dead_letter(store: Store, portal: PortalEmula
         stats = deliver_due(store, c, NOW)
     assert (stats.dead, stats.delivered) == (1, 1)
     assert store.delivery_counts() == {"dead": 1, "delivered": 1}
+
+
+def test_a_dead_letter_is_sent_again_only_when_the_operator_asks(
+    tmp_path: Path, portal: PortalEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deliver` leaves a refused rating dead; `deliver --retry-dead ID` (after the portal
+    side was fixed) sends it once; an id that is no dead letter re-queues nothing."""
+    db = f"sqlite:///{tmp_path / 'ivr.sqlite'}"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": db,
+                "portal": {"base_url": portal.base_url, "token": "test-token"},
+                "sip": {"server": "127.0.0.1", "username": "d", "password": "p",
+                        "local_ip": "127.0.0.1"},
+            }
+        )
+    )  # fmt: skip
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(["--config", str(config), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert cli("db", "upgrade")[0] == 0
+    store = Store(make_engine(db))
+    refused, other = finished(store, portal, ["unsatisfied", "satisfied"])
+    portal.fail_next(1, 422, body=b'{"error": "request is archived"}')
+    assert cli("deliver")[0] == 0
+    assert store.delivery_counts() == {"dead": 1, "delivered": 1}
+    code, out, _ = cli("report", "--date", DAY.isoformat())
+    assert f"request {refused} " in out and "request is archived" in out
+    assert cli("deliver")[0] == 0  # never retried blindly
+    assert portal.rating_posts == 2
+
+    code, _, err = cli("deliver", "--retry-dead", other, "no-such-id")
+    assert code == 1 and "not a dead letter: " in err and "no-such-id" in err
+    assert store.delivery_counts() == {"dead": 1, "delivered": 1}
+
+    code, out, _ = cli("deliver", "--retry-dead", refused)
+    assert code == 0 and f"re-queued 1 dead letter(s): {refused}" in out
+    assert store.delivery_counts() == {"delivered": 2}
+    assert [r[0] for r in portal.ratings].count(refused) == 1
+    assert portal.ratings[-1][2]["return_for_rework"] is True
+    assert cli("deliver", "--retry-dead")[1].startswith("re-queued 0 dead letter(s)")
+    assert portal.rating_posts == 3
+    store.engine.dispose()
 
 
 def test_refused_token_pauses_delivery_and_keeps_results(
