@@ -19,7 +19,8 @@ contains three) ends it, so the next tone is a new press. Limits follow ITU-T Q.
 usual reading of its twist: the low-group tone may be up to 8 dB louder than the high-group
 one, "normal twist", or up to 4 dB quieter, "reverse twist").
 
-Samples are linear 16-bit scale floats (``feed``) or G.711 mu-law bytes (``feed_ulaw``).
+Samples are linear 16-bit scale floats (``feed``) or G.711 bytes, mu-law (``feed_ulaw``) or
+A-law (``feed_alaw``).
 Pure numpy; no I/O, no clock.
 """
 
@@ -65,12 +66,28 @@ def _ulaw_table() -> npt.NDArray[np.float64]:
     return np.where(sign != 0, -magnitude, magnitude).astype(np.float64)
 
 
+def _alaw_table() -> npt.NDArray[np.float64]:
+    codes = np.arange(256, dtype=np.int32) ^ 0x55  # even bits are sent inverted
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    return np.where(codes & 0x80, magnitude, -magnitude).astype(np.float64)  # 1 = positive
+
+
 ULAW = _ulaw_table()
+ALAW = _alaw_table()
 
 
 def ulaw_decode(payload: bytes) -> npt.NDArray[np.float64]:
     """G.711 mu-law bytes -> linear 16-bit scale floats."""
     return ULAW[np.frombuffer(payload, dtype=np.uint8)]
+
+
+def alaw_decode(payload: bytes) -> npt.NDArray[np.float64]:
+    """G.711 A-law bytes -> linear 16-bit scale floats."""
+    return ALAW[np.frombuffer(payload, dtype=np.uint8)]
 
 
 @dataclass
@@ -151,6 +168,9 @@ class InbandDetector:
 
     def feed_ulaw(self, payload: bytes) -> list[str]:
         return self.feed(ulaw_decode(payload))
+
+    def feed_alaw(self, payload: bytes) -> list[str]:
+        return self.feed(alaw_decode(payload))
 
     def feed(self, samples: npt.NDArray[np.float64]) -> list[str]:
         data = np.concatenate((self._pending, samples)) if self._pending.size else samples

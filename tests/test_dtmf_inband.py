@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.dtmf_inband import InbandDetector, validate
+from ivr.dtmf_inband import InbandDetector, alaw_decode, ulaw_decode, validate
 from ivr.lab import dtmf_vectors as dv
 from ivr.sip.api import KeyPress, KeySource
 from ivr.sip.keys import DEDUPE_S, KeyCollector
@@ -53,6 +53,27 @@ def test_mu_law_input_from_rtp() -> None:
     det = InbandDetector()
     keys = [k for i in range(0, len(payload), 160) for k in det.feed_ulaw(payload[i : i + 160])]
     assert "".join(keys) == "159#"
+
+
+@pytest.mark.parametrize("item", MANIFEST, ids=[m["file"] for m in MANIFEST])
+def test_a_law_input_from_rtp(item: dict[str, str]) -> None:
+    """An A-law trunk (PCMA): every vector, sent A-law in 20 ms packets, gives the same keys."""
+    payload = dv.alaw_encode(dv.read_wav(VECTORS / item["file"]))
+    det = InbandDetector()
+    keys = [k for i in range(0, len(payload), 160) for k in det.feed_alaw(payload[i : i + 160])]
+    assert "".join(keys) == item["keys"], item["what"]
+
+
+def test_g711_codecs_agree_with_audioop() -> None:
+    """Our numpy G.711 decoders (the detector) and A-law encoder (the vectors) are standard."""
+    import audioop  # the codec library pyVoIP uses (audioop-lts on Python >= 3.13)
+
+    every = np.arange(-32768, 32768)
+    pcm = every.astype("<i2").tobytes()
+    assert dv.alaw_encode(every) == audioop.lin2alaw(pcm, 2)
+    codes = bytes(range(256))
+    assert list(alaw_decode(codes)) == list(np.frombuffer(audioop.alaw2lin(codes, 2), "<i2"))
+    assert list(ulaw_decode(codes)) == list(np.frombuffer(audioop.ulaw2lin(codes, 2), "<i2"))
 
 
 @pytest.mark.parametrize(

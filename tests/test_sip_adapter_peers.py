@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
+from ivr.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.errors import RegistrationFailed
 from ivr.lab.sip_peers import (
     BaresipCitizen,
@@ -41,6 +43,7 @@ NUMBERS = {
     "silent": "375291000007",
 }
 BARESIP_NUMBER = "375291000099"
+BARESIP_ALAW_NUMBER = "375291000098"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -309,6 +312,39 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
     assert correlation > 0.95
 
 
+def test_an_alaw_only_line_hears_the_prompt(
+    phone: PyVoipPhone, kamailio: Kamailio, workdir: Path
+) -> None:
+    """A trunk that speaks only PCMA (common in Europe) answers our offer with PCMA; what it
+    hears is the prompt (pyVoIP alone sent mu-law labelled PCMA: noise)."""
+    bdir = workdir / "baresip-alaw"
+    bdir.mkdir()
+    prompt = chirp_u8(3.0)
+    with BaresipCitizen(bdir, BARESIP_ALAW_NUMBER, kamailio.port, codecs="PCMA") as citizen:
+        citizen.press_after_answer("2", delay_s=1.0)
+        call = phone.dial(BARESIP_ALAW_NUMBER)
+        assert wait_state(call, {LineState.ANSWERED, LineState.ENDED}, 10) is LineState.ANSWERED
+        assert call.codec == "PCMA"
+        call.play(prompt)
+        keys = ""
+
+        def got_key() -> bool:
+            nonlocal keys
+            keys += "".join(k.key for k in call.take_keys())
+            return bool(keys)
+
+        wait_until(got_key, 8, "DTMF '2' from baresip")
+        assert keys == "2"
+        time.sleep(len(prompt) / 8000 + 0.5)  # the whole prompt plays
+        call.hangup()
+        wait_until(lambda: "closed" in citizen.log().lower(), 5, "baresip to see our BYE")
+    recordings = citizen.recordings()
+    assert recordings, "baresip recorded nothing"
+    correlation = max(best_correlation(r, prompt) for r in recordings)
+    print(f"baresip (PCMA) recording vs prompt: normalised cross-correlation {correlation:.4f}")
+    assert correlation > 0.95
+
+
 # ---------------------------------------------------------------- scripted UDP peer
 # Cases SIPp/kamailio cannot produce on demand, against a real socket scripted message by
 # message (phone in direct-to-trunk mode, no REGISTER).
@@ -501,3 +537,89 @@ def test_retransmitted_200_is_reacked_and_event_16_does_not_kill_dtmf(
         call.hangup()
         bye = peer.expect("BYE")
         assert bye.start_line.startswith(f"BYE sip:peer@127.0.0.1:{peer.port} ")
+
+
+SDP_ONE_CODEC = (
+    "v=0\r\no=peer 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+)
+
+
+def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
+    scripted: tuple[ScriptedPeer, PyVoipPhone],
+) -> None:
+    """We offer PCMU and PCMA; the far end's answer and later re-INVITEs pick. What we send
+    decodes, in the chosen law, to what was played; an offer with neither law gets 488."""
+    peer, phone = scripted
+    call = phone.dial("375291000206")
+    invite = peer.expect("INVITE")
+    offer = sm.parse_sdp_audio(invite.body)
+    assert offer is not None and offer.payloads == {0: "pcmu", 8: "pcma", 101: "telephone-event"}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+        rtp.bind(("127.0.0.1", 0))
+        rtp_port = rtp.getsockname()[1]
+        answer_sdp = SDP_ONE_CODEC.format(version=1, port=rtp_port, pt=8, name="PCMA")
+        peer.respond(invite, 200, "OK", body=answer_sdp)
+        peer.expect("ACK")
+        wait_state(call, {LineState.ANSWERED}, 2)
+        assert call.codec == "PCMA"
+        rtp.settimeout(2)
+        level = (200 - 128) * 256  # the linear value of the u8 sample we play
+
+        def heard(pt: int, decode: Callable[[bytes], npt.NDArray[np.float64]]) -> None:
+            """Play a constant; the packets carry ``pt`` and decode to it (one quantum)."""
+            call.play(bytes([200]) * 8000)
+            for _ in range(150):
+                packet = rtp.recv(2048)
+                assert packet[1] & 0x7F == pt
+                samples = decode(packet[12:])
+                if abs(samples).max() > 1000:
+                    assert abs(samples - level).max() <= 1024, samples[:8]
+                    call.stop_audio()
+                    return
+            raise AssertionError("the played audio never arrived")
+
+        heard(8, alaw_decode)
+        in_dialog = 1
+        contact = (invite.header("contact") or "").split("<", 1)[1].split(">", 1)[0]
+        from_header, to_header = invite.header("from") or "", invite.header("to") or ""
+
+        def reinvite(pt: int, name: str) -> sm.SipMessage:
+            nonlocal in_dialog
+            in_dialog += 1
+            body = SDP_ONE_CODEC.format(version=in_dialog, port=rtp_port, pt=pt, name=name)
+            peer.send_request(
+                f"INVITE {contact} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bKre{in_dialog}\r\n"
+                f"From: {to_header};tag=peertag\r\nTo: {from_header}\r\n"
+                f"Call-ID: {call.call_id}\r\nCSeq: {in_dialog} INVITE\r\n"
+                f"Contact: <sip:peer@127.0.0.1:{peer.port}>\r\n"
+                f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            )
+            peer.sock.settimeout(5)
+            while True:
+                answer = sm.parse(peer.sock.recv(8192))
+                if answer.is_response and answer.cseq == (in_dialog, "INVITE"):
+                    break
+            if answer.status == 200:
+                peer.send_request(
+                    f"ACK {contact} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bKack{in_dialog}\r\n"
+                    f"From: {to_header};tag=peertag\r\nTo: {answer.header('to')}\r\n"
+                    f"Call-ID: {call.call_id}\r\nCSeq: {in_dialog} ACK\r\nContent-Length: 0\r\n\r\n"
+                )
+            return answer
+
+        answer = reinvite(0, "PCMU")  # the trunk moves to mu-law
+        assert answer.status == 200
+        audio = sm.parse_sdp_audio(answer.body)
+        assert audio is not None and audio.payloads == {0: "pcmu", 101: "telephone-event"}
+        assert call.codec == "PCMU"
+        heard(0, ulaw_decode)
+        answer = reinvite(18, "G729")  # a law we cannot speak: refused, the call goes on as it was
+        assert answer.status == 488
+        assert (call.state, call.codec) == (LineState.ANSWERED, "PCMU")
+        heard(0, ulaw_decode)
+        call.hangup()
+        peer.expect("BYE")

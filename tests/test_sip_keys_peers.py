@@ -31,6 +31,8 @@ NUMBERS = {
     "early:8": "375291100006",
     "press:4": "375291100007",
     "mute": "375291100008",
+    "inband_pcma:28#": "375291100009",
+    "to_pcma:6": "375291100010",
 }
 
 
@@ -105,8 +107,16 @@ def answered(phone: PyVoipPhone, behaviour: str) -> PyVoipCall:
         ("info:5", [KeyPress("5", KeySource.SIP_INFO)]),
         ("info_dtmf:#", [KeyPress("#", KeySource.SIP_INFO)]),
         ("inband:19*0", [KeyPress(k, KeySource.INBAND) for k in "19*0"]),
+        ("inband_pcma:28#", [KeyPress(k, KeySource.INBAND) for k in "28#"]),
     ],
-    ids=["rfc4733-pt96", "rfc4733-pt101", "info-dtmf-relay", "info-dtmf", "inband-tones"],
+    ids=[
+        "rfc4733-pt96",
+        "rfc4733-pt101",
+        "info-dtmf-relay",
+        "info-dtmf",
+        "inband-tones",
+        "inband-tones-alaw",
+    ],
 )
 def test_keys_arrive_by_every_path(
     phone: PyVoipPhone,
@@ -115,6 +125,7 @@ def test_keys_arrive_by_every_path(
     expected: list[KeyPress],
 ) -> None:
     call = answered(phone, behaviour)
+    assert call.codec == ("PCMA" if "pcma" in behaviour else "PCMU")  # as the citizen answered
     assert keys_of(call, len(expected), 8) == expected
     time.sleep(0)  # nothing else arrives: the peer sent each key once
     call.hangup()
@@ -134,6 +145,22 @@ def test_hold_and_unhold_reinvites_are_answered_200_and_the_call_goes_on(
     # our answers to hold (sendonly -> recvonly) and unhold (sendrecv)
     assert "a=recvonly" in trace and "CSeq: 3 INVITE" in trace and "CSeq: 4 INVITE" in trace
     assert "488 Not Acceptable" not in trace
+
+
+def test_a_reinvite_to_alaw_is_answered_200_pcma_and_the_call_goes_on(
+    phone: PyVoipPhone, citizens: dict[str, SippCitizen]
+) -> None:
+    call = answered(phone, "to_pcma:6")
+    assert call.codec == "PCMU"
+    assert keys_of(call, 1, 10) == [KeyPress("6", KeySource.RFC4733)]  # sent after our 200
+    assert (call.state, call.codec) == (LineState.ANSWERED, "PCMA")
+    call.hangup()
+    trace = citizens["to_pcma:6"].messages()
+    # our 200 to the re-INVITE, as SIPp got it
+    (answer,) = [m for m in trace.split("-" * 40)
+                 if "received" in m and "SIP/2.0 200" in m and "CSeq: 3 INVITE" in m]  # fmt: skip
+    assert "RTP/AVP 8 101" in answer and "a=rtpmap:8 PCMA/8000" in answer
+    assert "PCMU" not in answer and "488 Not Acceptable" not in trace
 
 
 def test_183_with_early_media_then_answer(

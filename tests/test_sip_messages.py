@@ -266,6 +266,15 @@ def test_sdp_answer_mirrors_the_direction_and_keeps_the_event_type(offer: str, a
     assert sdp.endswith(f"a={answer}\r\n") and "o=ivr 7 9 IN IP4 127.0.0.1" in sdp
 
 
+def test_we_offer_both_g711_laws_and_answer_in_the_one_chosen() -> None:
+    offer = sm.parse_sdp_audio(sm.sdp_offer("127.0.0.1", 21000, 5).encode())
+    assert offer is not None
+    assert offer.payloads == {0: "pcmu", 8: "pcma", 101: "telephone-event"}
+    sdp = sm.sdp_answer("127.0.0.1", 21000, 7, 9, 101, "sendrecv", "pcma")
+    assert "m=audio 21000 RTP/AVP 8 101\r\n" in sdp and "a=rtpmap:8 PCMA/8000\r\n" in sdp
+    assert "PCMU" not in sdp
+
+
 def test_response_with_body_has_its_length() -> None:
     msg = _info("application/dtmf", "1")
     raw = sm.build_response_with_body(msg, 200, "OK", "sip:d@127.0.0.1:5062", "application/sdp",

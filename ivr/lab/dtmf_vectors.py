@@ -4,7 +4,7 @@ Regenerate the shipped set with ``python -m ivr.lab.dtmf_vectors tests/data/dtmf
 is deterministic (fixed noise seed). Every signal goes through G.711 mu-law and back, as it
 would on the line. The manifest gives, per file, the keys a conforming detector reports.
 
-Also writes RTP captures (``pcap``) of keys for SIPp's ``play_pcap_audio``: tones as PCMU
+Also writes RTP captures (``pcap``) of keys for SIPp's ``play_pcap_audio``: tones as PCMU or PCMA
 audio, and RFC 4733 events on any payload type.
 """
 
@@ -84,6 +84,17 @@ def ulaw_encode(samples: Samples) -> bytes:
     exponent = np.clip(exponent, 0, 7)
     mantissa = (mag >> (exponent + 3)) & 0x0F
     code = ~(sign | (exponent << 4) | mantissa) & 0xFF
+    return bytes(code.astype(np.uint8).tobytes())
+
+
+def alaw_encode(samples: Samples) -> bytes:
+    """Linear 16-bit scale -> G.711 A-law (the standard segment encoder)."""
+    x = np.clip(np.rint(samples), -32768, 32767).astype(np.int32)
+    sign = np.where(x >= 0, 0x80, 0)  # A-law: the sign bit set is positive
+    mag = np.where(x >= 0, x, -x - 1) >> 3
+    exponent = np.clip(np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4, 0, 7)
+    mantissa = np.where(exponent == 0, mag >> 1, mag >> exponent) & 0x0F
+    code = (sign | (exponent << 4) | mantissa) ^ 0x55  # even bits inverted
     return bytes(code.astype(np.uint8).tobytes())
 
 
@@ -183,9 +194,17 @@ def _rtp(pt: int, seq: int, ts: int, payload: bytes, marker: bool = False) -> by
 
 def pcmu_pcap(samples: Samples) -> bytes:
     """The audio as 20 ms PCMU packets (payload type 0)."""
-    data = ulaw_encode(samples)
+    return _g711_pcap(ulaw_encode(samples), 0)
+
+
+def pcma_pcap(samples: Samples) -> bytes:
+    """The audio as 20 ms PCMA packets (payload type 8)."""
+    return _g711_pcap(alaw_encode(samples), 8)
+
+
+def _g711_pcap(data: bytes, pt: int) -> bytes:
     frames = [data[i : i + 160] for i in range(0, len(data) - 159, 160)]
-    return _pcap((i * 0.02, _rtp(0, i, i * 160, f)) for i, f in enumerate(frames))
+    return _pcap((i * 0.02, _rtp(pt, i, i * 160, f)) for i, f in enumerate(frames))
 
 
 def event_pcap(key: str, pt: int, duration_ms: int = 100) -> bytes:

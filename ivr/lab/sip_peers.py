@@ -253,8 +253,8 @@ o=user1 53655765 @VERSION@ IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
+m=audio [media_port] RTP/AVP @AUDIO_PT@ 101
+a=rtpmap:@AUDIO_PT@ @AUDIO_CODEC@/8000
 a=rtpmap:101 telephone-event/8000
 a=@DIRECTION@"""
 _ACK_IN_DIALOG = """  <send><![CDATA[
@@ -324,14 +324,15 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
         return (HERE / "sipp" / "uas_noanswer.xml").read_text()
     text = (HERE / "sipp" / "uas_answer.xml").read_text().replace("@RING_MS@", "200")
     pcap, hangup, actions, delay, te_pt, early = "", "", "", 1000, "101", ""
+    codec = "PCMA" if name == "inband_pcma" else "PCMU"  # of the 200's SDP answer
     args = arg.split(":") if arg else []
-    if name in ("pt96", "info", "info_dtmf", "inband", "hold_unhold"):
+    if name in ("pt96", "info", "info_dtmf", "inband", "inband_pcma", "hold_unhold", "to_pcma"):
         from ivr.lab import dtmf_vectors as dv
 
         out = workdir or Path(".")
         out.mkdir(parents=True, exist_ok=True)
         delay = int(args[1]) if len(args) > 1 else 1000
-        if name not in ("pt96", "inband"):
+        if name not in ("pt96", "inband", "inband_pcma"):
             actions = _DIALOG_EREGS  # the scenario sends requests in the dialog
         if name == "pt96":  # pt96:<digit>[:<delay_ms>]: telephone-event on payload type 96
             te_pt = "96"
@@ -344,19 +345,25 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
                                   f"Signal={args[0]}\nDuration=160")  # fmt: skip
             else:
                 pcap = _in_dialog("INFO", 2, "application/dtmf", args[0])
-        elif name == "inband":  # inband:<keys>[:<delay_ms>]: tones in the PCMU audio
-            keys = args[0]
-            tones = out / f"inband_{keys.replace('*', 's').replace('#', 'h')}.pcap"
+        elif name in ("inband", "inband_pcma"):  # inband[_pcma]:<keys>[:<delay_ms>]: tones
+            keys = args[0]  # in the PCMU (PCMA) audio
+            tones = out / f"{name}_{keys.replace('*', 's').replace('#', 'h')}.pcap"
             samples = dv.gap(200)
             for k in keys:
                 samples = dv.join(samples, dv.tone(k, 80), dv.gap(120))
-            tones.write_bytes(dv.pcmu_pcap(samples))
+            tones.write_bytes(dv.pcma_pcap(samples) if codec == "PCMA" else dv.pcmu_pcap(samples))
             pcap = _play(tones)
-        else:  # hold_unhold:<digit>[:<delay_ms>]: hold, unhold, then an RFC 2833 digit
-            pcap = ""
-            for cseq, direction in ((3, "sendonly"), (4, "sendrecv")):
-                sdp = _REINVITE_SDP.replace("@VERSION@", str(cseq)).replace(
-                    "@DIRECTION@", direction
+        else:  # hold_unhold:<digit>[:<delay_ms>]: hold, unhold, then an RFC 2833 digit;
+            pcap = ""  # to_pcma:<digit>[:<delay_ms>]: a re-INVITE to PCMA only, then the digit
+            steps = [(3, "sendonly", "PCMU"), (4, "sendrecv", "PCMU")]
+            if name == "to_pcma":
+                steps = [(3, "sendrecv", "PCMA")]
+            for cseq, direction, law in steps:
+                sdp = (
+                    _REINVITE_SDP.replace("@VERSION@", str(cseq))
+                    .replace("@DIRECTION@", direction)
+                    .replace("@AUDIO_PT@", "8" if law == "PCMA" else "0")
+                    .replace("@AUDIO_CODEC@", law)
                 )
                 pcap += _in_dialog("INVITE", cseq, "application/sdp", sdp)
                 pcap += _ACK_IN_DIALOG.replace("@CSEQ@", str(cseq))
@@ -380,6 +387,8 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
     return (
         text.replace("@DELAY_MS@", str(delay))
         .replace("@TE_PT@", te_pt)
+        .replace("@AUDIO_PT@", "8" if codec == "PCMA" else "0")
+        .replace("@AUDIO_CODEC@", codec)
         .replace("@EARLY@", early)
         .replace("@PCAP_ACTION@", pcap)
         .replace("@HANGUP@", hangup)
@@ -395,7 +404,9 @@ class SippCitizen:
     handset sends audio), "pt96:<d>[:<ms>]" (the same on telephone-event payload type 96),
     "info:<d>" /
     "info_dtmf:<d>" (SIP INFO dtmf-relay / dtmf), "inband:<keys>" (tones in the audio),
-    "hold_unhold:<d>" (re-INVITE sendonly, re-INVITE sendrecv, then the digit), "early[:<d>]"
+    "inband_pcma:<keys>" (answers PCMA only; tones in the A-law audio),
+    "hold_unhold:<d>" (re-INVITE sendonly, re-INVITE sendrecv, then the digit), "to_pcma:<d>"
+    (a re-INVITE offering PCMA only, then the digit), "early[:<d>]"
     (183 with SDP, then 200 and the digit), "silent" (answers, no key, waits up to 180 s for
     BYE), "hangup[:<ms>]" (answers, then sends BYE itself), "busy" (486), "decline" (603),
     "not_found" (404), "no_answer" (rings until CANCEL -> 200 + 487), "mute" (answers and
@@ -462,9 +473,11 @@ class BaresipCitizen:
         sip_port: int | None = None,
         ctrl_port: int | None = None,
         rtp_range: tuple[int, int] = (24000, 24999),
+        codecs: str = "PCMU",
     ) -> None:
         self.workdir = Path(workdir)
         self.number = number
+        self.codecs = codecs  # baresip's audio_codecs: "PCMA" is an A-law-only line
         self.kamailio_port = kamailio_port
         self.sip_port = sip_port or find_free_udp_port()
         self.ctrl_port = ctrl_port or find_free_udp_port()
@@ -491,7 +504,7 @@ class BaresipCitizen:
         (cfg_dir / "accounts").write_text(
             f"<sip:{self.number}@127.0.0.1;transport=udp>;auth_pass={PASSWORD};"
             f'outbound="sip:127.0.0.1:{self.kamailio_port}";regint=3600;answermode=auto;'
-            "audio_codecs=PCMU;dtmfmode=rtpevent\n"
+            f"audio_codecs={self.codecs};dtmfmode=rtpevent\n"
         )
         (cfg_dir / "contacts").write_text("")
         self._process.start([exe, "-f", str(cfg_dir)], self.workdir,

@@ -1,7 +1,7 @@
 """``SipPhone`` over pyVoIP 1.6.8: a thin adapter plus small, named fixes of pyVoIP defects.
 
-pyVoIP keeps: the UDP socket and its receive thread, REGISTER (401 digest), RTP (PCMU,
-RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Everything about the
+pyVoIP keeps: the UDP socket and its receive thread, REGISTER (401 digest), RTP (PCMU and
+PCMA, RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Everything about the
 INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT.md =
 /work/shared/sip-lab/REPORT.md, section 1.2 and pitfalls 4-18):
 
@@ -14,10 +14,12 @@ INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT
 * ``SafeRtpClient`` (``ivr.sip.rtp``): telephone-event >= 16 ignored (pitfall 12); a new
   event is a new timestamp, not a marker bit (a lost first packet lost the key); the
   payload type is the one the peer's SDP gave (pyVoIP maps it from ``a=rtpmap``); received
-  PCMU goes to the in-band DTMF detector instead of pyVoIP's never-read buffer; stop joins
-  its threads.
+  PCMU or PCMA goes to the in-band DTMF detector instead of pyVoIP's never-read buffer;
+  PCMA is sent A-law encoded (pyVoIP: mu-law labelled PCMA, pitfall 13); stop joins its
+  threads. We offer PCMU and PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
-  unhold, new address) answered 200 with our SDP when PCMU is still offered (pyVoIP: 488).
+  unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
+  offered (pyVoIP: 488).
 
 No business decisions here: ring timeouts and what a status means are decided above.
 """
@@ -52,6 +54,13 @@ ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted fin
 _REGISTER_ONCE = "_SIPClient__register"
 _START_REFRESH = "_SIPClient__start_register_timer"
 REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tries)
+
+
+_PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
+
+
+def _codec_name(payload_type: Any) -> str:
+    return "pcma" if payload_type == RTP.PayloadType.PCMA else "pcmu"
 
 
 class _IvrVoipCall(VoIPCall):
@@ -173,7 +182,8 @@ class _IvrVoipPhone(VoIPPhone):
     def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
         """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
         the call before any response can be processed (REPORT.md 1.2, KeyError/race rows)."""
-        medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 101: RTP.PayloadType.EVENT}}
+        medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA,
+                                  101: RTP.PayloadType.EVENT}}  # fmt: skip
         with self.ivr_sip.recvLock:
             self.ivr_sip.pending_invite = invite
             request, call_id, sess_id = self.ivr_sip.invite("", medias, RTP.TransmitType.SENDRECV)
@@ -233,6 +243,12 @@ class PyVoipCall:
     @property
     def ended_by(self) -> EndedBy | None:
         return self._ended_by
+
+    @property
+    def codec(self) -> str | None:
+        """The G.711 law we send, as the far end's answer chose it ("PCMU"/"PCMA")."""
+        clients = self.vcall.RTPClients
+        return _codec_name(clients[0].preference).upper() if clients else None
 
     def play(self, audio: bytes) -> None:
         with self._phone.lock:
@@ -457,32 +473,38 @@ class PyVoipPhone:
             call.keys.add(key, KeySource.SIP_INFO)
 
     def _on_reinvite(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
-        """Hold, unhold or a new media address on the same codec: 200 with our SDP (the
-        direction mirrored); an offer without PCMU: 488 and the call goes on as it was."""
+        """Hold, unhold, a new media address or the other G.711 law: 200 with our SDP (the
+        direction mirrored, the codec kept if still offered); an offer with neither PCMU nor
+        PCMA: 488 and the call goes on as it was."""
         target = sm.response_target(msg)
         offer = sm.parse_sdp_audio(msg.body) if msg.body.strip() else None
-        if offer is not None and offer.payload_of("pcmu") is None:
-            self.send(sm.build_response(msg, 488, "Not Acceptable Here"), target)
-            return
+        clients = call.vcall.RTPClients
+        codec = _codec_name(clients[0].preference) if clients else "pcmu"
+        if offer is not None and offer.payload_of(codec) is None:
+            codec = next((c for c in sm.G711 if offer.payload_of(c) is not None), "")
+            if not codec:
+                self.send(sm.build_response(msg, 488, "Not Acceptable Here"), target)
+                return
         event_pt = 101
         direction = "sendrecv"
         if offer is not None:
             event_pt = offer.payload_of("telephone-event") or 101
             direction = offer.direction
             on_hold = offer.ip == "0.0.0.0" or direction in ("sendonly", "inactive")
-            for client in call.vcall.RTPClients:
+            for client in clients:
                 if not on_hold:
                     client.outIP, client.outPort = offer.ip, offer.port
                 client.assoc[event_pt] = RTP.PayloadType.EVENT
+                client.assoc[sm.G711[codec]] = client.preference = _PAYLOAD_TYPES[codec]
                 client.last_rx = time.monotonic()
             call.held = on_hold
-            log.info("call %s: re-INVITE (%s)", call.call_id, "hold" if on_hold else direction)
-        clients = call.vcall.RTPClients
+            log.info("call %s: re-INVITE (%s, %s)", call.call_id,
+                     "hold" if on_hold else direction, codec.upper())  # fmt: skip
         port = clients[0].inPort if clients else 0
         call.sdp_version += 1
         session = int(call.invite.sdp.split("o=ivr ", 1)[1].split()[0])
         sdp = sm.sdp_answer(self.settings.local_ip, port, session, session + call.sdp_version,
-                            event_pt, direction)  # fmt: skip
+                            event_pt, direction, codec)  # fmt: skip
         contact = f"sip:{self.settings.username}@{self.settings.local_ip}:{self.settings.sip_port}"
         self.send(sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp),
                   target)  # fmt: skip
@@ -561,7 +583,7 @@ class PyVoipPhone:
         for chunk in call.pending_audio:
             call.vcall.write_audio(chunk)
         call.pending_audio.clear()
-        log.info("call %s answered", call.call_id)
+        log.info("call %s answered (%s)", call.call_id, call.codec)
         self.changed.notify_all()
 
     def _housekeeping(self) -> None:

@@ -1,10 +1,12 @@
 """pyVoIP's RTP client with the fixes the adapter needs (see ``ivr.sip.pyvoip_adapter``):
 keys from RFC 4733 events by timestamp on any payload type, in-band tones from the received
-PCMU, the time of the last packet received, and a stop that joins its threads.
+PCMU or PCMA, PCMA sent A-law encoded, the time of the last packet received, and a stop that
+joins its threads.
 """
 
 from __future__ import annotations
 
+import audioop  # pyVoIP's own codec library (audioop-lts on Python >= 3.13)
 import io
 import socket
 import threading
@@ -38,9 +40,22 @@ class SafeRtpClient(RTP.RTPClient):
 
     def parse_pcmu(self, packet: Any) -> None:
         # Nobody reads pyVoIP's receive buffer (it only grows); listen for tones instead.
-        for key in self.inband.feed_ulaw(packet.payload):
+        self._inband_keys(self.inband.feed_ulaw(packet.payload))
+
+    def parse_pcma(self, packet: Any) -> None:
+        self._inband_keys(self.inband.feed_alaw(packet.payload))
+
+    def _inband_keys(self, keys: list[str]) -> None:
+        for key in keys:
             if self.key_sink is not None:
                 self.key_sink(key, KeySource.INBAND)
+
+    def encode_packet(self, payload: bytes) -> bytes:
+        # Fix (REPORT.md 1.4, pitfall 13): pyVoIP mu-law encodes PCMA too, so a trunk that
+        # answered PCMA heard noise. ``payload`` is unsigned 8-bit linear PCM.
+        if self.preference == RTP.PayloadType.PCMA:
+            return audioop.lin2alaw(audioop.bias(payload, 1, -128), 1)
+        return super().encode_packet(payload)
 
     def start(self) -> None:
         # Fix: pyVoIP's stop() closes the socket under its still running threads

@@ -256,15 +256,17 @@ class InviteRequest:
 
 
 def sdp_offer(ip: str, rtp_port: int, session_id: int) -> str:
-    """The offer pyVoIP can handle: PCMU + telephone-event/101 (as its gen_invite)."""
+    """What the adapter can play and hear: G.711 PCMU or PCMA (A-law-only trunks are common
+    in Europe), and telephone-event/101."""
     return (
         "v=0\r\n"
         f"o=ivr {session_id} {session_id + 2} IN IP4 {ip}\r\n"
         "s=ivr-rating\r\n"
         f"c=IN IP4 {ip}\r\n"
         "t=0 0\r\n"
-        f"m=audio {rtp_port} RTP/AVP 0 101\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0 8 101\r\n"
         "a=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:8 PCMA/8000\r\n"
         "a=rtpmap:101 telephone-event/8000\r\n"
         "a=fmtp:101 0-15\r\n"
         "a=ptime:20\r\n"
@@ -478,11 +480,22 @@ _ANSWER_DIRECTION = {
 }
 
 
+G711 = {"pcmu": 0, "pcma": 8}  # the codecs we send and receive: static payload types
+
+
 def sdp_answer(
-    ip: str, rtp_port: int, session_id: int, version: int, event_pt: int | None, offer_dir: str
+    ip: str,
+    rtp_port: int,
+    session_id: int,
+    version: int,
+    event_pt: int | None,
+    offer_dir: str,
+    codec: str = "pcmu",
 ) -> str:
-    """Our answer to a re-INVITE offer: PCMU (and telephone-event on the offer's type)."""
-    pts = "0" + (f" {event_pt}" if event_pt is not None else "")
+    """Our answer to a re-INVITE offer: one G.711 codec (and telephone-event on the offer's
+    type)."""
+    pt = G711[codec]
+    pts = f"{pt}" + (f" {event_pt}" if event_pt is not None else "")
     lines = [
         "v=0",
         f"o=ivr {session_id} {version} IN IP4 {ip}",
@@ -490,7 +503,7 @@ def sdp_answer(
         f"c=IN IP4 {ip}",
         "t=0 0",
         f"m=audio {rtp_port} RTP/AVP {pts}",
-        "a=rtpmap:0 PCMU/8000",
+        f"a=rtpmap:{pt} {codec.upper()}/8000",
     ]
     if event_pt is not None:
         lines += [f"a=rtpmap:{event_pt} telephone-event/8000", f"a=fmtp:{event_pt} 0-15"]
