@@ -539,6 +539,49 @@ def test_retransmitted_200_is_reacked_and_event_16_does_not_kill_dtmf(
         assert bye.start_line.startswith(f"BYE sip:peer@127.0.0.1:{peer.port} ")
 
 
+class FarEnd:
+    """The scripted peer's side of an answered call: in-dialog re-INVITEs and ACKs."""
+
+    def __init__(self, peer: ScriptedPeer, invite: sm.SipMessage, call_id: str) -> None:
+        self.peer, self.call_id, self.cseq = peer, call_id, 1
+        self.contact = (invite.header("contact") or "").split("<", 1)[1].split(">", 1)[0]
+        self.ours, self.theirs = invite.header("from") or "", invite.header("to") or ""
+
+    def send_reinvite(self, body: str, cseq: int | None = None) -> None:
+        """A re-INVITE (the next CSeq, or ``cseq`` again: a retransmission)."""
+        if cseq is None:
+            self.cseq += 1
+        cseq = cseq or self.cseq
+        self.peer.send_request(
+            f"INVITE {self.contact} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.peer.port};branch=z9hG4bKre{cseq}\r\n"
+            f"From: {self.theirs};tag=peertag\r\nTo: {self.ours}\r\n"
+            f"Call-ID: {self.call_id}\r\nCSeq: {cseq} INVITE\r\n"
+            f"Contact: <sip:peer@127.0.0.1:{self.peer.port}>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        )
+
+    def answer(self, timeout: float = 5.0) -> sm.SipMessage:
+        """The next response to our last re-INVITE."""
+        self.peer.sock.settimeout(timeout)
+        while True:
+            msg = sm.parse(self.peer.sock.recv(8192))
+            if msg.is_response and msg.cseq == (self.cseq, "INVITE"):
+                return msg
+
+    def reinvite(self, body: str) -> sm.SipMessage:
+        self.send_reinvite(body)
+        return self.answer()
+
+    def ack(self, answer: sm.SipMessage) -> None:
+        self.peer.send_request(
+            f"ACK {self.contact} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.peer.port};branch=z9hG4bKack{self.cseq}\r\n"
+            f"From: {self.theirs};tag=peertag\r\nTo: {answer.header('to')}\r\n"
+            f"Call-ID: {self.call_id}\r\nCSeq: {self.cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+        )
+
+
 SDP_ONE_CODEC = (
     "v=0\r\no=peer 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio {port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\n"
@@ -581,34 +624,13 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
             raise AssertionError("the played audio never arrived")
 
         heard(8, alaw_decode)
-        in_dialog = 1
-        contact = (invite.header("contact") or "").split("<", 1)[1].split(">", 1)[0]
-        from_header, to_header = invite.header("from") or "", invite.header("to") or ""
+        far_end = FarEnd(peer, invite, call.call_id)
 
         def reinvite(pt: int, name: str) -> sm.SipMessage:
-            nonlocal in_dialog
-            in_dialog += 1
-            body = SDP_ONE_CODEC.format(version=in_dialog, port=rtp_port, pt=pt, name=name)
-            peer.send_request(
-                f"INVITE {contact} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bKre{in_dialog}\r\n"
-                f"From: {to_header};tag=peertag\r\nTo: {from_header}\r\n"
-                f"Call-ID: {call.call_id}\r\nCSeq: {in_dialog} INVITE\r\n"
-                f"Contact: <sip:peer@127.0.0.1:{peer.port}>\r\n"
-                f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-            )
-            peer.sock.settimeout(5)
-            while True:
-                answer = sm.parse(peer.sock.recv(8192))
-                if answer.is_response and answer.cseq == (in_dialog, "INVITE"):
-                    break
+            body = SDP_ONE_CODEC.format(version=far_end.cseq + 1, port=rtp_port, pt=pt, name=name)
+            answer = far_end.reinvite(body)
             if answer.status == 200:
-                peer.send_request(
-                    f"ACK {contact} SIP/2.0\r\n"
-                    f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bKack{in_dialog}\r\n"
-                    f"From: {to_header};tag=peertag\r\nTo: {answer.header('to')}\r\n"
-                    f"Call-ID: {call.call_id}\r\nCSeq: {in_dialog} ACK\r\nContent-Length: 0\r\n\r\n"
-                )
+                far_end.ack(answer)
             return answer
 
         answer = reinvite(0, "PCMU")  # the trunk moves to mu-law
@@ -623,3 +645,37 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
         heard(0, ulaw_decode)
         call.hangup()
         peer.expect("BYE")
+
+
+def test_our_200_to_a_reinvite_is_sent_again_until_its_ack(
+    scripted: tuple[ScriptedPeer, PyVoipPhone],
+) -> None:
+    """UDP loses packets: our 200 to a re-INVITE goes again (0.5 s, then 1 s, ...) until the
+    ACK comes; a retransmitted re-INVITE gets the very same 200; after the ACK, silence."""
+    peer, phone = scripted
+    call = phone.dial("375291000207")
+    invite = peer.expect("INVITE")
+    peer.respond(invite, 200, "OK", body=SDP_ANSWER.format(port=peer.port + 1))
+    peer.expect("ACK")
+    wait_state(call, {LineState.ANSWERED}, 2)
+    far_end = FarEnd(peer, invite, call.call_id)
+    body = SDP_ONE_CODEC.format(version=2, port=peer.port + 1, pt=0, name="PCMU")
+    first = far_end.reinvite(body)
+    assert first.status == 200
+    sent = time.monotonic()
+    again = far_end.answer(timeout=2)
+    assert again.raw == first.raw and 0.3 < time.monotonic() - sent < 0.9
+    third = far_end.answer(timeout=3)
+    assert third.raw == first.raw and 1.2 < time.monotonic() - sent < 2.2
+    far_end.send_reinvite(body, cseq=far_end.cseq)  # our 200 was lost both ways
+    assert far_end.answer(timeout=2).raw == first.raw
+    far_end.ack(first)
+    late = 0
+    with pytest.raises(TimeoutError):
+        while True:  # one retransmission may already be on its way; then nothing for 4.5 s
+            far_end.answer(timeout=4.5)  # longer than the next two gaps (2 s, 4 s)
+            late += 1
+            assert late == 1, "our 200 was sent again after its ACK"
+    assert call.state is LineState.ANSWERED
+    call.hangup()
+    peer.expect("BYE")

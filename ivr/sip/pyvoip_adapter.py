@@ -19,7 +19,8 @@ INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT
   threads. We offer PCMU and PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
   unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
-  offered (pyVoIP: 488).
+  offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
+  re-INVITE gets the same 200 (RFC 3261 13.3.1.4).
 
 No business decisions here: ring timeouts and what a status means are decided above.
 """
@@ -57,6 +58,20 @@ REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tri
 
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
+
+
+@dataclasses.dataclass
+class _Sent2xx:
+    """Our 2xx to a re-INVITE: over UDP it is sent again (T1 doubling to T2) until its ACK
+    comes, or for 64*T1 (RFC 3261 13.3.1.4); a retransmitted re-INVITE gets it again."""
+
+    cseq: int
+    data: bytes
+    target: Any
+    sent_at: float
+    next_at: float
+    interval: float = 0.5
+    acked: bool = False
 
 
 def _codec_name(payload_type: Any) -> str:
@@ -223,6 +238,7 @@ class PyVoipCall:
         self.answered_mono = 0.0
         self.held = False  # the far end put us on hold: no RTP is expected
         self.sdp_version = 2
+        self.reinvite_ok: _Sent2xx | None = None  # our 200 to the last re-INVITE
 
     @property
     def call_id(self) -> str:
@@ -454,7 +470,11 @@ class PyVoipPhone:
             elif msg.method == "CANCEL":
                 self.send(sm.build_response(msg, 481, "Call Does Not Exist"),
                           sm.response_target(msg))  # fmt: skip
-            elif msg.method != "ACK":
+            elif msg.method == "ACK":
+                pending = call.reinvite_ok if call is not None else None
+                if pending is not None and pending.cseq == msg.cseq[0]:
+                    pending.acked = True
+            else:
                 self.send(sm.build_response(msg, 405, "Method Not Allowed"),
                           sm.response_target(msg))  # fmt: skip
 
@@ -477,6 +497,9 @@ class PyVoipPhone:
         direction mirrored, the codec kept if still offered); an offer with neither PCMU nor
         PCMA: 488 and the call goes on as it was."""
         target = sm.response_target(msg)
+        if call.reinvite_ok is not None and call.reinvite_ok.cseq == msg.cseq[0]:
+            self.send(call.reinvite_ok.data, target)  # a retransmission: the same answer
+            return
         offer = sm.parse_sdp_audio(msg.body) if msg.body.strip() else None
         clients = call.vcall.RTPClients
         codec = _codec_name(clients[0].preference) if clients else "pcmu"
@@ -506,8 +529,10 @@ class PyVoipPhone:
         sdp = sm.sdp_answer(self.settings.local_ip, port, session, session + call.sdp_version,
                             event_pt, direction, codec)  # fmt: skip
         contact = f"sip:{self.settings.username}@{self.settings.local_ip}:{self.settings.sip_port}"
-        self.send(sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp),
-                  target)  # fmt: skip
+        data = sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp)
+        self.send(data, target)
+        now = time.monotonic()
+        call.reinvite_ok = _Sent2xx(msg.cseq[0], data, target, now, now + 0.5)
 
     def _on_invite_response(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
         status, cseq = msg.status, msg.cseq[0]
@@ -586,8 +611,18 @@ class PyVoipPhone:
         log.info("call %s answered (%s)", call.call_id, call.codec)
         self.changed.notify_all()
 
+    def _resend_2xx(self, call: PyVoipCall, sent: _Sent2xx, now: float) -> None:
+        if now - sent.sent_at > TIMER_B:
+            sent.acked = True  # give up; the media goes on as agreed
+            log.warning("call %s: no ACK for our 200 to the re-INVITE", call.call_id)
+        elif now >= sent.next_at:
+            self.send(sent.data, sent.target)
+            sent.interval = min(sent.interval * 2, 4.0)
+            sent.next_at = now + sent.interval
+
     def _housekeeping(self) -> None:
-        """Timers pyVoIP lacks: INVITE retransmission (Timer A), Timer B, CANCEL grace."""
+        """Timers pyVoIP lacks: INVITE retransmission (Timer A), Timer B, CANCEL grace, and
+        our 2xx to a re-INVITE sent again until its ACK."""
         while self._running:
             time.sleep(0.05)
             now = time.monotonic()
@@ -598,6 +633,8 @@ class PyVoipPhone:
                             del self._calls[call.call_id]
                     elif call.cancel_sent_at and now - call.cancel_sent_at > CANCEL_GRACE:
                         self.end(call, EndedBy.LOCAL_CANCEL)
+                    elif call.reinvite_ok is not None and not call.reinvite_ok.acked:
+                        self._resend_2xx(call, call.reinvite_ok, now)
                     elif call._state is LineState.DIALING and not call.got_response:
                         if now - call.invite_sent_at > TIMER_B:
                             self.end(call, EndedBy.NO_RESPONSE)
