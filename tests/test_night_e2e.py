@@ -33,6 +33,8 @@ EXPECTED = {
     "busy": ("no_answer", "busy", None, 2),
     "no_answer": ("no_answer", "no_answer", None, 2),
     "decline": ("no_answer", "declined", None, 1),
+    "inband_pcma:2": ("unsatisfied", None, "2", 1),
+    "info:1": ("satisfied", None, "1", 1),
 }
 NOT_CALLED = {
     "REQ-BAD-PHONE": "invalid_phone",
@@ -72,10 +74,10 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightRun]:
 def test_night_exits_zero_and_prints_the_summary(night: NightRun) -> None:
     assert night.first.returncode == 0, night.first.stderr[-3000:]
     out = night.first.stdout
-    assert "satisfied    3" in out and "unsatisfied  2" in out
+    assert "satisfied    4" in out and "unsatisfied  3" in out
     assert "no_input     2" in out and "no_answer    3" in out and "not_called   3" in out
     assert "Unsatisfied (sent back for rework and control):" in out
-    assert out.count("request REQ-") == 2  # the two unsatisfied rows
+    assert out.count("request REQ-") == 3  # the three unsatisfied rows
 
 
 def test_each_outcome_posted_matches_what_the_citizen_did(night: NightRun) -> None:
@@ -125,9 +127,8 @@ def test_a_second_run_calls_nobody_and_posts_nothing(night: NightRun) -> None:
     assert night.second.returncode == 0, night.second.stderr[-2000:]
     assert night.invites_after_second == night.invites_after_first
     assert len(night.lab.portal.ratings) == night.ratings_after_first
-    assert "13 already known" in night.second.stdout or "13 already known" in (
-        night.second.stdout + night.second.stderr
-    )
+    known = f"{len(DEMO_CITIZENS) + len(NOT_CALLED)} already known"
+    assert known in night.second.stdout + night.second.stderr
 
 
 def test_retries_are_separate_calls_recorded_with_their_sip_status(night: NightRun) -> None:
@@ -151,6 +152,21 @@ def test_retries_are_separate_calls_recorded_with_their_sip_status(night: NightR
     assert [(a.sip_status, a.disposition) for a in ring] == [(487, "no_answer")] * 2
     gap = (busy[1].started_at - busy[0].ended_at).total_seconds()  # type: ignore[operator]
     assert gap >= 15 - 1, "retried before dialing.retry_delay"
+    store.engine.dispose()
+
+
+def test_keys_came_the_way_each_citizen_sent_them(night: NightRun) -> None:
+    """RFC 4733 events, a SIP INFO, in-band tones on an A-law line: each stored with its path."""
+    from storage.db import make_engine
+    from storage.store import Store
+
+    store = Store(make_engine(f"sqlite:///{night.lab.database}"))
+    sources = {"press:1": "r", "press:2": "r", "baresip:1": "r", "info:1": "i",
+               "inband_pcma:2": "b"}  # fmt: skip
+    for item, citizen in zip(night.lab.items, DEMO_CITIZENS, strict=False):
+        if citizen.behaviour in sources:
+            (attempt,) = store.attempts_of(item["id"])
+            assert attempt.key_sources == sources[citizen.behaviour], citizen
     store.engine.dispose()
 
 

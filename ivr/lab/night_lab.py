@@ -33,8 +33,9 @@ class Citizen:
     """A person behind a phone number and what they do when called.
 
     behaviour: a SippCitizen behaviour ("press:1", "press:2", "silent", "busy", "no_answer",
-    "decline", "not_found", "hangup:<ms>") or "baresip:<key>" (baresip answers, records,
-    presses <key> after hearing the whole opening prompt)."""
+    "decline", "not_found", "hangup:<ms>", "inband_pcma:<key>", "info:<key>", ...) or
+    "baresip:<key>" (baresip answers, records, presses <key> after hearing the whole opening
+    prompt)."""
 
     phone: str  # as the citizen typed it in the portal
     behaviour: str
@@ -62,6 +63,8 @@ DEMO_CITIZENS: tuple[Citizen, ...] = (
     Citizen("017 100-00-08", "press:2"),
     Citizen("+375 29 100 00 09", "baresip:1"),
     Citizen("+375291000010", "hangup:3000"),
+    Citizen("+375291000011", "inband_pcma:2"),  # an A-law line; the key as tones in the audio
+    Citizen("8 029 100 00 12", "info:1"),  # the key as a SIP INFO
 )
 
 
