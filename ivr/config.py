@@ -156,8 +156,11 @@ class RetryLadder(_Section):
         return v
 
 
+MAX_CHANNELS = 200
+
+
 class DialingConfig(_Section):
-    channels: int = Field(4, ge=1, le=200)
+    channels: int = Field(4, ge=1, le=MAX_CHANNELS)
     ring_timeout_s: float = Field(30.0, gt=0, le=300)
     max_attempts: int = Field(3, ge=1, le=20)
     # One delay for every disposition (shorthand); when set, it replaces the ladder's defaults

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
-from ivr.config import Config
+from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
 from ivr.intake import mask_phone
 from ivr.pacing import TokenBucket
@@ -85,7 +85,9 @@ class Dialer:
         self.config = config
         self.clock = clock
         self.settings = settings or DialerSettings.from_config(config)
-        self._pool = ThreadPoolExecutor(self.settings.channels, thread_name_prefix="channel")
+        # Threads are started only as calls need them; ``settings.channels`` is the cap, so a
+        # reload can raise or lower it without a restart.
+        self._pool = ThreadPoolExecutor(MAX_CHANNELS, thread_name_prefix="channel")
         self._active: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -93,10 +95,7 @@ class Dialer:
         self.calendar = CallCalendar.from_config(config)
         self.bucket = TokenBucket(config.dialing.calls_per_second)
         self.node = node_name(config)
-        # A claim outlives the longest possible call, then another node may recover it.
-        self.lease = timedelta(
-            seconds=self.settings.runner.ring_timeout_s + self.settings.runner.max_call_s + 60
-        )
+        self.lease = self._lease()
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
@@ -295,12 +294,30 @@ class Dialer:
                 "%d attempt(s) of a node that stopped answering closed as interrupted", recovered
             )
 
+    def _lease(self) -> timedelta:
+        """A claim outlives the longest possible call, then another node may recover it."""
+        runner = self.settings.runner
+        return timedelta(seconds=runner.ring_timeout_s + runner.max_call_s + 60)
+
     def reload(self, config: Config) -> None:
-        """Apply a new configuration: windows, calendar and pacing take effect at once."""
+        """Apply a new configuration at once: windows, calendar, pacing, channels, retries,
+        ring and input timeouts (calls in progress finish as they started). What the running
+        process was built from (SIP account, database, portal, node, prompts) needs a
+        restart; a change there is logged, not applied."""
+        kept = [name for name in ("sip", "database", "portal", "node", "prompts", "schedule")
+                if getattr(config, name) != getattr(self.config, name)]  # fmt: skip
         self.config = config
+        self.settings = DialerSettings.from_config(config)
+        self.lease = self._lease()
         self.calendar = CallCalendar.from_config(config)
         self.bucket = TokenBucket(config.dialing.calls_per_second)
-        log.info("configuration reloaded: call windows and pacing updated")
+        self._wake.set()  # more channels may be free now
+        log.info(
+            "configuration reloaded: call windows, pacing and %d channel(s) updated",
+            self.settings.channels,
+        )
+        if kept:
+            log.warning("changed but applied only after a restart: %s", ", ".join(kept))
 
     def active_calls(self) -> int:
         return self._reap()

@@ -111,6 +111,32 @@ def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -
     assert sorted(phone.dialled) == ["9375291000000", "9375291000001", "9375291000002"]
 
 
+def test_a_reload_changes_the_number_of_channels_without_a_restart(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    add(store, 5, INSIDE)
+    clock = FakeClock(INSIDE)
+    HeldCall.release = threading.Event()
+    phone = RecordingPhone(store, [HeldCall(clock) for _ in range(5)])
+    settings = cfg(ring_timeout_s=300, calls_per_second=100)
+    with Dialer(store, phone, FakePrompts(), settings, SYSTEM_CLOCK) as dialer:
+        assert dialer.start_due(INSIDE) == 2
+        more = cfg(ring_timeout_s=300, calls_per_second=100, channels=4)
+        # another SIP account needs a restart: said so, not applied
+        other_account = more.sip.model_copy(update={"username": "x"})
+        dialer.reload(more.model_copy(update={"sip": other_account}))
+        assert dialer.start_due(INSIDE) == 2  # two more channels, at once
+        assert dialer.active_calls() == 4
+        dialer.reload(cfg(ring_timeout_s=300, calls_per_second=100, channels=1))
+        assert dialer.start_due(INSIDE) == 0  # calls in progress finish; none new above the cap
+        HeldCall.release.set()
+        deadline = time.monotonic() + 10
+        while dialer.active_calls() and time.monotonic() < deadline:
+            dialer.wait(0.1)
+        assert dialer.start_due(INSIDE) == 1  # the fifth survey, on the one channel left
+    assert "changed but applied only after a restart: sip" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("reject", "final_reason"),
     [(486, "busy"), (480, "no_answer")],
