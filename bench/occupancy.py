@@ -108,6 +108,9 @@ def measure(
         "occupancy_while_pending": busy / (channels * window) if window else 0.0,
         "free_to_invite_ms_median": statistics.median(gaps) if gaps else 0.0,
         "free_to_invite_ms_p99": gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))] if gaps else 0.0,
+        "free_to_invite_ms_max": gaps[-1] if gaps else 0.0,
+        "free_to_invite_over_200ms": float(sum(g > 200 for g in gaps)),
+        "free_channel_events": float(len(gaps)),
     }
 
 
