@@ -5,11 +5,13 @@ PCMA, RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Every
 INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT.md =
 /work/shared/sip-lab/REPORT.md, section 1.2 and pitfalls 4-18):
 
-* ``_IvrSipClient.invite`` only sends; no receive in the caller's thread (pitfall 8).
-* ``_IvrSipClient.recv`` hands every datagram to the adapter, which answers 401/407,
+pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_overrides``:
+
+* ``IvrSipClient.invite`` only sends; no receive in the caller's thread (pitfall 8).
+* ``IvrSipClient.recv`` hands every datagram to the adapter, which answers 401/407,
   ACKs every final, builds the 2xx ACK/BYE/CANCEL itself (pitfalls 5-7, 9, 14).
-* ``_IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
-* ``_IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
+* ``IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
+* ``IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
   (pitfalls 4, 18).
 * ``SafeRtpClient`` (``ivr.sip.rtp``): telephone-event >= 16 ignored (pitfall 12); a new
   event is a new timestamp, not a marker bit (a lost first packet lost the key); the
@@ -30,31 +32,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import socket
 import threading
 import time
 from typing import Any
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP, SIP
-from pyVoIP.VoIP.status import PhoneStatus
-from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
+from pyVoIP.VoIP.VoIP import CallState
 
 from ivr.errors import DialFailed, RegistrationFailed, SipError
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState, SipSettings
 from ivr.sip.keys import KeyCollector
-from ivr.sip.rtp import KeySink, SafeRtpClient
+from ivr.sip.pyvoip_overrides import IvrVoipPhone
 
 log = logging.getLogger(__name__)
 
 TIMER_B = 32.0  # RFC 3261 17.1.1.2: 64*T1, no response at all to the INVITE
 CANCEL_GRACE = 4.0  # after CANCEL, end locally if no final answer came
 ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted finals
-# pyVoIP's private single REGISTER exchange and its refresh timer (name-mangled)
-_REGISTER_ONCE = "_SIPClient__register"
-_START_REFRESH = "_SIPClient__start_register_timer"
-REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tries)
 
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
@@ -76,139 +72,6 @@ class _Sent2xx:
 
 def _codec_name(payload_type: Any) -> str:
     return "pcma" if payload_type == RTP.PayloadType.PCMA else "pcmu"
-
-
-class _IvrVoipCall(VoIPCall):
-    key_sink: KeySink | None = None
-
-    def create_rtp_clients(
-        self, codecs: Any, ip: str, port: int, request: Any, baseport: int
-    ) -> None:
-        for index in range(len(request.body["c"])):
-            self.RTPClients.append(
-                SafeRtpClient(
-                    codecs,
-                    ip,
-                    port,
-                    request.body["c"][index]["address"],
-                    baseport + index,
-                    self.sendmode,
-                    key_sink=self.key_sink,
-                )
-            )
-
-    def __del__(self) -> None:
-        # Fix: pyVoIP releases the ports again on GC and raises ValueError if already released;
-        # the adapter releases them exactly once (PyVoipPhone.end).
-        pass
-
-
-class _IvrSipClient(SIP.SIPClient):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.register_timeout = REGISTER_STEP_TIMEOUT
-        self.datagram_handler: Any = None
-        self.pending_invite: sm.InviteRequest | None = None
-        self._recv_thread: threading.Thread | None = None
-
-    def gen_call_id(self) -> str:
-        # Fix (pitfall 10): sha256(counter) repeats across restarts; proxies took new INVITEs
-        # for retransmissions.
-        return sm.new_call_id(f"{self.myIP}:{self.myPort}")
-
-    def start_phone(self, register: bool) -> None:
-        """SIPClient.start with two fixes: REGISTER is optional (pitfall 4) and bounded
-        (pyVoIP: 3 x 30 s, then the phone kills itself), and the receive thread is kept."""
-        self.NSD = True
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.s.bind((self.myIP, self.myPort))
-        self.out = self.s
-        if register:
-            with self.recvLock:
-                # the single-attempt body of register(), without its retry/fail-later loop
-                ok = getattr(self, _REGISTER_ONCE)()
-            if not ok:
-                raise SIP.InvalidAccountInfoError("registrar did not accept")
-            self.phone._status = PhoneStatus.REGISTERED
-            getattr(self, _START_REFRESH)()
-        self._recv_thread = threading.Thread(target=self.recv_loop, name="SIP Receive")
-        self._recv_thread.start()
-
-    def recv(self) -> None:
-        # Fix (pitfall 8, 14, 17): pyVoIP's parser drops unknown status codes and OPTIONS,
-        # and its parse_message ignores most finals; every datagram goes to the adapter.
-        raw = self.s.recv(8192)  # BlockingIOError goes back to recv_loop
-        if raw.strip(b"\r\n\x00") and self.datagram_handler is not None:
-            try:
-                self.datagram_handler(raw)
-            except Exception:
-                log.exception("error while handling a SIP datagram")
-
-    def invite(self, number: str, ms: Any, sendtype: Any) -> tuple[Any, str, int]:
-        """Build and send the INVITE, return at once (pyVoIP blocked here for 100/180)."""
-        invite = self.pending_invite
-        assert invite is not None
-        self.out.sendto(invite.render(), (self.server, self.port))
-        log.debug("SIP -> %s:%s\n%s", self.server, self.port, invite.render().decode())
-        return SIP.SIPMessage(invite.render()), invite.call_id, random.randint(1, 10**9)
-
-    def stop(self) -> None:
-        if not self.NSD:
-            return
-        self.NSD = False
-        if self._recv_thread is not None:
-            self._recv_thread.join(timeout=2.0)
-        if self.registerThread is not None:
-            self.registerThread.cancel()
-            if self.registerThread is not threading.current_thread():
-                self.registerThread.join(timeout=REGISTER_STEP_TIMEOUT * 2)
-            try:
-                self.deregister()
-            except Exception as exc:
-                log.warning("de-REGISTER at %s:%s failed: %s", self.server, self.port, exc)
-        self._close_sockets()
-
-
-class _IvrVoipPhone(VoIPPhone):
-    def __init__(self, settings: SipSettings) -> None:
-        super().__init__(
-            settings.server,
-            settings.port,
-            settings.username,
-            settings.password,
-            myIP=settings.local_ip,
-            sipPort=settings.sip_port,
-            rtpPortLow=settings.rtp_port_low,
-            rtpPortHigh=settings.rtp_port_high,
-        )
-        self.ivr_sip = _IvrSipClient(
-            settings.server,
-            settings.port,
-            settings.username,
-            settings.password,
-            phone=self,
-            myIP=settings.local_ip,
-            myPort=settings.sip_port,
-            callCallback=None,
-            fatalCallback=self.fatal,
-        )
-        self.sip = self.ivr_sip
-
-    def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
-        """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
-        the call before any response can be processed (REPORT.md 1.2, KeyError/race rows)."""
-        medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA,
-                                  101: RTP.PayloadType.EVENT}}  # fmt: skip
-        with self.ivr_sip.recvLock:
-            self.ivr_sip.pending_invite = invite
-            request, call_id, sess_id = self.ivr_sip.invite("", medias, RTP.TransmitType.SENDRECV)
-            vcall = _IvrVoipCall(
-                self, CallState.DIALING, request, sess_id, self.myIP, ms=medias,
-                sendmode=self.sendmode,
-            )  # fmt: skip
-            self.calls[call_id] = vcall
-            on_created(vcall)
-        return vcall
 
 
 class PyVoipCall:
@@ -313,7 +176,7 @@ class PyVoipPhone:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._calls: dict[str, PyVoipCall] = {}
-        self._vphone = _IvrVoipPhone(settings)
+        self._vphone = IvrVoipPhone(settings)
         self._vphone.ivr_sip.datagram_handler = self._on_datagram
         self._running = False
         self._stopping = False
