@@ -91,21 +91,33 @@ class HeldCall(FakeCall):
         return LineState.ENDED if self._ended else LineState.RINGING
 
 
-def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:
-    add(store, 3, INSIDE)
-    clock = FakeClock(INSIDE)
+def held_calls(store: Store, n: int) -> RecordingPhone:
+    """``n`` due surveys and a phone whose calls ring until ``release_held_calls``."""
+    add(store, n, INSIDE)
     HeldCall.release = threading.Event()
-    phone = RecordingPhone(store, [HeldCall(clock) for _ in range(3)])
-    # Real time here: the fake clock does not sleep, so its calls would ring out at once.
-    settings = cfg(ring_timeout_s=300, calls_per_second=100)
-    with Dialer(store, phone, FakePrompts(), settings, SYSTEM_CLOCK) as dialer:
+    return RecordingPhone(store, [HeldCall(FakeClock(INSIDE)) for _ in range(n)])
+
+
+def held_cfg(**dialing: Any) -> Config:
+    # Real time with held calls: the fake clock does not sleep, so they would ring out at once.
+    return cfg(ring_timeout_s=300, calls_per_second=100, **dialing)
+
+
+def release_held_calls(dialer: Dialer) -> None:
+    """The held calls end (busy); returns once the dialer has seen every one end."""
+    HeldCall.release.set()
+    deadline = time.monotonic() + 10
+    while dialer.active_calls() and time.monotonic() < deadline:
+        dialer.wait(0.1)
+
+
+def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:
+    phone = held_calls(store, 3)
+    with Dialer(store, phone, FakePrompts(), held_cfg(), SYSTEM_CLOCK) as dialer:
         assert dialer.start_due(INSIDE) == 2
         assert dialer.start_due(INSIDE) == 0  # both channels are in calls
         assert dialer.active_calls() == 2
-        HeldCall.release.set()
-        deadline = time.monotonic() + 10
-        while dialer.active_calls() and time.monotonic() < deadline:
-            dialer.wait(0.1)
+        release_held_calls(dialer)
         assert dialer.start_due(INSIDE) == 1  # the third survey; the first two wait for retry
     assert phone.seen_dialing == [True, True, True]
     assert sorted(phone.dialled) == ["9375291000000", "9375291000001", "9375291000002"]
@@ -114,25 +126,18 @@ def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -
 def test_a_reload_changes_the_number_of_channels_without_a_restart(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add(store, 5, INSIDE)
-    clock = FakeClock(INSIDE)
-    HeldCall.release = threading.Event()
-    phone = RecordingPhone(store, [HeldCall(clock) for _ in range(5)])
-    settings = cfg(ring_timeout_s=300, calls_per_second=100)
-    with Dialer(store, phone, FakePrompts(), settings, SYSTEM_CLOCK) as dialer:
+    phone = held_calls(store, 5)
+    with Dialer(store, phone, FakePrompts(), held_cfg(), SYSTEM_CLOCK) as dialer:
         assert dialer.start_due(INSIDE) == 2
-        more = cfg(ring_timeout_s=300, calls_per_second=100, channels=4)
+        more = held_cfg(channels=4)
         # another SIP account needs a restart: said so, not applied
         other_account = more.sip.model_copy(update={"username": "x"})
         dialer.reload(more.model_copy(update={"sip": other_account}))
         assert dialer.start_due(INSIDE) == 2  # two more channels, at once
         assert dialer.active_calls() == 4
-        dialer.reload(cfg(ring_timeout_s=300, calls_per_second=100, channels=1))
+        dialer.reload(held_cfg(channels=1))
         assert dialer.start_due(INSIDE) == 0  # calls in progress finish; none new above the cap
-        HeldCall.release.set()
-        deadline = time.monotonic() + 10
-        while dialer.active_calls() and time.monotonic() < deadline:
-            dialer.wait(0.1)
+        release_held_calls(dialer)
         assert dialer.start_due(INSIDE) == 1  # the fifth survey, on the one channel left
     assert "changed but applied only after a restart: sip" in caplog.text
 

@@ -58,6 +58,28 @@ def wait_state(call: PyVoipCall, states: set[LineState], timeout: float) -> Line
     return call.state
 
 
+def first_keys(call: PyVoipCall, timeout: float, what: str) -> str:
+    """The key(s) of the first press(es) that arrive within ``timeout``."""
+    keys = ""
+
+    def got_key() -> bool:
+        nonlocal keys
+        keys += "".join(k.key for k in call.take_keys())
+        return bool(keys)
+
+    wait_until(got_key, timeout, what)
+    return keys
+
+
+def heard_correlation(citizen: BaresipCitizen, prompt: bytes) -> float:
+    """How well the best of baresip's recordings matches ``prompt`` (1.0: the same)."""
+    recordings = citizen.recordings()
+    assert recordings, "baresip recorded nothing"
+    correlation = max(best_correlation(r, prompt) for r in recordings)
+    print(f"baresip recording vs prompt: normalised cross-correlation {correlation:.4f}")
+    return correlation
+
+
 def pyvoip_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
 
@@ -144,15 +166,7 @@ def test_answered_call_through_407_receives_key(phone: PyVoipPhone, kamailio: Ka
     call = phone.dial(NUMBERS["press:1"])
     assert wait_state(call, {LineState.ANSWERED, LineState.ENDED}, 10) is LineState.ANSWERED
     assert call.final_status == 200
-    keys = ""
-
-    def got_key() -> bool:
-        nonlocal keys
-        keys += "".join(k.key for k in call.take_keys())
-        return bool(keys)
-
-    wait_until(got_key, 5, "DTMF '1'")
-    assert keys == "1"
+    assert first_keys(call, 5, "DTMF '1'") == "1"
     assert call.take_keys() == []
     # the first INVITE was challenged with 407 and answered: kamailio saw two INVITEs
     log_lines = kamailio.log().splitlines()
@@ -289,15 +303,7 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
         assert wait_state(call, {LineState.ANSWERED, LineState.ENDED}, 10) is LineState.ANSWERED
         answered = time.monotonic()
         call.play(prompt)
-        keys = ""
-
-        def got_key() -> bool:
-            nonlocal keys
-            keys += "".join(k.key for k in call.take_keys())
-            return bool(keys)
-
-        wait_until(got_key, 8, "DTMF '1' from baresip")
-        assert keys == "1"
+        assert first_keys(call, 8, "DTMF '1' from baresip") == "1"
         # baresip drops a call whose 2xx was never properly ACKed at 32 s (Timer H)
         while time.monotonic() - answered < 36:
             assert call.state is LineState.ANSWERED, f"dropped after {time.monotonic() - answered}"
@@ -305,11 +311,7 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
         call.hangup()
         assert call.ended_by is EndedBy.LOCAL_HANGUP
         wait_until(lambda: "closed" in citizen.log().lower(), 5, "baresip to see our BYE")
-    recordings = citizen.recordings()
-    assert recordings, "baresip recorded nothing"
-    correlation = max(best_correlation(r, prompt) for r in recordings)
-    print(f"baresip recording vs prompt: normalised cross-correlation {correlation:.4f}")
-    assert correlation > 0.95
+    assert heard_correlation(citizen, prompt) > 0.95
 
 
 def test_an_alaw_only_line_hears_the_prompt(
@@ -326,23 +328,11 @@ def test_an_alaw_only_line_hears_the_prompt(
         assert wait_state(call, {LineState.ANSWERED, LineState.ENDED}, 10) is LineState.ANSWERED
         assert call.codec == "PCMA"
         call.play(prompt)
-        keys = ""
-
-        def got_key() -> bool:
-            nonlocal keys
-            keys += "".join(k.key for k in call.take_keys())
-            return bool(keys)
-
-        wait_until(got_key, 8, "DTMF '2' from baresip")
-        assert keys == "2"
+        assert first_keys(call, 8, "DTMF '2' from baresip") == "2"
         time.sleep(len(prompt) / 8000 + 0.5)  # the whole prompt plays
         call.hangup()
         wait_until(lambda: "closed" in citizen.log().lower(), 5, "baresip to see our BYE")
-    recordings = citizen.recordings()
-    assert recordings, "baresip recorded nothing"
-    correlation = max(best_correlation(r, prompt) for r in recordings)
-    print(f"baresip (PCMA) recording vs prompt: normalised cross-correlation {correlation:.4f}")
-    assert correlation > 0.95
+    assert heard_correlation(citizen, prompt) > 0.95
 
 
 # ---------------------------------------------------------------- scripted UDP peer
@@ -508,15 +498,7 @@ def test_retransmitted_200_is_reacked_and_event_16_does_not_kill_dtmf(
             header = bytes([0x80, 0x80 | 101]) + (100 + seq).to_bytes(2, "big")
             packet = header + (1000 * (seq + 1)).to_bytes(4, "big") + (7).to_bytes(4, "big")
             rtp.sendto(packet + bytes([event, 0x0A, 0x00, 0xA0]), ("127.0.0.1", our_rtp))
-        keys = ""
-
-        def got_key() -> bool:
-            nonlocal keys
-            keys += "".join(k.key for k in call.take_keys())
-            return bool(keys)
-
-        wait_until(got_key, 3, "DTMF '4' after event 16")
-        assert keys == "4"
+        assert first_keys(call, 3, "DTMF '4' after event 16") == "4"
         receivers = [t for t in threading.enumerate() if t.name == "RTP Receiver"]
         assert receivers and all(t.is_alive() for t in receivers)
         call.stop_audio()  # nothing queued: must not break anything
