@@ -302,8 +302,8 @@ class Dialer:
     def reload(self, config: Config) -> None:
         """Apply a new configuration at once: windows, calendar, pacing, channels, retries,
         ring and input timeouts (calls in progress finish as they started). What the running
-        process was built from (SIP account, database, portal, node, prompts) needs a
-        restart; a change there is logged, not applied."""
+        process was built from (SIP account, database, portal, node, prompts, the import
+        schedule) needs a restart; a change there is logged, not applied."""
         kept = [name for name in ("sip", "database", "portal", "node", "prompts", "schedule")
                 if getattr(config, name) != getattr(self.config, name)]  # fmt: skip
         self.config = config
