@@ -1,11 +1,23 @@
-"""Small helpers shared by the real-peer tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from ivr.lab.sip_peers import find_free_udp_port
 from ivr.sip.api import SipSettings
+
+
+def config_data(**sections: Any) -> dict[str, Any]:
+    """The smallest valid configuration (a portal nobody listens at, a SIP account on
+    loopback) with ``sections`` added or replacing its own."""
+    data: dict[str, Any] = {
+        "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
+        "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
+    }
+    return {**data, **sections}
 
 
 def lab_sip_settings(

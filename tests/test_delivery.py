@@ -17,6 +17,7 @@ from ivr.lab.sample_requests import make_items
 from ivr.portal import PortalClient
 from storage.db import make_engine
 from storage.store import NewSurvey, Store
+from tests.helpers import config_data
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 DAY = date(2026, 11, 26)
@@ -114,14 +115,9 @@ def test_a_dead_letter_is_sent_again_only_when_the_operator_asks(
     config = tmp_path / "config.yaml"
     config.write_text(
         yaml.safe_dump(
-            {
-                "database": db,
-                "portal": {"base_url": portal.base_url, "token": "test-token"},
-                "sip": {"server": "127.0.0.1", "username": "d", "password": "p",
-                        "local_ip": "127.0.0.1"},
-            }
+            config_data(database=db, portal={"base_url": portal.base_url, "token": "test-token"})
         )
-    )  # fmt: skip
+    )
 
     def cli(*args: str) -> tuple[int, str, str]:
         code = main(["--config", str(config), *args])

@@ -15,6 +15,7 @@ from ivr.dialer import Dialer
 from ivr.sip.api import EndedBy, LineState
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
+from tests.helpers import config_data
 
 # Thursday 2026-11-26 10:00 in Minsk (07:00 UTC) is inside the default weekday window.
 INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -22,19 +23,13 @@ NIGHT = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 23:00 in Minsk
 
 
 def cfg(**dialing: Any) -> Config:
+    sip = {**config_data()["sip"], "dial_prefix": "9"}
     return parse_config(
-        {
-            "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
-            "sip": {
-                "server": "127.0.0.1",
-                "username": "d",
-                "password": "p",
-                "local_ip": "127.0.0.1",
-                "dial_prefix": "9",
-            },
-            "dialing": {"channels": 2, "max_attempts": 2, "retry_delay": "20m", **dialing},
-            "ivr": {"input_timeout_s": 1, "max_repeats": 0},
-        },
+        config_data(
+            sip=sip,
+            dialing={"channels": 2, "max_attempts": 2, "retry_delay": "20m", **dialing},
+            ivr={"input_timeout_s": 1, "max_repeats": 0},
+        ),
         env={},
     )
 
@@ -236,19 +231,8 @@ def test_reload_applies_new_windows_at_once(store: Store) -> None:
     add(store, 1, INSIDE)
     clock = FakeClock(INSIDE)
     dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg(), clock)
-    closed = parse_config(
-        {
-            "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
-            "sip": {
-                "server": "127.0.0.1",
-                "username": "d",
-                "password": "p",
-                "local_ip": "127.0.0.1",
-            },
-            "call_windows": {"thu": ["15:00-18:00"]},  # INSIDE is Thursday 10:00 in Minsk
-        },
-        env={},
-    )
+    # INSIDE is Thursday 10:00 in Minsk
+    closed = parse_config(config_data(call_windows={"thu": ["15:00-18:00"]}), env={})
     dialer.reload(closed)
     assert dialer.start_due(INSIDE) == 0
     dialer.drain()

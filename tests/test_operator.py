@@ -14,6 +14,7 @@ from ivr.dialer import Dialer
 from storage.db import make_engine, upgrade
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
+from tests.helpers import config_data
 
 INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 
@@ -21,20 +22,7 @@ INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "database": f"sqlite:///{tmp_path / 'ivr.sqlite'}",
-                "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
-                "sip": {
-                    "server": "127.0.0.1",
-                    "username": "d",
-                    "password": "p",
-                    "local_ip": "127.0.0.1",
-                },
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump(config_data(database=f"sqlite:///{tmp_path / 'ivr.sqlite'}")))
     return path
 
 

@@ -16,18 +16,13 @@ from scheduler.jobs import days_to_import, import_job
 from scheduler.service import build_scheduler
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
+from tests.helpers import config_data
 
 MINSK = ZoneInfo("Europe/Minsk")
 
 
 def config(**over: object):  # type: ignore[no-untyped-def]
-    data = {
-        "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
-        "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
-        "schedule": {"import_at": "02:15"},
-    }
-    data.update(over)
-    return parse_config(data, env={})
+    return parse_config(config_data(schedule={"import_at": "02:15"}, **over), env={})
 
 
 def test_import_job_is_a_coalesced_cron_in_the_configured_zone(store: Store) -> None:
