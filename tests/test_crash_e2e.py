@@ -8,20 +8,19 @@ import os
 import random
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from ivr.config import load_config
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from ivr.windows import CallCalendar, can_start_call
 from storage.db import make_engine
 from storage.store import Store
 
 pytestmark = pytest.mark.peers
 
-DAY = date(2026, 11, 26)
 MIX = ["press:1"] * 6 + ["press:2"] * 2 + ["busy", "no_answer"]
 ALLOWED = {
     # What each citizen may end as. A call cut by SIGKILL counts as an attempt
@@ -45,11 +44,11 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
     )
     overrides = {"node": {"name": "crash-node"}, "dialing": {"calls_per_second": 10}}
     with NightLab(
-        tmp_path, DAY, citizens, settings=settings, with_bad_items=False, overrides=overrides
+        tmp_path, lab_day(), citizens, settings=settings, with_bad_items=False, overrides=overrides
     ) as lab:
         kills = 0
         for _ in range(20):
-            proc = lab.popen("night", "--date", DAY.isoformat())
+            proc = lab.popen("night", "--date", lab.day.isoformat())
             deadline = time.monotonic() + rng.uniform(1.5, 6.0)
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.05)
@@ -57,7 +56,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
                 proc.kill()
                 kills += 1
             proc.wait(timeout=30)
-        final = lab.popen("night", "--date", DAY.isoformat())
+        final = lab.popen("night", "--date", lab.day.isoformat())
         assert final.wait(timeout=400) == 0, (tmp_path / "runner-20.log").read_text()[-3000:]
         assert kills >= 15, f"only {kills} kills landed (seed {seed})"
 
@@ -75,7 +74,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         # The database agrees, and says when every INVITE could have gone out.
         config = load_config(lab.config_path, env=lab.env())
         store = Store(make_engine(config.database))
-        rows = store.report_rows(DAY)
+        rows = store.report_rows(lab.day)
         assert {r.portal_request_id for r in rows} == set(ratings)
         assert all(r.delivery == "delivered" for r in rows)
         calendar = CallCalendar.from_config(config)

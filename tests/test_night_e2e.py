@@ -10,18 +10,15 @@ import io
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import DEMO_CITIZENS, NightLab, opening_seconds
+from ivr.lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
 from prompts.library import wav_to_u8
 from tests.helpers import best_match, u8_signal
 
 pytestmark = pytest.mark.peers
-
-DAY = date(2026, 11, 26)
 
 # What each behaviour must end as: outcome, reason, digit, attempts (max_attempts is 2).
 EXPECTED = {
@@ -63,11 +60,11 @@ def count_invites(lab: NightLab) -> int:
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightRun]:
     workdir = tmp_path_factory.mktemp("night")
-    with NightLab(workdir, DAY) as lab:
+    with NightLab(workdir, lab_day()) as lab:
         lab.arm_baresips(opening_seconds(lab))
-        first = lab.cli("night", "--date", DAY.isoformat())
+        first = lab.cli("night", "--date", lab.day.isoformat())
         invites1, ratings1 = count_invites(lab), len(lab.portal.ratings)
-        second = lab.cli("night", "--date", DAY.isoformat())
+        second = lab.cli("night", "--date", lab.day.isoformat())
         yield NightRun(lab, first, second, invites1, count_invites(lab), ratings1)
 
 
@@ -109,7 +106,7 @@ def test_bad_rows_are_skipped_with_their_reason(night: NightRun) -> None:
 
 
 def test_database_and_portal_agree(night: NightRun) -> None:
-    report = night.lab.cli("report", "--date", DAY.isoformat(), "--csv")
+    report = night.lab.cli("report", "--date", night.lab.day.isoformat(), "--csv")
     assert report.returncode == 0, report.stderr
     rows = list(csv.DictReader(io.StringIO(report.stdout)))
     ratings = night.lab.ratings_by_request()
@@ -189,7 +186,7 @@ def test_the_citizen_heard_the_prompt_naming_the_request(night: NightRun) -> Non
 
 
 def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -> None:
-    lab = NightLab(tmp_path, DAY)
+    lab = NightLab(tmp_path, lab_day())
     lab.workdir.mkdir(parents=True, exist_ok=True)
     # A config pointing at a port nobody listens on (no peers needed: the portal comes first).
     import yaml
@@ -212,9 +209,9 @@ def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -
         },
     }
     lab.config_path.write_text(yaml.safe_dump(cfg))
-    run = lab.cli("night", "--date", DAY.isoformat())
+    run = lab.cli("night", "--date", lab.day.isoformat())
     assert run.returncode == 3, run.stderr
     assert "portal error" in run.stderr and "127.0.0.1" in run.stderr
     assert "demo-portal-token" not in run.stderr + run.stdout
-    report = lab.cli("report", "--date", DAY.isoformat(), "--csv")
+    report = lab.cli("report", "--date", lab.day.isoformat(), "--csv")
     assert report.stdout.strip().splitlines()[1:] == []  # nothing half-imported

@@ -6,13 +6,10 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import Citizen, NightLab
-from ivr.windows import yesterday
+from ivr.lab.night_lab import Citizen, NightLab, lab_day
 
 pytestmark = pytest.mark.peers
 
@@ -27,7 +24,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no
 
 def test_service_imports_yesterday_calls_and_stops_cleanly(tmp_path: Path) -> None:
     citizens = [Citizen("+375291000031", "press:2"), Citizen("+375291000032", "silent")]
-    day = yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
+    day = lab_day()
     lab = NightLab(tmp_path, day, citizens, with_bad_items=False)
     with lab:
         proc = lab.popen("run")

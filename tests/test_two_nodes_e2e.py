@@ -8,14 +8,11 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from ivr.lab.sip_peers import find_free_udp_port
-from ivr.windows import yesterday
 from storage.db import make_engine
 from storage.store import Store
 
@@ -23,7 +20,7 @@ pytestmark = pytest.mark.peers
 
 
 def test_two_nodes_split_the_work(tmp_path: Path, pg_schema_url: str) -> None:
-    day = yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
+    day = lab_day()
     citizens = [Citizen(f"+375294{i:06d}", "press:1" if i % 3 else "press:2") for i in range(30)]
     common = {"database": pg_schema_url, "dialing": {"calls_per_second": 10}}
     with NightLab(

@@ -19,11 +19,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import NightLab, opening_seconds
-from ivr.windows import yesterday
+from ivr.lab.night_lab import NightLab, lab_day, opening_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ivr-demo-"))
-    day = args.date or yesterday(SYSTEM_CLOCK.now(), ZoneInfo("Europe/Minsk"))
+    day = args.date or lab_day()
     lab = NightLab(workdir, day)
     print(f"demo: starting local peers in {workdir} ...", flush=True)
     with lab:

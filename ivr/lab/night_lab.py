@@ -68,6 +68,17 @@ DEMO_CITIZENS: tuple[Citizen, ...] = (
 )
 
 
+def lab_day(timezone: str = "Europe/Minsk") -> date:
+    """Yesterday in ``timezone`` on the real clock: the day a real-clock night is run for.
+
+    The product runs on the wall clock (survey deadlines, "one answered call a day"), so a lab
+    night for a fixed date works only in the week it was written. Tests and the demo use this."""
+    from ivr.clock import SYSTEM_CLOCK
+    from ivr.windows import yesterday
+
+    return yesterday(SYSTEM_CLOCK.now(), ZoneInfo(timezone))
+
+
 def bad_items(day: date, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Portal rows that must not be dialled (reported not_called) or not even stored."""
     noon = datetime.combine(day, datetime.min.time(), tzinfo=tz) + timedelta(hours=12)

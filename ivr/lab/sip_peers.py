@@ -485,6 +485,7 @@ class BaresipCitizen:
         self.log_path = self.workdir / f"baresip-{number}.log"
         self._process = _Process("baresip", self.log_path)
         self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()  # set on exit: key threads end at once
         self.sent: list[str] = []
 
     def __enter__(self) -> Self:
@@ -513,8 +514,12 @@ class BaresipCitizen:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Whatever the outcome of the test, no key thread outlives the citizen: a failed night
+        # must not leave one waiting for a call that never comes (it would fail later tests).
+        self._stopping.set()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join()
+        self._threads.clear()
         self._process.stop()  # SIGTERM: baresip closes (flushes) its WAV files
 
     def log(self) -> str:
@@ -534,11 +539,11 @@ class BaresipCitizen:
         def run() -> None:
             deadline = time.monotonic() + timeout
             while self.log().lower().count("established") <= seen:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._stopping.wait(0.05):
                     return
-                time.sleep(0.05)
-            time.sleep(delay_s)  # the scenario: the citizen presses a key delay_s after answering
-            self.sent.append(self.command("sndcode", key))
+            # The scenario: the citizen presses a key delay_s after answering.
+            if not self._stopping.wait(delay_s):
+                self.sent.append(self.command("sndcode", key))
 
         thread = threading.Thread(target=run, name=f"baresip {self.number} keys", daemon=True)
         thread.start()
