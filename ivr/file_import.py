@@ -45,6 +45,11 @@ def read_items(path: Path) -> list[object]:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile(f"{path}: {exc.strerror or exc}") from exc
+    return items_of(data, path)
+
+
+def items_of(data: bytes, path: Path) -> list[object]:
+    """:func:`read_items` on a file's bytes (``path`` names it and tells JSON by suffix)."""
     json_like = path.suffix.lower() == ".json" or data.lstrip().startswith((b"[", b"{"))
     try:
         text = data.decode("utf-8-sig")
