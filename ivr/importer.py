@@ -9,6 +9,7 @@ a call. A portal error stops the import (what was stored stays) and propagates t
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
@@ -236,6 +237,11 @@ def _keepable(raw: object) -> object:
     """The raw item as it may be kept in the database (JSON, and not nested too deep)."""
     if value_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return {"unstorable": "nested too deep"}
+    blob = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
+    try:
+        blob.encode()
+    except UnicodeEncodeError:  # lone surrogates (JSON "\\ud800"): no database takes them
+        return json.loads(blob.encode(errors="replace").decode())
     return raw
 
 

@@ -1,7 +1,8 @@
 """Text and JSON from outside (portal pages, import files, rows shown back to operators).
 
 - :func:`json_loads` refuses JSON nested deeper than :data:`MAX_JSON_DEPTH` with a
-  :class:`ValueError` (``TooDeep``), never a ``RecursionError`` from deep inside the decoder.
+  :class:`ValueError` (``TooDeep``), never a ``RecursionError`` (from the decoder or from
+  whatever walks the value later).
 - :func:`printable` escapes control and format characters (ANSI escapes, CR, bidi overrides)
   before a value reaches a terminal or a log line; :func:`has_control` tells whether a value
   holds any.
@@ -10,63 +11,52 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 import unicodedata
 from typing import Any
 
 MAX_JSON_DEPTH = 64
 """Far deeper than any page or item of the contract (page > items > item > executor)."""
 
-# String literals (closed or not) are skipped when counting brackets.
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # Control (Cc), format (Cf: bidi overrides, zero-width), line/paragraph separators, surrogates.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTAINERS = (dict, list, tuple)
 
 
 class TooDeep(ValueError):
     """JSON nested deeper than the limit (a ValueError, like any other malformed JSON)."""
 
 
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON ``text`` (strings are skipped)."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(0, max(itertools.accumulate(_DEPTH_STEP[ch] for ch in brackets), default=0))
-
-
 def json_loads(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that raises :class:`TooDeep` (a ValueError) for deep nesting.
 
-    Bytes are decoded as ``json.loads`` would (UTF-8, -16 or -32); undecodable bytes raise
+    Bytes are decoded as ``json.loads`` does (UTF-8, -16 or -32); undecodable bytes raise
     UnicodeDecodeError, itself a ValueError."""
-    text = data.decode(json.detect_encoding(data)) if isinstance(data, bytes) else data
-    depth = json_depth(text)
-    if depth > max_depth:
-        raise TooDeep(f"JSON nested {depth} levels deep (at most {max_depth} accepted)")
     try:
-        return json.loads(text)
-    except RecursionError:  # cannot happen below the limit; kept as a ValueError regardless
-        raise TooDeep(f"JSON nested too deep (at most {max_depth} levels accepted)") from None
+        value = json.loads(data)
+    except RecursionError:  # the decoder's own guard, far below any stack overflow
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels") from None
+    if value_depth(value, max_depth) > max_depth:
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+    return value
 
 
 def value_depth(value: object, limit: int = MAX_JSON_DEPTH) -> int:
     """Nesting depth of lists and dicts in ``value``, counted without recursion, up to
     ``limit + 1`` (deeper is not explored)."""
+    if not isinstance(value, _CONTAINERS):
+        return 0
     deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list | tuple):
-            depth += 1
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if depth > limit:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth) for child in children)
+                break
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend([(c, depth + 1) for c in children if isinstance(c, _CONTAINERS)])
     return deepest
 
 

