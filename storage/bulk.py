@@ -2,9 +2,9 @@
 
 The nightly import stores a page of requests in one transaction: one query finds which closings
 are already known (and the earlier rounds of each request, to link a new round to the latest
-and to supersede those still waiting for a call),
-the new surveys go in together, and a ``not_called`` one gets its outbox row in the same
-transaction, exactly as :meth:`Store.add_survey` does one at a time.
+and to supersede those still waiting for a call), the new surveys go in together, and a
+``not_called`` one gets its outcome and outbox row in the same transaction (Store's own
+``_finish``). :meth:`Store.add_survey` is this for one closing.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
             s.add_all(survey for survey, _ in finished)
             s.flush()
             for survey, reason_text in finished:
-                # The same outcome-and-outbox write as Store.add_survey, in this transaction.
+                # The outcome-and-outbox write of every final outcome, in this transaction.
                 store._finish(s, survey, "not_called", None, reason_text, None, now)
         for survey_id in supersede_stored:
             earlier_round = s.get(Survey, survey_id, with_for_update=True)
