@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ivr import importer
 from ivr.cli import main
@@ -27,6 +29,7 @@ from ivr.portal import PortalClient
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg
+from tests.test_hostile_items import any_items, json_values
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 3, 1)
@@ -328,3 +331,15 @@ def test_a_rejected_item_with_lone_surrogates_is_kept_with_its_content(store: St
     with store.engine.connect() as conn:
         kept = conn.scalar(select(RejectedItem.raw))
     assert kept["phone"] == "+375291000001" and kept["address"] == "?"
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(st.one_of(any_items, json_values), max_size=6))
+def test_any_batch_is_stored_or_rejected_item_by_item(store: Store, raws: list[Any]) -> None:
+    summary = ImportSummary(DAY)
+    store_items(raws, DAY, store, MINSK, NOW, summary, batch_size=4)
+    assert summary.seen == len(raws) == summary.new + summary.known + summary.rejected

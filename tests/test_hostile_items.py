@@ -201,11 +201,11 @@ def test_an_undecodable_line_rejects_its_row_only() -> None:
 
 # -- properties: any input is stored-or-rejected, never another exception ---------------------
 
-_json_scalars = st.one_of(
+json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30)
 )
-_json_values = st.recursive(
-    _json_scalars,
+json_values = st.recursive(
+    json_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
     max_leaves=20,
@@ -215,22 +215,22 @@ _closings = st.one_of(
     st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
                   r"([Zz]|[+-][0-9]{2}:[0-9]{2})?", fullmatch=True),
 )  # fmt: skip
-_items = st.fixed_dictionaries(
+any_items = st.fixed_dictionaries(
     {},
     optional={
-        "id": st.one_of(st.text(max_size=250), _json_values),
-        "number": st.one_of(st.from_regex(r"[0-9]{1,70}", fullmatch=True), _json_values),
-        "phone": st.one_of(st.text(max_size=120), _json_values),
-        "closed_at": st.one_of(_closings, _json_values),
-        "consent_to_calls": _json_values,
-        "language": _json_values,
-        "category": _json_values,
-        "address": _json_values,
+        "id": st.one_of(st.text(max_size=250), json_values),
+        "number": st.one_of(st.from_regex(r"[0-9]{1,70}", fullmatch=True), json_values),
+        "phone": st.one_of(st.text(max_size=120), json_values),
+        "closed_at": st.one_of(_closings, json_values),
+        "consent_to_calls": json_values,
+        "language": json_values,
+        "category": json_values,
+        "address": json_values,
     },
 )
 
 
-@given(st.one_of(_items, _json_values))
+@given(st.one_of(any_items, json_values))
 def test_any_item_is_accepted_or_rejected_never_an_exception(raw: object) -> None:
     result = parse_item(raw, now=NOW)
     assert isinstance(result, ClosedRequest | Rejected)
