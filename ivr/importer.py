@@ -292,11 +292,13 @@ def summary_detail_lines(summary: ImportSummary, day: date | None) -> list[str]:
     return lines
 
 
-def rejected_lines(rejected: Sequence[tuple[str | None, str]], day: date | None) -> list[str]:
+def rejected_lines(
+    rejected: Sequence[tuple[str | None, str]], day: date | None, title: str = "Rejected:"
+) -> list[str]:
     """At most :data:`SHOWN_REJECTED` rejected items, then how many more and how to list them."""
     if not rejected:
         return []
-    lines = ["  Rejected:"]
+    lines = [f"  {title}"]
     for pid, reason in rejected[:SHOWN_REJECTED]:
         lines.append(f"    {printable(pid) if pid else '(no id)'}: {printable(reason)}")
     hidden = len(rejected) - SHOWN_REJECTED

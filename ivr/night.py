@@ -173,5 +173,5 @@ def format_summary(summary: NightSummary, mask: bool = True) -> str:
     if summary.imported is not None:
         detail = replace(summary.imported, rejected_reasons=[])  # rejected: all of the day's
         lines.extend(summary_detail_lines(detail, summary.day))
-    lines.extend(rejected_lines(summary.rejected, summary.day))
+    lines.extend(rejected_lines(summary.rejected, summary.day, "Rejected portal items:"))
     return "\n".join(lines)
