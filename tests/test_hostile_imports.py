@@ -343,3 +343,14 @@ def test_any_batch_is_stored_or_rejected_item_by_item(store: Store, raws: list[A
     summary = ImportSummary(DAY)
     store_items(raws, DAY, store, MINSK, NOW, summary, batch_size=4)
     assert summary.seen == len(raws) == summary.new + summary.known + summary.rejected
+
+
+def test_a_deeply_nested_json_file_is_an_unreadable_file_not_a_traceback(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "export.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert cli(config_path, "import", "--file", str(path)) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the file" in err and "not JSON: JSON nested deeper than 64 levels" in err
+    assert "Traceback" not in err and "RecursionError" not in err
