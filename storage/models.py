@@ -56,6 +56,7 @@ class Survey(Base):
     __table_args__ = (
         UniqueConstraint("portal_request_id", "closed_at", name="uq_survey_request_closing"),
         Index("ix_surveys_status_next", "status", "next_attempt_at"),
+        Index("ix_surveys_local_date_executor", "local_date", "executor_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -86,6 +87,23 @@ class Survey(Base):
     # Lease of the runner dialling it (several nodes on one PostgreSQL).
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claim_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the portal sent about the work (None on surveys stored before 0009: "unknown").
+    executor_id: Mapped[str | None] = mapped_column(String(200))
+    executor_name: Mapped[str | None] = mapped_column(String(300))
+    address: Mapped[str | None] = mapped_column(Text)
+    category_name: Mapped[str | None] = mapped_column(String(64))  # prompts.catalog's name
+    district: Mapped[str | None] = mapped_column(String(100))  # read from the address
+
+
+class ControlReview(Base):
+    """A controller's review of a request returned for rework (one per survey round)."""
+
+    __tablename__ = "control_reviews"
+
+    survey_id: Mapped[str] = mapped_column(ForeignKey("surveys.id"), primary_key=True)
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class CallAttempt(Base):
