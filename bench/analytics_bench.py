@@ -77,7 +77,7 @@ FROM (
            (i * 104729 + i / 7) AS h,
            (ARRAY[{cats}])[1 + (i * 31) % 40] AS c,
            (ARRAY[{dists}])[1 + (i * 13) % 9] AS d
-    FROM generate_series(1, :n) AS i
+    FROM generate_series(1::bigint, CAST(:n AS bigint)) AS i
 ) AS g
 """
 
