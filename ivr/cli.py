@@ -24,6 +24,7 @@ from ivr.config import Config, load_config, redacted
 from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
 
 if TYPE_CHECKING:
+    from ivr.heartbeat import NodeProbe
     from ivr.portal import PortalClient
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
@@ -193,9 +194,13 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    with (
+        runner_lock(store.engine),
+        app.make_portal(config) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args)
+            return _night(config, store, portal, phone, prompts, args, probe)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -204,7 +209,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config, probe
             )
         finally:
             phone.stop()
@@ -217,12 +222,13 @@ def _night(
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    probe: NodeProbe,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

@@ -99,6 +99,7 @@ class Dialer:
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
+        self.last_round: float | None = None  # monotonic time of the last start_due (/readyz)
 
     # ---- one call -----------------------------------------------------------------------
     def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
@@ -243,6 +244,7 @@ class Dialer:
         Nothing starts while paused (``ivr-rating pause``, any node), outside the call windows,
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
+        self.last_round = self.clock.monotonic()
         self._housekeeping(now)
         if self.paused.is_set() or self._paused_flag(now):
             return 0

@@ -17,6 +17,7 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
+from ivr.heartbeat import NodeProbe
 from ivr.importer import ClosedRequestSource, ImportSummary, import_day
 from ivr.sip.api import SipPhone
 from storage.store import ReportRow, Store
@@ -65,8 +66,10 @@ class Night:
         phone: SipPhone,
         prompts: PromptRenderer,
         clock: Clock,
+        probe: NodeProbe | None = None,
     ) -> None:
         self.config = config
+        self.probe = probe
         self.store = store
         self.source = source
         self.sink = sink
@@ -96,6 +99,8 @@ class Night:
 
     def _dial(self, day: date) -> None:
         with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            if self.probe is not None:
+                self.probe.dialer = dialer
             announced_wait = False
             while not self.stop.is_set():
                 now = self.clock.now()
