@@ -58,9 +58,23 @@ def make_prompts(config: Config) -> PromptLibrary:
 @contextmanager
 def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> Iterator[NodeProbe]:
     """What every runner (``night``, ``run``) shows of itself while it runs: its heartbeat in
-    the database. The runner fills the probe in (its dialer) as it comes up."""
+    the database and, at ``metrics.listen``, /metrics, /healthz and /readyz. The runner fills
+    the probe in (its dialer) as it comes up."""
     from ivr.dialer import node_name
 
-    probe = NodeProbe(node_name(config), clock, phone)
-    with HeartbeatWriter(store.engine, probe):
-        yield probe
+    probe = NodeProbe(node_name(config), clock, phone, config.sip.registration)
+    server = None
+    if config.metrics.listen:
+        from ivr import metrics
+
+        metrics.register_runner(probe, store, clock, config.tz)
+        server = metrics.MetricsServer(
+            config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)
+        )
+        server.start()
+    try:
+        with HeartbeatWriter(store.engine, probe):
+            yield probe
+    finally:
+        if server is not None:
+            server.stop()

@@ -25,7 +25,7 @@ from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocke
 
 if TYPE_CHECKING:
     from ivr.heartbeat import NodeProbe
-    from ivr.portal import PortalClient
+    from ivr.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -98,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from ivr.logs import TEXT_FORMAT
+
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT, stream=sys.stderr
     )
     if not verbose:
         for noisy in ("apscheduler", "urllib3", "alembic", "pydub"):
@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.logging.format != "text":
+        from ivr.logs import use_format
+
+        use_format(config.logging.format)
     try:
         return _dispatch(args, config)
     except PortalError as exc:
@@ -199,8 +203,11 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         app.make_portal(config) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
+        from ivr.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args, probe)
+            return _night(config, store, counted, phone, prompts, args, probe)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -209,7 +216,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config, probe
+                config, store, counted, counted, phone, prompts, SYSTEM_CLOCK, reload_config, probe
             )
         finally:
             phone.stop()
@@ -218,7 +225,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 def _night(
     config: Config,
     store: Store,
-    portal: PortalClient,
+    portal: CountingPortal,
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,

@@ -62,10 +62,17 @@ class LastErrorHandler(logging.Handler):
 class NodeProbe:
     """What this runner is doing, filled in by the runner as its parts come up."""
 
-    def __init__(self, name: str, clock: Clock, phone: object | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        phone: object | None = None,
+        registration_required: bool = True,
+    ) -> None:
         self.name = name
         self.clock = clock
         self.phone = phone
+        self.registration_required = registration_required
         self.dialer: Dialer | None = None
         self.started_at = clock.now()
         self.errors = LastErrorHandler()
