@@ -10,6 +10,7 @@ checks the night's own summary against what was scraped."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 import urllib.error
@@ -186,3 +187,40 @@ def _answers(url: str) -> bool:
         return get(url)[0] == 200
     except OSError:
         return False
+
+
+def test_the_service_serves_metrics_and_heartbeats_until_sigterm(tmp_path: Path) -> None:
+    port = free_tcp_port()
+    base = f"http://127.0.0.1:{port}"
+    overrides = {"metrics": {"listen": f"127.0.0.1:{port}"}, "node": {"name": "lab-run"}}
+    citizens = [Citizen("+375291000044", "press:1")]
+    with NightLab(tmp_path, lab_day(), citizens, with_bad_items=False, overrides=overrides) as lab:
+        proc = lab.popen("run")
+        try:
+            wait_for("/readyz", lambda: _answers(base + "/readyz"), 60, proc)
+
+            def rated() -> bool:
+                scraped = samples(get(base + "/metrics")[1])
+                return (
+                    value(scraped, "ivr_survey_outcomes_total", outcome="satisfied") == 1
+                    and value(scraped, "ivr_calls_total", disposition="answered") == 1
+                    and value(scraped, "ivr_deliveries_total", result="delivered") == 1
+                )
+
+            wait_for("the satisfied citizen's call and rating", rated, 120, proc)
+            scraped = samples(get(base + "/metrics")[1])
+            assert value(scraped, "ivr_calls_started_total") == 1
+            assert value(scraped, "ivr_delivery_backlog") == 0
+            assert value(scraped, "ivr_key_to_outcome_seconds_count") == 1
+            out = lab.cli("status").stdout
+            assert "running (1 node(s) alive)" in out and "lab-run: alive" in out
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, (tmp_path / "runner-0.log").read_text()[-3000:]
+        assert lab.ratings_by_request()[lab.items[0]["id"]]["outcome"] == "satisfied"
+        (node,) = list_nodes(make_engine(f"sqlite:///{lab.database}"), SYSTEM_CLOCK.now())
+        assert node.name == "lab-run" and node.registration == "unregistered"
