@@ -67,10 +67,10 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     if config.metrics.listen:
         from ivr import metrics
 
-        metrics.register_runner(probe, store, clock, config.tz)
         server = metrics.MetricsServer(
             config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)
         )
+        metrics.register_runner(probe, store, clock, config.tz)
         server.start()
     try:
         with HeartbeatWriter(store.engine, probe):
@@ -78,3 +78,4 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     finally:
         if server is not None:
             server.stop()
+            metrics.unregister_runner()

@@ -9,14 +9,17 @@ Naming follows Prometheus: ``ivr_`` prefix, units in the name, counters end in `
 Labels never carry a phone number or a request id: only small fixed sets (disposition,
 outcome, result, kind, state).
 
-For another server (the console): ``exposition(registry)`` gives the body and content type,
-``healthz()`` and ``readyz(problems)`` give status and text, ``readiness_problems`` lists what
-keeps a runner from being ready.
+For another server (the console): ``console_registry(engine, clock, tz)`` builds a registry
+of the database figures and every runner's heartbeat (``NodesCollector``); ``exposition(registry)``
+gives the body and content type, ``healthz()`` and ``readyz(problems)`` give status and text,
+and ``readiness_problems(engine, None)`` lists what keeps a process without a dialer from being
+ready (the database).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -37,9 +40,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from ivr.clock import Clock
-from ivr.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
+from ivr.errors import ConfigError, PortalAuthError, PortalError, PortalRejected, PortalUnavailable
 from storage.figures import database_reachable, newest_completed_import, outbox_state_counts
-from storage.heartbeat import REGISTRATION_STATES
+from storage.heartbeat import REGISTRATION_STATES, list_nodes
 from storage.models import DeliveryState
 
 if TYPE_CHECKING:
@@ -234,10 +237,65 @@ class DatabaseCollector(Collector):
             )
 
 
+class NodesCollector(Collector):
+    """Every runner as its heartbeat says (for the console, which runs no dialer itself)."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            nodes = list_nodes(self.engine, self.clock.now())
+        except Exception as exc:
+            log.warning("metrics: node heartbeats not read: %s", type(exc).__name__)
+            return
+        yield _gauge(
+            "ivr_nodes_alive", "Runners with a heartbeat in the last 30 s.",
+            sum(not n.silent for n in nodes),
+        )  # fmt: skip
+        yield _gauge(
+            "ivr_nodes_silent", "Runners known but without a heartbeat for 30 s.",
+            sum(n.silent for n in nodes),
+        )  # fmt: skip
+        calls = GaugeMetricFamily(
+            "ivr_node_calls_in_progress", "Calls up on each live runner.", labels=["node"]
+        )
+        registered = GaugeMetricFamily(
+            "ivr_node_sip_registered", "1 when a live runner is registered.", labels=["node"]
+        )
+        for n in nodes:
+            if not n.silent:
+                calls.add_metric([n.name], n.calls_up)
+                registered.add_metric([n.name], 1.0 if n.registration == "registered" else 0.0)
+        yield calls
+        yield registered
+
+
+def console_registry(engine: Engine, clock: Clock, tz: ZoneInfo) -> CollectorRegistry:
+    """A registry for a process that runs no dialer (the console): the shared database figures
+    and every runner's heartbeat."""
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(engine, clock, tz))
+    registry.register(NodesCollector(engine, clock))
+    return registry
+
+
+_runner_collectors: list[Collector] = []
+
+
 def register_runner(probe: NodeProbe, store: Store, clock: Clock, tz: ZoneInfo) -> None:
-    """Adds this runner's gauges to ``REGISTRY`` (once per process)."""
-    REGISTRY.register(RunnerCollector(probe))
-    REGISTRY.register(DatabaseCollector(store.engine, clock, tz))
+    """Adds this runner's gauges to ``REGISTRY`` (replacing those of an earlier runner in the
+    same process)."""
+    unregister_runner()
+    _runner_collectors.extend([RunnerCollector(probe), DatabaseCollector(store.engine, clock, tz)])
+    for collector in _runner_collectors:
+        REGISTRY.register(collector)
+
+
+def unregister_runner() -> None:
+    while _runner_collectors:
+        REGISTRY.unregister(_runner_collectors.pop())
 
 
 # ---- for any server -----------------------------------------------------------------------
@@ -314,8 +372,16 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("metrics: %s", format % args)
 
-        self.httpd = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), Handler)
-        self.httpd.daemon_threads = True
+        host = host.strip("[]") or "127.0.0.1"
+
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+        try:
+            self.httpd = Server((host, int(port)), Handler)
+        except OSError as exc:
+            raise ConfigError("metrics.listen", f"cannot listen on {listen}: {exc}") from exc
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="metrics", daemon=True
         )

@@ -286,3 +286,38 @@ def test_prompt_conversion_is_logged_at_debug(
         library.render("ru", ("greeting",))
     converted = [r for r in caplog.records if r.getMessage().startswith("converted prompt")]
     assert converted and all(r.levelno == logging.DEBUG for r in converted)
+
+
+def test_console_registry_shows_every_node_from_its_heartbeat(store: Store) -> None:
+    from storage.heartbeat import NodeHeartbeat, write_heartbeat
+
+    clock = FakeClock(NOW)
+    for name, seen, reg in (("a", NOW, "registered"), ("b", NOW - timedelta(minutes=2), "failed"),
+                            ("c", NOW, "failed")):  # fmt: skip
+        write_heartbeat(
+            store.engine,
+            NodeHeartbeat(name, "h", 1, "0.1.0", NOW, seen, 2, 4, reg),  # type: ignore[arg-type]
+        )
+    text = metrics.exposition(metrics.console_registry(store.engine, clock, MINSK))[0].decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert got[("ivr_nodes_alive", ())] == 2 and got[("ivr_nodes_silent", ())] == 1
+    assert got[("ivr_node_sip_registered", (("node", "a"),))] == 1
+    assert got[("ivr_node_sip_registered", (("node", "c"),))] == 0
+    assert got[("ivr_node_calls_in_progress", (("node", "a"),))] == 2
+    assert ("ivr_node_calls_in_progress", (("node", "b"),)) not in got  # silent: not counted
+    assert got[("ivr_database_up", ())] == 1
+
+
+def test_a_busy_metrics_port_is_a_configuration_error() -> None:
+    from ivr.errors import ConfigError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"metrics.listen: cannot listen on 127.0.0.1:{port}"):
+            metrics.MetricsServer(f"127.0.0.1:{port}", lambda: [])
