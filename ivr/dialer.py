@@ -206,6 +206,8 @@ class Dialer:
                 disp,
                 report.keys,
                 outcome,
+                # as fields of their own in JSON logs (never the phone or the request id)
+                extra={"disposition": disp, "attempt": attempts, "sip_status": report.final_status},
             )
 
     def _after_no_input(

@@ -181,6 +181,8 @@ class _Progress:
                 self.day, p, now, self.night.config.tz, mono - self.started,
                 p.done - self.done_at_start,
             ),
+            extra={"done": p.done, "total": p.total, "in_calls": p.in_calls,
+                   "waiting": p.waiting, "due": p.due},
         )  # fmt: skip
 
 
