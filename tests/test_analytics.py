@@ -324,11 +324,15 @@ def test_local_day_boundaries_in_minsk(store: Store) -> None:
 
 # ---- migration 0009 keeps what was there -----------------------------------------------------
 def test_migration_keeps_older_surveys_as_unknown(db_url: str) -> None:
-    from storage.db import make_engine, upgrade
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config, make_engine, upgrade
 
     engine = make_engine(db_url)
     try:
-        upgrade(engine, "0003")
+        before = ScriptDirectory.from_config(alembic_config(engine)).get_revision("0009")
+        assert before is not None and isinstance(before.down_revision, str)
+        upgrade(engine, before.down_revision)  # the schema 0009 starts from
         with engine.begin() as conn:
             conn.execute(
                 insert(Survey.__table__).values(  # the columns 0003 has
