@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         "them, or those of these request (or survey) ids",
     )
 
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
+
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
 
@@ -154,6 +158,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return code
     if args.command == "report":
         return _report(store, args)
+    if args.command == "purge":
+        from ivr.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
     if args.command == "import":
         from ivr.file_import import UnreadableFile, format_file_summary, import_file
 
@@ -193,7 +203,14 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    from ivr.dialer import node_name
+    from storage.locks import node_presence
+
+    with (
+        runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
+        app.make_portal(config) as portal,
+    ):
         if args.command == "night":
             return _night(config, store, portal, phone, prompts, args)
         phone.start()

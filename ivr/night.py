@@ -1,4 +1,5 @@
-"""One whole night for one local date: import, dial until every survey is final, deliver.
+"""One whole night for one local date: import, dial until every survey is final, deliver,
+then erase the phone numbers past ``node.retention_days`` (as the service does nightly).
 
 Used by ``ivr-rating night --date D``. The long-running service (``scheduler.service``) runs
 the same pieces on APScheduler jobs instead.
@@ -18,6 +19,7 @@ from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
 from ivr.importer import ClosedRequestSource, ImportSummary, import_day
+from ivr.retention import retention_job
 from ivr.sip.api import SipPhone
 from storage.store import ReportRow, Store
 
@@ -92,6 +94,7 @@ class Night:
         """Dial until every survey of the day is final, then deliver what is left."""
         self._dial(day)
         self._flush(delivery_deadline_s)
+        retention_job(self.store, self.clock.now(), self.config.node.retention_days)
         return summarize(self.store, day, imported)
 
     def _dial(self, day: date) -> None:

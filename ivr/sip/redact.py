@@ -1,0 +1,34 @@
+"""What SIP messages look like in logs: numbers masked, credentials dropped.
+
+A DEBUG dump of a SIP message carries the citizen's number (request URI, To, SDP origin...)
+and our digest credentials (Authorization, Proxy-Authorization). ``redact_sip`` masks every
+run of 7 or more digits as ``mask_phone`` does (``+37529*****67``, ``37529*****67``) and keeps
+only the name of a credential header. Used for every SIP dump and for errors naming a number.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DIGITS = re.compile(r"\+?\d{7,}")
+_CREDENTIALS = re.compile(
+    r"^((?:Proxy-)?Authorization)[ \t]*:.*?(\r?\n(?![ \t])|\Z)",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
+)
+
+
+def mask_digits(text: str) -> str:
+    """Every number of 7 digits or more: its first digits (country and operator code) and its
+    last two, the rest as ``*``."""
+
+    def mask(m: re.Match[str]) -> str:
+        run = m.group(0)
+        head = 6 if run.startswith("+") else 5
+        return run[:head] + "*" * (len(run) - head - 2) + run[-2:]
+
+    return _DIGITS.sub(mask, text)
+
+
+def redact_sip(text: str) -> str:
+    """A SIP message fit for a log: credentials dropped, numbers masked."""
+    return mask_digits(_CREDENTIALS.sub(r"\1: [dropped]\2", text))
