@@ -18,12 +18,13 @@ _CREDENTIALS = re.compile(
 
 
 def mask_digits(text: str) -> str:
-    """Every number of 7 digits or more: its first digits (country and operator code) and its
-    last two, the rest as ``*``."""
+    """Every number of 7 digits or more: at most its first five digits (country and operator
+    code) and its last two, at least five digits as ``*``."""
 
     def mask(m: re.Match[str]) -> str:
         run = m.group(0)
-        head = 6 if run.startswith("+") else 5
+        plus = 1 if run.startswith("+") else 0
+        head = plus + min(5, max(0, len(run) - plus - 7))
         return run[:head] + "*" * (len(run) - head - 2) + run[-2:]
 
     return _DIGITS.sub(mask, text)
