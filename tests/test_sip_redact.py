@@ -57,7 +57,8 @@ def test_a_dump_keeps_the_message_but_no_number_and_no_credential() -> None:
 def test_the_adapter_logs_received_messages_redacted(caplog: pytest.LogCaptureFixture) -> None:
     phone = PyVoipPhone(lab_sip_settings(5060, 40000, register=False))
     with caplog.at_level(logging.DEBUG, logger="ivr.sip.pyvoip_adapter"):
-        phone._on_datagram(INVITE.replace("INVITE sip:", "OPTIONS sip:", 1).encode())
+        response = "SIP/2.0 100 Trying\r\n" + INVITE.split("\r\n", 1)[1]  # of no known call
+        phone._on_datagram(response.encode())
     dumped = "\n".join(r.getMessage() for r in caplog.records)
     assert "SIP <-" in dumped and "37529*****67" in dumped
     assert "1234567" not in dumped and "0123456789abcdef" not in dumped
