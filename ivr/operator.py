@@ -11,6 +11,7 @@ from datetime import datetime
 from ivr.config import Config
 from ivr.dialer import describe_next_opening
 from ivr.intake import mask_phone, normalize_phone
+from ivr.sip.redact import mask_digits
 from storage.store import Store
 
 PAUSED = "paused"
@@ -61,7 +62,7 @@ def _dnc(args: argparse.Namespace, store: Store, now: datetime) -> tuple[int, st
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
     if phone is None:
-        return 2, f"not a valid phone number: {args.phone!r}"
+        return 2, f"not a valid phone number: {mask_digits(args.phone)!r}"
     if args.dnc_command == "add":
         result = store.add_do_not_call(phone, "operator", now, args.note)
         text = f"{mask_phone(phone)} " + ("added" if result.added else "was already on the list")

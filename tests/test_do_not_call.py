@@ -99,3 +99,11 @@ def test_key_nine_ends_every_open_survey_of_the_number(store: Store) -> None:
     assert phone.dialled == ["9375291000001"]
     later = INSIDE + timedelta(days=2)
     assert [c.phone for c in store.claim_due(later, 10, "n", LEASE)] == [OTHER]
+
+
+def test_an_invalid_number_is_not_echoed_in_full(store: Store) -> None:
+    args = argparse.Namespace(command="dnc", dnc_command="add", phone="3752912345678901",
+                              note=None)  # fmt: skip
+    code, text = operator.run(args, cfg(), store, INSIDE)
+    assert code == 2 and "not a valid phone number" in text
+    assert "12345678901" not in text
