@@ -91,6 +91,9 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
     (attempt,) = store.attempts_of("R0")
     assert (attempt.disposition, attempt.sip_call_id) == ("interrupted", "call-1")
     assert attempt.answered_at == INSIDE + timedelta(seconds=4)
+    # The night sleeps until then rather than polling a survey it may not dial today.
+    next_due = store.next_attempt_time()
+    assert next_due is not None and next_due >= DAY_START + timedelta(days=1)
     for hours in (1, 6, 12):
         at = restart + timedelta(hours=hours)
         assert store.claim_due(at, 10, "n", LEASE, answered_since=DAY_START) == []
