@@ -25,6 +25,9 @@ class DoNotCallAdded:
     # Portal request ids of the open surveys of the number just closed as not_called.
     closed: list[str] = field(default_factory=list)
 
+    def __bool__(self) -> bool:  # as before: true if the number was added now
+        return self.added
+
 
 class ControlMixin(StoreBase):
     def _finish(
