@@ -341,6 +341,10 @@ class Dialer:
     def active_calls(self) -> int:
         return self._reap()
 
+    def wake(self) -> None:
+        """End the current ``wait`` now (a stop was requested)."""
+        self._wake.set()
+
     def wait(self, seconds: float) -> None:
         """Sleep until a channel frees or ``seconds`` pass."""
         self._wake.wait(max(0.0, seconds))

@@ -77,6 +77,14 @@ class Night:
         self.clock = clock
         self.node = node_name(config)
         self.stop = threading.Event()
+        self._dialer: Dialer | None = None
+
+    def request_stop(self) -> None:
+        """SIGTERM: no new calls; wakes the dial loop at once, even while it waits for the next
+        call window (up to 30 s)."""
+        self.stop.set()
+        if self._dialer is not None:
+            self._dialer.wake()
 
     def prepare(self, day: date) -> ImportSummary:
         """Recover from an earlier crash, import the day, deliver what is already final.
@@ -99,6 +107,7 @@ class Night:
 
     def _dial(self, day: date) -> None:
         with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            self._dialer = dialer
             announced_wait = False
             while not self.stop.is_set():
                 now = self.clock.now()

