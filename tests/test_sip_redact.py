@@ -36,8 +36,20 @@ INVITE = (
         ("port 31000, cseq 2", "port 31000, cseq 2"),
         ("call 1234567", "call *****67"),
         ("291234567", "29*****67"),
+        (
+            "Call-ID: b199efc74d284277830e749@127.0.0.1",
+            "Call-ID: b199efc74d284277830e749@127.0.0.1",
+        ),
     ],
-    ids=["e164", "sip-user", "with-prefix", "short-numbers-kept", "seven-digits", "nine"],
+    ids=[
+        "e164",
+        "sip-user",
+        "with-prefix",
+        "short-numbers-kept",
+        "seven-digits",
+        "nine",
+        "call-id-kept",
+    ],
 )
 def test_numbers_are_masked(text: str, masked: str) -> None:
     assert mask_digits(text) == masked

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
-_DIGITS = re.compile(r"\+?\d{7,}")
+# A number is a run of digits standing alone (``sip:375...@``, ``tel:+375...``); digits inside
+# a longer token (a hex Call-ID, a branch) are not a phone number and stay readable.
+_DIGITS = re.compile(r"(?<![\w+])\+?\d{7,}(?!\w)")
 _CREDENTIALS = re.compile(
     r"^((?:Proxy-)?Authorization)[ \t]*:.*?(\r?\n(?![ \t])|\Z)",
     re.IGNORECASE | re.MULTILINE | re.DOTALL,
