@@ -15,12 +15,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from ivr import metrics
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
 from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
-from ivr.intake import mask_phone
+from ivr.intake import is_dialable, mask_phone
 from ivr.pacing import TokenBucket
 from ivr.policy import (
     Final,
@@ -100,6 +101,7 @@ class Dialer:
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
+        self.last_round: float | None = None  # monotonic time of the last start_due (/readyz)
 
     # ---- one call -----------------------------------------------------------------------
     def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
@@ -115,9 +117,12 @@ class Dialer:
     def call_one(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
         """Place one call about ``surveys`` (the due requests of one phone, each with its
         attempt row already committed as dialing) and write its end."""
-        plan = self._plan(surveys)
         phone = surveys[0].phone
         where = ",".join(sv.portal_request_id for sv in surveys)
+        if not is_dialable(phone):  # judged at import; the stored number is checked again
+            self._not_dialable(surveys, attempt_ids)
+            return
+        plan = self._plan(surveys)
 
         answered: list[datetime] = []
 
@@ -133,13 +138,14 @@ class Dialer:
                 # This survey opted_out; every other open one of the number: do_not_call.
                 closed = self.store.opt_out(rec.survey_id, phone, rec.key or "9", answered_at,
                                             now).closed  # fmt: skip
+                metrics.count_outcome("opted_out")
+                for _ in closed:
+                    metrics.count_outcome("not_called")
                 if closed:
                     log.info("phone %s opted out: request(s) %s not called (do_not_call)",
                              mask_phone(phone), ", ".join(closed))  # fmt: skip
                 return
-            self.store.record_outcome(
-                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now
-            )
+            self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now)
 
         try:
             report = run_call(self.phone, plan, self.prompts, self.settings.runner, self.clock,
@@ -159,9 +165,33 @@ class Dialer:
             )
         self._settle(surveys, attempt_ids, report)
 
+    def _not_dialable(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
+        now = self.clock.now()
+        where = ",".join(sv.portal_request_id for sv in surveys)
+        phone = mask_phone(surveys[0].phone)
+        log.error("request(s) %s: %s is not a dialable number; not called", where, phone)
+        result = AttemptResult(None, None, "not dialable", None, now, "", "failed", None)
+        for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
+            self.store.finish_attempt(attempt_id, result)
+            self._record(survey.id, "not_called", None, "disallowed_number", None, now)
+
+    def _record(
+        self,
+        survey_id: str,
+        outcome: str,
+        key: str | None,
+        reason: str | None,
+        answered_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Store a survey's final outcome (and count it for /metrics)."""
+        self.store.record_outcome(survey_id, outcome, key, reason, answered_at, now)
+        metrics.count_outcome(outcome)
+
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()
         disp = disposition(report.answered, report.final_status, report.ended_by)
+        metrics.CALLS_ENDED.labels(disposition=disp).inc()
         result = AttemptResult(
             sip_call_id=report.call_id,
             sip_status=report.final_status,
@@ -194,9 +224,7 @@ class Dialer:
                     self._deadline(survey),
                 )
                 if isinstance(decision, Final):
-                    self.store.record_outcome(
-                        survey.id, decision.outcome, None, decision.reason, None, now
-                    )
+                    self._record(survey.id, decision.outcome, None, decision.reason, None, now)
                     outcome = f"{decision.outcome} ({decision.reason})"
                 else:
                     self.store.schedule_retry(survey.id, decision.at)
@@ -211,6 +239,8 @@ class Dialer:
                 disp,
                 report.keys,
                 outcome,
+                # as fields of their own in JSON logs (never the phone or the request id)
+                extra={"disposition": disp, "attempt": attempts, "sip_status": report.final_status},
             )
 
     def _after_no_input(
@@ -233,7 +263,7 @@ class Dialer:
             deadline=self._deadline(survey),
         )
         if isinstance(decision, Final):
-            self.store.record_outcome(survey.id, "no_input", None, None, answered_at, now)
+            self._record(survey.id, "no_input", None, None, answered_at, now)
             return "no_input"
         self.store.schedule_retry(survey.id, decision.at)
         return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
@@ -258,6 +288,7 @@ class Dialer:
         Nothing starts while paused (``ivr-rating pause``, any node), outside the call windows,
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
+        self.last_round = self.clock.monotonic()
         self._housekeeping(now)
         if self.paused.is_set() or self._paused_flag(now):
             return 0
@@ -276,6 +307,7 @@ class Dialer:
         )
         self.bucket.give_back(tokens - len(calls))
         for call in calls:
+            metrics.CALLS_STARTED.inc()
             fut = self._pool.submit(self.call_one, call.surveys, call.attempt_ids)
             fut.add_done_callback(self._done)
             with self._lock:
@@ -299,6 +331,7 @@ class Dialer:
         expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
         if expired:
             log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
+            metrics.OUTCOMES_STORED.labels(outcome="no_answer").inc(len(expired))
         retry = now + self.config.dialing.ladder("no_answer")[0]
         # Only claims whose lease ran out (their node died): ours are still running here.
         recovered = self.store.recover_interrupted(
