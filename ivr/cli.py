@@ -165,14 +165,17 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         print(format_file_summary(args.file, summary))
         return EXIT_OK
     if args.command == "deliver":
-        from ivr.delivery import deliver_due, requeue_dead_letters
+        from ivr.delivery import deliver_due
         from ivr.dialer import node_name
+        from storage.admin import AdminStore
 
         if args.retry_dead is not None:
-            try:
-                requeued = requeue_dead_letters(store, args.retry_dead, SYSTEM_CLOCK.now())
+            try:  # audited as the OS user, in the transaction that re-queues
+                requeued = AdminStore(store.engine).requeue_dead(
+                    operator.cli_actor(), SYSTEM_CLOCK.now(), args.retry_dead
+                )
             except ValueError as exc:
-                print(str(exc), file=sys.stderr)
+                print(f"{exc} (see `ivr-rating report`)", file=sys.stderr)
                 return EXIT_ERROR
             print(f"re-queued {len(requeued)} dead letter(s): {', '.join(requeued) or '-'}")
         with app.make_portal(config) as portal:

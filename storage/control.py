@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from storage.base import StoreBase
-from storage.models import DoNotCall, ServiceFlag
+from storage.models import DoNotCall, LiveSettings, ServiceFlag
+
+CAMPAIGN = "campaign"
 
 
 class ControlMixin(StoreBase):
@@ -50,3 +53,10 @@ class ControlMixin(StoreBase):
         with self._tx() as s:
             row = s.get(ServiceFlag, name)
             return None if row is None else row.value
+
+    def live_document(self) -> tuple[dict[str, Any] | None, datetime | None]:
+        """The campaign settings edited in the console (over the file's) and when they were
+        saved; (None, None) when the file's values are in force."""
+        with self._tx() as s:
+            row = s.get(LiveSettings, CAMPAIGN)
+            return (None, None) if row is None else (dict(row.data), row.updated_at)
