@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from ivr import operator
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, load_config, redacted
+from ivr.console import commands as console_commands
 from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
     operator.add_commands(sub)
+    console_commands.add_commands(sub)
 
     report = sub.add_parser("report", help="one row per request")
     report.add_argument("--date", type=_date, required=True)
@@ -152,6 +154,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         code, text = operator.run(args, config, store, SYSTEM_CLOCK.now())
         print(text)
         return code
+    if args.command in console_commands.COMMANDS:
+        return console_commands.run(args, config, store)
     if args.command == "report":
         return _report(store, args)
     if args.command == "import":
