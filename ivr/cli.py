@@ -25,7 +25,8 @@ from ivr.console import commands as console_commands
 from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
 
 if TYPE_CHECKING:
-    from ivr.portal import PortalClient
+    from ivr.heartbeat import NodeProbe
+    from ivr.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -99,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from ivr.logs import TEXT_FORMAT
+
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT, stream=sys.stderr
     )
     if not verbose:
         for noisy in ("apscheduler", "urllib3", "alembic", "pydub"):
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.logging.format != "text":
+        from ivr.logs import use_format
+
+        use_format(config.logging.format)
     try:
         return _dispatch(args, config)
     except PortalError as exc:
@@ -200,9 +205,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    with (
+        runner_lock(store.engine),
+        app.make_portal(config) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
+        from ivr.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args)
+            return _night(config, store, counted, phone, prompts, args, probe)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -211,7 +223,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+                config, store, counted, counted, phone, prompts, SYSTEM_CLOCK, reload_config, probe
             )
         finally:
             phone.stop()
@@ -220,16 +232,17 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 def _night(
     config: Config,
     store: Store,
-    portal: PortalClient,
+    portal: CountingPortal,
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    probe: NodeProbe,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

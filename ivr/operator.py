@@ -16,6 +16,7 @@ from ivr.errors import ConfigError
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import apply
 from storage.admin import RELOAD, Actor, AdminStore
+from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store
 
 __all__ = ["RELOAD", "add_commands", "cli_actor", "effective_config", "run", "status_text"]
@@ -104,10 +105,17 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     done = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("done:")}
     pause = AdminStore(store.engine).pause_state()
     config = effective_config(config, store)
-    state = "running"
+    nodes = list_nodes(store.engine, now)
+    alive = [n for n in nodes if not n.silent]
+    if not alive:
+        state = "no node running"
+    else:
+        state = f"running ({len(alive)} node(s) alive)"
     if pause.paused:
         since = pause.since.isoformat(timespec="minutes") if pause.since else "?"
-        state = f"PAUSED by {pause.by or '?'} since {since}: {pause.reason or '(no reason)'}"
+        state = (
+            f"PAUSED by {pause.by or '?'} since {since}: {pause.reason or '(no reason)'}; {state}"
+        )
     lines = [
         f"state:              {state}",
         f"calls in progress:  {counts.get('dialing', 0)}",
@@ -118,4 +126,33 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
         f"delivery backlog:   {deliveries.get('pending', 0)} pending, "
         f"{deliveries.get('dead', 0)} dead, {deliveries.get('delivered', 0)} delivered",
     ]
+    lines.append("nodes:" + ("              none has ever run" if not nodes else ""))
+    lines.extend(f"  {describe_node(n, now)}" for n in nodes)
     return "\n".join(lines)
+
+
+def describe_node(node: NodeStatus, now: datetime) -> str:
+    """One line per node: a silent one says so first, with how long it has been silent."""
+    seen = node.silent_for_s(now)
+    where = f"{node.host} pid {node.pid} v{node.version}"
+    if node.silent:
+        last = node.seen_at.isoformat(timespec="seconds")
+        head = f"{node.name}: SILENT for {_ago(seen)} (last seen {last})"
+    else:
+        head = f"{node.name}: alive, seen {_ago(seen)} ago"
+    text = (
+        f"{head}; {where}; calls {node.calls_up}/{node.channel_cap}; SIP {node.registration}; "
+        f"up since {node.started_at.isoformat(timespec='seconds')}"
+    )
+    if node.last_error:
+        text += f"; last error: {node.last_error}"
+    return text
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

@@ -14,6 +14,7 @@ from ivr.config import Config
 from ivr.intake import mask_phone
 from ivr.windows import CallCalendar, local_day_bounds, next_opening, window_end
 from storage.admin import PauseState
+from storage.heartbeat import NodeStatus
 from storage.models import (
     CallAttempt,
     Delivery,
@@ -24,6 +25,7 @@ from storage.models import (
 )
 
 RATE_WINDOW = timedelta(minutes=15)
+SILENT_SHOWN_S = 24 * 3600  # a node silent for longer is taken as retired: no alarm
 IMPORT_STUCK = timedelta(minutes=10)
 
 
@@ -182,4 +184,15 @@ def _alarms(conn: Connection, now: datetime) -> list[Alarm]:
     ).all()
     for (day,) in stuck:
         alarms.append(Alarm("import_incomplete", day.isoformat()))
+    return alarms
+
+
+def node_alarms(nodes: list[NodeStatus], now: datetime) -> list[Alarm]:
+    """A node silent (for less than a day) or whose SIP registration failed."""
+    alarms = []
+    for n in nodes:
+        if n.silent and n.silent_for_s(now) < SILENT_SHOWN_S:
+            alarms.append(Alarm("node_silent", n.name))
+        elif not n.silent and n.registration == "failed":
+            alarms.append(Alarm("sip_lost", n.name))
     return alarms

@@ -10,14 +10,16 @@ from typing import Any
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
-from ivr.console.now import read_now
+from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import form_values, preview, validate
+from ivr.operator import describe_node
 from storage.admin import ROLES
 from storage.bulk import dead_letters
+from storage.heartbeat import list_nodes
 
 
 def _back(path: str, msg: str | None = None) -> Response:
@@ -71,14 +73,19 @@ async def language(ctx: Ctx) -> Response:
 # ---- now -----------------------------------------------------------------------------------
 def _now_values(ctx: Ctx) -> dict[str, Any]:
     config, calendar = ctx.console.effective()
+    now = ctx.now
     pause = ctx.console.admin.pause_state()
+    nodes = list_nodes(ctx.console.engine, now)
     with ctx.console.engine.connect() as conn:
-        data = read_now(conn, pause, config, calendar, ctx.now)
-    return {"data": data, "nodes": _nodes(ctx, data)}
-
-
-def _nodes(ctx: Ctx, data: Any) -> list[Any]:
-    return []
+        data = read_now(conn, pause, config, calendar, now)
+    data.alarms.extend(node_alarms(nodes, now))
+    rows = [
+        {"name": n.name, "css": "silent" if n.silent else "alive",
+         "detail": describe_node(n, now).split(": ", 1)[1]}
+        for n in nodes
+        if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S
+    ]  # fmt: skip
+    return {"data": data, "nodes": rows}
 
 
 async def now_page(ctx: Ctx) -> Response:
