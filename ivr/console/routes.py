@@ -93,7 +93,7 @@ async def now_page(ctx: Ctx) -> Response:
 
 
 async def now_live(ctx: Ctx) -> Response:
-    return render(ctx, "_now_live.html", **_now_values(ctx))
+    return render(ctx, "_now_live.html", oob=True, **_now_values(ctx))
 
 
 async def pause(ctx: Ctx) -> Response:
