@@ -268,3 +268,13 @@ def test_every_text_has_its_russian() -> None:
         used |= set(re.findall(r'\bt\("([^"]+)"', path.read_text(encoding="utf-8")))
     missing = sorted(u for u in used if u not in RU)
     assert not missing, missing
+
+
+def test_metrics_health_and_readiness_on_the_console(console: Console) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = TestClient(create_app(console), follow_redirects=False)
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").text.startswith("ready")
+    names = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert any(n.startswith("ivr_") for n in names), names

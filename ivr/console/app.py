@@ -67,6 +67,7 @@ class Console:
         self.throttle = SignInThrottle()
         self._lock = threading.Lock()
         self._effective: tuple[Any, Config, CallCalendar] | None = None
+        self.registry: Any = None  # /metrics: built on first scrape
 
     def effective(self) -> tuple[Config, CallCalendar]:
         """The file's configuration with the live settings over it (rebuilt when they change)."""

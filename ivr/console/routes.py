@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
 from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
@@ -299,7 +299,36 @@ async def audit_page(ctx: Ctx) -> Response:
                   actor=p.get("actor", ""))  # fmt: skip
 
 
+# ---- for administrators' monitoring (no phone number, no request id) ------------------------
+async def metrics(ctx: Ctx) -> Response:
+    from ivr import metrics as m
+
+    console = ctx.console
+    if console.registry is None:
+        console.registry = m.console_registry(console.engine, console.clock,
+                                              console.file_config.tz)  # fmt: skip
+    body, content_type = m.exposition(console.registry)
+    return Response(body, media_type=content_type)
+
+
+async def healthz(ctx: Ctx) -> Response:
+    from ivr import metrics as m
+
+    status, text = m.healthz()
+    return PlainTextResponse(text, status_code=status)
+
+
+async def readyz(ctx: Ctx) -> Response:
+    from ivr import metrics as m
+
+    status, text = m.readyz(m.readiness_problems(ctx.console.engine, None))
+    return PlainTextResponse(text, status_code=status)
+
+
 ROUTES = [
+    RouteSpec("/metrics", "GET", "public", metrics, "metrics"),
+    RouteSpec("/healthz", "GET", "public", healthz, "healthz"),
+    RouteSpec("/readyz", "GET", "public", readyz, "readyz"),
     RouteSpec("/login", "GET", "public", login_page, "login_page"),
     RouteSpec("/login", "POST", "public", login, "login"),
     RouteSpec("/logout", "POST", "public", logout, "logout"),
