@@ -1,4 +1,4 @@
-"""console: users, audit log, live campaign settings
+"""console: users, audit log, live campaign settings, surveys by completion time
 
 Revision ID: 0007
 Revises: 0006
@@ -45,6 +45,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_log_action"), ["action"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_log_at"), ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_audit_log_target"), ["target"], unique=False)
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.create_index("ix_surveys_completed_at", ["completed_at", "outcome"], unique=False)
     op.create_table(
         "live_settings",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -57,6 +59,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("live_settings")
+    with op.batch_alter_table("surveys", schema=None) as batch_op:
+        batch_op.drop_index("ix_surveys_completed_at")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_log_target"))
         batch_op.drop_index(batch_op.f("ix_audit_log_at"))
