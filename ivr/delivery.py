@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ivr import metrics
 from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
 from storage.models import DeliveryState
 from storage.store import Store
@@ -134,6 +135,6 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{letter.answer or '(no answer)'}"
+                f"{printable(letter.answer) if letter.answer else '(no answer)'}"
             )
     return "\n".join(lines)
