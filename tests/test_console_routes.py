@@ -278,3 +278,9 @@ def test_metrics_health_and_readiness_on_the_console(console: Console) -> None:
     assert client.get("/readyz").text.startswith("ready")
     names = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
     assert any(n.startswith("ivr_") for n in names), names
+
+
+def test_a_refresh_after_the_session_ended_sends_the_page_to_sign_in(console: Console) -> None:
+    client = TestClient(create_app(console), follow_redirects=False)
+    r = client.get("/now/live", headers={"HX-Request": "true"})
+    assert r.headers["HX-Redirect"] == "/login" and "Звонки" not in r.text

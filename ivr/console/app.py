@@ -173,8 +173,11 @@ def _guard(console: Console, spec: RouteSpec) -> Callable[[Request], Awaitable[R
             if fresh or not same_token(session.csrf, token):
                 return _refuse(ctx, ctx.t("The form has expired; reload the page and try again."))
         if not ctx.can(spec.role):
-            if user is None and spec.method == "GET":
-                response: Response = RedirectResponse("/login", status_code=303)
+            if user is None and request.headers.get("hx-request"):
+                # An HTMX refresh after the session ended: the whole page goes to sign-in.
+                response: Response = Response(status_code=200, headers={"HX-Redirect": "/login"})
+            elif user is None and spec.method == "GET":
+                response = RedirectResponse("/login", status_code=303)
             else:
                 return _refuse(ctx, ctx.t("You may not do this."))
         else:
