@@ -114,7 +114,8 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     if pause.paused:
         since = pause.since.isoformat(timespec="minutes") if pause.since else "?"
         state = (
-            f"PAUSED by {pause.by or '?'} since {since}: {pause.reason or '(no reason)'}; {state}"
+            f"PAUSED; {state}; paused by {pause.by or '?'} since {since}: "
+            f"{pause.reason or '(no reason)'}"
         )
     lines = [
         f"state:              {state}",

@@ -242,7 +242,7 @@ def test_console_in_a_browser(
     expect(banner).to_contain_text("oleg")
     shot(operator, "05-now-paused")
     status = cli(config_path, capsys, "status")
-    assert "PAUSED by oleg" in status and "замена транка" in status
+    assert "PAUSED; " in status and "paused by oleg" in status and "замена транка" in status
     # Now refreshes itself (HTMX, no reload): a resume from the CLI shows up on the open page.
     marker = operator.evaluate("() => { window.__kept = 42; return window.__kept; }")
     cli(config_path, capsys, "resume")

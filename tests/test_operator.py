@@ -57,7 +57,7 @@ def test_pause_and_resume_reach_a_running_dialer(
         assert code == 0 and "paused" in out
         assert dialer.start_due(INSIDE) == 0
         status = cli(config_path, "status", capsys=capsys)[1]
-        assert "PAUSED by cli:" in status and "trunk maintenance" in status
+        assert "PAUSED; " in status and "paused by cli:" in status and "trunk maintenance" in status
         cli(config_path, "resume", capsys=capsys)
         assert "PAUSED" not in cli(config_path, "status", capsys=capsys)[1]
         clock.t += 1.5  # the flag is re-read at most once a second
