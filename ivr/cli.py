@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         "them, or those of these request (or survey) ids",
     )
 
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
+
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
 
@@ -166,6 +170,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return console_commands.run(args, config, store)
     if args.command == "report":
         return _report(store, args)
+    if args.command == "purge":
+        from ivr.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
     if args.command == "import":
         from ivr.file_import import UnreadableFile, format_file_summary, import_file
 
@@ -183,7 +193,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         if args.retry_dead is not None:
             try:  # audited as the OS user, in the transaction that re-queues
-                requeued = AdminStore(store.engine).requeue_dead(
+                requeued = AdminStore(store.engine).retry_dead(
                     operator.cli_actor(), SYSTEM_CLOCK.now(), args.retry_dead
                 )
             except ValueError as exc:
@@ -208,8 +218,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
+    from ivr.dialer import node_name
+    from storage.locks import node_presence
+
     with (
         runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
         app.make_portal(config) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
@@ -249,7 +263,7 @@ def _night(
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)
-        night.stop.set()
+        night.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -15,6 +15,7 @@ from ivr.dialer import describe_next_opening
 from ivr.errors import ConfigError
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import apply
+from ivr.sip.redact import mask_digits
 from storage.admin import RELOAD, Actor, AdminStore
 from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store
@@ -91,10 +92,16 @@ def _dnc(
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
     if phone is None:
-        return 2, f"not a valid phone number: {args.phone!r}"
+        return 2, f"not a valid phone number: {mask_digits(args.phone)!r}"
     if args.dnc_command == "add":
-        added = admin.dnc_add(cli_actor(), phone, args.note, now)
-        return 0, f"{mask_phone(phone)} " + ("added" if added else "was already on the list")
+        result = admin.dnc_add(cli_actor(), phone, args.note, now)
+        text = f"{mask_phone(phone)} " + ("added" if result.added else "was already on the list")
+        if result.closed:
+            text += (
+                f"; {len(result.closed)} open survey(s) closed as not_called (do_not_call), "
+                f"their results go to the portal: {', '.join(result.closed)}"
+            )
+        return 0, text
     removed = admin.dnc_remove(cli_actor(), phone, now)
     return 0, f"{mask_phone(phone)} " + ("removed" if removed else "was not on the list")
 

@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from storage.base import StoreBase
-from storage.control import CAMPAIGN
+from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
     AuditEntry,
     ConsoleUser,
@@ -27,6 +26,7 @@ from storage.models import (
     LiveSettings,
     ServiceFlag,
 )
+from storage.store import Store
 
 PAUSED, PAUSED_BY, PAUSE_REASON = "paused", "paused_by", "pause_reason"
 RELOAD = "reload_requested_at"
@@ -98,7 +98,7 @@ def _set_flag(s: Session, name: str, value: str, now: datetime) -> None:
         row.value, row.updated_at = value[:200], now
 
 
-class AdminStore(StoreBase):
+class AdminStore(Store):
     # ---- pause ---------------------------------------------------------------------------
     def pause_state(self) -> PauseState:
         with self._tx() as s:
@@ -149,26 +149,28 @@ class AdminStore(StoreBase):
             audit(s, actor, now, "reload", None)
 
     # ---- do-not-call ---------------------------------------------------------------------
-    def dnc_add(self, actor: Actor, phone: str, note: str | None, now: datetime) -> bool:
+    def dnc_add(self, actor: Actor, phone: str, note: str | None, now: datetime) -> DoNotCallAdded:
+        """Put ``phone`` on the list and end its waiting surveys as not_called/do_not_call
+        (``Store.add_do_not_call``), audited, in one transaction."""
         with self._tx() as s:
             return self._dnc_add(s, actor, phone, note, now)
 
     def _dnc_add(
         self, s: Session, actor: Actor, phone: str, note: str | None, now: datetime
-    ) -> bool:
-        if s.get(DoNotCall, phone) is not None:
-            return False
+    ) -> DoNotCallAdded:
         note = (note or "").strip()[:200] or None
-        s.add(DoNotCall(phone=phone, source="operator", note=note, added_at=now))
-        audit(s, actor, now, "dnc.add", phone, None, {"note": note})
-        return True
+        added = self._list(s, phone, "operator", now, note)
+        closed = self._close_open(s, phone, now, in_call=False)
+        if added:
+            audit(s, actor, now, "dnc.add", phone, None, {"note": note, "closed": closed})
+        return DoNotCallAdded(added, closed)
 
     def dnc_import(
         self, actor: Actor, rows: Iterable[tuple[str, str | None]], now: datetime
     ) -> int:
         """Add every (E.164, note) not yet listed, in one transaction; returns how many."""
         with self._tx() as s:
-            return sum(self._dnc_add(s, actor, phone, note, now) for phone, note in rows)
+            return sum(self._dnc_add(s, actor, phone, note, now).added for phone, note in rows)
 
     def dnc_remove(self, actor: Actor, phone: str, now: datetime) -> bool:
         with self._tx() as s:
@@ -198,7 +200,7 @@ class AdminStore(StoreBase):
             ]
 
     # ---- dead letters --------------------------------------------------------------------
-    def requeue_dead(self, actor: Actor, now: datetime, ids: Sequence[str] = ()) -> list[str]:
+    def retry_dead(self, actor: Actor, now: datetime, ids: Sequence[str] = ()) -> list[str]:
         """Dead letters sent again (all when ``ids`` is empty), audited. An id that is not a
         dead letter's request or survey id is an error and nothing is re-queued."""
         with self._tx() as s:

@@ -321,3 +321,34 @@ def test_a_busy_metrics_port_is_a_configuration_error() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ConfigError, match=f"metrics.listen: cannot listen on 127.0.0.1:{port}"):
             metrics.MetricsServer(f"127.0.0.1:{port}", lambda: [])
+
+
+def test_night_logs_progress_every_30_s_of_its_clock(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ivr.night import Night, _Progress
+
+    clock = FakeClock(NOW)
+    config = parse_config(config_data())
+    ids = [survey(store, f"R{i}", f"+37529100000{i}") for i in range(4)]
+    night = Night(config, store, None, None, FakePhone([]), FakePrompts(), clock)  # type: ignore[arg-type]
+    progress = _Progress(night, DAY)
+    # (seconds on the night's clock, surveys finished by then)
+    for t, done in ((0, 0), (10, 1), (29, 1), (30, 2), (45, 2), (60, 2)):
+        clock.t = t
+        while store.status_counts().get("done:satisfied", 0) < done:
+            n = store.status_counts().get("done:satisfied", 0)
+            store.record_outcome(ids[n], "satisfied", "1", None, clock.now(), clock.now())
+        with caplog.at_level(logging.INFO, logger="ivr.night"):
+            progress.maybe_log(clock.now())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress")]
+    assert lines == [
+        "progress 2026-11-25: 0 of 4 done, 0 in calls, 0 waiting for a retry, 4 due; "
+        "finish not yet estimated",
+        # 2 done in 30 s: the other 2 in 30 s more
+        "progress 2026-11-25: 2 of 4 done, 0 in calls, 0 waiting for a retry, 2 due; "
+        "finish estimated at 10:01:00",
+        "progress 2026-11-25: 2 of 4 done, 0 in calls, 0 waiting for a retry, 2 due; "
+        "finish estimated at 10:02:00",
+    ]
+    assert progress.seconds_left() == 30

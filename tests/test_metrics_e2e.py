@@ -161,8 +161,10 @@ def test_metrics_of_a_running_night_match_its_outcomes(tmp_path: Path) -> None:
         assert len(records) > 10
         assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
         messages = [r["message"] for r in records]
-        assert any(m.startswith("call ended: request") for m in messages)
-        assert any(m.startswith("progress ") for m in messages)
+        ended = [r for r in records if r["message"].startswith("call ended: request")]
+        assert sorted(r["disposition"] for r in ended) == ["answered", "answered", "declined"]
+        progress = [r for r in records if r["message"].startswith("progress ")]
+        assert progress and progress[0]["total"] == 6  # 3 to call, 3 not to be called
         assert not any("converted prompt" in m for m in messages)  # DEBUG only now
         non_json = [
             line

@@ -244,7 +244,7 @@ async def dead_page(ctx: Ctx) -> Response:
 async def dead_retry(ctx: Ctx) -> Response:
     ids = [ctx.form["id"]] if ctx.form.get("id") else []
     try:
-        requeued = ctx.console.admin.requeue_dead(ctx.actor, ctx.now, ids)
+        requeued = ctx.console.admin.retry_dead(ctx.actor, ctx.now, ids)
     except ValueError:
         return _back("/dead", ctx.t("Not found."))
     return _back("/dead", ctx.t("Re-queued {n}.", n=len(requeued)))
