@@ -186,3 +186,17 @@ def test_pause_state_and_dnc_added_by(store: Store) -> None:
         ("+375297654321", None),
     ]
     assert [r.phone for r in admin.dnc_rows("765")] == ["+375297654321"]
+
+
+def test_a_number_added_in_the_console_closes_its_open_surveys_audited(store: Store) -> None:
+    store.add_survey(
+        NewSurvey("R9", "9", INSIDE, date(2026, 11, 25), "x", "+375291112233", "ru", None), INSIDE
+    )
+    admin = AdminStore(store.engine)
+    result = admin.dnc_add(Actor("oleg", "10.0.0.5"), "+375291112233", "asked", INSIDE)
+    assert result.added and result.closed == ["R9"]
+    assert store.due_surveys(INSIDE + timedelta(days=1), 10) == []
+    (row,) = store.report_rows(date(2026, 11, 25))
+    assert (row.outcome, row.reason) == ("not_called", "do_not_call")
+    rows, _ = admin.audit_rows(action="dnc.add")
+    assert rows[0].after == {"note": "asked", "closed": ["R9"]} and rows[0].actor == "oleg"
