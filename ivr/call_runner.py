@@ -191,7 +191,11 @@ class _CallDriver:
             state = self.call.state
             if self.answered_mono is None:
                 if state is LineState.ANSWERED or (
-                    state is LineState.ENDED and self.call.final_status == 200
+                    # answered and hung up between two polls; but a 200 that crossed our
+                    # CANCEL (ACKed, then BYE at once) is no answer: nobody heard anything
+                    state is LineState.ENDED
+                    and self.call.final_status == 200
+                    and self.call.ended_by is not EndedBy.LOCAL_CANCEL
                 ):
                     self.answered()
                     continue

@@ -39,6 +39,8 @@ from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
 
+SIP_REGISTRATION_FLAG = "sip_registration:"  # + node name: what ``status`` shows
+
 
 @dataclass(frozen=True)
 class DialerSettings:
@@ -99,6 +101,7 @@ class Dialer:
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
+        self._published_registration = ""
 
     # ---- one call -----------------------------------------------------------------------
     def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
@@ -244,7 +247,7 @@ class Dialer:
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
         self._housekeeping(now)
-        if self.paused.is_set() or self._paused_flag(now):
+        if self.paused.is_set() or self._paused_flag(now) or not self._can_dial(now):
             return 0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
         if not can_start_call(now, self.calendar, self.config.tz, max_call):
@@ -266,6 +269,15 @@ class Dialer:
             with self._lock:
                 self._active.add(fut)
         return len(calls)
+
+    def _can_dial(self, now: datetime) -> bool:
+        """No call (and no attempt spent) while the SIP registration is down; its state is
+        published for ``ivr-rating status`` when it changes."""
+        reg = self.phone.registration
+        if reg.state != self._published_registration:
+            self._published_registration = reg.state
+            self.store.set_flag(SIP_REGISTRATION_FLAG + self.node, reg.describe(), now)
+        return reg.can_dial
 
     def _paused_flag(self, now: datetime) -> bool:
         """The shared pause switch, read at most once a second."""

@@ -9,7 +9,7 @@ import argparse
 from datetime import datetime
 
 from ivr.config import Config
-from ivr.dialer import describe_next_opening
+from ivr.dialer import SIP_REGISTRATION_FLAG, describe_next_opening, node_name
 from ivr.intake import mask_phone, normalize_phone
 from storage.store import Store
 
@@ -83,5 +83,6 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
         f"next call window:   {describe_next_opening(config, now)}",
         f"delivery backlog:   {deliveries.get('pending', 0)} pending, "
         f"{deliveries.get('dead', 0)} dead, {deliveries.get('delivered', 0)} delivered",
+        f"SIP registration:   {store.get_flag(SIP_REGISTRATION_FLAG + node_name(config)) or '-'}",
     ]
     return "\n".join(lines)

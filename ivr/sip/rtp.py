@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import audioop  # pyVoIP's own codec library (audioop-lts on Python >= 3.13)
 import io
+import logging
 import socket
 import threading
 import time
@@ -19,8 +20,12 @@ from pyVoIP import RTP
 
 from ivr.dtmf_inband import InbandDetector
 from ivr.sip.api import KeySource
+from ivr.sip.ratelog import RateLimitedLog
+from ivr.sip.rtp_guard import MediaCounters, SourceLock, header_problem
 
 KeySink = Callable[[str, KeySource], object]
+log = logging.getLogger(__name__)
+_dropped_log = RateLimitedLog(log)
 _EVENT_KEYS = "0123456789*#ABCD"
 
 
@@ -33,10 +38,52 @@ class SafeRtpClient(RTP.RTPClient):
         self.last_rx = time.monotonic()
         self.inband = InbandDetector()
         self._event_ts: int | None = None
+        self.counters = MediaCounters()
+        self.source = SourceLock(self.outIP, self.outPort)
 
-    def parse_packet(self, packet: bytes) -> None:
+    def set_remote(self, ip: str, port: int) -> None:
+        """Send to, and take RTP only from, this address (a re-INVITE moved the far end)."""
+        self.outIP, self.outPort = ip, port
+        self.source.expect(ip, port)
+
+    def recv(self) -> None:
+        # Fix: pyVoIP read with recv() (no source) and let anything but RTPParseError kill
+        # this thread: an empty datagram did (pitfall 23); any source was heard (pitfall 22).
+        while self.NSD:
+            try:
+                packet, source = self.sin.recvfrom(8192)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            except OSError:
+                if self.NSD:
+                    time.sleep(0.01)
+                continue
+            self.take(packet, source)
+
+    def take(self, packet: bytes, source: tuple[str, int]) -> None:
+        """One datagram from ``source``: counted, and parsed only if it is the far end's RTP."""
+        problem = header_problem(packet)
+        if problem is None and not self.source.accept(source):
+            problem = "foreign"
+        counters = self.counters
+        if problem is not None:
+            setattr(counters, problem, getattr(counters, problem) + 1)
+            _dropped_log.warning(
+                problem, "RTP port %s: %s datagram (%d bytes) from %s:%s dropped",
+                self.inPort, problem, len(packet), source[0], source[1],
+            )  # fmt: skip
+            return
+        counters.received += 1
         self.last_rx = time.monotonic()
-        super().parse_packet(packet)
+        try:
+            super().parse_packet(packet)
+        except RTP.RTPParseError:
+            pass  # a payload type we do not use (comfort noise, video): not an error
+        except Exception as exc:
+            counters.malformed += 1
+            _dropped_log.warning("unparsable", "RTP port %s: unreadable packet from %s:%s: %r",
+                                 self.inPort, source[0], source[1], exc)  # fmt: skip
 
     def parse_pcmu(self, packet: Any) -> None:
         # Nobody reads pyVoIP's receive buffer (it only grows); listen for tones instead.
