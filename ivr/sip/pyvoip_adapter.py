@@ -1,9 +1,9 @@
 """``SipPhone`` over pyVoIP 1.6.8: a thin adapter plus small, named fixes of pyVoIP defects.
 
-pyVoIP keeps: the UDP socket and its receive thread, REGISTER (401 digest), RTP (PCMU and
-PCMA, RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Everything about the
-INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT.md =
-/work/shared/sip-lab/REPORT.md, section 1.2 and pitfalls 4-18):
+pyVoIP keeps: the UDP socket and its receive thread, RTP (PCMU and PCMA, RFC 2833
+reception), the audio/DTMF buffers and RTP port allocation. Everything about REGISTER
+(``ivr.sip.registration``), the INVITE transaction and the dialog is done here, because pyVoIP
+gets it wrong (docs/sip-notes.md, pitfalls 4-18 and 21-25, the numbers the comments cite):
 
 pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_overrides``:
 
@@ -554,8 +554,8 @@ class PyVoipPhone:
         self.send(call.invite.render())
 
     def _on_2xx(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
-        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; REPORT.md pitfall 9),
-        sent again for every retransmitted 2xx."""
+        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; docs/sip-notes.md,
+        pitfall 9), sent again for every retransmitted 2xx."""
         if call.dialog is not None:
             if call.ack is not None:
                 self.send(call.ack)

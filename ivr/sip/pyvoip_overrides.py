@@ -129,7 +129,7 @@ class IvrVoipPhone(VoIPPhone):
 
     def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
         """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
-        the call before any response can be processed (REPORT.md 1.2, KeyError/race rows)."""
+        the call before any response can be processed (docs/sip-notes.md, pitfall 8)."""
         medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA,
                                   101: RTP.PayloadType.EVENT}}  # fmt: skip
         with self.ivr_sip.recvLock:

@@ -98,7 +98,7 @@ class SafeRtpClient(RTP.RTPClient):
                 self.key_sink(key, KeySource.INBAND)
 
     def encode_packet(self, payload: bytes) -> bytes:
-        # Fix (REPORT.md 1.4, pitfall 13): pyVoIP mu-law encodes PCMA too, so a trunk that
+        # Fix (docs/sip-notes.md, pitfall 13): pyVoIP mu-law encodes PCMA too, so a trunk that
         # answered PCMA heard noise. ``payload`` is unsigned 8-bit linear PCM.
         if self.preference == RTP.PayloadType.PCMA:
             return audioop.lin2alaw(audioop.bias(payload, 1, -128), 1)
@@ -127,7 +127,7 @@ class SafeRtpClient(RTP.RTPClient):
             self.sin.close()
 
     def parse_telephone_event(self, packet: Any) -> None:
-        # Fix (REPORT.md 1.3, pitfall 12): event >= 16 raised IndexError and killed the receiver.
+        # Fix (docs/sip-notes.md, pitfall 12): event >= 16 raised IndexError, killing the receiver.
         # Fix: pyVoIP took a key only from a packet with the marker bit; RFC 4733 2.5.1.1:
         # every packet of one event carries its start timestamp, so a new one is a new press.
         if not packet.payload or packet.payload[0] > 15 or packet.timestamp == self._event_ts:

@@ -4,7 +4,7 @@ pyVoIP 1.6.8's own parser keeps only the first line of each header (so one Recor
 does not parse Proxy-Authenticate, and fails on status codes outside its enum; its
 builders produce a wrong 2xx ACK and have no CANCEL. The adapter therefore reads every
 message about its own calls with ``parse`` and writes every request of an INVITE dialog
-with the builders here (REPORT.md 1.2, pitfalls 5-9).
+with the builders here (docs/sip-notes.md, pitfalls 5-9).
 """
 
 from __future__ import annotations
