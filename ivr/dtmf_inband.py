@@ -166,6 +166,12 @@ class InbandDetector:
         self._pending = np.zeros(0)
         self._run: _Run | None = None
 
+    def gap(self) -> None:
+        """The audio had a pause (a frame skipped as too quiet to hold a key): the tone run in
+        progress ends, exactly as a block of silence would end it."""
+        self._run = None
+        self._pending = np.zeros(0)
+
     def feed_ulaw(self, payload: bytes) -> list[str]:
         return self.feed(ulaw_decode(payload))
 

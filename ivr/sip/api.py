@@ -5,8 +5,8 @@ layer above use a fake with the same shape. The adapter reports SIP facts (ringi
 ended with status X); every decision (ring timeout, what a status means for the survey) is
 taken above it.
 
-Audio is 8 kHz mono unsigned 8-bit linear PCM (what pyVoIP's ``write_audio`` takes): 8000
-bytes per second.
+Audio is 8 kHz mono unsigned 8-bit linear PCM (``play``: 8000 bytes per second), or signed
+16-bit little-endian (``play_linear16``, where a line has it: encoded straight to G.711).
 """
 
 from __future__ import annotations

@@ -13,12 +13,11 @@ pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_ove
 * ``IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
 * ``IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
   (pitfalls 4, 18).
-* ``SafeRtpClient`` (``ivr.sip.rtp``): telephone-event >= 16 ignored (pitfall 12); a new
-  event is a new timestamp, not a marker bit (a lost first packet lost the key); the
-  payload type is the one the peer's SDP gave (pyVoIP maps it from ``a=rtpmap``); received
-  PCMU or PCMA goes to the in-band DTMF detector instead of pyVoIP's never-read buffer;
-  PCMA is sent A-law encoded (pyVoIP: mu-law labelled PCMA, pitfall 13); stop joins its
-  threads. We offer PCMU and PCMA; the far end's answer picks.
+* ``MediaStream`` (``ivr.sip.media``) instead of pyVoIP's RTPClient: every call's RTP on the
+  process's one media loop, sent on an absolute clock (pitfall 19); only the far end's
+  well-formed RTP is heard (pitfalls 22, 23); telephone-event >= 16 ignored and a new event
+  known by its timestamp (pitfall 12); in-band keys in PCMU or PCMA; PCMA sent A-law encoded
+  (pitfall 13). We offer PCMU and PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
   unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
   offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
@@ -54,6 +53,7 @@ from ivr.sip.api import (
     SipSettings,
 )
 from ivr.sip.keys import KeyCollector
+from ivr.sip.media import ENGINE
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
 from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.registration import Registration, RegState
@@ -84,6 +84,10 @@ class _Sent2xx:
     next_at: float
     interval: float = 0.5
     acked: bool = False
+
+
+class _Linear16(bytes):
+    """Audio queued before the answer by ``play_linear16``."""
 
 
 def _codec_name(payload_type: Any) -> str:
@@ -172,6 +176,15 @@ class PyVoipCall:
             elif self._state is not LineState.ENDED:
                 self.pending_audio.append(audio)
 
+    def play_linear16(self, audio: bytes) -> None:
+        """Queue signed 16-bit little-endian 8 kHz audio: encoded straight to G.711."""
+        with self._phone.lock:
+            if self._state is LineState.ANSWERED:
+                for client in self.vcall.RTPClients:
+                    client.write_linear16(audio)
+            elif self._state is not LineState.ENDED:
+                self.pending_audio.append(_Linear16(audio))
+
     def stop_audio(self) -> None:
         with self._phone.lock:
             self.pending_audio.clear()
@@ -254,6 +267,7 @@ class PyVoipPhone:
             ) from exc
         self._vphone.NSD = True
         self._running = True
+        ENGINE.acquire()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="ivr SIP timers", daemon=True
         )
@@ -314,6 +328,8 @@ class PyVoipPhone:
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=2.0)
         self._vphone.ivr_sip.stop()
+        if self._vphone.NSD:
+            ENGINE.release()
         self._vphone.NSD = False
         log.info("SIP phone on %s:%s stopped", self.settings.local_ip, self.settings.sip_port)
 
@@ -584,7 +600,10 @@ class PyVoipPhone:
         call._state = LineState.ANSWERED
         call.answered_mono = time.monotonic()
         for chunk in call.pending_audio:
-            call.vcall.write_audio(chunk)
+            if isinstance(chunk, _Linear16):
+                call.play_linear16(bytes(chunk))
+            else:
+                call.vcall.write_audio(chunk)
         call.pending_audio.clear()
         log.info("call %s answered (%s)", call.call_id, call.codec)
         self.changed.notify_all()

@@ -19,7 +19,7 @@ from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import SipSettings
-from ivr.sip.rtp import KeySink, SafeRtpClient
+from ivr.sip.media import ENGINE, KeySink, MediaStream
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,18 @@ class IvrVoipCall(VoIPCall):
     def create_rtp_clients(
         self, codecs: Any, ip: str, port: int, request: Any, baseport: int
     ) -> None:
+        # pyVoIP's RTPClient (two threads per call, a relative sleep) is replaced by a stream
+        # of the process's one media loop (docs/sip-notes.md, pitfall 19).
+        clients: list[Any] = self.RTPClients  # duck-typed: the adapter uses what both have
         for index in range(len(request.body["c"])):
-            self.RTPClients.append(
-                SafeRtpClient(
+            clients.append(
+                MediaStream(
+                    ENGINE,
                     codecs,
                     ip,
                     port,
                     request.body["c"][index]["address"],
                     baseport + index,
-                    self.sendmode,
                     key_sink=self.key_sink,
                 )
             )
