@@ -132,8 +132,11 @@ def convert(path: Path) -> bytes:
 def convert_linear16(path: Path) -> bytes:
     """Decode, trim and normalise one recording to signed 16-bit little-endian: what the
     media engine encodes straight to G.711 (the u8 step cost ~14-20 dB of SNR)."""
-    samples = np.clip(np.rint(_normalised(path)), -32768, 32767).astype("<i2")
-    return samples.tobytes()
+    return _linear16(_normalised(path))
+
+
+def _linear16(samples: npt.NDArray[np.float64]) -> bytes:
+    return np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
 
 
 def _normalised(path: Path) -> npt.NDArray[np.float64]:
@@ -253,26 +256,28 @@ class PromptLibrary:
         digest = self._content_hash(path, stat)
         key = hashlib.sha256(f"{_PIPELINE}|{path.resolve()}|{digest}".encode()).hexdigest()[:20]
         cache_dir = self.cache_dir / lang
-        cache_file = cache_dir / f"{name}.{key}.{fmt}"
         try:
-            return cache_file.read_bytes()
+            return (cache_dir / f"{name}.{key}.{fmt}").read_bytes()
         except FileNotFoundError:
             pass
         try:
-            data = convert(path) if fmt == "u8" else convert_linear16(path)
+            samples = _normalised(path)  # one decode gives both formats
         except _DECODE_ERRORS as exc:
             raise PromptError(f"cannot decode {path}: {exc}", lang=lang, clip=name) from exc
+        both = {"u8": _quantise(samples), "s16": _linear16(samples)}
         self.conversions += 1
-        seconds = len(data) / (8000 if fmt == "u8" else 16000)
-        logger.info("converted prompt %s/%s from %s (%.2f s)", lang, name, path, seconds)
+        logger.info("converted prompt %s/%s from %s (%.2f s)", lang, name, path,
+                    len(both["u8"]) / 8000)  # fmt: skip
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, cache_file)
-        for stale in cache_dir.glob(f"{name}.*.{fmt}"):
-            if stale != cache_file:
-                stale.unlink(missing_ok=True)
-        return data
+        for kind, data in both.items():
+            cache_file = cache_dir / f"{name}.{key}.{kind}"
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, cache_file)
+            for stale in cache_dir.glob(f"{name}.*.{kind}"):
+                if stale != cache_file:
+                    stale.unlink(missing_ok=True)
+        return both[fmt]
 
     def render(self, lang: str, parts: Sequence[str]) -> bytes:
         """Concatenate ``parts`` with a short pause between them (u8).
