@@ -13,7 +13,7 @@ from pyVoIP import RTP
 
 from ivr.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.sip.api import KeySource
-from ivr.sip.media import FRAME, MediaEngine, MediaStream, encode_frames
+from ivr.sip.media import FRAME, MediaEngine, MediaStream, encode_frames, inband_batch
 
 ASSOC = {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA, 101: RTP.PayloadType.EVENT}
 
@@ -99,18 +99,20 @@ def test_inband_detector_runs_only_on_frames_past_the_energy_gate(
     keys: list[tuple[str, KeySource]] = []
     s = stream(keys)
     fed: list[int] = []
-    real = s.inband.feed_ulaw
-    monkeypatch.setattr(s.inband, "feed_ulaw", lambda p: fed.append(1) or real(p))
+    real = s.inband.feed
+    monkeypatch.setattr(s.inband, "feed", lambda p: fed.append(1) or real(p))
     silence = b"\xff" * FRAME
     key5 = audioop.lin2ulaw(tone16(0.06, (770.0, 1336.0), level=3000.0), 2)
     frames = [silence] * 5 + [key5[i : i + FRAME] for i in (0, 160, 320)] + [silence] * 3
     frames += [key5[i : i + FRAME] for i in (0, 160, 320)]  # the same key again after a pause
     for n, frame in enumerate(frames):
         s.take(rtp(0, frame, ts=160 * n, seq=n), ("127.0.0.1", 4000))
+        inband_batch([s])  # what the engine does after each round of reads
     assert keys == [("5", KeySource.INBAND), ("5", KeySource.INBAND)]
     assert len(fed) == 6  # the eight silent frames never reached the detector
     s.listening = False
     s.take(rtp(0, key5[:FRAME], ts=99999), ("127.0.0.1", 4000))
+    inband_batch([s])
     assert len(fed) == 6
 
 
@@ -178,3 +180,23 @@ def test_a_bug_in_one_packet_does_not_stop_the_loop(monkeypatch: pytest.MonkeyPa
     finally:
         s.stop()
         engine.release()
+
+
+def test_batched_first_stage_never_drops_a_frame_the_detector_would_use() -> None:
+    """Frames the batch rejects have no candidate block: feeding them instead of a gap gives
+    the detector the same keys (the DTMF vectors: every key, speech, noise, near misses)."""
+    from ivr.dtmf_inband import InbandDetector, candidate_frames
+    from ivr.lab.dtmf_vectors import through_line, vectors
+
+    for vector in vectors():
+        signal = through_line(vector.signal)  # as G.711 delivers it
+        samples = signal[: signal.size // FRAME * FRAME].reshape(-1, FRAME)
+        whole, gated = InbandDetector(), InbandDetector()
+        expected = [k for frame in samples for k in whole.feed(frame)]
+        got: list[str] = []
+        for frame, maybe in zip(samples, candidate_frames(samples), strict=True):
+            if maybe:
+                got += gated.feed(frame)
+            else:
+                gated.gap()
+        assert got == expected, vector.name

@@ -29,13 +29,14 @@ import struct
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP
 
-from ivr.dtmf_inband import InbandDetector
+from ivr.dtmf_inband import ALAW, ULAW, InbandDetector, candidate_frames
 from ivr.sip.api import KeySource
 from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.rtp_guard import MediaCounters, SourceLock, header_problem, payload_of
@@ -135,6 +136,7 @@ class MediaStream:
         self.listening = True  # in-band detection wanted (a key is awaited)
         # every received audio frame as 16-bit linear PCM, for whoever wants to hear it
         self.audio_sink: Callable[[bytes], object] | None = None
+        self.inband_frames: list[tuple[bytes, bool]] = []  # gated in, not yet analysed
         self.sock: socket.socket | None = None
         self.queue: deque[_Chunk] = deque()
         self.t0 = 0.0
@@ -249,10 +251,39 @@ class MediaStream:
             return
         if audioop.rms(linear, 2) < INBAND_GATE_RMS:
             self.inband.gap()
-            return
-        keys = self.inband.feed_alaw(payload) if alaw else self.inband.feed_ulaw(payload)
+        elif len(payload) == FRAME:
+            self.inband_frames.append((payload, alaw))  # to ``inband_batch``, with the rest
+        else:
+            keys = self.inband.feed_alaw(payload) if alaw else self.inband.feed_ulaw(payload)
+            self._inband_keys(keys)
+
+    def _inband_keys(self, keys: list[str]) -> None:
         for key in keys:
-            self.key_sink(key, KeySource.INBAND)
+            if self.key_sink is not None:
+                self.key_sink(key, KeySource.INBAND)
+
+
+_LAWS = np.stack((ULAW, ALAW))
+
+
+def inband_batch(streams: Iterable[MediaStream]) -> None:
+    """The frames that passed the energy gate, of every stream, through the detector's first
+    stage in one batch; only frames with a candidate block go to the (costly) detector."""
+    items = [(s, payload, alaw) for s in streams for payload, alaw in s.inband_frames]
+    for s in streams:
+        s.inband_frames = []
+    if not items:
+        return
+    codes = np.frombuffer(b"".join(p for _, p, _ in items), dtype=np.uint8).reshape(-1, FRAME)
+    laws = np.fromiter((a for _, _, a in items), dtype=np.intp, count=len(items))
+    samples = _LAWS[laws[:, None], codes]
+    for (stream, _payload, _alaw), frame, maybe in zip(
+        items, samples, candidate_frames(samples), strict=True
+    ):
+        if maybe:
+            stream._inband_keys(stream.inband.feed(frame))
+        else:
+            stream.inband.gap()
 
 
 # ------------------------------------------------------------------ the loop
@@ -352,6 +383,7 @@ class MediaEngine:
                 ready = selector.select(timeout)
             except (OSError, ValueError):  # a socket closed under us: go round again
                 ready = []
+            heard: list[MediaStream] = []
             for key, _ in ready:
                 stream = key.data
                 if stream is None:
@@ -361,7 +393,12 @@ class MediaEngine:
                         pass
                 elif not stream.closed:
                     self._receive(stream)
-            self._send_due()
+                    heard.append(stream)
+            self._send_due()  # first what is due, then the analysis
+            try:
+                inband_batch(heard)
+            except Exception as exc:  # a bug of ours must not stop every call's media
+                _dropped_log.warning("bug", "in-band key analysis failed: %r", exc)
 
     def _receive(self, stream: MediaStream) -> None:
         sock = stream.sock

@@ -374,6 +374,11 @@ class PyVoipPhone:
         log.info("call %s: INVITE sent", call_id)
         return holder[0]
 
+    def answered_calls(self) -> int:
+        """How many calls are up now (for load runs and ``status``-like reports)."""
+        with self.lock:
+            return sum(c.state is LineState.ANSWERED for c in self._calls.values())
+
     # ------------------------------------------------------------ internals
     def send(self, data: bytes, target: Address | None = None) -> None:
         target = target or self.proxy_addr
