@@ -105,7 +105,7 @@ def stream_stats(t: np.ndarray, port: np.ndarray, start: float, end: float) -> d
     }
 
 
-def one(calls: int, hold: float) -> dict[str, float]:
+def one(calls: int, hold: float) -> dict[str, Any]:
     media_port = find_free_udp_port()
     with tempfile.TemporaryDirectory(prefix="ivr-capacity-") as tmp:
         out = str(Path(tmp) / "capture.npz")
@@ -133,6 +133,11 @@ def one(calls: int, hold: float) -> dict[str, float]:
         "window_s": result.window_s,
         "dropped": float(len(result.dropped) + len(result.errors)),
         "without_outcome": float(calls - len(result.outcomes)),
+        "drops": ", ".join(
+            f"{r.ended_by.value if r.ended_by else '-'}/{r.final_status}/{r.events[-1:]}"
+            for r in result.dropped[:5]
+        )
+        + "; ".join(result.errors[:3]),
     }
 
 
@@ -148,6 +153,8 @@ def main() -> None:
     for n in (int(x) for x in args.calls.split(",")):
         row = one(n, args.hold)
         print(" ".join(f"{row.get(h, float('nan')):>14.3f}" for h in head), flush=True)
+        if row["drops"]:
+            print("  dropped (ended by/status/last event):", row["drops"], flush=True)
         print(json.dumps(row), flush=True)
         time.sleep(2)
 

@@ -64,7 +64,7 @@ def run_load(
     calls: int,
     hold_s: float,
     calls_per_second: float = 20.0,
-    rtp_base: int = 40000,
+    rtp_base: int = 10000,  # below the ephemeral ports (32768-60999) other sockets take
     sipp_media_port: int | None = None,
 ) -> LoadResult:
     """``calls`` survey calls at once, each held ``hold_s`` after the last one is up."""
@@ -77,8 +77,7 @@ def run_load(
         max_call_s=ramp_s + hold_s + 12.0,
         flow=FlowSettings(input_timeout_s=3600, max_repeats=0, offer_opt_out=False),
         closing_grace_s=10.0,
-        poll_s=0.05,
-    )
+    )  # the product's poll (20 ms per call) and media timeout
     result = LoadResult(calls)
     lock = threading.Lock()
     with SippCitizen(workdir, "silent", [], media_port=sipp_media_port) as sipp:
@@ -116,15 +115,15 @@ def run_load(
                     time.sleep(1.0 / calls_per_second)
                 # all up: every call answered (the phone's calls table) or ended
                 deadline = time.monotonic() + 30
-                while phone.answered_calls() < calls and time.monotonic() < deadline:
-                    if result.reports or result.errors:
+                while time.monotonic() < deadline:
+                    if phone.answered_calls() + len(result.reports) + len(result.errors) >= calls:
                         break
                     time.sleep(0.05)
                 time.sleep(1.0)
                 result.all_up_at = time.time()
                 cpu0, t0 = _cpu_seconds(), time.monotonic()
                 rss = _rss_mb()
-                while not result.reports and time.monotonic() - t0 < hold_s:
+                while time.monotonic() - t0 < hold_s:  # calls end at max_call_s, later
                     time.sleep(0.5)
                     rss = max(rss, _rss_mb())
                 result.cpu_s, result.window_s = _cpu_seconds() - cpu0, time.monotonic() - t0

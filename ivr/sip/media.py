@@ -22,6 +22,7 @@ import audioop  # C, and what pyVoIP itself uses (audioop-lts on Python >= 3.13)
 import heapq
 import itertools
 import logging
+import os
 import random
 import selectors
 import socket
@@ -53,6 +54,7 @@ _HEADER = struct.Struct("!BBHII")
 # has an RMS of ~160. Below this nothing in the frame can be a key: skip the detector.
 INBAND_GATE_RMS = 100
 _SILENCE = {"pcmu": b"\xff" * FRAME, "pcma": b"\xd5" * FRAME}
+MEDIA_NICE = -10  # where permitted (root or CAP_SYS_NICE); otherwise the default
 MAX_RECV_PER_WAKE = 64  # per socket and wake-up, so one flooded port cannot starve the rest
 
 
@@ -375,6 +377,10 @@ class MediaEngine:
     def _run(self) -> None:
         selector = self._selector
         assert selector is not None
+        try:  # a media thread: ahead of the process's other threads (and others') for the CPU
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_NICE)
+        except OSError:
+            log.debug("media loop: nice %d not permitted, running at the default", MEDIA_NICE)
         while self._running:
             with self._lock:
                 due = self._heap[0][0] if self._heap else None

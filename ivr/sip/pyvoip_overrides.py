@@ -11,6 +11,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from typing import Any
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
@@ -75,11 +76,28 @@ class IvrSipClient(SIP.SIPClient):
         self._recv_thread = threading.Thread(target=self.recv_loop, name="SIP Receive")
         self._recv_thread.start()
 
-    def recv(self) -> None:
+    def recv_loop(self) -> None:
+        # pyVoIP polled a non-blocking socket every 10 ms under its lock (100 wake-ups a
+        # second competing for the GIL with the media loop); wait in recvfrom instead, and
+        # take the lock only to handle what came (``call_with`` holds it while it registers
+        # a call, so no response is handled before its call exists).
+        self.s.settimeout(0.25)
+        while self.NSD:
+            try:
+                raw, source = self.s.recvfrom(8192)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.NSD:
+                    time.sleep(0.01)
+                continue
+            with self.recvLock:
+                self.handle(raw, source)
+
+    def handle(self, raw: bytes, source: tuple[str, int]) -> None:
         # Fix (pitfall 8, 14, 17): pyVoIP's parser drops unknown status codes and OPTIONS,
         # and its parse_message ignores most finals; every datagram goes to the adapter,
         # with its source (pyVoIP answered to the Via: a reflector, with a DNS lookup).
-        raw, source = self.s.recvfrom(8192)  # BlockingIOError goes back to recv_loop
         if raw.strip(b"\r\n\x00") and self.datagram_handler is not None:
             try:
                 self.datagram_handler(raw, source)
