@@ -200,3 +200,19 @@ def test_batched_first_stage_never_drops_a_frame_the_detector_would_use() -> Non
             else:
                 gated.gap()
         assert got == expected, vector.name
+
+
+def test_stop_audio_while_the_loop_sends_never_breaks_the_stream() -> None:
+    """drop_queued_audio swaps the queue from the call's thread; the loop must not index
+    the new, empty one."""
+    s = stream()
+    s.t0 = 0.0
+    sent: list[bytes] = []
+
+    def send(data: bytes, target: tuple[str, int]) -> None:
+        sent.append(data)
+        s.drop_queued_audio()  # as if the runner barged in between two packets
+
+    s.write_linear16(tone16(0.1))
+    s.send_due(0.1, send)
+    assert len(sent) == 6 and sent[-1][12:] == b"\xff" * FRAME

@@ -65,7 +65,9 @@ def law_of(payload_type: Any) -> str:
 # ------------------------------------------------------------------ encoding, once per law
 _cache: OrderedDict[tuple[bytes, int, str], list[bytes]] = OrderedDict()
 _cache_lock = threading.Lock()
-CACHE_ENTRIES = 256
+# A prompt played to many calls (the question, the thanks) is encoded once; the opening,
+# which names each call's own request, is encoded once per call. Bounded: RSS stays flat.
+CACHE_ENTRIES = 32
 
 
 def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
@@ -195,10 +197,11 @@ class MediaStream:
         target = (self.outIP, self.outPort)
         while self.t0 + self.sent * PTIME <= now + 0.0005:
             payload = None
-            while self.queue and payload is None:
-                payload = self.queue[0].frame(law)
+            queue = self.queue  # drop_queued_audio may swap it from another thread
+            while queue and payload is None:
+                payload = queue[0].frame(law)
                 if payload is None:
-                    self.queue.popleft()
+                    queue.popleft()
             header = _HEADER.pack(0x80, pt, self.seq, self.ts, self.ssrc)
             try:
                 sock_send(header + (payload or _SILENCE[law]), target)
@@ -400,11 +403,11 @@ class MediaEngine:
                 elif not stream.closed:
                     self._receive(stream)
                     heard.append(stream)
-            self._send_due()  # first what is due, then the analysis
             try:
+                self._send_due()  # first what is due, then the analysis
                 inband_batch(heard)
             except Exception as exc:  # a bug of ours must not stop every call's media
-                _dropped_log.warning("bug", "in-band key analysis failed: %r", exc)
+                _dropped_log.warning("bug", "media loop: %r", exc)
 
     def _receive(self, stream: MediaStream) -> None:
         sock = stream.sock
@@ -431,8 +434,10 @@ class MediaEngine:
                 _, _, stream = heapq.heappop(heap)
                 if stream.closed or stream.sock is None:
                     continue
-                stream.send_due(now, stream.sock.sendto)
-                heapq.heappush(heap, (stream.next_due(), next(self._order), stream))
+                try:
+                    stream.send_due(now, stream.sock.sendto)
+                finally:  # a stream whose send failed is still served next time
+                    heapq.heappush(heap, (stream.next_due(), next(self._order), stream))
 
 
 ENGINE = MediaEngine()  # the process's one media loop
