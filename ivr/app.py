@@ -47,6 +47,8 @@ def sip_settings(config: Config) -> SipSettings:
         rtp_port_high=high,
         register=s.registration,
         caller_id=s.caller_id,
+        register_expires_s=s.register_expires_s,
+        register_give_up_s=s.register_give_up_s,
     )
 
 

@@ -123,6 +123,9 @@ class SipConfig(_Section):
     registration: bool = Field(True, alias="register")
     # The SIP user part dialled for a citizen: E.164 without '+', after this prefix.
     dial_prefix: str = ""
+    register_expires_s: int = Field(300, ge=30, le=86400)
+    # A night whose registration stays lost this long stops with exit code 4.
+    register_give_up_s: float = Field(300.0, gt=0)
 
     @field_validator("rtp_ports")
     @classmethod

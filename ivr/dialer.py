@@ -297,7 +297,7 @@ class Dialer:
         self.last_round = self.clock.monotonic()
         self._housekeeping(now)
         self._live_check()
-        if self.paused.is_set() or self._paused_flag(now):
+        if self.paused.is_set() or self._paused_flag(now) or not self._can_dial():
             return 0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
         if not can_start_call(now, self.calendar, self.config.tz, max_call):
@@ -320,6 +320,11 @@ class Dialer:
             with self._lock:
                 self._active.add(fut)
         return len(calls)
+
+    def _can_dial(self) -> bool:
+        """No call (and no attempt spent) while the SIP registration is down. Its state reaches
+        ``ivr-rating status`` and the console through the node's heartbeat."""
+        return self.phone.registration.can_dial
 
     def _paused_flag(self, now: datetime) -> bool:
         """The shared pause switch, read at most once a second."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from ivr.clock import Clock
+from ivr.sip.api import RegistrationStatus
 from storage.heartbeat import NodeHeartbeat, Registration, remove_heartbeat, write_heartbeat
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def package_version() -> str:
 @runtime_checkable
 class RegistrationSource(Protocol):
     @property
-    def registration(self) -> Registration: ...
+    def registration(self) -> RegistrationStatus: ...
 
 
 class LastErrorHandler(logging.Handler):
@@ -84,9 +85,14 @@ class NodeProbe:
         return self.dialer.settings.channels if self.dialer is not None else 0
 
     def registration(self) -> Registration:
-        if isinstance(self.phone, RegistrationSource):
-            return self.phone.registration
-        return "unregistered"
+        """The phone's registration as the heartbeat states it: registered, failed (lost and
+        being retried), or unregistered (not used, starting or stopped)."""
+        if not isinstance(self.phone, RegistrationSource):
+            return "unregistered"
+        state = self.phone.registration.state
+        if state == "registered":
+            return "registered"
+        return "failed" if state == "lost" else "unregistered"
 
     def loop_idle_s(self) -> float | None:
         """Seconds since the dial loop last went round; None before it started."""

@@ -18,6 +18,7 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
+from ivr.errors import RegistrationFailed
 from ivr.heartbeat import NodeProbe
 from ivr.importer import (
     ClosedRequestSource,
@@ -127,6 +128,7 @@ class Night:
             while not self.stop.is_set():
                 now = self.clock.now()
                 progress.maybe_log(now)
+                self._check_registration()
                 started = dialer.start_due(now, day)
                 active = dialer.active_calls()
                 if active == 0 and started == 0:
@@ -148,6 +150,17 @@ class Night:
                     "stopping: no new calls; %d call(s) in progress finish first",
                     dialer.active_calls(),
                 )
+
+    def _check_registration(self) -> None:
+        """A registration lost longer than ``register_give_up_s`` ends the night (exit 4);
+        until then no call starts and the registration is retried with backoff."""
+        reg = self.phone.registration
+        limit = self.config.sip.register_give_up_s
+        if reg.lost_for_s is not None and reg.lost_for_s > limit:
+            raise RegistrationFailed(
+                f"SIP registration lost for {reg.lost_for_s:.0f} s (sip.register_give_up_s "
+                f"{limit:g}): {reg.detail}"
+            )
 
     def _next_due(self, day: date, now: datetime) -> datetime:
         due = self.store.next_attempt_time(day)

@@ -359,3 +359,19 @@ def test_build_writes_every_clip(tmp_path: Path) -> None:
         _, _, _, committed = read_wav16(PROMPTS_ROOT / "be" / path.name)
         assert abs(samples.size - committed.size) < 0.15 * committed.size, path.name
     assert PromptLibrary(tmp_path, tmp_path / "cache", ["be"]).check() == []
+
+
+def test_linear16_render_is_the_u8_render_without_its_8_bit_step(tmp_path: Path) -> None:
+    """One decode gives both; the 16-bit one quantised is exactly the u8 one, and the u8
+    one's error against it is what the old path added before G.711."""
+    lib = PromptLibrary(PROMPTS_ROOT, tmp_path, ["ru"])
+    parts = ["greeting", "number:4071"]
+    linear = np.frombuffer(lib.render_linear16("ru", parts), dtype="<i2").astype(np.float64)
+    u8 = np.frombuffer(lib.render("ru", parts), dtype=np.uint8).astype(np.float64)
+    assert lib.conversions == 5  # greeting and four digits, each decoded once
+    assert linear.size == u8.size
+    as_u8 = (u8 - 128) * 256
+    assert np.abs(as_u8 - linear).max() <= 128.5  # half an 8-bit step
+    snr_u8 = 10 * np.log10((linear**2).sum() / ((as_u8 - linear) ** 2).sum())
+    assert snr_u8 < 45  # the 8-bit step alone caps the old path (G.711 itself: ~38 dB)
+    print(f"u8 intermediate alone: {snr_u8:.1f} dB SNR")
