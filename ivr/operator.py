@@ -11,6 +11,7 @@ from datetime import datetime
 from ivr.config import Config
 from ivr.dialer import describe_next_opening
 from ivr.intake import mask_phone, normalize_phone
+from ivr.windows import format_local
 from storage.store import Store
 
 PAUSED = "paused"
@@ -48,14 +49,14 @@ def run(args: argparse.Namespace, config: Config, store: Store, now: datetime) -
     if args.command == "reload":
         store.set_flag(RELOAD, now.isoformat(), now)
         return 0, "reload requested: every running node re-reads its configuration"
-    return _dnc(args, store, now)
+    return _dnc(args, config, store, now)
 
 
-def _dnc(args: argparse.Namespace, store: Store, now: datetime) -> tuple[int, str]:
+def _dnc(args: argparse.Namespace, config: Config, store: Store, now: datetime) -> tuple[int, str]:
     if args.dnc_command == "list":
         rows = store.list_do_not_call()
         lines = [
-            f"{mask_phone(phone)}  {source:<9} {added.isoformat(timespec='minutes')}  {note or ''}"
+            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  {note or ''}"
             for phone, source, added, note in rows
         ]
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
