@@ -23,6 +23,7 @@ from tests.helpers import config_data
 
 ROOT = Path(__file__).resolve().parent.parent
 MINSK = ZoneInfo("Europe/Minsk")
+TODAY = datetime.now(MINSK).date().isoformat()
 SECRETS = {"PORTAL_TOKEN": "tok-secret-1", "SIP_PASSWORD": "sip-secret-2"}
 
 
@@ -94,7 +95,7 @@ portal: {base_url: "http://127.0.0.1:9/api/v1", token: "${PORTAL_TOKEN}"}
 sip: {server: 127.0.0.1, username: d, password: "${SIP_PASSWORD}", local_ip: 0.0.0.0}
 database: "mysql://ivr:db-secret@db/ivr"
 schedule: {import_at: 10:30}
-calendar: {blackout_dates: [2026-12-31, 2026-02-30]}
+calendar: {blackout_dates: [2030-12-31, 2030-02-30]}  # fixed date: not a day to run for
 dialing: {max_call_s: 2m, ring_timeout_s: forever}
 """
     )
@@ -156,7 +157,7 @@ def test_read_only_commands_need_no_secret_and_default_to_yesterday(
     assert run("dnc", "add", "+375291234567", *cfg, capsys=capsys)[0] == 0
     code, listed, _ = run("dnc", "list", *cfg, capsys=capsys)
     assert code == 0 and "+37529*****67" in listed
-    # The time it was added, in Minsk time, written the one way (2026-11-30 14:05:09 +03).
+    # The time it was added, in Minsk time, written the one way ("YYYY-MM-DD HH:MM:SS +03").
     line = next(x for x in listed.splitlines() if "+37529*****67" in x)
     shown = datetime.strptime(line.split("operator")[1].strip()[:19], "%Y-%m-%d %H:%M:%S")
     assert line.split("operator")[1].strip()[20:23] == "+03"
@@ -181,14 +182,14 @@ def test_a_read_only_command_creates_no_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_config(tmp_path, database=f"sqlite:///{tmp_path / 'new' / 'ivr.sqlite'}")
-    code, _, err = run("report", "--date", "2026-11-26", "--config", str(path), capsys=capsys)
+    code, _, err = run("report", "--date", TODAY, "--config", str(path), capsys=capsys)
     assert code == 8 and "no database at" in err
     assert not (tmp_path / "new").exists()
 
 
 def test_an_unreachable_database_is_one_line_and_exit_7(tmp_path: Path) -> None:
     path = write_config(tmp_path, database="postgresql+psycopg://ivr:db-secret@127.0.0.1:1/ivr")
-    for args in (["report"], ["night", "--date", "2026-11-26"]):
+    for args in (["report"], ["night", "--date", TODAY]):
         result = ivr(*args, "--config", str(path), env=SECRETS)
         assert result.returncode == 7, result.stderr
         no_traceback(result)
@@ -202,7 +203,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     path = prepared_database(tmp_path)
     base = {k: v for k, v in os.environ.items() if k not in SECRETS}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ivr.cli", "--config", str(path), "report", "--date", "2026-11-26"],
+        [sys.executable, "-m", "ivr.cli", "--config", str(path), "report", "--date", TODAY],
         env={**base, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=subprocess.PIPE,
