@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
 from storage.models import DeliveryState
 from storage.store import Store
@@ -129,6 +130,6 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{letter.answer or '(no answer)'}"
+                f"{printable(letter.answer) if letter.answer else '(no answer)'}"
             )
     return "\n".join(lines)
