@@ -37,10 +37,12 @@ from ivr.errors import (
     RunnerLocked,
     SchemaMismatch,
 )
+from ivr.logs import TEXT_FORMAT
 from ivr.windows import format_local, yesterday
 
 if TYPE_CHECKING:
-    from ivr.portal import PortalClient
+    from ivr.heartbeat import NodeProbe
+    from ivr.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -155,7 +157,7 @@ class _LocalTimeFormatter(logging.Formatter):
         return format_local(datetime.fromtimestamp(record.created, self.tz), self.tz)
 
 
-_FORMATTER = _LocalTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+_FORMATTER = _LocalTimeFormatter(TEXT_FORMAT)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -196,6 +198,10 @@ def _main(argv: list[str] | None) -> int:
         _error("configuration error", exc)
         return EXIT_CONFIG
     _FORMATTER.tz = config.tz
+    if config.logging.format != "text":
+        from ivr.logs import use_format
+
+        use_format(config.logging.format)
     try:
         return _dispatch(args, config)
     except PortalError as exc:
@@ -327,9 +333,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     for warning in config_warnings(config):
         log.warning("configuration: %s", warning)
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    with (
+        runner_lock(store.engine),
+        app.make_portal(config) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
+        from ivr.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args)
+            return _night(config, store, counted, phone, prompts, args, probe)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -338,7 +351,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+                config, store, counted, counted, phone, prompts, SYSTEM_CLOCK, reload_config, probe
             )
         finally:
             phone.stop()
@@ -359,16 +372,17 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
 def _night(
     config: Config,
     store: Store,
-    portal: PortalClient,
+    portal: CountingPortal,
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    probe: NodeProbe,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

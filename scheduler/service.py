@@ -26,6 +26,7 @@ from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, node_name, recover_after_restart
 from ivr.errors import IvrError
+from ivr.heartbeat import NodeProbe
 from ivr.importer import ClosedRequestSource
 from ivr.operator import RELOAD
 from ivr.sip.api import SipPhone
@@ -123,6 +124,7 @@ def run_service(
     prompts: PromptRenderer,
     clock: Clock,
     reload_config: Callable[[], Config] | None = None,
+    probe: NodeProbe | None = None,
 ) -> int:
     stop = threading.Event()
     reload_wanted = threading.Event()
@@ -143,6 +145,8 @@ def run_service(
     # Catch up on start: any day in the look-back without a completed import.
     import_once(store, source, config.tz, now, config.portal.lookback_days)
     dialer = Dialer(store, phone, prompts, config, clock)
+    if probe is not None:
+        probe.dialer = dialer
     sched = build_scheduler(config, store, source, sink, dialer, clock, stop)
     sched.start()
     log.info(
