@@ -52,7 +52,9 @@ log = logging.getLogger("ivr.cli")
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PORTAL, EXIT_SIP, EXIT_UNDELIVERED = 0, 1, 2, 3, 4, 5
 EXIT_LOCKED, EXIT_DATABASE, EXIT_SCHEMA, EXIT_PIPE = 6, 7, 8, 141
 # Commands that use neither the portal nor SIP: they run without those secrets.
-NO_SECRETS = frozenset({"report", "status", "dnc", "pause", "resume", "reload", "db", "import"})
+NO_SECRETS = frozenset(
+    {"report", "status", "dnc", "pause", "resume", "reload", "db", "import", "purge"}
+)
 
 
 def _date(text: str) -> date:
@@ -136,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="first send dead letters again, once what the portal refused is fixed: all of "
         "them, or those of these request (or survey) ids",
     )
+
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
 
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
@@ -292,6 +298,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "report":
         day = args.date or yesterday(SYSTEM_CLOCK.now(), config.tz)
         return _report(store, args, day)
+    if args.command == "purge":
+        from ivr.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
     if args.command == "import":
         from ivr.file_import import UnreadableFile, format_file_summary, import_file
 
@@ -333,8 +345,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     for warning in config_warnings(config):
         log.warning("configuration: %s", warning)
     phone = PyVoipPhone(app.sip_settings(config))
+    from ivr.dialer import node_name
+    from storage.locks import node_presence
+
     with (
         runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
         app.make_portal(config) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
@@ -386,7 +402,7 @@ def _night(
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)
-        night.stop.set()
+        night.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
