@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from ivr import operator
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, config_warnings, load_config, redacted, safe_url
+from ivr.console import commands as console_commands
 from ivr.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
     operator.add_commands(sub)
+    console_commands.add_commands(sub)
 
     report = sub.add_parser("report", help="one row per request")
     report.add_argument(
@@ -295,6 +297,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         code, text = operator.run(args, config, store, SYSTEM_CLOCK.now())
         print(text)
         return code
+    if args.command in console_commands.COMMANDS:
+        return console_commands.run(args, config, store)
     if args.command == "report":
         day = args.date or yesterday(SYSTEM_CLOCK.now(), config.tz)
         return _report(store, args, day)
@@ -315,14 +319,17 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         print(format_file_summary(args.file, summary))
         return EXIT_OK
     if args.command == "deliver":
-        from ivr.delivery import deliver_due, requeue_dead_letters
+        from ivr.delivery import deliver_due
         from ivr.dialer import node_name
+        from storage.admin import AdminStore
 
         if args.retry_dead is not None:
-            try:
-                requeued = requeue_dead_letters(store, args.retry_dead, SYSTEM_CLOCK.now())
+            try:  # audited as the OS user, in the transaction that re-queues
+                requeued = AdminStore(store.engine).retry_dead(
+                    operator.cli_actor(), SYSTEM_CLOCK.now(), args.retry_dead
+                )
             except ValueError as exc:
-                print(str(exc), file=sys.stderr)
+                print(f"{exc} (see `ivr-rating report`)", file=sys.stderr)
                 return EXIT_ERROR
             print(f"re-queued {len(requeued)} dead letter(s): {', '.join(requeued) or '-'}")
         with app.make_portal(config) as portal:
