@@ -34,6 +34,7 @@ from ivr.sip.api import SipPhone
 from ivr.windows import (
     CallCalendar,
     can_start_call,
+    format_local,
     local_day_bounds,
     next_opening,
 )
@@ -234,7 +235,7 @@ class Dialer:
                     outcome = f"{decision.outcome} ({decision.reason})"
                 else:
                     self.store.schedule_retry(survey.id, decision.at)
-                    outcome = f"retry at {decision.at.isoformat(timespec='seconds')}"
+                    outcome = f"retry at {format_local(decision.at, self.config.tz)}"
             log.info(
                 "call ended: request %s phone %s attempt %d: SIP %s %s, %s, keys %r -> %s",
                 survey.portal_request_id,
@@ -272,7 +273,7 @@ class Dialer:
             self._record(survey.id, "no_input", None, None, answered_at, now)
             return "no_input"
         self.store.schedule_retry(survey.id, decision.at)
-        return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
+        return f"no_input, one more call at {format_local(decision.at, self.config.tz)}"
 
     def _deadline(self, survey: DueSurvey) -> datetime | None:
         if survey.closed_at is None:
@@ -489,4 +490,4 @@ def describe_next_opening(config: Config, now: datetime) -> str:
     opening = next_opening(now, CallCalendar.from_config(config), config.tz, max_call)
     if opening is None:
         return "no call window in the next 8 days"
-    return opening.astimezone(config.tz).isoformat(timespec="minutes")
+    return format_local(opening, config.tz)

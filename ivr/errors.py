@@ -13,10 +13,14 @@ Split by whose fault it is and whether a retry can help::
     |   +-- DialFailed           an INVITE could not be sent (socket, ports): our side or network
     +-- CallFlowError            an event the call state machine does not accept: our bug
     +-- StorageError             the database refused something we relied on
+    |   +-- DatabaseUnavailable  cannot connect (server down, wrong host, login refused)
+    |   +-- SchemaMismatch       the schema is not the one this version needs (db upgrade)
     +-- RunnerLocked             another runner already works on this database
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class IvrError(Exception):
@@ -24,12 +28,18 @@ class IvrError(Exception):
 
 
 class ConfigError(IvrError):
-    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+    """The configuration is invalid. ``key`` is the dotted path of the (first) offending key;
+    ``problems`` holds every (key, message) found, so one check reports them all."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
+    def __init__(self, key: str, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = list(problems) or [(key, message)]
+        super().__init__("\n".join(f"{k}: {m}" if k else m for k, m in self.problems))
         self.key = key
         self.message = message
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        return cls(problems[0][0], problems[0][1], problems)
 
 
 class PortalError(IvrError):
@@ -92,6 +102,14 @@ class CallFlowError(IvrError):
 
 class StorageError(IvrError):
     """The database refused something the service relied on."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached. The message names it without its password."""
+
+
+class SchemaMismatch(StorageError):
+    """The database's schema is not this version's (a read-only command does not upgrade)."""
 
 
 class RunnerLocked(IvrError):

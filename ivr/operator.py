@@ -9,6 +9,7 @@ import argparse
 import getpass
 import logging
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from ivr.config import Config
 from ivr.dialer import describe_next_opening
@@ -16,6 +17,7 @@ from ivr.errors import ConfigError
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import apply
 from ivr.sip.redact import mask_digits
+from ivr.windows import format_local
 from storage.admin import RELOAD, Actor, AdminStore
 from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store
@@ -77,16 +79,16 @@ def run(args: argparse.Namespace, config: Config, store: Store, now: datetime) -
     if args.command == "reload":
         admin.request_reload(cli_actor(), now)
         return 0, "reload requested: every running node re-reads its configuration"
-    return _dnc(args, store, admin, now)
+    return _dnc(args, config, store, admin, now)
 
 
 def _dnc(
-    args: argparse.Namespace, store: Store, admin: AdminStore, now: datetime
+    args: argparse.Namespace, config: Config, store: Store, admin: AdminStore, now: datetime
 ) -> tuple[int, str]:
     if args.dnc_command == "list":
         rows = store.list_do_not_call()
         lines = [
-            f"{mask_phone(phone)}  {source:<9} {added.isoformat(timespec='minutes')}  {note or ''}"
+            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  {note or ''}"
             for phone, source, added, note in rows
         ]
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
@@ -119,7 +121,7 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     else:
         state = f"running ({len(alive)} node(s) alive)"
     if pause.paused:
-        since = pause.since.isoformat(timespec="minutes") if pause.since else "?"
+        since = format_local(pause.since, config.tz) if pause.since else "?"
         state = (
             f"PAUSED; {state}; paused by {pause.by or '?'} since {since}: "
             f"{pause.reason or '(no reason)'}"
@@ -135,22 +137,22 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
         f"{deliveries.get('dead', 0)} dead, {deliveries.get('delivered', 0)} delivered",
     ]
     lines.append("nodes:" + ("              none has ever run" if not nodes else ""))
-    lines.extend(f"  {describe_node(n, now)}" for n in nodes)
+    lines.extend(f"  {describe_node(n, now, config.tz)}" for n in nodes)
     return "\n".join(lines)
 
 
-def describe_node(node: NodeStatus, now: datetime) -> str:
+def describe_node(node: NodeStatus, now: datetime, tz: ZoneInfo) -> str:
     """One line per node: a silent one says so first, with how long it has been silent."""
     seen = node.silent_for_s(now)
     where = f"{node.host} pid {node.pid} v{node.version}"
     if node.silent:
-        last = node.seen_at.isoformat(timespec="seconds")
+        last = format_local(node.seen_at, tz)
         head = f"{node.name}: SILENT for {_ago(seen)} (last seen {last})"
     else:
         head = f"{node.name}: alive, seen {_ago(seen)} ago"
     text = (
         f"{head}; {where}; calls {node.calls_up}/{node.channel_cap}; SIP {node.registration}; "
-        f"up since {node.started_at.isoformat(timespec='seconds')}"
+        f"up since {format_local(node.started_at, tz)}"
     )
     if node.last_error:
         text += f"; last error: {node.last_error}"

@@ -159,11 +159,10 @@ def test_day_report_is_unchanged(imported: Path, capsys: pytest.CaptureFixture[s
     [
         ("report", "--from", "2026-03-01"),
         ("report", "--from", "2026-03-02", "--to", "2026-03-01"),
-        ("report",),
         ("report", "--date", "2026-03-01", "--xlsx", "x.xlsx"),
         (*PERIOD, "--csv", "a.csv", "--xlsx", "b.xlsx"),
     ],
-    ids=["no_to", "to_before_from", "nothing", "xlsx_for_a_day", "csv_and_xlsx"],
+    ids=["no_to", "to_before_from", "xlsx_for_a_day", "csv_and_xlsx"],
 )
 def test_bad_report_arguments(
     imported: Path, args: tuple[str, ...], capsys: pytest.CaptureFixture[str]

@@ -81,7 +81,7 @@ def _now_values(ctx: Ctx) -> dict[str, Any]:
     data.alarms.extend(node_alarms(nodes, now))
     rows = [
         {"name": n.name, "css": "silent" if n.silent else "alive",
-         "detail": describe_node(n, now).split(": ", 1)[1]}
+         "detail": describe_node(n, now, config.tz).split(": ", 1)[1]}
         for n in nodes
         if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S
     ]  # fmt: skip

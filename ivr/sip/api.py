@@ -12,7 +12,7 @@ Audio is 8 kHz mono unsigned 8-bit linear PCM (``play``: 8000 bytes per second),
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -51,7 +51,7 @@ class SipSettings:
     server: str
     port: int
     username: str
-    password: str
+    password: str = field(repr=False)
     local_ip: str
     sip_port: int
     rtp_port_low: int
