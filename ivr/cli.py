@@ -1,7 +1,8 @@
 """``ivr-rating``: the command line. Logging handlers are set here and nowhere else.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad configuration or arguments; 3 portal
-unreachable or refused the token; 4 SIP registration failed; 5 results left undelivered
+unreachable, refused the token or redirected, or the import was stopped by a signal (nothing is
+lost: running again imports the rest); 4 SIP registration failed; 5 results left undelivered
 (kept in the outbox; ``ivr-rating deliver`` or the service sends them later); 6 another runner
 already works on this SQLite database.
 """
@@ -13,6 +14,7 @@ import csv
 import json
 import logging
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 from types import FrameType
@@ -21,7 +23,13 @@ from typing import TYPE_CHECKING
 from ivr import operator
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, load_config, redacted
-from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
+from ivr.errors import (
+    ConfigError,
+    ImportStopped,
+    PortalError,
+    RegistrationFailed,
+    RunnerLocked,
+)
 
 if TYPE_CHECKING:
     from ivr.portal import PortalClient
@@ -120,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     except PortalError as exc:
         print(f"portal error: {exc}", file=sys.stderr)
         return EXIT_PORTAL
+    except ImportStopped as exc:
+        print(
+            f"stopped: {exc}; what was fetched is stored, run again to import the rest",
+            file=sys.stderr,
+        )
+        return EXIT_PORTAL
     except RegistrationFailed as exc:
         print(f"SIP registration failed: {exc}", file=sys.stderr)
         return EXIT_SIP
@@ -193,9 +207,10 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
+    with runner_lock(store.engine), app.make_portal(config, stop) as portal:
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args)
+            return _night(config, store, portal, phone, prompts, args, stop)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -204,7 +219,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config, stop
             )
         finally:
             phone.stop()
@@ -217,12 +232,13 @@ def _night(
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    stop: threading.Event,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, stop)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

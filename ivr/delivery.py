@@ -2,7 +2,8 @@
 
 201/200/409: delivered. 404/422 (PortalRejected): dead letter, kept with the portal's answer,
 sent again only when an operator asks (``ivr-rating deliver --retry-dead``).
-401/403: stop delivering, alarm; the rows stay pending. 429/5xx/timeouts: retried later with
+401/403 or a 3xx (PortalMisconfigured: the token or portal.base_url is wrong): stop
+delivering, alarm; the rows stay pending, never dead letters. 429/5xx/timeouts: retried later with
 capped exponential backoff and jitter (or the portal's Retry-After): a result is never dropped.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
 from storage.bulk import dead_letters, outbox_counts
 from storage.models import DeliveryState
 from storage.store import Store
@@ -35,7 +36,12 @@ class DeliveryStats:
     delivered: int = 0
     dead: int = 0
     deferred: int = 0
-    auth_failed: bool = False
+    alarm: bool = False
+    """The portal refused our token or redirected: delivery paused until that is fixed."""
+
+    @property
+    def auth_failed(self) -> bool:
+        return self.alarm
 
 
 def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
@@ -60,9 +66,10 @@ def deliver_due(
     for i, item in enumerate(batch):
         try:
             status = portal.post_rating(item.portal_request_id, item.payload)
-        except PortalAuthError as exc:
-            log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
-            stats.auth_failed = True
+        except PortalMisconfigured as exc:
+            what = "refused our token" if isinstance(exc, PortalAuthError) else "redirected"
+            log.error("ALARM: the portal %s (%s); delivery paused", what, exc)
+            stats.alarm = True
             store.release_deliveries([d.survey_id for d in batch[i:]], now)
             return stats
         except PortalRejected as exc:

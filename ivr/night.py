@@ -65,6 +65,7 @@ class Night:
         phone: SipPhone,
         prompts: PromptRenderer,
         clock: Clock,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -74,7 +75,8 @@ class Night:
         self.prompts = prompts
         self.clock = clock
         self.node = node_name(config)
-        self.stop = threading.Event()
+        # Set on SIGTERM: no new calls; give it to the portal client too, to end the import.
+        self.stop = stop if stop is not None else threading.Event()
 
     def prepare(self, day: date) -> ImportSummary:
         """Recover from an earlier crash, import the day, deliver what is already final.
@@ -131,7 +133,7 @@ class Night:
             now = self.clock.now()
             stats = deliver_due(self.store, self.sink, now, node=self.node)
             pending = self.store.delivery_counts().get("pending", 0)
-            if pending == 0 or stats.auth_failed:
+            if pending == 0 or stats.alarm:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
             self.clock.sleep(0.5 if nxt else 1.0)
