@@ -184,7 +184,7 @@ _QUOTED_FIELD = re.compile(
     rf'(?i)(["\']{_SECRET_NAME}["\']\s*[:=]\s*)("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s,;&}}\]]+)'
 )
 _BARE_FIELD = re.compile(rf"(?i)(\b{_SECRET_NAME}\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&}}\]\"']+)")
-_SCHEME_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=-]{4,}")
+_SCHEME_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=-]{4,}")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@")
 _HEADER_LINE = re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*:\s*)\S.*$")
 REDACTED = "***"
