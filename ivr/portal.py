@@ -367,13 +367,6 @@ class PortalClient:
             location = _printable(
                 redact_credentials(answer.headers.get("Location", "(none)"), self._token)
             )[:300]
-            log.error(
-                "ALARM: the portal answered HTTP %d for %s, redirecting to %s; redirects are "
-                "not followed: check portal.base_url",
-                status,
-                what,
-                location,
-            )
             raise PortalRedirected(
                 f"the portal at {self._base} answered HTTP {status} for {what}, redirecting to "
                 f"{location}; redirects are not followed: check portal.base_url",

@@ -382,8 +382,9 @@ class PortalEmulator:
         matching = self._matching(closed_from, closed_to)
         with self._lock:
             overlap, self._overlap = (self._overlap, 0) if offset > 0 else (0, self._overlap)
-        page = matching[max(0, offset - overlap) : offset + limit]
-        next_offset = offset + len(page) - min(offset, overlap)
+        start = max(0, offset - overlap)  # shifted, but still at most `limit` items
+        page = matching[start : start + limit]
+        next_offset = start + len(page)
         next_cursor = (
             base64.urlsafe_b64encode(f"{next_offset}|{window}".encode()).decode()
             if next_offset < len(matching)
