@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
+from ivr.portal_transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts
 from storage.models import DeliveryState
 from storage.store import Store
@@ -136,6 +137,6 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{letter.answer or '(no answer)'}"
+                f"{redact_credentials(letter.answer) if letter.answer else '(no answer)'}"
             )
     return "\n".join(lines)

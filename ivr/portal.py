@@ -28,7 +28,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +66,9 @@ ANSWER_BYTES = 64 * 1024
 REQUEST_DEADLINE_S = 60.0
 MAX_PAGE_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 1000
+MAX_JSON_DEPTH = 32
+"""Nesting a page may have (the contract's is 3): deeper would break whoever walks it later
+(storing a raw item, printing it) with a RecursionError."""
 STOP_POLL_S = 0.25
 """A retry wait looks at the stop event this often."""
 
@@ -123,6 +126,23 @@ class _Answer:
     status: int
     headers: CaseInsensitiveDict[str]
     body: bytes
+
+
+def _depth(document: object) -> int:
+    """How deeply ``document`` (parsed JSON) nests, counted without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _printable(text: str) -> str:
@@ -404,6 +424,13 @@ class PortalClient:
             raise MalformedPage(
                 f"portal page is {reason}", url=url, status=200, body=self._body_excerpt(answer)
             ) from None
+        if _depth(page) > MAX_JSON_DEPTH:
+            raise MalformedPage(
+                f"portal page is nested too deep (more than {MAX_JSON_DEPTH} levels)",
+                url=url,
+                status=200,
+                body=self._body_excerpt(answer),
+            )
         if (
             not isinstance(page, dict)
             or not isinstance(page.get("items"), list)

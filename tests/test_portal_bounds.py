@@ -161,8 +161,10 @@ def test_an_endless_page_is_abandoned_at_the_byte_cap_with_memory_bounded(
          "5 items, more than the limit=4"),
         (b'{"items": ' + b"[" * 20_000 + b"]" * 20_000 + b', "next_cursor": null}',
          "nested too deep"),
+        (b'{"items": [' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b'], "next_cursor": null}',
+         "nested too deep (more than 32 levels)"),
     ],
-    ids=["oversized-page", "more-items-than-the-limit", "deep-json"],
+    ids=["oversized-page", "more-items-than-the-limit", "deep-json", "deep-json-item"],
 )  # fmt: skip
 def test_a_page_out_of_bounds_is_a_clear_error_and_the_day_is_retried(
     store: Store,
