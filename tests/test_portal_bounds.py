@@ -3,15 +3,12 @@ on loopback: the emulator's hostile hooks) cannot stall, flood or loop an import
 
 Each fault ends within its bound (asserted with generous margins: the bound plus several
 seconds) with a named error, what came before it is kept, and once the portal behaves the day
-is imported whole. The bounds are injected small so the tests are quick."""
+is imported whole. The bounds are injected small so the tests are quick. SIGTERM through the
+command line: tests/test_portal_sigterm.py."""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
@@ -22,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from ivr.delivery import deliver_due
 from ivr.errors import ImportStopped, PortalRedirected, PortalRejected
@@ -40,7 +36,6 @@ DAY_END = DAY_START + timedelta(days=1)
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 TOKEN = "test-token"
 PHONES = [f"+37529{n:07d}" for n in range(2000001, 2000011)]  # 10 items, pages of 4
-ROOT = Path(__file__).resolve().parents[1]
 SLACK_S = 10.0  # a loaded machine: every wall-clock bound is asserted with this much margin
 
 
@@ -298,106 +293,6 @@ def test_a_stop_ends_the_retry_wait(store: Store, portal: PortalEmulator) -> Non
         threading.Timer(0.5, stop.set).start()
         assert within(SLACK_S, lambda: import_once(store, client), "import while stopping") == 0
     assert not store.import_completed(DAY)
-
-
-@pytest.fixture(scope="module")
-def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prompt-cache")
-
-
-def write_config(tmp_path: Path, portal: PortalEmulator, prompt_cache: Path) -> Path:
-    config = {
-        "database": f"sqlite:///{tmp_path / 'ivr.sqlite'}",
-        "portal": {
-            "base_url": portal.base_url,
-            "token": TOKEN,
-            "page_size": 4,
-            "request_deadline_s": 120,  # the stop, not the deadline, must end the import
-            "retry_budget_s": 0,
-            "lookback_days": 1,
-        },
-        "sip": {
-            "server": "127.0.0.1",
-            "port": 9,
-            "username": "dialer",
-            "password": "p",
-            "local_ip": "127.0.0.1",
-            "sip_port": 0,
-            "register": False,
-        },
-        "prompts": {"cache_dir": str(prompt_cache), "languages": ["ru"]},
-    }
-    from ivr.lab.sip_peers import find_free_udp_port
-
-    config["sip"]["sip_port"] = find_free_udp_port()  # type: ignore[index]
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def cli(config: Path, *args: str, log: Path) -> subprocess.Popen[str]:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "--config", str(config), *args],
-            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def trickled_get_in_progress(portal: PortalEmulator) -> bool:
-    return any(method == "GET" for method, _ in portal.requests_seen)
-
-
-def test_sigterm_ends_night_in_the_middle_of_a_trickled_page(
-    tmp_path: Path, portal: PortalEmulator, prompt_cache: Path
-) -> None:
-    config = write_config(tmp_path, portal, prompt_cache)
-    portal.trickle_next(1, byte_every_s=0.5)  # the first page would take many minutes
-    log = tmp_path / "night.log"
-    proc = cli(config, "night", "--date", DAY.isoformat(), log=log)
-    try:
-        wait_for(lambda: trickled_get_in_progress(portal), "night's first page request")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=SLACK_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = log.read_text()
-    assert proc.returncode == 3, output[-3000:]
-    assert "stopped: import stopped by a signal in the middle of a page" in output
-    assert "run again to import the rest" in output
-
-
-def test_run_starts_while_the_catch_up_import_hangs_and_sigterm_ends_both(
-    tmp_path: Path, portal: PortalEmulator, prompt_cache: Path
-) -> None:
-    config = write_config(tmp_path, portal, prompt_cache)
-    portal.trickle_next(1, byte_every_s=0.5)
-    log = tmp_path / "run.log"
-    proc = cli(config, "run", log=log)
-    try:
-        wait_for(lambda: trickled_get_in_progress(portal), "the catch-up import's request")
-        # The service is up (scheduler running, dial loop started) while the import hangs.
-        wait_for(lambda: "service running" in log.read_text(), "the service to start", 30)
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=SLACK_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = log.read_text()
-    assert proc.returncode == 0, output[-3000:]
-    assert "stopped; the day is imported later" in output
 
 
 def test_loopback_http_is_fine_and_logs_no_warning(
