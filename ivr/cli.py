@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--date", type=_date, required=True)
     report.add_argument("--csv", action="store_true", help="CSV on stdout")
     report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
+    report.add_argument(
+        "--rejected", action="store_true", help="every rejected portal or file row with its reason"
+    )
 
     deliver = sub.add_parser("deliver", help="post pending results to the portal now")
     deliver.add_argument(
@@ -269,32 +272,47 @@ def _night(
 def _report(store: Store, args: argparse.Namespace) -> int:
     from ivr.intake import mask_phone
 
-    rows = store.report_rows(args.date)
-    header = ["request_id", "number", "phone", "attempts", "outcome", "reason", "key", "delivered"]
-    table = [
-        [
-            r.portal_request_id,
-            r.request_number,
-            (r.phone if args.show_phones else mask_phone(r.phone)) if r.phone else "",
-            str(r.attempts),
-            r.outcome or f"({r.status})",
-            r.reason or "",
-            r.digit or "",
-            r.delivery or "",
+    header: list[str]
+    table: list[list[str]]
+    if args.rejected:
+        header = ["request_id", "reason"]
+        table = [[pid or "", reason] for pid, reason in store.rejected(args.date)]
+    else:
+        rows = store.report_rows(args.date)
+        header = ["request_id", "number", "phone", "attempts", "outcome", "reason", "key",
+                  "delivered"]  # fmt: skip
+        table = [
+            [
+                r.portal_request_id,
+                r.request_number,
+                (r.phone if args.show_phones else mask_phone(r.phone)) if r.phone else "",
+                str(r.attempts),
+                r.outcome or f"({r.status})",
+                r.reason or "",
+                r.digit or "",
+                r.delivery or "",
+            ]
+            for r in rows
         ]
-        for r in rows
-    ]
     if args.csv:
+        from ivr.untrusted import csv_cell
+
         w = csv.writer(sys.stdout)
         w.writerow(header)
-        w.writerows(table)
+        w.writerows([csv_cell(cell) for cell in row] for row in table)
         return EXIT_OK
+    from ivr.untrusted import printable
+
+    table = [[printable(cell) for cell in row] for row in table]
     widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(header)]
     for row in [header, *table]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    if args.rejected:
+        print(f"\n{len(table)} rejected row(s)")
+        return EXIT_OK
     from ivr.delivery import format_outbox
 
-    print(f"\n{len(rows)} request(s)")
+    print(f"\n{len(table)} request(s)")
     print(format_outbox(store, args.date))
     return EXIT_OK
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
 from ivr.portal_transport import redact_credentials
+from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
 from storage.models import DeliveryState
 from storage.store import Store
@@ -134,9 +135,11 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             "`ivr-rating deliver --retry-dead ID`):"
         )
         for letter in dead:
+            # Redacted again when shown: answers kept before redaction existed.
+            answer = printable(redact_credentials(letter.answer)) if letter.answer else ""
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{redact_credentials(letter.answer) if letter.answer else '(no answer)'}"
+                f"{answer or '(no answer)'}"
             )
     return "\n".join(lines)

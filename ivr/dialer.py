@@ -19,7 +19,7 @@ from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
 from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
-from ivr.intake import mask_phone
+from ivr.intake import is_dialable, mask_phone
 from ivr.pacing import TokenBucket
 from ivr.policy import (
     Final,
@@ -114,9 +114,12 @@ class Dialer:
     def call_one(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
         """Place one call about ``surveys`` (the due requests of one phone, each with its
         attempt row already committed as dialing) and write its end."""
-        plan = self._plan(surveys)
         phone = surveys[0].phone
         where = ",".join(sv.portal_request_id for sv in surveys)
+        if not is_dialable(phone):  # judged at import; the stored number is checked again
+            self._not_dialable(surveys, attempt_ids)
+            return
+        plan = self._plan(surveys)
 
         def on_outcome(rec: RecordOutcome, answered_at: datetime | None) -> None:
             now = self.clock.now()
@@ -142,6 +145,16 @@ class Dialer:
                 call_id=None, final_reason="internal error", ended_at=self.clock.now()
             )
         self._settle(surveys, attempt_ids, report)
+
+    def _not_dialable(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
+        now = self.clock.now()
+        where = ",".join(sv.portal_request_id for sv in surveys)
+        phone = mask_phone(surveys[0].phone)
+        log.error("request(s) %s: %s is not a dialable number; not called", where, phone)
+        result = AttemptResult(None, None, "not dialable", None, now, "", "failed", None)
+        for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
+            self.store.finish_attempt(attempt_id, result)
+            self.store.record_outcome(survey.id, "not_called", None, "disallowed_number", None, now)
 
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from ivr.call_runner import PromptRenderer
@@ -17,8 +17,15 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
-from ivr.importer import ClosedRequestSource, ImportSummary, import_day
+from ivr.importer import (
+    ClosedRequestSource,
+    ImportSummary,
+    import_day,
+    rejected_lines,
+    summary_detail_lines,
+)
 from ivr.sip.api import SipPhone
+from ivr.untrusted import printable
 from storage.store import ReportRow, Store
 
 log = logging.getLogger(__name__)
@@ -162,11 +169,11 @@ def format_summary(summary: NightSummary, mask: bool = True) -> str:
         for row in summary.unsatisfied:
             phone = mask_phone(row.phone) if (row.phone and mask) else (row.phone or "-")
             lines.append(
-                f"    request {row.portal_request_id} (No {row.request_number}) {phone} "
+                f"    request {printable(row.portal_request_id)} (No {row.request_number}) {phone} "
                 f"attempts {row.attempts} delivery {row.delivery}"
             )
-    if summary.rejected:
-        lines.append("  Rejected portal items:")
-        for pid, reason in summary.rejected:
-            lines.append(f"    {pid or '(no id)'}: {reason}")
+    if summary.imported is not None:
+        detail = replace(summary.imported, rejected_reasons=[])  # rejected: all of the day's
+        lines.extend(summary_detail_lines(detail, summary.day))
+    lines.extend(rejected_lines(summary.rejected, summary.day, "Rejected portal items:"))
     return "\n".join(lines)

@@ -24,11 +24,10 @@ event (SIGTERM) ends an import between pages, during a retry wait or in the midd
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +53,7 @@ from ivr.portal_transport import (
     read_capped,
     redact_credentials,
 )
+from ivr.untrusted import TooDeep, json_loads, printable
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,6 @@ ANSWER_BYTES = 64 * 1024
 REQUEST_DEADLINE_S = 60.0
 MAX_PAGE_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 1000
-MAX_JSON_DEPTH = 32
-"""Nesting a page may have (the contract's is 3): deeper would break whoever walks it later
-(storing a raw item, printing it) with a RecursionError."""
 STOP_POLL_S = 0.25
 """A retry wait looks at the stop event this often."""
 
@@ -126,27 +123,6 @@ class _Answer:
     status: int
     headers: CaseInsensitiveDict[str]
     body: bytes
-
-
-def _depth(document: object) -> int:
-    """How deeply ``document`` (parsed JSON) nests, counted without recursion."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(document, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            children: Iterable[object] = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -384,7 +360,7 @@ class PortalClient:
         if status in ok:
             return
         if 300 <= status < 400:
-            location = _printable(
+            location = printable(
                 redact_credentials(answer.headers.get("Location", "(none)"), self._token)
             )[:300]
             raise PortalRedirected(
@@ -418,19 +394,12 @@ class PortalClient:
 
     def _parse_page(self, answer: _Answer, url: str) -> tuple[list[dict[str, Any]], str | None]:
         try:
-            page = json.loads(answer.body)
-        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep
-            reason = "nested too deep" if isinstance(exc, RecursionError) else "not JSON"
+            page = json_loads(answer.body)  # deep nesting (TooDeep) is a ValueError too
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+            reason = f"not JSON: {exc}" if isinstance(exc, TooDeep) else "not JSON"
             raise MalformedPage(
                 f"portal page is {reason}", url=url, status=200, body=self._body_excerpt(answer)
-            ) from None
-        if _depth(page) > MAX_JSON_DEPTH:
-            raise MalformedPage(
-                f"portal page is nested too deep (more than {MAX_JSON_DEPTH} levels)",
-                url=url,
-                status=200,
-                body=self._body_excerpt(answer),
-            )
+            ) from exc
         if (
             not isinstance(page, dict)
             or not isinstance(page.get("items"), list)

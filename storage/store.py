@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -79,49 +78,14 @@ class Store(OutboxMixin, ControlMixin):
             return run is not None and run.completed_at is not None
 
     def add_survey(self, new: NewSurvey, now: datetime) -> bool:
-        """Store a request's survey; False (and nothing written) if this closing is known."""
-        with self._tx() as s:
-            known = s.scalar(
-                select(Survey.id).where(
-                    Survey.portal_request_id == new.portal_request_id,
-                    Survey.closed_at == new.closed_at,
-                )
-            )
-            if known is not None:
-                return False
-            # A request closed again after rework starts a new round, linked to the last one.
-            previous = s.scalars(
-                select(Survey)
-                .where(
-                    Survey.portal_request_id == new.portal_request_id,
-                    Survey.closed_at < new.closed_at,
-                )
-                .order_by(Survey.closed_at.desc())
-                .limit(1)
-            ).first()
-            survey = Survey(
-                id=str(uuid.uuid4()),
-                portal_request_id=new.portal_request_id,
-                request_number=new.request_number,
-                closed_at=new.closed_at,
-                local_date=new.local_date,
-                phone_raw=new.phone_raw,
-                phone=new.phone,
-                language=new.language,
-                category=new.category,
-                status=SurveyStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                previous_survey_id=previous.id if previous else None,
-                round_no=previous.round_no + 1 if previous else 1,
-                deadline_at=new.deadline_at,
-            )
-            s.add(survey)
-            if new.not_called_reason is not None:
-                s.flush()
-                self._finish(s, survey, "not_called", None, new.not_called_reason, None, now)
-            return True
+        """Store a request's survey; False (and nothing written) if this closing is known.
+
+        The rules of the batched import (:func:`storage.bulk.add_surveys`): a later closing
+        starts a new round, linked to the last one, and supersedes an earlier round still
+        waiting for its call."""
+        from storage.bulk import add_surveys  # bulk builds on Store
+
+        return add_surveys(self, [new], now)[0].new
 
     def add_rejected(
         self, local_date: date, portal_request_id: str | None, reason: str, raw: Any, now: datetime

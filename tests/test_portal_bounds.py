@@ -155,9 +155,9 @@ def test_an_endless_page_is_abandoned_at_the_byte_cap_with_memory_bounded(
         (b'{"items": [{}, {}, {}, {}, {}], "next_cursor": null}',
          "5 items, more than the limit=4"),
         (b'{"items": ' + b"[" * 20_000 + b"]" * 20_000 + b', "next_cursor": null}',
-         "nested too deep"),
+         "not JSON: JSON nested deeper than 64 levels"),
         (b'{"items": [' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b'], "next_cursor": null}',
-         "nested too deep (more than 32 levels)"),
+         "not JSON: JSON nested deeper than 64 levels"),
     ],
     ids=["oversized-page", "more-items-than-the-limit", "deep-json", "deep-json-item"],
 )  # fmt: skip
