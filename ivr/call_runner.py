@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from ivr import metrics
 from ivr.callflow import (
     Action,
     Answered,
@@ -114,6 +115,7 @@ class _CallDriver:
         self.timer_at: float | None = None
         self.answered_mono: float | None = None
         self.too_long_fed = False
+        self.key_taken_at: float | None = None  # when the last key came off the line
 
     def feed(self, event: Event) -> None:
         self.report.events.append(type(event).__name__)
@@ -138,6 +140,8 @@ class _CallDriver:
             self.report.outcomes.append(action)
             # Stored the moment the key is recognised, before the closing prompt plays.
             self.on_outcome(action, self.report.answered_at)
+            if action.key is not None and self.key_taken_at is not None:
+                metrics.KEY_TO_OUTCOME.observe(self.clock.monotonic() - self.key_taken_at)
         elif isinstance(action, Hangup):
             self.call.hangup()
 
@@ -149,6 +153,7 @@ class _CallDriver:
 
     def step_in_call(self) -> None:
         for press in self.call.take_keys():
+            self.key_taken_at = self.clock.monotonic()
             self.report.keys += press.key
             self.report.key_sources += press.source.value
             self.feed(KeyPressed(press.key))

@@ -32,7 +32,8 @@ from ivr.errors import (
 )
 
 if TYPE_CHECKING:
-    from ivr.portal import PortalClient
+    from ivr.heartbeat import NodeProbe
+    from ivr.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -108,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from ivr.logs import TEXT_FORMAT
+
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT, stream=sys.stderr
     )
     if not verbose:
         for noisy in ("apscheduler", "urllib3", "alembic", "pydub"):
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.logging.format != "text":
+        from ivr.logs import use_format
+
+        use_format(config.logging.format)
     try:
         return _dispatch(args, config)
     except PortalError as exc:
@@ -211,9 +216,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
     phone = PyVoipPhone(app.sip_settings(config))
     stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
-    with runner_lock(store.engine), app.make_portal(config, stop) as portal:
+    with (
+        runner_lock(store.engine),
+        app.make_portal(config, stop) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
+        from ivr.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args, stop)
+            return _night(config, store, counted, phone, prompts, args, probe, stop)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -222,7 +234,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config, stop
+                config,
+                store,
+                counted,
+                counted,
+                phone,
+                prompts,
+                SYSTEM_CLOCK,
+                reload_config,
+                probe,
+                stop,
             )
         finally:
             phone.stop()
@@ -231,17 +252,18 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 def _night(
     config: Config,
     store: Store,
-    portal: PortalClient,
+    portal: CountingPortal,
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    probe: NodeProbe,
     stop: threading.Event,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, stop)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe, stop)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

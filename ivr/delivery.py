@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from ivr import metrics
 from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
 from ivr.portal_transport import redact_credentials
 from ivr.untrusted import printable
@@ -72,6 +73,7 @@ def deliver_due(
             what = "refused our token" if isinstance(exc, PortalAuthError) else "redirected"
             log.error("ALARM: the portal %s (%s); delivery paused", what, exc)
             stats.alarm = True
+            metrics.DELIVERIES.labels(result="deferred").inc()
             store.release_deliveries([d.survey_id for d in batch[i:]], now)
             return stats
         except PortalRejected as exc:
@@ -83,6 +85,7 @@ def deliver_due(
             )
             store.mark_dead(item.survey_id, exc.status, f"{exc}: {exc.body}", now)
             stats.dead += 1
+            metrics.DELIVERIES.labels(result="dead").inc()
             continue
         except PortalUnavailable as exc:
             wait = backoff(item.tries, exc.retry_after, rng)
@@ -94,11 +97,13 @@ def deliver_due(
             )
             store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
             stats.deferred += 1
+            metrics.DELIVERIES.labels(result="deferred").inc()
             # The portal is struggling: leave the rest for the next round.
             store.release_deliveries([d.survey_id for d in batch[i + 1 :]], now)
             return stats
         store.mark_delivered(item.survey_id, status, now)
         stats.delivered += 1
+        metrics.DELIVERIES.labels(result="delivered").inc()
         log.info(
             "rating delivered: request %s outcome %s (HTTP %s)",
             item.portal_request_id,

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from ivr import metrics
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
@@ -99,6 +100,7 @@ class Dialer:
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
+        self.last_round: float | None = None  # monotonic time of the last start_due (/readyz)
 
     # ---- one call -----------------------------------------------------------------------
     def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
@@ -127,9 +129,7 @@ class Dialer:
                 return  # silence or wrong keys: _settle decides on a call in a later window
             if rec.outcome is Outcome.OPTED_OUT:
                 self.store.add_do_not_call(phone, "ivr", now, note="key 9 in a survey call")
-            self.store.record_outcome(
-                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now
-            )
+            self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now)
 
         try:
             report = run_call(
@@ -154,11 +154,25 @@ class Dialer:
         result = AttemptResult(None, None, "not dialable", None, now, "", "failed", None)
         for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
             self.store.finish_attempt(attempt_id, result)
-            self.store.record_outcome(survey.id, "not_called", None, "disallowed_number", None, now)
+            self._record(survey.id, "not_called", None, "disallowed_number", None, now)
+
+    def _record(
+        self,
+        survey_id: str,
+        outcome: str,
+        key: str | None,
+        reason: str | None,
+        answered_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Store a survey's final outcome (and count it for /metrics)."""
+        self.store.record_outcome(survey_id, outcome, key, reason, answered_at, now)
+        metrics.count_outcome(outcome)
 
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()
         disp = disposition(report.answered, report.final_status, report.ended_by)
+        metrics.CALLS_ENDED.labels(disposition=disp).inc()
         result = AttemptResult(
             sip_call_id=report.call_id,
             sip_status=report.final_status,
@@ -177,9 +191,7 @@ class Dialer:
             rec = recorded.get(survey.id)
             if report.answered:
                 if rec is None:  # cannot happen with the flow; never leave it open
-                    self.store.record_outcome(
-                        survey.id, "no_input", None, "no_outcome", report.answered_at, now
-                    )
+                    self._record(survey.id, "no_input", None, "no_outcome", report.answered_at, now)
                 outcome = rec.outcome.value if rec else "no_input"
                 if rec is not None and rec.outcome is Outcome.NO_INPUT and rec.reason is None:
                     outcome = self._after_no_input(survey, report.answered_at, now)
@@ -192,9 +204,7 @@ class Dialer:
                     self._deadline(survey),
                 )
                 if isinstance(decision, Final):
-                    self.store.record_outcome(
-                        survey.id, decision.outcome, None, decision.reason, None, now
-                    )
+                    self._record(survey.id, decision.outcome, None, decision.reason, None, now)
                     outcome = f"{decision.outcome} ({decision.reason})"
                 else:
                     self.store.schedule_retry(survey.id, decision.at)
@@ -209,6 +219,8 @@ class Dialer:
                 disp,
                 report.keys,
                 outcome,
+                # as fields of their own in JSON logs (never the phone or the request id)
+                extra={"disposition": disp, "attempt": attempts, "sip_status": report.final_status},
             )
 
     def _after_no_input(
@@ -231,7 +243,7 @@ class Dialer:
             deadline=self._deadline(survey),
         )
         if isinstance(decision, Final):
-            self.store.record_outcome(survey.id, "no_input", None, None, answered_at, now)
+            self._record(survey.id, "no_input", None, None, answered_at, now)
             return "no_input"
         self.store.schedule_retry(survey.id, decision.at)
         return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
@@ -256,6 +268,7 @@ class Dialer:
         Nothing starts while paused (``ivr-rating pause``, any node), outside the call windows,
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
+        self.last_round = self.clock.monotonic()
         self._housekeeping(now)
         if self.paused.is_set() or self._paused_flag(now):
             return 0
@@ -274,6 +287,7 @@ class Dialer:
         )
         self.bucket.give_back(tokens - len(calls))
         for call in calls:
+            metrics.CALLS_STARTED.inc()
             fut = self._pool.submit(self.call_one, call.surveys, call.attempt_ids)
             fut.add_done_callback(self._done)
             with self._lock:
@@ -297,6 +311,7 @@ class Dialer:
         expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
         if expired:
             log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
+            metrics.OUTCOMES_STORED.labels(outcome="no_answer").inc(len(expired))
         retry = now + self.config.dialing.ladder("no_answer")[0]
         # Only claims whose lease ran out (their node died): ours are still running here.
         recovered = self.store.recover_interrupted(

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
+from ivr import metrics
 from ivr.intake import ClosedRequest, Rejected, parse_item, shown_id
 from ivr.untrusted import MAX_JSON_DEPTH, printable, value_depth
 from ivr.windows import local_date, local_day_bounds
@@ -76,7 +77,10 @@ def import_day(
     # The scheduled import and the periodic retry of incomplete days never overlap here.
     with _IMPORT_LOCK:
         store.begin_import(day, now)
-        store_items(source.iter_closed(start, end), day, store, tz, now, summary, batch_size)
+        try:
+            store_items(source.iter_closed(start, end), day, store, tz, now, summary, batch_size)
+        finally:  # what was stored before a portal failure counts too
+            metrics.count_import(summary.new, summary.known, summary.rejected, summary.not_called)
         store.complete_import(day, now, summary.seen - summary.rejected, summary.rejected)
     log.info(
         "import of %s done: %d items, %d new, %d already known (%d with other data), "

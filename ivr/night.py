@@ -17,6 +17,7 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
+from ivr.heartbeat import NodeProbe
 from ivr.importer import (
     ClosedRequestSource,
     ImportSummary,
@@ -24,8 +25,10 @@ from ivr.importer import (
     rejected_lines,
     summary_detail_lines,
 )
+from ivr.progress import PROGRESS_EVERY_S, progress_line
 from ivr.sip.api import SipPhone
 from ivr.untrusted import printable
+from storage.figures import day_progress
 from storage.store import ReportRow, Store
 
 log = logging.getLogger(__name__)
@@ -72,9 +75,11 @@ class Night:
         phone: SipPhone,
         prompts: PromptRenderer,
         clock: Clock,
+        probe: NodeProbe | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self.probe = probe
         self.store = store
         self.source = source
         self.sink = sink
@@ -105,9 +110,13 @@ class Night:
 
     def _dial(self, day: date) -> None:
         with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            if self.probe is not None:
+                self.probe.dialer = dialer
             announced_wait = False
+            progress = _Progress(self, day)
             while not self.stop.is_set():
                 now = self.clock.now()
+                progress.maybe_log(now)
                 started = dialer.start_due(now, day)
                 active = dialer.active_calls()
                 if active == 0 and started == 0:
@@ -122,7 +131,8 @@ class Night:
                 else:
                     announced_wait = False
                 deliver_due(self.store, self.sink, now, node=self.node)
-                dialer.wait(dialer.seconds_until_work(now, day) if active == 0 else 0.2)
+                idle = min(dialer.seconds_until_work(now, day), progress.seconds_left())
+                dialer.wait(idle if active == 0 else 0.2)
             if self.stop.is_set():
                 log.info(
                     "stopping: no new calls; %d call(s) in progress finish first",
@@ -144,6 +154,45 @@ class Night:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
             self.clock.sleep(0.5 if nxt else 1.0)
+
+
+class _Progress:
+    """Logs the progress line at the start of dialing and every 30 s (on the night's clock)."""
+
+    def __init__(self, night: Night, day: date) -> None:
+        self.night = night
+        self.day = day
+        self.started = night.clock.monotonic()
+        self.logged_at: float | None = None
+        self.done_at_start: int | None = None
+
+    def seconds_left(self) -> float:
+        """Until the next line is due (the loop sleeps no longer than this when idle)."""
+        if self.logged_at is None:
+            return 0.0
+        return max(0.0, PROGRESS_EVERY_S - (self.night.clock.monotonic() - self.logged_at))
+
+    def maybe_log(self, now: datetime) -> None:
+        mono = self.night.clock.monotonic()
+        if self.logged_at is not None and mono - self.logged_at < PROGRESS_EVERY_S:
+            return
+        self.logged_at = mono
+        try:
+            p = day_progress(self.night.store.engine, self.day, now)
+        except Exception as exc:  # a progress line is not worth stopping the night for
+            log.warning("progress not read: %s", exc)
+            return
+        if self.done_at_start is None:
+            self.done_at_start = p.done
+        log.info(
+            "%s",
+            progress_line(
+                self.day, p, now, self.night.config.tz, mono - self.started,
+                p.done - self.done_at_start,
+            ),
+            extra={"done": p.done, "total": p.total, "in_calls": p.in_calls,
+                   "waiting": p.waiting, "due": p.due},
+        )  # fmt: skip
 
 
 def format_summary(summary: NightSummary, mask: bool = True) -> str:

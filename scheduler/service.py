@@ -29,6 +29,7 @@ from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, node_name, recover_after_restart
 from ivr.errors import IvrError
+from ivr.heartbeat import NodeProbe
 from ivr.importer import ClosedRequestSource
 from ivr.operator import RELOAD
 from ivr.sip.api import SipPhone
@@ -128,6 +129,7 @@ def run_service(
     prompts: PromptRenderer,
     clock: Clock,
     reload_config: Callable[[], Config] | None = None,
+    probe: NodeProbe | None = None,
     stop: threading.Event | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); ``stop`` is also the portal client's, so the
@@ -149,6 +151,8 @@ def run_service(
     node = node_name(config)
     recover_after_restart(store, config, now)
     dialer = Dialer(store, phone, prompts, config, clock)
+    if probe is not None:
+        probe.dialer = dialer
     sched = build_scheduler(config, store, source, sink, dialer, clock, stop)
     sched.start()
     log.info(

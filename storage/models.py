@@ -186,3 +186,21 @@ class ServiceFlag(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NodeHeartbeatRow(Base):
+    """The last sign of life of each runner (``storage.heartbeat``), one row per node name."""
+
+    __tablename__ = "node_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    calls_up: Mapped[int] = mapped_column(Integer)
+    channel_cap: Mapped[int] = mapped_column(Integer)
+    # registered | unregistered (registration not configured, or stopped) | failed
+    registration: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)

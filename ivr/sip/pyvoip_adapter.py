@@ -34,10 +34,11 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP, SIP
+from pyVoIP.VoIP.status import PhoneStatus
 from pyVoIP.VoIP.VoIP import CallState
 
 from ivr.errors import DialFailed, RegistrationFailed, SipError
@@ -181,6 +182,21 @@ class PyVoipPhone:
         self._running = False
         self._stopping = False
         self._housekeeper: threading.Thread | None = None
+        self._registration_failed = False
+
+    @property
+    def registration(self) -> Literal["registered", "unregistered", "failed"]:
+        """For the node heartbeat and /metrics: unregistered when registration is not
+        configured or the phone is not running; failed when the registrar refused at start or a
+        refresh failed (pyVoIP keeps retrying a refresh)."""
+        if self._registration_failed:
+            return "failed"
+        if not self.settings.register or not self._running:
+            return "unregistered"
+        client = self._vphone.ivr_sip
+        if self._vphone._status is PhoneStatus.FAILED or client.registerFailures > 0:
+            return "failed"
+        return "registered"
 
     # ------------------------------------------------------------ SipPhone
     def start(self) -> None:
@@ -194,6 +210,7 @@ class PyVoipPhone:
                     f"cannot use SIP socket {self.settings.local_ip}:{self.settings.sip_port} "
                     f"(registrar {where}): {exc}"
                 ) from exc
+            self._registration_failed = True
             raise RegistrationFailed(
                 f"registration as {self.settings.username!r} at {where} failed: "
                 f"{type(exc).__name__}"
