@@ -91,6 +91,8 @@ class CallReport:
 
 
 OutcomeSink = Callable[[RecordOutcome, datetime | None], None]
+# Called with the answer time the moment the 200 OK is seen, before anything plays.
+AnswerSink = Callable[[datetime], None]
 
 
 class _CallDriver:
@@ -102,8 +104,10 @@ class _CallDriver:
         settings: RunnerSettings,
         clock: Clock,
         on_outcome: OutcomeSink,
+        on_answer: AnswerSink | None = None,
     ) -> None:
         self.call = call
+        self.on_answer = on_answer
         self.plan = plan
         self.prompts = prompts
         self.settings = settings
@@ -149,6 +153,10 @@ class _CallDriver:
         self.report.answered_at = self.clock.now()
         self.answered_mono = self.clock.monotonic()
         self.report.prompt_version = self.prompts.version(self.plan.language)
+        if self.on_answer is not None:
+            # Committed now: a crash or SIGKILL later in the call still counts as an
+            # answered attempt (one answered call a day), never as a trunk fault.
+            self.on_answer(self.report.answered_at)
         self.feed(Answered())
 
     def step_in_call(self) -> None:
@@ -236,7 +244,14 @@ def run_call(
     settings: RunnerSettings,
     clock: Clock,
     on_outcome: OutcomeSink,
+    on_answer: AnswerSink | None = None,
 ) -> CallReport:
-    """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent."""
+    """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent;
+    whatever else goes wrong during the call, the line is hung up before it propagates."""
     call = phone.dial(plan.dial_string)
-    return _CallDriver(call, plan, prompts, settings, clock, on_outcome).run()
+    try:
+        return _CallDriver(call, plan, prompts, settings, clock, on_outcome, on_answer).run()
+    except BaseException:
+        if call.state is not LineState.ENDED:
+            call.hangup()
+        raise

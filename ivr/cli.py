@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "them, or those of these request (or survey) ids",
     )
 
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
+
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
 
@@ -176,6 +180,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return code
     if args.command == "report":
         return _report(store, args)
+    if args.command == "purge":
+        from ivr.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
     if args.command == "import":
         from ivr.file_import import UnreadableFile, format_file_summary, import_file
 
@@ -215,9 +225,13 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
+    from ivr.dialer import node_name
+    from storage.locks import node_presence
+
     stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
     with (
         runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
         app.make_portal(config, stop) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
@@ -267,7 +281,7 @@ def _night(
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)
-        night.stop.set()
+        night.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

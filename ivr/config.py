@@ -253,7 +253,7 @@ class CalendarConfig(_Section):
 
 
 class NodeConfig(_Section):
-    # Names this runner in claims and logs; default: the host name.
+    # Names this runner in claims and logs; default: <host>-<pid>, unique per process.
     name: str | None = None
     # Days after which finished surveys lose their phone numbers (outcomes are kept).
     retention_days: int = Field(90, ge=1)

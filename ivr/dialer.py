@@ -8,6 +8,7 @@ the SIP facts; an unanswered one is retried after ``dialing.retry_delay`` up to
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -123,26 +124,44 @@ class Dialer:
             return
         plan = self._plan(surveys)
 
+        answered: list[datetime] = []
+
+        def on_answer(at: datetime) -> None:
+            answered.append(at)
+            self.store.mark_answered(attempt_ids, at)
+
         def on_outcome(rec: RecordOutcome, answered_at: datetime | None) -> None:
             now = self.clock.now()
             if rec.outcome is Outcome.NO_INPUT and rec.reason is None:
                 return  # silence or wrong keys: _settle decides on a call in a later window
             if rec.outcome is Outcome.OPTED_OUT:
-                self.store.add_do_not_call(phone, "ivr", now, note="key 9 in a survey call")
+                # This survey opted_out; every other open one of the number: do_not_call.
+                closed = self.store.opt_out(rec.survey_id, phone, rec.key or "9", answered_at,
+                                            now).closed  # fmt: skip
+                metrics.count_outcome("opted_out")
+                for _ in closed:
+                    metrics.count_outcome("not_called")
+                if closed:
+                    log.info("phone %s opted out: request(s) %s not called (do_not_call)",
+                             mask_phone(phone), ", ".join(closed))  # fmt: skip
+                return
             self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now)
 
         try:
-            report = run_call(
-                self.phone, plan, self.prompts, self.settings.runner, self.clock, on_outcome
-            )
+            report = run_call(self.phone, plan, self.prompts, self.settings.runner, self.clock,
+                              on_outcome, on_answer)  # fmt: skip
         except SipError as exc:
             log.error("request %s: could not dial: %s", where, exc)
             report = CallReport(call_id=None, final_reason=str(exc), ended_at=self.clock.now())
         except Exception:
-            # A bug of ours must not lose the attempt: close it as failed and retry later.
+            # A bug of ours must not lose the attempt. Before the answer it is closed as failed
+            # and retried; after it, it is an answered call (it counts, one a day).
             log.exception("request %s: call crashed", where)
             report = CallReport(
-                call_id=None, final_reason="internal error", ended_at=self.clock.now()
+                call_id=None,
+                final_reason="internal error",
+                ended_at=self.clock.now(),
+                answered_at=answered[0] if answered else None,
             )
         self._settle(surveys, attempt_ids, report)
 
@@ -190,11 +209,12 @@ class Dialer:
             attempts = survey.attempts + 1
             rec = recorded.get(survey.id)
             if report.answered:
-                if rec is None:  # cannot happen with the flow; never leave it open
-                    self._record(survey.id, "no_input", None, "no_outcome", report.answered_at, now)
-                outcome = rec.outcome.value if rec else "no_input"
-                if rec is not None and rec.outcome is Outcome.NO_INPUT and rec.reason is None:
+                if rec is None or (rec.outcome is Outcome.NO_INPUT and rec.reason is None):
+                    # No answer recorded (silence, or the call crashed after the 200 OK):
+                    # one more call in a later window if allowed, else final no_input.
                     outcome = self._after_no_input(survey, report.answered_at, now)
+                else:
+                    outcome = rec.outcome.value
             else:
                 decision = decide_unanswered(
                     self.store.attempt_history(survey.id),
@@ -315,7 +335,11 @@ class Dialer:
         retry = now + self.config.dialing.ladder("no_answer")[0]
         # Only claims whose lease ran out (their node died): ours are still running here.
         recovered = self.store.recover_interrupted(
-            now, retry, expired_only=True, max_attempts=self.settings.max_attempts
+            now,
+            retry,
+            expired_only=True,
+            max_attempts=self.settings.max_attempts,
+            answered_retry_at=next_day_opening(self.config, now),
         )
         if recovered:
             log.warning(
@@ -350,6 +374,10 @@ class Dialer:
     def active_calls(self) -> int:
         return self._reap()
 
+    def wake(self) -> None:
+        """End the current ``wait`` now (a stop was requested)."""
+        self._wake.set()
+
     def wait(self, seconds: float) -> None:
         """Sleep until a channel frees or ``seconds`` pass."""
         self._wake.wait(max(0.0, seconds))
@@ -377,29 +405,45 @@ class Dialer:
 
 
 def node_name(config: Config) -> str:
-    """This runner's name in claims: ``node.name``, else the host name (so a restarted runner
-    recovers its own claims at once; two runners on one host need their own names)."""
-    return config.node.name or socket.gethostname()
+    """This runner's name in claims: ``node.name``, else ``<host>-<pid>``, unique per process
+    (``night`` and ``run`` on one host never take each other's calls for their own). A runner
+    holds its name while it lives (``storage.locks.node_presence``)."""
+    return config.node.name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
-    """On start, after a crash of this node: its attempts left ``dialing`` are closed as
-    ``interrupted`` (they count; not redialled before the no-answer retry time), and the
-    ratings it was posting are due again at once."""
+    """On start: the claims of this node's name and of every node that is no longer live (no
+    process holds its presence lock: it crashed) are taken back at once. Their attempts left
+    ``dialing`` are closed as ``interrupted`` (they count; not redialled before the no-answer
+    retry time, and one cut after its 200 OK not before the next day's window), and the
+    ratings they were posting are due again. Live nodes' calls are left alone."""
+    from storage.locks import node_is_live
+
     node = node_name(config)
+    dead = sorted(n for n in store.claiming_nodes() - {node} if not node_is_live(store.engine, n))
     recovered = store.recover_interrupted(
         now,
         now + config.dialing.ladder("no_answer")[0],
-        node=node,
+        nodes=[node, *dead],
         max_attempts=config.dialing.max_attempts,
+        answered_retry_at=next_day_opening(config, now),
     )
     if recovered:
         log.warning(
             "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
         )
-    released = store.release_node_deliveries(node, now)
+    released = sum(store.release_node_deliveries(n, now) for n in [node, *dead])
     if released:
         log.warning("%d rating(s) claimed before an earlier crash are due again", released)
+
+
+def next_day_opening(config: Config, now: datetime) -> datetime:
+    """The first moment a call may start tomorrow (local), or tomorrow's midnight if there is
+    no window in the next days: a number answered today is not called again today."""
+    tomorrow = now.astimezone(config.tz).date() + timedelta(days=1)
+    midnight = local_day_bounds(tomorrow, config.tz)[0]
+    max_call = timedelta(seconds=config.dialing.max_call_s)
+    return next_opening(midnight, CallCalendar.from_config(config), config.tz, max_call) or midnight
 
 
 def describe_next_opening(config: Config, now: datetime) -> str:

@@ -1,4 +1,5 @@
-"""One whole night for one local date: import, dial until every survey is final, deliver.
+"""One whole night for one local date: import, dial until every survey is final, deliver,
+then erase the phone numbers past ``node.retention_days`` (as the service does nightly).
 
 Used by ``ivr-rating night --date D``. The long-running service (``scheduler.service``) runs
 the same pieces on APScheduler jobs instead.
@@ -26,6 +27,7 @@ from ivr.importer import (
     summary_detail_lines,
 )
 from ivr.progress import PROGRESS_EVERY_S, progress_line
+from ivr.retention import retention_job
 from ivr.sip.api import SipPhone
 from ivr.untrusted import printable
 from storage.figures import day_progress
@@ -89,6 +91,14 @@ class Night:
         self.node = node_name(config)
         # Set on SIGTERM: no new calls; give it to the portal client too, to end the import.
         self.stop = stop if stop is not None else threading.Event()
+        self._dialer: Dialer | None = None
+
+    def request_stop(self) -> None:
+        """SIGTERM: no new calls; wakes the dial loop at once, even while it waits for the next
+        call window (up to 30 s)."""
+        self.stop.set()
+        if self._dialer is not None:
+            self._dialer.wake()
 
     def prepare(self, day: date) -> ImportSummary:
         """Recover from an earlier crash, import the day, deliver what is already final.
@@ -106,10 +116,12 @@ class Night:
         """Dial until every survey of the day is final, then deliver what is left."""
         self._dial(day)
         self._flush(delivery_deadline_s)
+        retention_job(self.store, self.clock.now(), self.config.node.retention_days)
         return summarize(self.store, day, imported)
 
     def _dial(self, day: date) -> None:
         with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            self._dialer = dialer
             if self.probe is not None:
                 self.probe.dialer = dialer
             announced_wait = False

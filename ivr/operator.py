@@ -11,6 +11,7 @@ from datetime import datetime
 from ivr.config import Config
 from ivr.dialer import describe_next_opening
 from ivr.intake import mask_phone, normalize_phone
+from ivr.sip.redact import mask_digits
 from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store
 
@@ -62,10 +63,16 @@ def _dnc(args: argparse.Namespace, store: Store, now: datetime) -> tuple[int, st
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
     if phone is None:
-        return 2, f"not a valid phone number: {args.phone!r}"
+        return 2, f"not a valid phone number: {mask_digits(args.phone)!r}"
     if args.dnc_command == "add":
-        added = store.add_do_not_call(phone, "operator", now, args.note)
-        return 0, f"{mask_phone(phone)} " + ("added" if added else "was already on the list")
+        result = store.add_do_not_call(phone, "operator", now, args.note)
+        text = f"{mask_phone(phone)} " + ("added" if result.added else "was already on the list")
+        if result.closed:
+            text += (
+                f"; {len(result.closed)} open survey(s) closed as not_called (do_not_call), "
+                f"their results go to the portal: {', '.join(result.closed)}"
+            )
+        return 0, text
     removed = store.remove_do_not_call(phone)
     return 0, f"{mask_phone(phone)} " + ("removed" if removed else "was not on the list")
 

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from ivr.errors import IvrError
 from ivr.heartbeat import NodeProbe
 from ivr.importer import ClosedRequestSource
 from ivr.operator import RELOAD
+from ivr.retention import retention_job
 from ivr.sip.api import SipPhone
 from scheduler.jobs import delivery_job, dial_loop, import_job
 from storage.locks import run_once
@@ -177,13 +178,6 @@ def run_service(
         dialer.drain()
         deliver_due(store, sink, clock.now(), node=node)
     return 0
-
-
-def retention_job(store: Store, now: datetime, retention_days: int) -> int:
-    erased = store.erase_phones(now - timedelta(days=retention_days))
-    if erased:
-        log.info("retention: phone numbers of %d finished survey(s) erased", erased)
-    return erased
 
 
 def _reload(dialer: Dialer, reload_config: Callable[[], Config] | None) -> None:

@@ -150,6 +150,8 @@ class NightLab:
     with_bad_items: bool = True
     # Merged into the generated config.yaml (nested keys merge, others replace).
     overrides: dict[str, Any] = field(default_factory=dict)
+    # More closed requests the portal knows (e.g. a citizen's second request, another day's).
+    extra_items: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -180,6 +182,7 @@ class NightLab:
                 item["language"] = self.settings.language
         if self.with_bad_items:
             self.items += bad_items(self.day, self.tz)
+        self.items += self.extra_items
         self.kamailio_port = find_free_udp_port()
         self.kamailio = self._stack.enter_context(Kamailio(self.workdir, self.kamailio_port))
         by_behaviour: dict[str, list[str]] = {}

@@ -46,6 +46,7 @@ from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState, SipSettings
 from ivr.sip.keys import KeyCollector
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
+from ivr.sip.redact import mask_digits, redact_sip
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class PyVoipPhone:
 
     def dial(self, number: str) -> PyVoipCall:
         if not self._running or self._stopping:
-            raise DialFailed(f"cannot dial {number}: SIP phone not started")
+            raise DialFailed(f"cannot dial {mask_digits(number)}: SIP phone not started")
         s = self.settings
         host = s.server if s.port == 5060 else f"{s.server}:{s.port}"
         display = f'"{s.caller_id}" ' if s.caller_id else ""
@@ -289,7 +290,9 @@ class PyVoipPhone:
     # ------------------------------------------------------------ internals
     def send(self, data: bytes, target: tuple[str, int] | None = None) -> None:
         target = target or (self.settings.server, self.settings.port)
-        log.debug("SIP -> %s:%s\n%s", target[0], target[1], data.decode(errors="replace"))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP -> %s:%s\n%s", target[0], target[1],
+                      redact_sip(data.decode(errors="replace")))  # fmt: skip
         try:
             self._vphone.ivr_sip.out.sendto(data, target)
         except OSError as exc:
@@ -322,7 +325,8 @@ class PyVoipPhone:
         except ValueError:
             log.debug("ignored non-SIP datagram (%d bytes)", len(raw))
             return
-        log.debug("SIP <-\n%s", raw.decode(errors="replace"))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP <-\n%s", redact_sip(raw.decode(errors="replace")))
         with self.lock:
             call = self._calls.get(msg.call_id)
             if msg.is_response:
