@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from ivr import operator
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, load_config, redacted
+from ivr.console import commands as console_commands
 from ivr.errors import (
     ConfigError,
     ImportStopped,
@@ -79,10 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
     operator.add_commands(sub)
+    console_commands.add_commands(sub)
 
-    report = sub.add_parser("report", help="one row per request")
-    report.add_argument("--date", type=_date, required=True)
-    report.add_argument("--csv", action="store_true", help="CSV on stdout")
+    report = sub.add_parser(
+        "report",
+        help="one row per request of a day (--date), or a period's figures by group (--from/--to)",
+    )
+    report.add_argument("--date", type=_date, help="one local day: one row per request")
+    report.add_argument("--from", dest="date_from", type=_date, help="first local closing day")
+    report.add_argument("--to", dest="date_to", type=_date, help="last local closing day")
+    report.add_argument(
+        "--by",
+        choices=("executor", "category", "district", "day", "week", "month"),
+        default="executor",
+        help="period report: one row per executor, category, district, day, week or month",
+    )
+    report.add_argument("--executor", help="period report: only this executor id (or unknown)")
+    report.add_argument("--category", help="period report: only this category (or unknown)")
+    report.add_argument("--district", help="period report: only this district (or unknown)")
+    report.add_argument(
+        "--csv",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="CSV (--date: on stdout; a period: for Excel, into FILE or on stdout)",
+    )
+    report.add_argument("--xlsx", type=Path, metavar="FILE", help="period report as XLSX")
     report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
     report.add_argument(
         "--rejected", action="store_true", help="every rejected portal or file row with its reason"
@@ -178,7 +201,18 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         code, text = operator.run(args, config, store, SYSTEM_CLOCK.now())
         print(text)
         return code
+    if args.command in console_commands.COMMANDS:
+        return console_commands.run(args, config, store)
     if args.command == "report":
+        if args.date_from is not None or args.date_to is not None:
+            return _period_report(store, args, config)
+        if args.date is None or args.xlsx is not None or args.csv not in (None, "-"):
+            print(
+                "report: give --date D (one row per request, --csv on stdout) or "
+                "--from D --to D [--by ...] [--csv [FILE] | --xlsx FILE]",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         return _report(store, args)
     if args.command == "purge":
         from ivr.retention import purge
@@ -197,14 +231,17 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         print(format_file_summary(args.file, summary))
         return EXIT_OK
     if args.command == "deliver":
-        from ivr.delivery import deliver_due, requeue_dead_letters
+        from ivr.delivery import deliver_due
         from ivr.dialer import node_name
+        from storage.admin import AdminStore
 
         if args.retry_dead is not None:
-            try:
-                requeued = requeue_dead_letters(store, args.retry_dead, SYSTEM_CLOCK.now())
+            try:  # audited as the OS user, in the transaction that re-queues
+                requeued = AdminStore(store.engine).retry_dead(
+                    operator.cli_actor(), SYSTEM_CLOCK.now(), args.retry_dead
+                )
             except ValueError as exc:
-                print(str(exc), file=sys.stderr)
+                print(f"{exc} (see `ivr-rating report`)", file=sys.stderr)
                 return EXIT_ERROR
             print(f"re-queued {len(requeued)} dead letter(s): {', '.join(requeued) or '-'}")
         with app.make_portal(config) as portal:
@@ -350,6 +387,50 @@ def _report(store: Store, args: argparse.Namespace) -> int:
 
     print(f"\n{len(table)} request(s)")
     print(format_outbox(store, args.date))
+    return EXIT_OK
+
+
+def _period_report(store: Store, args: argparse.Namespace, config: Config) -> int:
+    from ivr.exports import write_csv, write_xlsx
+    from ivr.period_report import COLUMNS, figure_row, text_table
+    from storage.analytics import Filters, figures
+
+    if args.date_from is None or args.date_to is None or args.date is not None:
+        print("report: a period needs both --from and --to (and no --date)", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.date_to < args.date_from:
+        print("report: --to is before --from", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.csv is not None and args.xlsx is not None:
+        print("report: either --csv or --xlsx", file=sys.stderr)
+        return EXIT_CONFIG
+    filters = Filters(args.date_from, args.date_to, args.executor, args.category, args.district)
+    groups = figures(store.engine, filters, args.by)
+    described = [*filters.described(), ("by", args.by), ("time zone", config.timezone)]
+    rows = [figure_row(f) for f in groups]
+    if args.xlsx is not None:
+        write_xlsx(args.xlsx, COLUMNS, rows, described, config.tz)
+        print(f"{len(rows)} group(s) written to {args.xlsx}")
+        return EXIT_OK
+    if args.csv == "-":
+        write_csv(sys.stdout.buffer, COLUMNS, rows, described, config.tz)
+        sys.stdout.flush()
+        return EXIT_OK
+    if args.csv is not None:
+        with open(args.csv, "wb") as out:
+            write_csv(out, COLUMNS, rows, described, config.tz)
+        print(f"{len(rows)} group(s) written to {args.csv}")
+        return EXIT_OK
+    (total,) = figures(store.engine, filters, "total")
+    print(
+        f"Closed {filters.date_from}..{filters.date_to} ({config.timezone}), by {args.by}"
+        + "".join(f", {k} {v}" for k, v in filters.described()[2:])
+    )
+    print("reach = answered/called, satisfaction = satisfied/rated: [95 % Wilson interval]")
+    from ivr.untrusted import printable
+
+    for line in text_table(groups, total):
+        print(printable(line))
     return EXIT_OK
 
 

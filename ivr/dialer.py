@@ -41,6 +41,8 @@ from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
 
+LIVE_CHECK_S = 2.0  # how often a node looks for settings saved in the console
+
 
 @dataclass(frozen=True)
 class DialerSettings:
@@ -84,8 +86,12 @@ class Dialer:
         self.store = store
         self.phone = phone
         self.prompts = prompts
-        self.config = config
         self.clock = clock
+        # The file's configuration; the console's live settings go over it (``_live_check``).
+        self.file_config = config
+        self._live_stamp, config = self._live(config)
+        self._live_read_at = clock.monotonic()
+        self.config = config
         self.settings = settings or DialerSettings.from_config(config)
         # Threads are started only as calls need them; ``settings.channels`` is the cap, so a
         # reload can raise or lower it without a restart.
@@ -290,6 +296,7 @@ class Dialer:
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
         self.last_round = self.clock.monotonic()
         self._housekeeping(now)
+        self._live_check()
         if self.paused.is_set() or self._paused_flag(now):
             return 0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
@@ -351,11 +358,37 @@ class Dialer:
         runner = self.settings.runner
         return timedelta(seconds=runner.ring_timeout_s + runner.max_call_s + 60)
 
+    def _live(self, file_config: Config) -> tuple[datetime | None, Config]:
+        """(when the live settings were saved, the file's configuration with them over it)."""
+        from ivr.errors import ConfigError
+        from ivr.live_settings import apply
+
+        doc, stamp = self.store.live_document()
+        try:
+            return stamp, apply(file_config, doc)
+        except ConfigError as exc:
+            log.error("live settings ignored, the file's values apply: %s", exc)
+            return stamp, file_config
+
+    def _live_check(self) -> None:
+        """Every 2 s: settings saved in the console (or put back to the file's) apply here."""
+        mono = self.clock.monotonic()
+        if mono - self._live_read_at < LIVE_CHECK_S:
+            return
+        self._live_read_at = mono
+        _, stamp = self.store.live_document()
+        if stamp != self._live_stamp:
+            log.info("live campaign settings changed in the console: applying them")
+            self.reload(self.file_config)
+
     def reload(self, config: Config) -> None:
         """Apply a new configuration at once: windows, calendar, pacing, channels, retries,
-        ring and input timeouts (calls in progress finish as they started). What the running
-        process was built from (SIP account, database, portal, node, prompts, the import
-        schedule) needs a restart; a change there is logged, not applied."""
+        ring and input timeouts (calls in progress finish as they started), with the live
+        settings saved in the console over it. What the running process was built from (SIP
+        account, database, portal, node, prompts, the import schedule) needs a restart; a
+        change there is logged, not applied."""
+        self.file_config = config
+        self._live_stamp, config = self._live(config)
         kept = [name for name in ("sip", "database", "portal", "node", "prompts", "schedule")
                 if getattr(config, name) != getattr(self.config, name)]  # fmt: skip
         self.config = config

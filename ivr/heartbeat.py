@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from ivr.clock import Clock
-from storage.heartbeat import NodeHeartbeat, Registration, write_heartbeat
+from storage.heartbeat import NodeHeartbeat, Registration, remove_heartbeat, write_heartbeat
 
 if TYPE_CHECKING:
     from ivr.dialer import Dialer
@@ -115,7 +115,9 @@ class NodeProbe:
 
 class HeartbeatWriter:
     """Writes the probe's heartbeat every ``every_s`` seconds on a small daemon thread, and
-    once more when stopped. A database error is logged (once per outage) and retried."""
+    removes the node's row when stopped cleanly (a stopped node is not a silent one; a crashed
+    one stays, silent, for the operators to see). A database error is logged (once per outage)
+    and retried."""
 
     def __init__(
         self, engine: Engine, probe: NodeProbe, every_s: float = HEARTBEAT_EVERY_S
@@ -152,7 +154,10 @@ class HeartbeatWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        self.beat()
+        try:
+            remove_heartbeat(self.engine, self.probe.name)
+        except Exception as exc:
+            log.warning("heartbeat of node %s not removed: %s", self.probe.name, exc)
         logging.getLogger().removeHandler(self.probe.errors)
 
     def __enter__(self) -> HeartbeatWriter:
