@@ -1,7 +1,8 @@
 """``ivr-rating``: the command line. Logging handlers are set here and nowhere else.
 
 Exit codes: 0 done; 1 unexpected error; 2 bad configuration or arguments; 3 portal
-unreachable or refused the token; 4 SIP registration failed; 5 results left undelivered
+unreachable, refused the token or redirected, or the import was stopped by a signal (nothing is
+lost: running again imports the rest); 4 SIP registration failed; 5 results left undelivered
 (kept in the outbox; ``ivr-rating deliver`` or the service sends them later); 6 another runner
 already works on this SQLite database; 7 the database cannot be reached; 8 the database schema
 is not this version's (``ivr-rating db upgrade``); 141 the output pipe was closed (``| head``).
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from datetime import date, datetime
 from pathlib import Path
 from types import FrameType
@@ -33,6 +35,7 @@ from ivr.console import commands as console_commands
 from ivr.errors import (
     ConfigError,
     DatabaseUnavailable,
+    ImportStopped,
     PortalError,
     RegistrationFailed,
     RunnerLocked,
@@ -236,6 +239,12 @@ def _main(argv: list[str] | None) -> int:
     except PortalError as exc:
         print(f"portal error: {exc}", file=sys.stderr)
         return EXIT_PORTAL
+    except ImportStopped as exc:
+        print(
+            f"stopped: {exc}; what was fetched is stored, run again to import the rest",
+            file=sys.stderr,
+        )
+        return EXIT_PORTAL
     except RegistrationFailed as exc:
         print(f"SIP registration failed: {exc}", file=sys.stderr)
         return EXIT_SIP
@@ -385,17 +394,18 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from ivr.dialer import node_name
     from storage.locks import node_presence
 
+    stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
     with (
         runner_lock(store.engine),
         node_presence(store.engine, node_name(config)),
-        app.make_portal(config) as portal,
+        app.make_portal(config, stop) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
         from ivr.metrics import CountingPortal
 
         counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, counted, phone, prompts, args, probe)
+            return _night(config, store, counted, phone, prompts, args, probe, stop)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -404,7 +414,16 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, counted, counted, phone, prompts, SYSTEM_CLOCK, reload_config, probe
+                config,
+                store,
+                counted,
+                counted,
+                phone,
+                prompts,
+                SYSTEM_CLOCK,
+                reload_config,
+                probe,
+                stop,
             )
         finally:
             phone.stop()
@@ -430,12 +449,13 @@ def _night(
     prompts: PromptLibrary,
     args: argparse.Namespace,
     probe: NodeProbe,
+    stop: threading.Event,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe, stop)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)

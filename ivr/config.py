@@ -18,6 +18,7 @@ import re
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from sqlalchemy.engine import make_url
@@ -151,19 +153,59 @@ class _Section(BaseModel):
 
 
 class PortalConfig(_Section):
-    base_url: str
+    # token and allow_insecure_http come before base_url: its check reads them.
     token: SecretStr
+    allow_insecure_http: bool = False
+    base_url: str
     timeout_s: Seconds = Field(10.0, gt=0)
     page_size: int = Field(200, ge=1, le=1000)
     retry_budget_s: Seconds = Field(120.0, ge=0, le=3600)
     lookback_days: int = Field(3, ge=1, le=31)
+    request_deadline_s: Seconds = Field(60.0, gt=0, le=3600)
+    max_page_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pages: int = Field(1000, ge=1)
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str, info: ValidationInfo) -> str:
         if not re.match(r"https?://", v):
             raise ValueError("expected an http(s):// URL")
+        parts = urlsplit(v)
+        if "@" in parts.netloc:
+            # Never echo it: the part before '@' is a user name and maybe a password.
+            raise ValueError(
+                "credentials in the URL are not allowed (user:password@); "
+                "the portal gets portal.token as a bearer token"
+            )
+        token = info.data.get("token")
+        has_token = isinstance(token, SecretStr) and bool(token.get_secret_value())
+        if (
+            parts.scheme == "http"
+            and has_token
+            and not is_loopback_host(parts.hostname or "")
+            and not info.data.get("allow_insecure_http", False)
+        ):
+            raise ValueError(
+                "a plain http:// portal off this machine would get the token in clear text; "
+                "use https:// (or set portal.allow_insecure_http: true)"
+            )
         return v.rstrip("/")
+
+    @property
+    def insecure(self) -> bool:
+        """A plain-http portal off this machine (allowed only by allow_insecure_http)."""
+        parts = urlsplit(self.base_url)
+        return parts.scheme == "http" and not is_loopback_host(parts.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SipConfig(_Section):

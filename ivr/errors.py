@@ -7,7 +7,10 @@ Split by whose fault it is and whether a retry can help::
     +-- PortalError              anything on the portal link; carries the URL, never the token
     |   +-- PortalUnavailable    5xx, 429, timeouts, connection errors: retry later
     |   +-- PortalRejected       404/422/400 or a malformed answer: retrying won't help
-    |   +-- PortalAuthError      401/403: stop and alarm until the token is fixed
+    |   +-- PortalMisconfigured  our side of the link is wrong: stop and alarm until fixed
+    |       +-- PortalAuthError  401/403: the token
+    |       +-- PortalRedirected 3xx: portal.base_url (the answer's Location is shown)
+    +-- ImportStopped            a stop (SIGTERM) was asked for in the middle of an import
     +-- SipError                 anything on the SIP side
     |   +-- RegistrationFailed   the registrar refused or never answered
     |   +-- DialFailed           an INVITE could not be sent (socket, ports): our side or network
@@ -80,8 +83,30 @@ class PortalRejected(PortalError):
         self.body = body
 
 
-class PortalAuthError(PortalError):
+class PortalMisconfigured(PortalError):
+    """Our configuration of the portal is wrong: nothing will work until it is fixed, and
+    nothing is given up meanwhile (ratings stay pending, days stay incomplete)."""
+
+
+class PortalAuthError(PortalMisconfigured):
     """401/403: the token is wrong or expired. Nothing will work until it is fixed."""
+
+
+class PortalRedirected(PortalMisconfigured):
+    """A 3xx answer: ``portal.base_url`` points at the wrong place (redirects are never
+    followed: the token would go wherever the portal, or someone in between, says).
+    ``location`` is the answer's Location header, credentials redacted."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, location: str = ""
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.location = location
+
+
+class ImportStopped(IvrError):
+    """A stop (SIGTERM/SIGINT) was asked for in the middle of an import. What was fetched is
+    stored; the day stays incomplete and is imported again later."""
 
 
 class SipError(IvrError):

@@ -79,6 +79,7 @@ class Night:
         prompts: PromptRenderer,
         clock: Clock,
         probe: NodeProbe | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.probe = probe
@@ -89,7 +90,8 @@ class Night:
         self.prompts = prompts
         self.clock = clock
         self.node = node_name(config)
-        self.stop = threading.Event()
+        # Set on SIGTERM: no new calls; give it to the portal client too, to end the import.
+        self.stop = stop if stop is not None else threading.Event()
         self._dialer: Dialer | None = None
 
     def request_stop(self) -> None:
@@ -173,7 +175,7 @@ class Night:
             now = self.clock.now()
             stats = deliver_due(self.store, self.sink, now, node=self.node)
             pending = self.store.delivery_counts().get("pending", 0)
-            if pending == 0 or stats.auth_failed:
+            if pending == 0 or stats.alarm:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
             self.clock.sleep(0.5 if nxt else 1.0)

@@ -221,7 +221,7 @@ def test_retention_takes_days_or_units(value: object, days: int) -> None:
 
 def test_no_secret_in_the_repr_of_settings() -> None:
     cfg = parse_config(config_data(database="postgresql+psycopg://ivr:db-secret@h/ivr",
-                                   portal={"base_url": "http://h/api", "token": "tok-secret"},
+                                   portal={"base_url": "https://h/api", "token": "tok-secret"},
                                    sip={"server": "s", "username": "u", "password": "sip-secret",
                                         "local_ip": "127.0.0.1"}), env={})  # fmt: skip
     text = repr(cfg) + str(cfg) + repr(cfg.portal) + repr(cfg.sip)
