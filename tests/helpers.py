@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import urllib.error
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -59,3 +62,19 @@ def best_match(haystack: np.ndarray, needle: np.ndarray) -> float:
     corr = corr[: len(haystack) - n + 1]
     energy = np.convolve(haystack**2, np.ones(n), mode="valid")
     return float((corr / (np.sqrt(np.maximum(energy, 1e-9)) * np.linalg.norm(needle))).max())
+
+
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET ``url``: the status and the body, for error statuses too."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data
+from tests.helpers import config_data, free_tcp_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,12 +43,6 @@ CHROMIUM_ARGS = [
 expect.set_options(timeout=30_000)
 PASSWORDS = {"vera": "viewer-pass-1", "oleg": "operator-pass-1", "anna": "admin-pass-1"}
 ROLES = {"vera": "viewer", "oleg": "operator", "anna": "admin"}
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

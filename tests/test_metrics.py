@@ -8,8 +8,6 @@ import json
 import logging
 import socket
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,25 +29,12 @@ from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data
+from tests.helpers import config_data, free_tcp_port
+from tests.helpers import http_get as get
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 11, 25)
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # 10:00 in Minsk, the day after DAY
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ from ivr.clock import SYSTEM_CLOCK
 from ivr.lab.night_lab import Citizen, NightLab, lab_day
 from storage.db import make_engine
 from storage.heartbeat import list_nodes
+from tests.helpers import free_tcp_port
+from tests.helpers import http_get as get
 
 pytestmark = pytest.mark.peers
 
@@ -34,20 +33,6 @@ CITIZENS = [
     Citizen("+375291000042", "press:2"),
     Citizen("+375291000043", "decline"),
 ]
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
