@@ -70,7 +70,7 @@ def test_the_adapter_logs_received_messages_redacted(caplog: pytest.LogCaptureFi
     phone = PyVoipPhone(lab_sip_settings(5060, 40000, register=False))
     with caplog.at_level(logging.DEBUG, logger="ivr.sip.pyvoip_adapter"):
         response = "SIP/2.0 100 Trying\r\n" + INVITE.split("\r\n", 1)[1]  # of no known call
-        phone._on_datagram(response.encode())
+        phone._on_datagram(response.encode(), ("127.0.0.1", 5060))
     dumped = "\n".join(r.getMessage() for r in caplog.records)
     assert "SIP <-" in dumped and "37529*****67" in dumped
     assert "1234567" not in dumped and "0123456789abcdef" not in dumped

@@ -279,7 +279,7 @@ class NightLab:
         """Start ``ivr-rating --config <config> ARGS`` without waiting (output to log files)."""
         n = len(list(self.workdir.glob("runner-*.log")))
         with (self.workdir / f"runner-{n}.log").open("w") as log:  # the child keeps its own fd
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -293,6 +293,10 @@ class NightLab:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
+        # Whatever the test's outcome, no runner outlives the lab (a failed test must not leave
+        # a night dialling into the next test's peers).
+        self._stack.callback(_kill, proc)
+        return proc
 
     def arm_baresips(self, opening_s: dict[str, float]) -> None:
         """Each baresip citizen presses its key once it has heard the whole opening prompt."""
@@ -313,6 +317,12 @@ class NightLab:
             if item["id"] == request_id:
                 return citizen
         return None
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
