@@ -8,15 +8,18 @@ the SIP facts; an unanswered one is retried after ``dialing.retry_delay`` up to
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
+from ivr.comment_audio import Recording
 from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
 from ivr.intake import mask_phone
@@ -35,6 +38,7 @@ from ivr.windows import (
     local_day_bounds,
     next_opening,
 )
+from storage.comments import NewComment
 from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,13 @@ class DialerSettings:
                 ring_timeout_s=d.ring_timeout_s,
                 max_call_s=d.max_call_s,
                 flow=FlowSettings(
-                    config.ivr.input_timeout_s, config.ivr.max_repeats, config.ivr.offer_opt_out
+                    config.ivr.input_timeout_s,
+                    config.ivr.max_repeats,
+                    config.ivr.offer_opt_out,
+                    voice_comment=config.ivr.voice_comment,
+                    comment_max_s=config.ivr.comment_max_s,
+                    comment_silence_s=config.ivr.comment_silence_s,
+                    comment_no_speech_s=config.ivr.input_timeout_s,
                 ),
                 media_timeout_s=config.ivr.media_timeout_s,
             ),
@@ -127,10 +137,24 @@ class Dialer:
             self.store.record_outcome(
                 rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now
             )
+            if rec.comment_follows:
+                # The rating waits for the comment; a crash leaves it to the restart.
+                self.store.hold_delivery(rec.survey_id, now + self.lease, self.node)
+
+        attempt_of = dict(zip((sv.id for sv in surveys), attempt_ids, strict=True))
+
+        def on_comment(survey_id: str, recording: Recording | None) -> None:
+            self._keep_comment(survey_id, attempt_of.get(survey_id), recording)
 
         try:
             report = run_call(
-                self.phone, plan, self.prompts, self.settings.runner, self.clock, on_outcome
+                self.phone,
+                plan,
+                self.prompts,
+                self.settings.runner,
+                self.clock,
+                on_outcome,
+                on_comment,
             )
         except SipError as exc:
             log.error("request %s: could not dial: %s", where, exc)
@@ -142,6 +166,21 @@ class Dialer:
                 call_id=None, final_reason="internal error", ended_at=self.clock.now()
             )
         self._settle(surveys, attempt_ids, report)
+
+    def _keep_comment(
+        self, survey_id: str, attempt_id: int | None, recording: Recording | None
+    ) -> None:
+        """The file first (written and synced), then its row and the rating's release in one
+        transaction: a crash in between leaves an orphan file, never a row without a file."""
+        now = self.clock.now()
+        comment = None
+        if recording is not None:
+            path = save_recording(self.config.ivr.comment_dir, survey_id, recording, now)
+            comment = NewComment(attempt_id, str(path), recording.duration_s, recording.sha256,
+                                 len(recording.wav))  # fmt: skip
+            log.info("survey %s: comment kept (%.1f s, sha256 %s) at %s", survey_id,
+                     recording.duration_s, recording.sha256[:12], path)  # fmt: skip
+        self.store.settle_comment(survey_id, comment, now)
 
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()
@@ -348,6 +387,20 @@ class Dialer:
         self.drain()
 
 
+def save_recording(root: Path, survey_id: str, recording: Recording, now: datetime) -> Path:
+    """Write the WAV as ``root/YYYY-MM-DD/<survey_id>.wav`` (UTC day), synced to disk."""
+    folder = root / now.astimezone(UTC).date().isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"{survey_id}.wav").resolve()
+    tmp = path.with_suffix(".part")
+    with tmp.open("wb") as f:
+        f.write(recording.wav)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
 def node_name(config: Config) -> str:
     """This runner's name in claims: ``node.name``, else the host name (so a restarted runner
     recovers its own claims at once; two runners on one host need their own names)."""
@@ -370,6 +423,7 @@ def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
             "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
         )
     released = store.release_node_deliveries(node, now)
+    released += store.release_node_comments(node, now)
     if released:
         log.warning("%d rating(s) claimed before an earlier crash are due again", released)
 

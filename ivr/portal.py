@@ -37,6 +37,9 @@ BODY_LIMIT = 500
 DELIVERED = frozenset({200, 201, 409})
 """Rating answers that all mean "the portal has it": 201 new, 200/409 a repeat."""
 
+COMMENT_STORED = frozenset({200, 201})
+"""Comment answers that mean "the portal has it": 201 stored, 200 the same one before."""
+
 # Every exception ``requests`` defines, and what it means for us. Looked up along the
 # exception's MRO, so the most specific entry wins. The completeness test checks that
 # every RequestException subclass in requests.exceptions is listed here by name.
@@ -206,6 +209,27 @@ class PortalClient:
         log.info("rating delivered for request %s: HTTP %d", request_id, response.status_code)
         return response.status_code
 
+    def put_comment(
+        self, request_id: str, survey_id: str, wav: bytes, duration_s: float, sha256: str
+    ) -> int:
+        """Upload a spoken comment (API 1.1) after its rating was accepted; 201 stored or
+        200 (the same recording was stored before)."""
+        url = (
+            f"{self._base}/requests/{quote(request_id, safe='')}"
+            f"/ratings/{quote(survey_id, safe='')}/comment"
+        )
+        headers = {
+            "Content-Type": "audio/wav",
+            "X-Comment-Duration": f"{duration_s:.2f}",
+            "X-Content-SHA256": sha256,
+        }
+        response = self._send("PUT", url, headers=headers, data=wav)
+        self._raise_for_status(
+            response, url, ok=COMMENT_STORED, what=f"comment for request {request_id}"
+        )
+        log.info("comment delivered for request %s: HTTP %d", request_id, response.status_code)
+        return response.status_code
+
     def _send(
         self,
         method: str,
@@ -213,6 +237,7 @@ class PortalClient:
         *,
         headers: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
+        data: bytes | None = None,
     ) -> requests.Response:
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         all_headers.update(headers or {})
@@ -222,6 +247,7 @@ class PortalClient:
                 url,
                 headers=all_headers,
                 json=json_body,
+                data=data,
                 timeout=self._timeout_s,
                 allow_redirects=False,
             )

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from storage.comments import CommentsMixin
 from storage.control import ControlMixin
 from storage.models import (
     CallAttempt,
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 
-class Store(OutboxMixin, ControlMixin):
+class Store(OutboxMixin, CommentsMixin, ControlMixin):
     """Surveys, attempts, outcomes and reports; the outbox and operator state via mixins."""
 
     # ---- import ---------------------------------------------------------------------------

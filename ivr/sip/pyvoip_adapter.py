@@ -18,7 +18,8 @@ pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_ove
   payload type is the one the peer's SDP gave (pyVoIP maps it from ``a=rtpmap``); received
   PCMU or PCMA goes to the in-band DTMF detector instead of pyVoIP's never-read buffer;
   PCMA is sent A-law encoded (pyVoIP: mu-law labelled PCMA, pitfall 13); stop joins its
-  threads. We offer PCMU and PCMA; the far end's answer picks.
+  threads; while a comment is recorded the received audio is also kept, decoded to 16-bit
+  PCM from the negotiated law. We offer PCMU and PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
   unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
   offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
@@ -144,6 +145,17 @@ class PyVoipCall:
 
     def take_keys(self) -> list[KeyPress]:
         return self.keys.take()
+
+    def start_capture(self) -> None:
+        for client in self.vcall.RTPClients:
+            client.set_capture(True)
+
+    def take_audio(self) -> bytes:
+        return b"".join(client.take_capture() for client in self.vcall.RTPClients)
+
+    def stop_capture(self) -> None:
+        for client in self.vcall.RTPClients:
+            client.set_capture(False)
 
     @property
     def media_idle_s(self) -> float:

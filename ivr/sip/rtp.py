@@ -33,6 +33,9 @@ class SafeRtpClient(RTP.RTPClient):
         self.last_rx = time.monotonic()
         self.inband = InbandDetector()
         self._event_ts: int | None = None
+        # Received audio as 16-bit linear PCM while a comment is recorded (None: not kept).
+        self.capture_lock = threading.Lock()
+        self.capture: bytearray | None = None
 
     def parse_packet(self, packet: bytes) -> None:
         self.last_rx = time.monotonic()
@@ -41,9 +44,28 @@ class SafeRtpClient(RTP.RTPClient):
     def parse_pcmu(self, packet: Any) -> None:
         # Nobody reads pyVoIP's receive buffer (it only grows); listen for tones instead.
         self._inband_keys(self.inband.feed_ulaw(packet.payload))
+        self._capture(packet.payload, audioop.ulaw2lin)
 
     def parse_pcma(self, packet: Any) -> None:
         self._inband_keys(self.inband.feed_alaw(packet.payload))
+        self._capture(packet.payload, audioop.alaw2lin)
+
+    def _capture(self, payload: bytes, decode: Callable[[bytes, int], bytes]) -> None:
+        with self.capture_lock:
+            if self.capture is not None:
+                self.capture += decode(payload, 2)
+
+    def set_capture(self, on: bool) -> None:
+        with self.capture_lock:
+            self.capture = bytearray() if on else None
+
+    def take_capture(self) -> bytes:
+        with self.capture_lock:
+            if self.capture is None:
+                return b""
+            data = bytes(self.capture)
+            self.capture.clear()
+            return data
 
     def _inband_keys(self, keys: list[str]) -> None:
         for key in keys:
