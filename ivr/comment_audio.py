@@ -8,7 +8,8 @@ A 20 ms frame is *voiced* when its RMS is above ``VOICE_RMS`` (about -40 dBFS: f
 line's idle noise, far below speech). Speech has started after ``START_FRAMES`` voiced frames
 in a row (a click or a key's edge is not speech). The recording stops after
 ``silence_s`` of unvoiced audio following speech, at ``max_s``, or with no speech at all
-within ``no_speech_s`` (no comment).
+within ``no_speech_s`` (no comment). The first ``ECHO_GUARD_S`` after the tone is dropped, so
+the recording is never our prompt's echo.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ SAMPLE_BYTES = 2
 FRAME_SAMPLES = 160  # 20 ms
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_BYTES
 VOICE_RMS = 330.0  # of 32768: -40 dBFS
-START_FRAMES = 3  # 60 ms of voice in a row is speech
+START_FRAMES = 5  # 100 ms of voice in a row is speech
+# The first received audio after the tone is not kept: the tail of our own tone may still be
+# on its way back (line echo, the far end's jitter buffer, our sender's lag). Nobody starts
+# talking within half a second of a beep.
+ECHO_GUARD_S = 0.5
 PAD_FRAMES = 3  # kept around the speech when trimming (60 ms)
 
 
@@ -55,6 +60,7 @@ class CommentRecorder:
     max_s: float
     silence_s: float
     no_speech_s: float
+    guard_s: float = ECHO_GUARD_S
 
     def __post_init__(self) -> None:
         self._pcm = bytearray()
@@ -78,8 +84,10 @@ class CommentRecorder:
         self._partial = data[whole:]
         for start in range(0, whole, FRAME_BYTES):
             frame = data[start : start + FRAME_BYTES]
-            self._pcm += frame
             self._frames += 1
+            if self.seconds <= self.guard_s:
+                continue
+            self._pcm += frame
             if _voiced(frame):
                 self._run += 1
                 self._quiet = 0

@@ -203,6 +203,7 @@ class PortalEmulator:
         self._repeat_status = repeat_status
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._comment_faults: list[_Fault] = []
         self._rating_posts = 0
         self._comment_puts = 0
         self._requests_seen: list[tuple[str, str]] = []
@@ -301,10 +302,17 @@ class PortalEmulator:
             self._faults.extend([_Fault()] * after)
             self._faults.extend([_Fault(status=status, retry_after=retry_after, body=body)] * n)
 
+    def fail_comments(self, n: int, status: int, stall_s: float = 0.0) -> None:
+        """The next ``n`` comment PUTs (only those) wait ``stall_s`` (or until stop), then are
+        answered ``status`` without storing anything."""
+        with self._lock:
+            self._comment_faults.extend([_Fault(status=status, stall_s=stall_s)] * n)
+
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed: the portal is well again."""
         with self._lock:
             self._faults.clear()
+            self._comment_faults.clear()
 
     def overlap_next_page(self, k: int) -> None:
         """The next closed-requests page (after the first) starts ``k`` items early."""
@@ -327,6 +335,8 @@ class PortalEmulator:
                 self._rating_posts += 1
             if method == "PUT" and path.endswith("/comment"):
                 self._comment_puts += 1
+                if fault is None and self._comment_faults:
+                    fault = self._comment_faults.pop(0)
         if fault is not None:
             if fault.stall_s:
                 self._stopping.wait(fault.stall_s)
