@@ -192,7 +192,7 @@ class NightLab:
         self._stack.close()
 
     def _sipp_behaviour(self, citizen: Citizen) -> str:
-        """A speaking citizen ("speak:<law>[:bye]") starts talking 1.2 s after the invitation
+        """A speaking citizen ("speak:<law>[:bye]") starts talking 3 s after the invitation
         and tone end (pressing 2 at 1 s); "bye" hangs up 2.5 s into the sentence."""
         name, _, arg = citizen.behaviour.partition(":")
         if name != "speak":
@@ -204,13 +204,14 @@ class NightLab:
 
     def speech_at_s(self, language: str) -> float:
         """When the speaking citizen starts talking, from the answer: the key at 1 s, our
-        invitation and tone, then 1.2 s."""
+        invitation and tone, then 3 s (a loaded machine's RTP sender runs late: the tone
+        may reach the citizen a second or two after its nominal end)."""
         from ivr.app import PACKAGED_PROMPTS
         from prompts.library import PromptLibrary
 
         library = PromptLibrary(PACKAGED_PROMPTS, self.workdir / "prompt-cache", (language,))
         invite_s = len(library.render(language, ("comment_invite", "tone"))) / 8000
-        return 1.0 + invite_s + 1.2
+        return 1.0 + invite_s + 3.0
 
     def write_config(self) -> None:
         s = self.settings

@@ -97,7 +97,8 @@ class OutboundCall(Protocol):
         ...
 
     def start_capture(self) -> None:
-        """Start keeping the audio received from the far end (a comment is being recorded)."""
+        """Start keeping the audio received from the far end (a comment is being recorded),
+        from the moment everything queued with ``play`` has been sent: never our prompt."""
         ...
 
     def take_audio(self) -> bytes:

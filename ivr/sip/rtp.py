@@ -36,6 +36,7 @@ class SafeRtpClient(RTP.RTPClient):
         # Received audio as 16-bit linear PCM while a comment is recorded (None: not kept).
         self.capture_lock = threading.Lock()
         self.capture: bytearray | None = None
+        self._capture_armed = False
 
     def parse_packet(self, packet: bytes) -> None:
         self.last_rx = time.monotonic()
@@ -52,12 +53,29 @@ class SafeRtpClient(RTP.RTPClient):
 
     def _capture(self, payload: bytes, decode: Callable[[bytes, int], bytes]) -> None:
         with self.capture_lock:
-            if self.capture is not None:
-                self.capture += decode(payload, 2)
+            if self.capture is None:
+                return
+            if self._capture_armed:
+                if self.queued_audio_bytes() > 0:
+                    return  # our prompt is still going out: what comes back may be its echo
+                self._capture_armed = False
+            self.capture += decode(payload, 2)
+
+    def queued_audio_bytes(self) -> int:
+        """Audio queued to send and not sent yet (pyVoIP has no API for it)."""
+        manager = self.pmout
+        with manager.bufferLock:
+            buffer = manager.buffer
+            position = buffer.tell()
+            end = buffer.seek(0, io.SEEK_END)
+            buffer.seek(position)
+        return int(end - position)
 
     def set_capture(self, on: bool) -> None:
+        """Keep received audio from once everything queued to send has been sent."""
         with self.capture_lock:
             self.capture = bytearray() if on else None
+            self._capture_armed = on
 
     def take_capture(self) -> bytes:
         with self.capture_lock:
