@@ -134,12 +134,13 @@ class Dialer:
                 return  # silence or wrong keys: _settle decides on a call in a later window
             if rec.outcome is Outcome.OPTED_OUT:
                 self.store.add_do_not_call(phone, "ivr", now, note="key 9 in a survey call")
+            # With a comment to follow, the rating waits for it (held in the same transaction;
+            # after a crash the restarted node releases it, without the comment).
+            hold = now + self.lease if rec.comment_follows else None
             self.store.record_outcome(
-                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now
-            )
-            if rec.comment_follows:
-                # The rating waits for the comment; a crash leaves it to the restart.
-                self.store.hold_delivery(rec.survey_id, now + self.lease, self.node)
+                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now,
+                hold_until=hold, node=self.node,
+            )  # fmt: skip
 
         attempt_of = dict(zip((sv.id for sv in surveys), attempt_ids, strict=True))
 

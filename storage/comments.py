@@ -2,7 +2,8 @@
 own outbox (a PUT after the rating was accepted), claimed per node like the ratings.
 
 The rating of an unsatisfied answer is written the moment the key is recognised, as every
-outcome is, but *held* (due only after the longest comment, claimed by this node) so it does
+outcome is, but *held* (``Store.record_outcome(hold_until=...)``: due only after the longest
+comment, claimed by this node, in the same transaction) so it does
 not leave before we know whether a comment follows. ``settle_comment`` releases it with
 ``comment_expected`` and, when there is one, adds the comment in the same transaction. A
 crash while the citizen speaks leaves the hold: a restarted node takes back its own claims
@@ -61,16 +62,6 @@ class CommentRow:
 
 
 class CommentsMixin(StoreBase):
-    def hold_delivery(self, survey_id: str, until: datetime, node: str | None) -> None:
-        """Keep the rating of ``survey_id`` from leaving before ``until`` (a comment may
-        follow); claimed by ``node`` so a restart of that node releases it at once."""
-        with self._tx() as s:
-            s.execute(
-                update(Delivery)
-                .where(Delivery.survey_id == survey_id, Delivery.state == DeliveryState.PENDING)
-                .values(next_try_at=until, claimed_by=node)
-            )
-
     def settle_comment(self, survey_id: str, comment: NewComment | None, now: datetime) -> None:
         """The comment of ``survey_id`` is over: its rating goes now, with ``comment_expected``
         true exactly when ``comment`` is given (stored in the same transaction)."""

@@ -360,14 +360,26 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         reason: str | None,
         answered_at: datetime | None,
         now: datetime,
+        hold_until: datetime | None = None,
+        node: str | None = None,
     ) -> bool:
-        """Final outcome and its outbox row, in one transaction. False if it already had one."""
+        """Final outcome and its outbox row, in one transaction. False if it already had one.
+
+        ``hold_until``: the rating is not due before then, claimed by ``node`` (a spoken
+        comment may follow; see ``storage.comments``). In the same transaction, so no
+        delivery round can post it in between."""
         with self._tx() as s:
             survey = s.get(Survey, survey_id, with_for_update=True)
             assert survey is not None
             if survey.status == SurveyStatus.DONE:
                 return False
             self._finish(s, survey, outcome, digit, reason, answered_at, now)
+            if hold_until is not None:
+                s.flush()
+                delivery = s.get(Delivery, survey_id)
+                assert delivery is not None
+                delivery.next_try_at = hold_until
+                delivery.claimed_by = node
             return True
 
     def _finish(

@@ -58,8 +58,8 @@ def unsatisfied(store: Store, item: dict[str, str], node: str = "n1") -> str:
         NOW,
     )
     (survey,) = [s for s in store.due_surveys(NOW, 10) if s.portal_request_id == item["id"]]
-    store.record_outcome(survey.id, "unsatisfied", "2", None, NOW, NOW)
-    store.hold_delivery(survey.id, NOW + timedelta(minutes=3), node)
+    store.record_outcome(survey.id, "unsatisfied", "2", None, NOW, NOW,
+                         hold_until=NOW + timedelta(minutes=3), node=node)  # fmt: skip
     return survey.id
 
 
