@@ -302,11 +302,14 @@ class PortalEmulator:
             self._faults.extend([_Fault()] * after)
             self._faults.extend([_Fault(status=status, retry_after=retry_after, body=body)] * n)
 
-    def fail_comments(self, n: int, status: int, stall_s: float = 0.0) -> None:
+    def fail_comments(
+        self, n: int, status: int, stall_s: float = 0.0, retry_after: float | None = None
+    ) -> None:
         """The next ``n`` comment PUTs (only those) wait ``stall_s`` (or until stop), then are
-        answered ``status`` without storing anything."""
+        answered ``status`` (with Retry-After if given) without storing anything."""
+        fault = _Fault(status=status, stall_s=stall_s, retry_after=retry_after)
         with self._lock:
-            self._comment_faults.extend([_Fault(status=status, stall_s=stall_s)] * n)
+            self._comment_faults.extend([fault] * n)
 
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed: the portal is well again."""
