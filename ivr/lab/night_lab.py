@@ -67,6 +67,7 @@ DEMO_CITIZENS: tuple[Citizen, ...] = (
     Citizen("+375291000010", "hangup:3000"),
     Citizen("+375291000011", "inband_pcma:2"),  # an A-law line; the key as tones in the audio
     Citizen("8 029 100 00 12", "info:1"),  # the key as a SIP INFO
+    Citizen("+375291000013", "speak:pcmu"),  # presses 2 and says what is wrong after the tone
 )
 
 
