@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from ivr.clock import Clock
 from ivr.config import Config
+from ivr.heartbeat import HeartbeatWriter, NodeProbe
 from ivr.portal import PortalClient
 from ivr.sip.api import SipSettings
 from prompts.library import PromptLibrary
@@ -49,3 +53,29 @@ def sip_settings(config: Config) -> SipSettings:
 def make_prompts(config: Config) -> PromptLibrary:
     root = config.prompts.dir or PACKAGED_PROMPTS
     return PromptLibrary(root, config.prompts.cache_dir, config.prompts.languages)
+
+
+@contextmanager
+def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> Iterator[NodeProbe]:
+    """What every runner (``night``, ``run``) shows of itself while it runs: its heartbeat in
+    the database and, at ``metrics.listen``, /metrics, /healthz and /readyz. The runner fills
+    the probe in (its dialer) as it comes up."""
+    from ivr.dialer import node_name
+
+    probe = NodeProbe(node_name(config), clock, phone, config.sip.registration)
+    server = None
+    if config.metrics.listen:
+        from ivr import metrics
+
+        server = metrics.MetricsServer(
+            config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)
+        )
+        metrics.register_runner(probe, store, clock, config.tz)
+        server.start()
+    try:
+        with HeartbeatWriter(store.engine, probe):
+            yield probe
+    finally:
+        if server is not None:
+            server.stop()
+            metrics.unregister_runner()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from ivr import metrics
 from ivr.callflow import (
     Action,
     Answered,
@@ -97,6 +98,9 @@ class CallReport:
 
 
 OutcomeSink = Callable[[RecordOutcome, datetime | None], None]
+# Called with the answer time the moment the 200 OK is seen, before anything plays.
+AnswerSink = Callable[[datetime], None]
+
 # The spoken comment of a survey once it is over: the recording, or None (nothing said).
 CommentSink = Callable[[str, Recording | None], None]
 
@@ -114,9 +118,11 @@ class _CallDriver:
         settings: RunnerSettings,
         clock: Clock,
         on_outcome: OutcomeSink,
+        on_answer: AnswerSink | None = None,
         on_comment: CommentSink = _no_comment_sink,
     ) -> None:
         self.call = call
+        self.on_answer = on_answer
         self.on_comment = on_comment
         self.recorder: CommentRecorder | None = None
         self.recording_until: float | None = None
@@ -131,6 +137,7 @@ class _CallDriver:
         self.timer_at: float | None = None
         self.answered_mono: float | None = None
         self.too_long_fed = False
+        self.key_taken_at: float | None = None  # when the last key came off the line
 
     def feed(self, event: Event) -> None:
         self.report.events.append(type(event).__name__)
@@ -155,6 +162,8 @@ class _CallDriver:
             self.report.outcomes.append(action)
             # Stored the moment the key is recognised, before the closing prompt plays.
             self.on_outcome(action, self.report.answered_at)
+            if action.key is not None and self.key_taken_at is not None:
+                metrics.KEY_TO_OUTCOME.observe(self.clock.monotonic() - self.key_taken_at)
         elif isinstance(action, Hangup):
             self.call.hangup()
         elif isinstance(action, StartRecording):
@@ -192,10 +201,15 @@ class _CallDriver:
         self.report.answered_at = self.clock.now()
         self.answered_mono = self.clock.monotonic()
         self.report.prompt_version = self.prompts.version(self.plan.language)
+        if self.on_answer is not None:
+            # Committed now: a crash or SIGKILL later in the call still counts as an
+            # answered attempt (one answered call a day), never as a trunk fault.
+            self.on_answer(self.report.answered_at)
         self.feed(Answered())
 
     def step_in_call(self) -> None:
         for press in self.call.take_keys():
+            self.key_taken_at = self.clock.monotonic()
             self.report.keys += press.key
             self.report.key_sources += press.source.value
             self.feed(KeyPressed(press.key))
@@ -279,8 +293,17 @@ def run_call(
     settings: RunnerSettings,
     clock: Clock,
     on_outcome: OutcomeSink,
+    on_answer: AnswerSink | None = None,
     on_comment: CommentSink = _no_comment_sink,
 ) -> CallReport:
-    """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent."""
+    """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent;
+    whatever else goes wrong during the call, the line is hung up before it propagates."""
     call = phone.dial(plan.dial_string)
-    return _CallDriver(call, plan, prompts, settings, clock, on_outcome, on_comment).run()
+    try:
+        return _CallDriver(
+            call, plan, prompts, settings, clock, on_outcome, on_answer, on_comment
+        ).run()
+    except BaseException:
+        if call.state is not LineState.ENDED:
+            call.hangup()
+        raise

@@ -24,7 +24,8 @@ from ivr.config import Config, load_config, redacted
 from ivr.errors import ConfigError, PortalError, RegistrationFailed, RunnerLocked
 
 if TYPE_CHECKING:
-    from ivr.portal import PortalClient
+    from ivr.heartbeat import NodeProbe
+    from ivr.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--date", type=_date, required=True)
     report.add_argument("--csv", action="store_true", help="CSV on stdout")
     report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
+    report.add_argument(
+        "--rejected", action="store_true", help="every rejected portal or file row with its reason"
+    )
 
     deliver = sub.add_parser("deliver", help="post pending results to the portal now")
     deliver.add_argument(
@@ -84,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="first send dead letters again, once what the portal refused is fixed: all of "
         "them, or those of these request (or survey) ids",
     )
+
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
 
     imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
     imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
@@ -97,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    from ivr.logs import TEXT_FORMAT
+
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO, format=TEXT_FORMAT, stream=sys.stderr
     )
     if not verbose:
         for noisy in ("apscheduler", "urllib3", "alembic", "pydub"):
@@ -115,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.logging.format != "text":
+        from ivr.logs import use_format
+
+        use_format(config.logging.format)
     try:
         return _dispatch(args, config)
     except PortalError as exc:
@@ -154,6 +166,12 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return code
     if args.command == "report":
         return _report(store, args)
+    if args.command == "purge":
+        from ivr.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
     if args.command == "import":
         from ivr.file_import import UnreadableFile, format_file_summary, import_file
 
@@ -201,9 +219,20 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from storage.locks import runner_lock
 
     phone = PyVoipPhone(app.sip_settings(config))
-    with runner_lock(store.engine), app.make_portal(config) as portal:
+    from ivr.dialer import node_name
+    from storage.locks import node_presence
+
+    with (
+        runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
+        app.make_portal(config) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
+        from ivr.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
-            return _night(config, store, portal, phone, prompts, args)
+            return _night(config, store, counted, phone, prompts, args, probe)
         phone.start()
         try:
             from scheduler.service import run_service
@@ -212,7 +241,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
                 return load_config(args.config)
 
             return run_service(
-                config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, reload_config
+                config, store, counted, counted, phone, prompts, SYSTEM_CLOCK, reload_config, probe
             )
         finally:
             phone.stop()
@@ -221,20 +250,21 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 def _night(
     config: Config,
     store: Store,
-    portal: PortalClient,
+    portal: CountingPortal,
     phone: SipPhone,
     prompts: PromptLibrary,
     args: argparse.Namespace,
+    probe: NodeProbe,
 ) -> int:
     import signal
 
     from ivr.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK)
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)
-        night.stop.set()
+        night.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -261,32 +291,47 @@ def _night(
 def _report(store: Store, args: argparse.Namespace) -> int:
     from ivr.intake import mask_phone
 
-    rows = store.report_rows(args.date)
-    header = ["request_id", "number", "phone", "attempts", "outcome", "reason", "key", "delivered"]
-    table = [
-        [
-            r.portal_request_id,
-            r.request_number,
-            (r.phone if args.show_phones else mask_phone(r.phone)) if r.phone else "",
-            str(r.attempts),
-            r.outcome or f"({r.status})",
-            r.reason or "",
-            r.digit or "",
-            r.delivery or "",
+    header: list[str]
+    table: list[list[str]]
+    if args.rejected:
+        header = ["request_id", "reason"]
+        table = [[pid or "", reason] for pid, reason in store.rejected(args.date)]
+    else:
+        rows = store.report_rows(args.date)
+        header = ["request_id", "number", "phone", "attempts", "outcome", "reason", "key",
+                  "delivered"]  # fmt: skip
+        table = [
+            [
+                r.portal_request_id,
+                r.request_number,
+                (r.phone if args.show_phones else mask_phone(r.phone)) if r.phone else "",
+                str(r.attempts),
+                r.outcome or f"({r.status})",
+                r.reason or "",
+                r.digit or "",
+                r.delivery or "",
+            ]
+            for r in rows
         ]
-        for r in rows
-    ]
     if args.csv:
+        from ivr.untrusted import csv_cell
+
         w = csv.writer(sys.stdout)
         w.writerow(header)
-        w.writerows(table)
+        w.writerows([csv_cell(cell) for cell in row] for row in table)
         return EXIT_OK
+    from ivr.untrusted import printable
+
+    table = [[printable(cell) for cell in row] for row in table]
     widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(header)]
     for row in [header, *table]:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    if args.rejected:
+        print(f"\n{len(table)} rejected row(s)")
+        return EXIT_OK
     from ivr.delivery import format_outbox
 
-    print(f"\n{len(rows)} request(s)")
+    print(f"\n{len(table)} request(s)")
     print(format_outbox(store, args.date))
     return EXIT_OK
 

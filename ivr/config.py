@@ -210,7 +210,7 @@ class CalendarConfig(_Section):
 
 
 class NodeConfig(_Section):
-    # Names this runner in claims and logs; default: the host name.
+    # Names this runner in claims and logs; default: <host>-<pid>, unique per process.
     name: str | None = None
     # Days after which finished surveys lose their phone numbers (outcomes are kept).
     retention_days: int = Field(90, ge=1)
@@ -249,6 +249,26 @@ class PromptsConfig(_Section):
     languages: tuple[Literal["ru", "be"], ...] = ("ru", "be")
 
 
+class MetricsConfig(_Section):
+    # host:port of /metrics, /healthz and /readyz on each runner; empty: off
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('expected host:port like "127.0.0.1:9120", or "" for off')
+        return v
+
+
+class LoggingConfig(_Section):
+    format: Literal["text", "json"] = "text"
+
+
 def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
     weekday = (parse_range("09:00-13:00"), parse_range("14:00-20:00"))
     return {d: weekday for d in WEEKDAYS[:5]} | {"sat": (parse_range("10:00-16:00"),), "sun": ()}
@@ -266,6 +286,8 @@ class Config(_Section):
     node: NodeConfig = NodeConfig()
     ivr: IvrConfig = IvrConfig()
     prompts: PromptsConfig = PromptsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -22,7 +22,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from ivr import metrics
 from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
 from storage.comments import COMMENTS_BLOCKED_FLAG
 from storage.models import DeliveryState
@@ -80,6 +82,7 @@ def deliver_due(
         except PortalAuthError as exc:
             log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
             stats.auth_failed = True
+            metrics.DELIVERIES.labels(result="deferred").inc()
             store.release_deliveries([d.survey_id for d in batch[i:]], now)
             return stats
         except PortalRejected as exc:
@@ -91,6 +94,7 @@ def deliver_due(
             )
             store.mark_dead(item.survey_id, exc.status, f"{exc}: {exc.body}", now)
             stats.dead += 1
+            metrics.DELIVERIES.labels(result="dead").inc()
             continue
         except PortalUnavailable as exc:
             wait = backoff(item.tries, exc.retry_after, rng)
@@ -102,11 +106,13 @@ def deliver_due(
             )
             store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
             stats.deferred += 1
+            metrics.DELIVERIES.labels(result="deferred").inc()
             # The portal is struggling: leave the rest for the next round.
             store.release_deliveries([d.survey_id for d in batch[i + 1 :]], now)
             return stats
         store.mark_delivered(item.survey_id, status, now)
         stats.delivered += 1
+        metrics.DELIVERIES.labels(result="delivered").inc()
         log.info(
             "rating delivered: request %s outcome %s (HTTP %s)",
             item.portal_request_id,
@@ -220,7 +226,7 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{letter.answer or '(no answer)'}"
+                f"{printable(letter.answer) if letter.answer else '(no answer)'}"
             )
     lines.extend(format_comments(store))
     return "\n".join(lines)

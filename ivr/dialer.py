@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ivr import metrics
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
 from ivr.comment_audio import Recording
 from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
-from ivr.intake import mask_phone
+from ivr.intake import is_dialable, mask_phone
 from ivr.pacing import TokenBucket
 from ivr.policy import (
     Final,
@@ -109,6 +110,7 @@ class Dialer:
         self._flag_read_at = float("-inf")
         self._flag_paused = False
         self._housekeeping_at = float("-inf")
+        self.last_round: float | None = None  # monotonic time of the last start_due (/readyz)
 
     # ---- one call -----------------------------------------------------------------------
     def _plan(self, surveys: list[DueSurvey]) -> CallPlan:
@@ -124,23 +126,39 @@ class Dialer:
     def call_one(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
         """Place one call about ``surveys`` (the due requests of one phone, each with its
         attempt row already committed as dialing) and write its end."""
-        plan = self._plan(surveys)
         phone = surveys[0].phone
         where = ",".join(sv.portal_request_id for sv in surveys)
+        if not is_dialable(phone):  # judged at import; the stored number is checked again
+            self._not_dialable(surveys, attempt_ids)
+            return
+        plan = self._plan(surveys)
+
+        answered: list[datetime] = []
+
+        def on_answer(at: datetime) -> None:
+            answered.append(at)
+            self.store.mark_answered(attempt_ids, at)
 
         def on_outcome(rec: RecordOutcome, answered_at: datetime | None) -> None:
             now = self.clock.now()
             if rec.outcome is Outcome.NO_INPUT and rec.reason is None:
                 return  # silence or wrong keys: _settle decides on a call in a later window
             if rec.outcome is Outcome.OPTED_OUT:
-                self.store.add_do_not_call(phone, "ivr", now, note="key 9 in a survey call")
+                # This survey opted_out; every other open one of the number: do_not_call.
+                closed = self.store.opt_out(rec.survey_id, phone, rec.key or "9", answered_at,
+                                            now).closed  # fmt: skip
+                metrics.count_outcome("opted_out")
+                for _ in closed:
+                    metrics.count_outcome("not_called")
+                if closed:
+                    log.info("phone %s opted out: request(s) %s not called (do_not_call)",
+                             mask_phone(phone), ", ".join(closed))  # fmt: skip
+                return
             # With a comment to follow, the rating waits for it (held in the same transaction;
             # after a crash the restarted node releases it, without the comment).
             hold = now + self.lease if rec.comment_follows else None
-            self.store.record_outcome(
-                rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now,
-                hold_until=hold, node=self.node,
-            )  # fmt: skip
+            self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now,
+                         hold_until=hold)  # fmt: skip
 
         attempt_of = dict(zip((sv.id for sv in surveys), attempt_ids, strict=True))
 
@@ -148,23 +166,20 @@ class Dialer:
             self._keep_comment(survey_id, attempt_of.get(survey_id), recording)
 
         try:
-            report = run_call(
-                self.phone,
-                plan,
-                self.prompts,
-                self.settings.runner,
-                self.clock,
-                on_outcome,
-                on_comment,
-            )
+            report = run_call(self.phone, plan, self.prompts, self.settings.runner, self.clock,
+                              on_outcome, on_answer, on_comment)  # fmt: skip
         except SipError as exc:
             log.error("request %s: could not dial: %s", where, exc)
             report = CallReport(call_id=None, final_reason=str(exc), ended_at=self.clock.now())
         except Exception:
-            # A bug of ours must not lose the attempt: close it as failed and retry later.
+            # A bug of ours must not lose the attempt. Before the answer it is closed as failed
+            # and retried; after it, it is an answered call (it counts, one a day).
             log.exception("request %s: call crashed", where)
             report = CallReport(
-                call_id=None, final_reason="internal error", ended_at=self.clock.now()
+                call_id=None,
+                final_reason="internal error",
+                ended_at=self.clock.now(),
+                answered_at=answered[0] if answered else None,
             )
         self._settle(surveys, attempt_ids, report)
 
@@ -183,9 +198,36 @@ class Dialer:
                      recording.duration_s, recording.sha256[:12], path)  # fmt: skip
         self.store.settle_comment(survey_id, comment, now)
 
+    def _not_dialable(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
+        now = self.clock.now()
+        where = ",".join(sv.portal_request_id for sv in surveys)
+        phone = mask_phone(surveys[0].phone)
+        log.error("request(s) %s: %s is not a dialable number; not called", where, phone)
+        result = AttemptResult(None, None, "not dialable", None, now, "", "failed", None)
+        for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
+            self.store.finish_attempt(attempt_id, result)
+            self._record(survey.id, "not_called", None, "disallowed_number", None, now)
+
+    def _record(
+        self,
+        survey_id: str,
+        outcome: str,
+        key: str | None,
+        reason: str | None,
+        answered_at: datetime | None,
+        now: datetime,
+        hold_until: datetime | None = None,
+    ) -> None:
+        """Store a survey's final outcome (and count it for /metrics); ``hold_until``: its
+        rating waits for a spoken comment (see ``storage.comments``)."""
+        self.store.record_outcome(survey_id, outcome, key, reason, answered_at, now,
+                                  hold_until=hold_until, node=self.node)  # fmt: skip
+        metrics.count_outcome(outcome)
+
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
         now = self.clock.now()
         disp = disposition(report.answered, report.final_status, report.ended_by)
+        metrics.CALLS_ENDED.labels(disposition=disp).inc()
         result = AttemptResult(
             sip_call_id=report.call_id,
             sip_status=report.final_status,
@@ -203,13 +245,12 @@ class Dialer:
             attempts = survey.attempts + 1
             rec = recorded.get(survey.id)
             if report.answered:
-                if rec is None:  # cannot happen with the flow; never leave it open
-                    self.store.record_outcome(
-                        survey.id, "no_input", None, "no_outcome", report.answered_at, now
-                    )
-                outcome = rec.outcome.value if rec else "no_input"
-                if rec is not None and rec.outcome is Outcome.NO_INPUT and rec.reason is None:
+                if rec is None or (rec.outcome is Outcome.NO_INPUT and rec.reason is None):
+                    # No answer recorded (silence, or the call crashed after the 200 OK):
+                    # one more call in a later window if allowed, else final no_input.
                     outcome = self._after_no_input(survey, report.answered_at, now)
+                else:
+                    outcome = rec.outcome.value
             else:
                 decision = decide_unanswered(
                     self.store.attempt_history(survey.id),
@@ -219,9 +260,7 @@ class Dialer:
                     self._deadline(survey),
                 )
                 if isinstance(decision, Final):
-                    self.store.record_outcome(
-                        survey.id, decision.outcome, None, decision.reason, None, now
-                    )
+                    self._record(survey.id, decision.outcome, None, decision.reason, None, now)
                     outcome = f"{decision.outcome} ({decision.reason})"
                 else:
                     self.store.schedule_retry(survey.id, decision.at)
@@ -236,6 +275,8 @@ class Dialer:
                 disp,
                 report.keys,
                 outcome,
+                # as fields of their own in JSON logs (never the phone or the request id)
+                extra={"disposition": disp, "attempt": attempts, "sip_status": report.final_status},
             )
 
     def _after_no_input(
@@ -258,7 +299,7 @@ class Dialer:
             deadline=self._deadline(survey),
         )
         if isinstance(decision, Final):
-            self.store.record_outcome(survey.id, "no_input", None, None, answered_at, now)
+            self._record(survey.id, "no_input", None, None, answered_at, now)
             return "no_input"
         self.store.schedule_retry(survey.id, decision.at)
         return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
@@ -283,6 +324,7 @@ class Dialer:
         Nothing starts while paused (``ivr-rating pause``, any node), outside the call windows,
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
+        self.last_round = self.clock.monotonic()
         self._housekeeping(now)
         if self.paused.is_set() or self._paused_flag(now):
             return 0
@@ -301,6 +343,7 @@ class Dialer:
         )
         self.bucket.give_back(tokens - len(calls))
         for call in calls:
+            metrics.CALLS_STARTED.inc()
             fut = self._pool.submit(self.call_one, call.surveys, call.attempt_ids)
             fut.add_done_callback(self._done)
             with self._lock:
@@ -324,10 +367,15 @@ class Dialer:
         expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
         if expired:
             log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
+            metrics.OUTCOMES_STORED.labels(outcome="no_answer").inc(len(expired))
         retry = now + self.config.dialing.ladder("no_answer")[0]
         # Only claims whose lease ran out (their node died): ours are still running here.
         recovered = self.store.recover_interrupted(
-            now, retry, expired_only=True, max_attempts=self.settings.max_attempts
+            now,
+            retry,
+            expired_only=True,
+            max_attempts=self.settings.max_attempts,
+            answered_retry_at=next_day_opening(self.config, now),
         )
         if recovered:
             log.warning(
@@ -361,6 +409,10 @@ class Dialer:
 
     def active_calls(self) -> int:
         return self._reap()
+
+    def wake(self) -> None:
+        """End the current ``wait`` now (a stop was requested)."""
+        self._wake.set()
 
     def wait(self, seconds: float) -> None:
         """Sleep until a channel frees or ``seconds`` pass."""
@@ -403,30 +455,46 @@ def save_recording(root: Path, survey_id: str, recording: Recording, now: dateti
 
 
 def node_name(config: Config) -> str:
-    """This runner's name in claims: ``node.name``, else the host name (so a restarted runner
-    recovers its own claims at once; two runners on one host need their own names)."""
-    return config.node.name or socket.gethostname()
+    """This runner's name in claims: ``node.name``, else ``<host>-<pid>``, unique per process
+    (``night`` and ``run`` on one host never take each other's calls for their own). A runner
+    holds its name while it lives (``storage.locks.node_presence``)."""
+    return config.node.name or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
-    """On start, after a crash of this node: its attempts left ``dialing`` are closed as
-    ``interrupted`` (they count; not redialled before the no-answer retry time), and the
-    ratings it was posting are due again at once."""
+    """On start: the claims of this node's name and of every node that is no longer live (no
+    process holds its presence lock: it crashed) are taken back at once. Their attempts left
+    ``dialing`` are closed as ``interrupted`` (they count; not redialled before the no-answer
+    retry time, and one cut after its 200 OK not before the next day's window), and the
+    ratings they were posting are due again. Live nodes' calls are left alone."""
+    from storage.locks import node_is_live
+
     node = node_name(config)
+    dead = sorted(n for n in store.claiming_nodes() - {node} if not node_is_live(store.engine, n))
     recovered = store.recover_interrupted(
         now,
         now + config.dialing.ladder("no_answer")[0],
-        node=node,
+        nodes=[node, *dead],
         max_attempts=config.dialing.max_attempts,
+        answered_retry_at=next_day_opening(config, now),
     )
     if recovered:
         log.warning(
             "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
         )
-    released = store.release_node_deliveries(node, now)
-    released += store.release_node_comments(node, now)
+    released = sum(store.release_node_deliveries(n, now) for n in [node, *dead])
+    released += sum(store.release_node_comments(n, now) for n in [node, *dead])
     if released:
         log.warning("%d rating(s) claimed before an earlier crash are due again", released)
+
+
+def next_day_opening(config: Config, now: datetime) -> datetime:
+    """The first moment a call may start tomorrow (local), or tomorrow's midnight if there is
+    no window in the next days: a number answered today is not called again today."""
+    tomorrow = now.astimezone(config.tz).date() + timedelta(days=1)
+    midnight = local_day_bounds(tomorrow, config.tz)[0]
+    max_call = timedelta(seconds=config.dialing.max_call_s)
+    return next_opening(midnight, CallCalendar.from_config(config), config.tz, max_call) or midnight
 
 
 def describe_next_opening(config: Config, now: datetime) -> str:

@@ -5,6 +5,10 @@ becomes a :class:`Rejected` naming the field, and the night goes on. An item
 that is well-formed but must not be dialled (bad phone, foreign or premium
 number, no consent, a number on the do-not-call list) is a :class:`ClosedRequest`
 with ``not_called_reason`` set, so a ``not_called`` rating can still be posted for it.
+
+A phone is read only if it holds digits, spaces, one leading ``+`` and the separators
+``( ) - . /``: a letter (phonenumbers would map "ABC" to 222), an extension (``доб. 12``,
+``ext``, ``;ext=``, ``,``) or ``#``/``*`` make it ``invalid_phone``, never another number.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+from ivr.untrusted import has_control, printable, value_depth
 
 Language = Literal["ru", "be"]
 NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent", "do_not_call"]
@@ -26,12 +32,20 @@ MAX_ID_LEN = 200
 MAX_NUMBER_LEN = 64
 MAX_PHONE_RAW_LEN = 100
 MAX_CATEGORY_LEN = 200
+MAX_ITEM_DEPTH = 16
+"""Nesting of lists and objects in one item (the contract's item has two levels)."""
+EARLIEST_CLOSING = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_CLOSING_AHEAD = timedelta(days=1)
+"""A closing later than ``now`` plus this is a broken date (clock skew allowed)."""
 
 BELARUS_COUNTRY_CODE = 375
 _DIALABLE_TYPES = frozenset(
     {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 )
 _DIGITS = re.compile(r"[0-9]+")
+# What a written phone may hold (see the module docstring); only ASCII digits and blanks.
+_PHONE_TEXT = re.compile(r"[ \t\u00a0]*\+?[0-9 \t\u00a0().\-/]*")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # RFC 3339 section 5.6 date-time; the offset is optional here only to say so precisely.
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
@@ -47,6 +61,8 @@ def normalize_phone(raw: str, region: str = "BY") -> str | None:
 
 def _read_phone(raw: str, region: str = "BY") -> tuple[str | None, bool]:
     """(E.164 or None, dialable): the number parsed once (parsing dominates a big import)."""
+    if _PHONE_TEXT.fullmatch(raw) is None:  # letters, extensions: before phonenumbers maps them
+        return None, False
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
@@ -73,7 +89,10 @@ def _allowed(number: phonenumbers.PhoneNumber) -> bool:
 def is_dialable(e164: str) -> bool:
     """Allow-list: a valid Belarusian mobile or fixed-line number, nothing else.
 
-    Toll-free, premium, shared-cost, VoIP and foreign numbers are never dialled."""
+    Toll-free, premium, shared-cost, VoIP and foreign numbers are never dialled; neither is
+    anything but plain E.164 digits (letters would be mapped to digits by phonenumbers)."""
+    if not isinstance(e164, str) or _E164.fullmatch(e164) is None:
+        return False
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -124,7 +143,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _parse_closed_at(value: object) -> datetime:
+def _parse_closed_at(value: object, now: datetime | None) -> datetime:
     if not isinstance(value, str):
         raise _Invalid(f"closed_at: expected a string, got {type(value).__name__}")
     match = _RFC3339.fullmatch(value)
@@ -134,9 +153,16 @@ def _parse_closed_at(value: object) -> datetime:
         raise _Invalid(f"closed_at: no UTC offset: {_shown(value)}")
     try:
         # 3.11's fromisoformat takes "Z" but neither lower-case "t"/"z" nor a space.
-        return datetime.fromisoformat(value.upper().replace(" ", "T"))
+        moment = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
         raise _Invalid(f"closed_at: not an RFC 3339 date-time: {_shown(value)}") from None
+    # Year 1 or 9999 cannot even be moved to local time; a closing in the future is a bug.
+    latest = now + LATEST_CLOSING_AHEAD if now is not None else datetime(9000, 1, 1, tzinfo=UTC)
+    if not EARLIEST_CLOSING <= moment <= latest:
+        raise _Invalid(
+            f"closed_at_out_of_range: {_shown(value)} is before 2000-01-01 or more than a day ahead"
+        )
+    return moment
 
 
 def _optional_str(item: dict[str, Any], key: str) -> str | None:
@@ -151,7 +177,7 @@ def _informative_str(item: dict[str, Any], key: str, limit: int = 1000) -> str |
     """Fields only read out or shown (category, address): anything but a string is dropped,
     an over-long one is cut (it is informative only)."""
     value = item.get(key)
-    return value[:limit] if isinstance(value, str) and value.strip() else None
+    return printable(value)[:limit] if isinstance(value, str) and value.strip() else None
 
 
 def _not_called_reason(
@@ -169,7 +195,9 @@ def _not_called_reason(
     return None
 
 
-def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRequest:
+def _parse_object(
+    item: dict[str, Any], do_not_call: Container[str], now: datetime | None
+) -> ClosedRequest:
     portal_id = item.get("id")
     if portal_id is None:
         raise _Invalid("id: missing")
@@ -179,6 +207,8 @@ def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRe
         raise _Invalid("id: empty")
     if len(portal_id) > MAX_ID_LEN:
         raise _Invalid(f"id: longer than {MAX_ID_LEN} characters: {_shown(portal_id)}")
+    if has_control(portal_id):
+        raise _Invalid(f"id: contains control characters: {_shown(portal_id)}")
 
     number = _optional_str(item, "number")
     if number is not None and _DIGITS.fullmatch(number) is None:
@@ -196,7 +226,7 @@ def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRe
 
     if "closed_at" not in item:
         raise _Invalid("closed_at: missing")
-    closed_at = _parse_closed_at(item["closed_at"])
+    closed_at = _parse_closed_at(item["closed_at"], now)
 
     consent = item.get("consent_to_calls", True)
     if not isinstance(consent, bool):
@@ -207,7 +237,7 @@ def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRe
     return ClosedRequest(
         portal_id=portal_id,
         number=number if number is not None else portal_id,
-        phone_raw=phone_raw,
+        phone_raw=printable(phone_raw)[:MAX_PHONE_RAW_LEN],
         phone=phone,
         closed_at=closed_at,
         language=language if language in ("ru", "be") else None,
@@ -219,17 +249,28 @@ def _parse_object(item: dict[str, Any], do_not_call: Container[str]) -> ClosedRe
     )
 
 
-def parse_item(raw: object, do_not_call: Container[str] = frozenset()) -> ClosedRequest | Rejected:
-    """Validate one portal item on its own; never raises on bad data.
+def shown_id(portal_id: object) -> str | None:
+    """A rejected item's id as it may be stored and printed: escaped, cut to the column."""
+    if not isinstance(portal_id, str) or not portal_id.strip():
+        return None
+    return printable(portal_id)[:MAX_ID_LEN]
+
+
+def parse_item(
+    raw: object, do_not_call: Container[str] = frozenset(), now: datetime | None = None
+) -> ClosedRequest | Rejected:
+    """Validate one portal item on its own; never raises, whatever ``raw`` holds.
 
     ``do_not_call`` holds E.164 numbers never to be dialled; it is checked on the normalised
-    form, so any way of writing a listed number is caught."""
+    form, so any way of writing a listed number is caught. ``now`` bounds ``closed_at``
+    (at most a day ahead); without it only impossible years are refused."""
     if not isinstance(raw, dict):
         return Rejected(None, f"item: expected an object, got {type(raw).__name__}", raw)
     try:
-        return _parse_object(raw, do_not_call)
+        if value_depth(raw, MAX_ITEM_DEPTH) > MAX_ITEM_DEPTH:
+            raise _Invalid(f"item: nested deeper than {MAX_ITEM_DEPTH} levels")
+        return _parse_object(raw, do_not_call, now)
     except _Invalid as exc:
-        portal_id = raw.get("id")
-        return Rejected(
-            portal_id if isinstance(portal_id, str) and portal_id.strip() else None, str(exc), raw
-        )
+        return Rejected(shown_id(raw.get("id")), str(exc), raw)
+    except Exception as exc:  # a case this parser did not foresee: still one item, rejected
+        return Rejected(shown_id(raw.get("id")), f"item: unreadable ({type(exc).__name__})", raw)

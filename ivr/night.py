@@ -1,4 +1,5 @@
-"""One whole night for one local date: import, dial until every survey is final, deliver.
+"""One whole night for one local date: import, dial until every survey is final, deliver,
+then erase the phone numbers past ``node.retention_days`` (as the service does nightly).
 
 Used by ``ivr-rating night --date D``. The long-running service (``scheduler.service``) runs
 the same pieces on APScheduler jobs instead.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from ivr.call_runner import PromptRenderer
@@ -17,8 +18,19 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
-from ivr.importer import ClosedRequestSource, ImportSummary, import_day
+from ivr.heartbeat import NodeProbe
+from ivr.importer import (
+    ClosedRequestSource,
+    ImportSummary,
+    import_day,
+    rejected_lines,
+    summary_detail_lines,
+)
+from ivr.progress import PROGRESS_EVERY_S, progress_line
+from ivr.retention import retention_job
 from ivr.sip.api import SipPhone
+from ivr.untrusted import printable
+from storage.figures import day_progress
 from storage.store import ReportRow, Store
 
 log = logging.getLogger(__name__)
@@ -67,8 +79,10 @@ class Night:
         phone: SipPhone,
         prompts: PromptRenderer,
         clock: Clock,
+        probe: NodeProbe | None = None,
     ) -> None:
         self.config = config
+        self.probe = probe
         self.store = store
         self.source = source
         self.sink = sink
@@ -77,6 +91,14 @@ class Night:
         self.clock = clock
         self.node = node_name(config)
         self.stop = threading.Event()
+        self._dialer: Dialer | None = None
+
+    def request_stop(self) -> None:
+        """SIGTERM: no new calls; wakes the dial loop at once, even while it waits for the next
+        call window (up to 30 s)."""
+        self.stop.set()
+        if self._dialer is not None:
+            self._dialer.wake()
 
     def prepare(self, day: date) -> ImportSummary:
         """Recover from an earlier crash, import the day, deliver what is already final.
@@ -94,13 +116,19 @@ class Night:
         """Dial until every survey of the day is final, then deliver what is left."""
         self._dial(day)
         self._flush(delivery_deadline_s)
+        retention_job(self.store, self.clock.now(), self.config.node.retention_days)
         return summarize(self.store, day, imported)
 
     def _dial(self, day: date) -> None:
         with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
+            self._dialer = dialer
+            if self.probe is not None:
+                self.probe.dialer = dialer
             announced_wait = False
+            progress = _Progress(self, day)
             while not self.stop.is_set():
                 now = self.clock.now()
+                progress.maybe_log(now)
                 started = dialer.start_due(now, day)
                 active = dialer.active_calls()
                 if active == 0 and started == 0:
@@ -115,7 +143,8 @@ class Night:
                 else:
                     announced_wait = False
                 deliver_due(self.store, self.sink, now, node=self.node)
-                dialer.wait(dialer.seconds_until_work(now, day) if active == 0 else 0.2)
+                idle = min(dialer.seconds_until_work(now, day), progress.seconds_left())
+                dialer.wait(idle if active == 0 else 0.2)
             if self.stop.is_set():
                 log.info(
                     "stopping: no new calls; %d call(s) in progress finish first",
@@ -139,6 +168,45 @@ class Night:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
             self.clock.sleep(0.5 if nxt else 1.0)
+
+
+class _Progress:
+    """Logs the progress line at the start of dialing and every 30 s (on the night's clock)."""
+
+    def __init__(self, night: Night, day: date) -> None:
+        self.night = night
+        self.day = day
+        self.started = night.clock.monotonic()
+        self.logged_at: float | None = None
+        self.done_at_start: int | None = None
+
+    def seconds_left(self) -> float:
+        """Until the next line is due (the loop sleeps no longer than this when idle)."""
+        if self.logged_at is None:
+            return 0.0
+        return max(0.0, PROGRESS_EVERY_S - (self.night.clock.monotonic() - self.logged_at))
+
+    def maybe_log(self, now: datetime) -> None:
+        mono = self.night.clock.monotonic()
+        if self.logged_at is not None and mono - self.logged_at < PROGRESS_EVERY_S:
+            return
+        self.logged_at = mono
+        try:
+            p = day_progress(self.night.store.engine, self.day, now)
+        except Exception as exc:  # a progress line is not worth stopping the night for
+            log.warning("progress not read: %s", exc)
+            return
+        if self.done_at_start is None:
+            self.done_at_start = p.done
+        log.info(
+            "%s",
+            progress_line(
+                self.day, p, now, self.night.config.tz, mono - self.started,
+                p.done - self.done_at_start,
+            ),
+            extra={"done": p.done, "total": p.total, "in_calls": p.in_calls,
+                   "waiting": p.waiting, "due": p.due},
+        )  # fmt: skip
 
 
 def format_summary(summary: NightSummary, mask: bool = True) -> str:
@@ -169,11 +237,11 @@ def format_summary(summary: NightSummary, mask: bool = True) -> str:
         for row in summary.unsatisfied:
             phone = mask_phone(row.phone) if (row.phone and mask) else (row.phone or "-")
             lines.append(
-                f"    request {row.portal_request_id} (No {row.request_number}) {phone} "
+                f"    request {printable(row.portal_request_id)} (No {row.request_number}) {phone} "
                 f"attempts {row.attempts} delivery {row.delivery}"
             )
-    if summary.rejected:
-        lines.append("  Rejected portal items:")
-        for pid, reason in summary.rejected:
-            lines.append(f"    {pid or '(no id)'}: {reason}")
+    if summary.imported is not None:
+        detail = replace(summary.imported, rejected_reasons=[])  # rejected: all of the day's
+        lines.extend(summary_detail_lines(detail, summary.day))
+    lines.extend(rejected_lines(summary.rejected, summary.day, "Rejected portal items:"))
     return "\n".join(lines)

@@ -11,6 +11,8 @@ from datetime import datetime
 from ivr.config import Config
 from ivr.dialer import describe_next_opening
 from ivr.intake import mask_phone, normalize_phone
+from ivr.sip.redact import mask_digits
+from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store
 
 PAUSED = "paused"
@@ -61,10 +63,16 @@ def _dnc(args: argparse.Namespace, store: Store, now: datetime) -> tuple[int, st
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
     if phone is None:
-        return 2, f"not a valid phone number: {args.phone!r}"
+        return 2, f"not a valid phone number: {mask_digits(args.phone)!r}"
     if args.dnc_command == "add":
-        added = store.add_do_not_call(phone, "operator", now, args.note)
-        return 0, f"{mask_phone(phone)} " + ("added" if added else "was already on the list")
+        result = store.add_do_not_call(phone, "operator", now, args.note)
+        text = f"{mask_phone(phone)} " + ("added" if result.added else "was already on the list")
+        if result.closed:
+            text += (
+                f"; {len(result.closed)} open survey(s) closed as not_called (do_not_call), "
+                f"their results go to the portal: {', '.join(result.closed)}"
+            )
+        return 0, text
     removed = store.remove_do_not_call(phone)
     return 0, f"{mask_phone(phone)} " + ("removed" if removed else "was not on the list")
 
@@ -74,8 +82,16 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     deliveries = store.delivery_counts()
     done = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("done:")}
     paused = store.get_flag(PAUSED) == "1"
+    nodes = list_nodes(store.engine, now)
+    alive = [n for n in nodes if not n.silent]
+    if not alive:
+        state = "no node running"
+    else:
+        state = f"running ({len(alive)} node(s) alive)"
+    if paused:
+        state = f"PAUSED; {state}"
     lines = [
-        f"state:              {'PAUSED' if paused else 'running'}",
+        f"state:              {state}",
         f"calls in progress:  {counts.get('dialing', 0)}",
         f"pending surveys:    {counts.get('pending', 0)}",
         "done by outcome:    "
@@ -84,4 +100,33 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
         f"delivery backlog:   {deliveries.get('pending', 0)} pending, "
         f"{deliveries.get('dead', 0)} dead, {deliveries.get('delivered', 0)} delivered",
     ]
+    lines.append("nodes:" + ("              none has ever run" if not nodes else ""))
+    lines.extend(f"  {describe_node(n, now)}" for n in nodes)
     return "\n".join(lines)
+
+
+def describe_node(node: NodeStatus, now: datetime) -> str:
+    """One line per node: a silent one says so first, with how long it has been silent."""
+    seen = node.silent_for_s(now)
+    where = f"{node.host} pid {node.pid} v{node.version}"
+    if node.silent:
+        last = node.seen_at.isoformat(timespec="seconds")
+        head = f"{node.name}: SILENT for {_ago(seen)} (last seen {last})"
+    else:
+        head = f"{node.name}: alive, seen {_ago(seen)} ago"
+    text = (
+        f"{head}; {where}; calls {node.calls_up}/{node.channel_cap}; SIP {node.registration}; "
+        f"up since {node.started_at.isoformat(timespec='seconds')}"
+    )
+    if node.last_error:
+        text += f"; last error: {node.last_error}"
+    return text
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

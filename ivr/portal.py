@@ -15,7 +15,6 @@ Posting ratings does not retry here: the outbox (:mod:`ivr.delivery`) does.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import requests
 
 from ivr.clock import SYSTEM_CLOCK, Clock
 from ivr.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
+from ivr.untrusted import json_loads
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ class PortalClient:
         self, response: requests.Response, url: str
     ) -> tuple[list[dict[str, Any]], str | None]:
         try:
-            # json.loads, not response.json(): requests' own errors stay in _send.
-            page = json.loads(response.content)
+            # Not response.json(): requests' own errors stay in _send.
+            page = json_loads(response.content)  # deep nesting: a ValueError too
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
             raise MalformedPage(
                 "portal page is not JSON", url=url, status=200, body=self._body_excerpt(response)

@@ -237,7 +237,7 @@ class PromptLibrary:
         except _DECODE_ERRORS as exc:
             raise PromptError(f"cannot decode {path}: {exc}", lang=lang, clip=name) from exc
         self.conversions += 1
-        logger.info("converted prompt %s/%s from %s (%.2f s)", lang, name, path, len(data) / 8000)
+        logger.debug("converted prompt %s/%s from %s (%.2f s)", lang, name, path, len(data) / 8000)
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(data)

@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -26,8 +26,10 @@ from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, node_name, recover_after_restart
 from ivr.errors import IvrError
+from ivr.heartbeat import NodeProbe
 from ivr.importer import ClosedRequestSource
 from ivr.operator import RELOAD
+from ivr.retention import retention_job
 from ivr.sip.api import SipPhone
 from scheduler.jobs import delivery_job, dial_loop, import_job
 from storage.locks import run_once
@@ -123,6 +125,7 @@ def run_service(
     prompts: PromptRenderer,
     clock: Clock,
     reload_config: Callable[[], Config] | None = None,
+    probe: NodeProbe | None = None,
 ) -> int:
     stop = threading.Event()
     reload_wanted = threading.Event()
@@ -143,6 +146,8 @@ def run_service(
     # Catch up on start: any day in the look-back without a completed import.
     import_once(store, source, config.tz, now, config.portal.lookback_days)
     dialer = Dialer(store, phone, prompts, config, clock)
+    if probe is not None:
+        probe.dialer = dialer
     sched = build_scheduler(config, store, source, sink, dialer, clock, stop)
     sched.start()
     log.info(
@@ -167,13 +172,6 @@ def run_service(
         dialer.drain()
         deliver_due(store, sink, clock.now(), node=node)
     return 0
-
-
-def retention_job(store: Store, now: datetime, retention_days: int) -> int:
-    erased = store.erase_phones(now - timedelta(days=retention_days))
-    if erased:
-        log.info("retention: phone numbers of %d finished survey(s) erased", erased)
-    return erased
 
 
 def _reload(dialer: Dialer, reload_config: Callable[[], Config] | None) -> None:

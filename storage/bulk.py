@@ -1,9 +1,10 @@
 """Set-at-a-time reads and writes for the import and the reports, on a :class:`Store`'s Engine.
 
 The nightly import stores a page of requests in one transaction: one query finds which closings
-are already known (and the latest earlier round of each request, to link a new round to it),
-the new surveys go in together, and a ``not_called`` one gets its outbox row in the same
-transaction, exactly as :meth:`Store.add_survey` does one at a time.
+are already known (and the earlier rounds of each request, to link a new round to the latest
+and to supersede those still waiting for a call), the new surveys go in together, and a
+``not_called`` one gets its outcome and outbox row in the same transaction (Store's own
+``_finish``). :meth:`Store.add_survey` is this for one closing.
 """
 
 from __future__ import annotations
@@ -38,38 +39,96 @@ def do_not_call_among(store: Store, phones: Iterable[str | None]) -> set[str]:
     return found
 
 
-def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[bool]:
-    """Store a batch of request closings in one transaction; for each, True if it was new.
+@dataclass(frozen=True)
+class Added:
+    """What storing one request closing did."""
+
+    new: bool  # False: this closing (request id and closed_at) was already known
+    changed: tuple[str, ...] = ()  # a known closing whose data now differs: those fields
+    superseded: int = 0  # earlier rounds still waiting for a call, closed by this closing
+
+
+SUPERSEDED = "superseded"
+"""``not_called`` reason of a round whose request was closed again before it was called."""
+
+# Fields compared when a known closing arrives again (the column, the name shown).
+_COMPARED = (
+    ("request_number", "number"),
+    ("phone", "phone"),
+    ("language", "language"),
+    ("category", "category"),
+)
+
+
+def _differences(stored: dict[str, object], new: NewSurvey) -> tuple[str, ...]:
+    changed = []
+    for column, shown in _COMPARED:
+        old, now = stored.get(column), getattr(new, column)
+        if column == "phone":
+            if stored.get("phone_raw") is None and old is None:
+                continue  # erased by retention: nothing to compare with
+            if old is None and now is None:  # both unreadable: compare as written
+                old, now = stored.get("phone_raw"), new.phone_raw
+        if old != now:
+            changed.append(shown)
+    return tuple(changed)
+
+
+def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[Added]:
+    """Store a batch of request closings in one transaction; for each, what it did.
 
     A closing already known (same request, same ``closed_at``; also twice in one batch) is
-    skipped. A later closing of a known request starts a new round linked to the latest
-    earlier one. Raises on a database error (nothing of the batch is then written): the
-    caller falls back to one item at a time."""
+    skipped, and the fields in which it differs from the stored one are returned. A later
+    closing of a known request starts a new round linked to the latest earlier one, and
+    closes every earlier round still waiting for a call (not being dialled) as ``not_called``
+    (``superseded``): one call and one rating per closing, never two calls about one request.
+    A closing older than a stored round is kept the same way, as superseded. Raises on a
+    database error (nothing of the batch is then written): the caller falls back to one item
+    at a time."""
     ids = sorted({n.portal_request_id for n in news})
-    # Every round already stored for these requests: (closed_at, survey) per request.
-    rounds: dict[str, list[tuple[datetime, str, int]]] = {}
-    # One transaction for the whole batch.
+    # Every round of these requests, stored or added by this batch, by request.
+    rounds: dict[str, list[dict[str, object]]] = {}
     with Session(store.engine, expire_on_commit=False) as s, s.begin():
         for chunk in _chunks(ids):
             q = select(
-                Survey.portal_request_id, Survey.closed_at, Survey.id, Survey.round_no
+                Survey.portal_request_id,
+                Survey.closed_at,
+                Survey.id,
+                Survey.round_no,
+                Survey.status,
+                Survey.request_number,
+                Survey.phone_raw,
+                Survey.phone,
+                Survey.language,
+                Survey.category,
             ).where(Survey.portal_request_id.in_(chunk))
-            for pid, closed_at, sid, round_no in s.execute(q):
-                rounds.setdefault(pid, []).append((closed_at, sid, round_no))
-        result: list[bool] = []
-        pending: list[dict[str, object]] = []
-        finished: list[tuple[Survey, str]] = []
+            for stored in s.execute(q).mappings():
+                rounds.setdefault(stored["portal_request_id"], []).append(
+                    {**stored, "stored": True, "not_called_reason": None}
+                )
+        result: list[Added] = []
+        added: list[dict[str, object]] = []
+        supersede_stored: list[str] = []
         for new in news:
             known = rounds.setdefault(new.portal_request_id, [])
-            if any(closed_at == new.closed_at for closed_at, _, _ in known):
-                result.append(False)
+            same = next((r for r in known if r["closed_at"] == new.closed_at), None)
+            if same is not None:
+                result.append(Added(new=False, changed=_differences(same, new)))
                 continue
-            earlier = [r for r in known if r[0] < new.closed_at]
-            previous = max(earlier) if earlier else None
-            survey_id = str(uuid.uuid4())
-            round_no = previous[2] + 1 if previous else 1
+            earlier = [r for r in known if _closed(r) < new.closed_at]
+            previous = max(earlier, key=_closed) if earlier else None
+            superseded = 0
+            for r in earlier:  # still waiting for its call: this closing replaces it
+                if r["status"] == SurveyStatus.PENDING and r["not_called_reason"] is None:
+                    r["status"] = SurveyStatus.DONE
+                    r["not_called_reason"] = SUPERSEDED
+                    if r["stored"]:
+                        supersede_stored.append(str(r["id"]))
+                    superseded += 1
+            later_known = any(_closed(r) > new.closed_at for r in known)
+            reason = new.not_called_reason or (SUPERSEDED if later_known else None)
             row: dict[str, object] = {
-                "id": survey_id,
+                "id": str(uuid.uuid4()),
                 "portal_request_id": new.portal_request_id,
                 "request_number": new.request_number,
                 "closed_at": new.closed_at,
@@ -82,25 +141,47 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
-                "previous_survey_id": previous[1] if previous else None,
-                "round_no": round_no,
+                "previous_survey_id": previous["id"] if previous else None,
+                "round_no": int(str(previous["round_no"])) + 1 if previous else 1,
                 "deadline_at": new.deadline_at,
             }
-            known.append((new.closed_at, survey_id, round_no))
-            if new.not_called_reason is None:
-                pending.append(row)
+            known.append(row | {"stored": False, "not_called_reason": reason})
+            added.append(row)
+            result.append(Added(new=True, superseded=superseded))
+        pending: list[dict[str, object]] = []
+        finished: list[tuple[Survey, str]] = []
+        reasons = {
+            str(r["id"]): r["not_called_reason"]
+            for known in rounds.values()
+            for r in known
+            if not r["stored"]
+        }
+        for new_row in added:
+            why = reasons[str(new_row["id"])]
+            if why is None:
+                pending.append(new_row)
             else:  # few: through the ORM, to share Store's outcome-and-outbox write
-                finished.append((Survey(**row), new.not_called_reason))
-            result.append(True)
+                finished.append((Survey(**new_row), str(why)))
         if pending:
             s.execute(insert(Survey), pending)  # one executemany
         if finished:
             s.add_all(survey for survey, _ in finished)
             s.flush()
-            for survey, reason in finished:
-                # The same outcome-and-outbox write as Store.add_survey, in this transaction.
-                store._finish(s, survey, "not_called", None, reason, None, now)
+            for survey, reason_text in finished:
+                # The outcome-and-outbox write of every final outcome, in this transaction.
+                store._finish(s, survey, "not_called", None, reason_text, None, now)
+        for survey_id in supersede_stored:
+            earlier_round = s.get(Survey, survey_id, with_for_update=True)
+            # Claimed for a call since it was read: that call is about its own closing.
+            if earlier_round is not None and earlier_round.status == SurveyStatus.PENDING:
+                store._finish(s, earlier_round, "not_called", None, SUPERSEDED, None, now)
     return result
+
+
+def _closed(row: dict[str, object]) -> datetime:
+    closed_at = row["closed_at"]
+    assert isinstance(closed_at, datetime)
+    return closed_at
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,94 @@
-"""Operator state shared by every node: the do-not-call list and service flags."""
+"""Operator state shared by every node: the do-not-call list and service flags.
+
+A number put on the do-not-call list is never dialled again: its open surveys end at once as
+``not_called`` / ``do_not_call`` (their ratings go to the outbox in the same transaction), and
+the claim checks the list again before every INVITE (``Store.claim_due``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from storage.base import StoreBase
-from storage.models import DoNotCall, ServiceFlag
+from storage.models import DoNotCall, ServiceFlag, Survey, SurveyStatus
+
+DO_NOT_CALL = "do_not_call"
+
+
+@dataclass(frozen=True)
+class DoNotCallAdded:
+    added: bool  # False: the number was already on the list
+    # Portal request ids of the open surveys of the number just closed as not_called.
+    closed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:  # as before: true if the number was added now
+        return self.added
 
 
 class ControlMixin(StoreBase):
+    def _finish(
+        self,
+        s: Session,
+        survey: Survey,
+        outcome: str,
+        digit: str | None,
+        reason: str | None,
+        answered_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        raise NotImplementedError  # Store's: a final outcome and its outbox row
+
     def is_do_not_call(self, phone: str) -> bool:
         with self._tx() as s:
             return s.get(DoNotCall, phone) is not None
 
     def add_do_not_call(
         self, phone: str, source: str, now: datetime, note: str | None = None
-    ) -> bool:
-        """False if the number was already on the list."""
+    ) -> DoNotCallAdded:
+        """Put ``phone`` on the list and end its waiting surveys as not_called/do_not_call, in
+        one transaction. A survey in a call right now ends as that call decides; it is not
+        dialled again (the claim checks the list)."""
         with self._tx() as s:
-            if s.get(DoNotCall, phone) is not None:
-                return False
-            s.add(DoNotCall(phone=phone, source=source, note=note, added_at=now))
-            return True
+            added = self._list(s, phone, source, now, note)
+            return DoNotCallAdded(added, self._close_open(s, phone, now, in_call=False))
+
+    def opt_out(
+        self, survey_id: str, phone: str, digit: str, answered_at: datetime | None, now: datetime
+    ) -> DoNotCallAdded:
+        """Key 9 in a call: the survey asked ends as opted_out, the number goes on the list and
+        every other open survey of it (later requests of this call included) ends as
+        not_called/do_not_call, all in one transaction."""
+        with self._tx() as s:
+            added = self._list(s, phone, "ivr", now, "key 9 in a survey call")
+            asked = s.get(Survey, survey_id, with_for_update=True)
+            if asked is not None and asked.status != SurveyStatus.DONE:
+                self._finish(s, asked, "opted_out", digit, None, answered_at, now)
+            return DoNotCallAdded(added, self._close_open(s, phone, now, in_call=True))
+
+    def _list(self, s: Session, phone: str, source: str, now: datetime, note: str | None) -> bool:
+        if s.get(DoNotCall, phone) is not None:
+            return False
+        s.add(DoNotCall(phone=phone, source=source, note=note, added_at=now))
+        s.flush()
+        return True
+
+    def _close_open(self, s: Session, phone: str, now: datetime, in_call: bool) -> list[str]:
+        states = [SurveyStatus.PENDING, SurveyStatus.DIALING] if in_call else [SurveyStatus.PENDING]
+        rows = list(
+            s.scalars(
+                select(Survey)
+                .where(Survey.phone == phone, Survey.status.in_(states))
+                .order_by(Survey.closed_at)
+                .with_for_update()
+            )
+        )
+        for row in rows:
+            self._finish(s, row, "not_called", None, DO_NOT_CALL, None, now)
+        return [r.portal_request_id for r in rows]
 
     def remove_do_not_call(self, phone: str) -> bool:
         with self._tx() as s:

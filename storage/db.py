@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
@@ -13,11 +14,13 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file's folder is created, and SQLite waits on locks."""
+    """An engine for ``url``; SQLite waits on locks, and a SQLite file (it holds citizens'
+    phone numbers) is created private: its folder 0700 if we create it, the file 0600 (the
+    WAL and shared-memory files SQLite adds take the file's mode), deleted content zeroed."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -29,6 +32,8 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Erased phone numbers (retention, purge) are overwritten on disk, not just unlinked.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -37,6 +42,31 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` (mode 0600) and its missing folders (mode 0700); an existing file or
+    folder is left as it is."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def compact_erased(engine: Engine) -> None:
+    """After erasing personal data: on SQLite, fold the write-ahead log into the database and
+    truncate it, so no copy of the erased pages stays in the WAL file."""
+    if engine.url.get_backend_name() == "sqlite":
+        raw = engine.raw_connection()  # outside any transaction (autocommit, see above)
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cur.close()
+        finally:
+            raw.close()
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

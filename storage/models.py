@@ -188,6 +188,24 @@ class ServiceFlag(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class NodeHeartbeatRow(Base):
+    """The last sign of life of each runner (``storage.heartbeat``), one row per node name."""
+
+    __tablename__ = "node_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    calls_up: Mapped[int] = mapped_column(Integer)
+    channel_cap: Mapped[int] = mapped_column(Integer)
+    # registered | unregistered (registration not configured, or stopped) | failed
+    registration: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class Comment(Base):
     """The citizen's spoken comment on an unsatisfied answer: a WAV file under the comment
     directory, and its second outbox (PUT to the portal's comment path once the rating with

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,11 +18,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.comments import CommentsMixin
-from storage.control import ControlMixin
+from storage.control import DO_NOT_CALL, ControlMixin, DoNotCallAdded
 from storage.models import (
     CallAttempt,
     Delivery,
     DeliveryState,
+    DoNotCall,
     ImportRun,
     RejectedItem,
     Survey,
@@ -45,6 +45,7 @@ from storage.records import (
 __all__ = [
     "AttemptResult",
     "ClaimedCall",
+    "DoNotCallAdded",
     "DueSurvey",
     "NewSurvey",
     "PendingDelivery",
@@ -80,49 +81,14 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             return run is not None and run.completed_at is not None
 
     def add_survey(self, new: NewSurvey, now: datetime) -> bool:
-        """Store a request's survey; False (and nothing written) if this closing is known."""
-        with self._tx() as s:
-            known = s.scalar(
-                select(Survey.id).where(
-                    Survey.portal_request_id == new.portal_request_id,
-                    Survey.closed_at == new.closed_at,
-                )
-            )
-            if known is not None:
-                return False
-            # A request closed again after rework starts a new round, linked to the last one.
-            previous = s.scalars(
-                select(Survey)
-                .where(
-                    Survey.portal_request_id == new.portal_request_id,
-                    Survey.closed_at < new.closed_at,
-                )
-                .order_by(Survey.closed_at.desc())
-                .limit(1)
-            ).first()
-            survey = Survey(
-                id=str(uuid.uuid4()),
-                portal_request_id=new.portal_request_id,
-                request_number=new.request_number,
-                closed_at=new.closed_at,
-                local_date=new.local_date,
-                phone_raw=new.phone_raw,
-                phone=new.phone,
-                language=new.language,
-                category=new.category,
-                status=SurveyStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                previous_survey_id=previous.id if previous else None,
-                round_no=previous.round_no + 1 if previous else 1,
-                deadline_at=new.deadline_at,
-            )
-            s.add(survey)
-            if new.not_called_reason is not None:
-                s.flush()
-                self._finish(s, survey, "not_called", None, new.not_called_reason, None, now)
-            return True
+        """Store a request's survey; False (and nothing written) if this closing is known.
+
+        The rules of the batched import (:func:`storage.bulk.add_surveys`): a later closing
+        starts a new round, linked to the last one, and supersedes an earlier round still
+        waiting for its call."""
+        from storage.bulk import add_surveys  # bulk builds on Store
+
+        return add_surveys(self, [new], now)[0].new
 
     def add_rejected(
         self, local_date: date, portal_request_id: str | None, reason: str, raw: Any, now: datetime
@@ -171,7 +137,8 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         Surveys of one phone go into one call. A phone being dialled (by any node) is skipped,
         and so is a phone answered since ``answered_since`` (at most one call a day to one
         number). Each claimed survey is marked ``dialing`` with a lease and gets its attempt row
-        (``dialing``) committed before any INVITE. On PostgreSQL rows are taken with
+        (``dialing``) committed before any INVITE. A due survey whose number is on the
+        do-not-call list ends as not_called (do_not_call) instead. On PostgreSQL rows are taken with
         ``FOR UPDATE SKIP LOCKED`` and a transaction-level advisory lock per phone, so two
         nodes never dial the same survey or the same number at once."""
         if max_calls <= 0:
@@ -195,9 +162,20 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 q = q.where(Survey.phone.not_in(answered))
             if postgres:
                 q = q.with_for_update(skip_locked=True, of=Survey)
+            rows = list(s.scalars(q))
+            # The list is checked again here, before every INVITE: a number listed after the
+            # import (or while a call to it rang out) ends as not_called instead of ringing.
+            listed = set(
+                s.scalars(
+                    select(DoNotCall.phone).where(DoNotCall.phone.in_({r.phone for r in rows}))
+                )
+            )
             groups: dict[str, list[Survey]] = {}
-            for row in s.scalars(q):
+            for row in rows:
                 assert row.phone is not None
+                if row.phone in listed:
+                    self._finish(s, row, "not_called", None, DO_NOT_CALL, None, now)
+                    continue
                 if row.phone not in groups and len(groups) >= max_calls:
                     continue
                 groups.setdefault(row.phone, []).append(row)
@@ -340,16 +318,29 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             attempt.sip_call_id = result.sip_call_id
             attempt.sip_status = result.sip_status
             attempt.sip_reason = result.sip_reason
-            attempt.answered_at = result.answered_at
+            # An answer time committed at the 200 OK (mark_answered) is never lost.
+            attempt.answered_at = result.answered_at or attempt.answered_at
             attempt.ended_at = result.ended_at
             attempt.keys = result.keys
             attempt.disposition = result.disposition
             attempt.prompt_version = result.prompt_version
             attempt.key_sources = result.key_sources
             attempt.duration_s = (
-                (result.ended_at - result.answered_at).total_seconds()
-                if result.answered_at is not None
+                (result.ended_at - attempt.answered_at).total_seconds()
+                if attempt.answered_at is not None
                 else None
+            )
+
+    def mark_answered(
+        self, attempt_ids: list[int], answered_at: datetime, sip_call_id: str | None = None
+    ) -> None:
+        """The 200 OK arrived: commit the answer time at once, before the call goes on. An
+        attempt killed after this counts and keeps the number's one answered call a day."""
+        with self._tx() as s:
+            s.execute(
+                update(CallAttempt)
+                .where(CallAttempt.id.in_(attempt_ids), CallAttempt.disposition == "dialing")
+                .values(answered_at=answered_at, sip_call_id=sip_call_id)
             )
 
     def record_outcome(
@@ -438,21 +429,27 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         node: str | None = None,
         expired_only: bool = False,
         max_attempts: int | None = None,
+        nodes: list[str] | None = None,
+        answered_retry_at: datetime | None = None,
     ) -> int:
         """After a crash: attempts left ``dialing`` become ``interrupted`` (they count), and
         their surveys wait until ``retry_at`` before being dialled again.
 
         ``expired_only``: just the claims whose lease ran out (a node that died). With
         ``node``: that node's attempts and those whose lease ran out; other nodes' calls in
-        progress are left alone. With ``max_attempts``, a survey whose attempts are used up
-        (trunk faults not counted) ends as no_answer (interrupted) instead of waiting."""
+        progress are left alone; ``nodes``: the same for several (stopped) nodes. With
+        ``max_attempts``, a survey whose attempts are used up (trunk faults not counted) ends
+        as no_answer (interrupted) instead of waiting. An attempt cut after its 200 OK (its
+        answer time committed) waits for ``answered_retry_at`` (the next day's window: one
+        answered call a day) when given."""
         with self._tx() as s:
             q = select(Survey).where(Survey.status == SurveyStatus.DIALING)
             if expired_only:
                 q = q.where(Survey.claim_until < now)
-            elif node is not None:
+            elif node is not None or nodes is not None:
+                names = ([node] if node is not None else []) + list(nodes or [])
                 q = q.where(
-                    (Survey.claimed_by == node)
+                    Survey.claimed_by.in_(names)
                     | Survey.claimed_by.is_(None)
                     | (Survey.claim_until < now)
                 )
@@ -465,9 +462,12 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                     )
                 )
             )
+            answered: set[str] = set()
             for attempt in stuck:
                 attempt.disposition = "interrupted"
                 attempt.ended_at = now
+                if attempt.answered_at is not None:
+                    answered.add(attempt.survey_id)
             s.flush()
             for sv in surveys:
                 sv.claimed_by = None
@@ -482,7 +482,24 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 else:
                     sv.status = SurveyStatus.PENDING
                     sv.next_attempt_at = retry_at
+                    if sv.id in answered and answered_retry_at is not None:
+                        sv.next_attempt_at = max(retry_at, answered_retry_at)
             return len(stuck)
+
+    def claiming_nodes(self) -> set[str]:
+        """Names of the nodes holding claims: surveys being dialled, ratings being posted."""
+        with self._tx() as s:
+            dialing = s.scalars(
+                select(Survey.claimed_by)
+                .where(Survey.status == SurveyStatus.DIALING, Survey.claimed_by.is_not(None))
+                .distinct()
+            )
+            posting = s.scalars(
+                select(Delivery.claimed_by)
+                .where(Delivery.state == DeliveryState.PENDING, Delivery.claimed_by.is_not(None))
+                .distinct()
+            )
+            return {n for n in [*dialing, *posting] if n is not None}
 
     # ---- reporting ------------------------------------------------------------------------
     def report_rows(self, local_date: date | None = None) -> list[ReportRow]:

@@ -52,7 +52,11 @@ def test_nine_puts_the_number_on_the_do_not_call_list(store: Store) -> None:
     clock = FakeClock(INSIDE)
     surveys, _ = call(store, FakeCall(clock, keys_at=[(3.0, "9")]), clock)
     rows = store.report_rows()
-    assert {(r.outcome, r.digit) for r in rows} == {("opted_out", "9")}
+    # 9 answers the request asked; the later one of the call is not asked (do_not_call)
+    assert [(r.outcome, r.digit, r.reason) for r in rows] == [
+        ("opted_out", "9", None),
+        ("not_called", None, "do_not_call"),
+    ]
     assert [entry[0] for entry in store.list_do_not_call()] == [PHONE]
 
 

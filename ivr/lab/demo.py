@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from ivr.comment_audio import wav_duration_s
-from ivr.lab.night_lab import NightLab, lab_day, opening_seconds
+from ivr.lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None, help="keep everything here")
     p.add_argument("--keep", action="store_true", help="do not delete the work folder")
     args = p.parse_args(argv)
+    day = args.date or lab_day()
+    try:
+        check_lab_day(day)
+    except ValueError as exc:
+        p.error(str(exc))
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ivr-demo-"))
-    day = args.date or lab_day()
     lab = NightLab(workdir, day)
     print(f"demo: starting local peers in {workdir} ...", flush=True)
     with lab:

@@ -82,6 +82,22 @@ def lab_day(timezone: str = "Europe/Minsk") -> date:
     return yesterday(SYSTEM_CLOCK.now(), ZoneInfo(timezone))
 
 
+def check_lab_day(day: date, timezone: str = "Europe/Minsk") -> None:
+    """Refuse a lab night that the product, on the real clock, would not call.
+
+    Surveys expire ``dialing.survey_deadline`` (3 days) after closing, so a night for a fixed
+    date passes only in the week it was written, then calls nobody. This is the guard that keeps
+    such a date out of the real-clock tests and the demo."""
+    today = lab_day(timezone) + timedelta(days=1)
+    if not today - timedelta(days=2) <= day <= today:
+        raise ValueError(
+            f"lab night for {day.isoformat()}: the product runs on the real clock (today is "
+            f"{today.isoformat()} in {timezone}), and a survey expires 3 days after closing, so "
+            "nobody would be called. Use a day from lab_day() (yesterday), or at most 2 days "
+            "before today."
+        )
+
+
 def bad_items(day: date, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Portal rows that must not be dialled (reported not_called) or not even stored."""
     noon = datetime.combine(day, datetime.min.time(), tzinfo=tz) + timedelta(hours=12)
@@ -137,6 +153,8 @@ class NightLab:
     with_bad_items: bool = True
     # Merged into the generated config.yaml (nested keys merge, others replace).
     overrides: dict[str, Any] = field(default_factory=dict)
+    # More closed requests the portal knows (e.g. a citizen's second request, another day's).
+    extra_items: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -149,6 +167,7 @@ class NightLab:
 
     # ---- the world ------------------------------------------------------------------------
     def __enter__(self) -> Self:
+        check_lab_day(self.day, self.timezone)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             self._start()
@@ -166,6 +185,7 @@ class NightLab:
                 item["language"] = self.settings.language
         if self.with_bad_items:
             self.items += bad_items(self.day, self.tz)
+        self.items += self.extra_items
         self.kamailio_port = find_free_udp_port()
         self.kamailio = self._stack.enter_context(Kamailio(self.workdir, self.kamailio_port))
         by_behaviour: dict[str, list[str]] = {}

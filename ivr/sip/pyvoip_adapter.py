@@ -35,10 +35,11 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP, SIP
+from pyVoIP.VoIP.status import PhoneStatus
 from pyVoIP.VoIP.VoIP import CallState
 
 from ivr.errors import DialFailed, RegistrationFailed, SipError
@@ -46,6 +47,7 @@ from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState, SipSettings
 from ivr.sip.keys import KeyCollector
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
+from ivr.sip.redact import mask_digits, redact_sip
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,21 @@ class PyVoipPhone:
         self._running = False
         self._stopping = False
         self._housekeeper: threading.Thread | None = None
+        self._registration_failed = False
+
+    @property
+    def registration(self) -> Literal["registered", "unregistered", "failed"]:
+        """For the node heartbeat and /metrics: unregistered when registration is not
+        configured or the phone is not running; failed when the registrar refused at start or a
+        refresh failed (pyVoIP keeps retrying a refresh)."""
+        if self._registration_failed:
+            return "failed"
+        if not self.settings.register or not self._running:
+            return "unregistered"
+        client = self._vphone.ivr_sip
+        if self._vphone._status is PhoneStatus.FAILED or client.registerFailures > 0:
+            return "failed"
+        return "registered"
 
     # ------------------------------------------------------------ SipPhone
     def start(self) -> None:
@@ -206,6 +223,7 @@ class PyVoipPhone:
                     f"cannot use SIP socket {self.settings.local_ip}:{self.settings.sip_port} "
                     f"(registrar {where}): {exc}"
                 ) from exc
+            self._registration_failed = True
             raise RegistrationFailed(
                 f"registration as {self.settings.username!r} at {where} failed: "
                 f"{type(exc).__name__}"
@@ -244,7 +262,7 @@ class PyVoipPhone:
 
     def dial(self, number: str) -> PyVoipCall:
         if not self._running or self._stopping:
-            raise DialFailed(f"cannot dial {number}: SIP phone not started")
+            raise DialFailed(f"cannot dial {mask_digits(number)}: SIP phone not started")
         s = self.settings
         host = s.server if s.port == 5060 else f"{s.server}:{s.port}"
         display = f'"{s.caller_id}" ' if s.caller_id else ""
@@ -284,7 +302,9 @@ class PyVoipPhone:
     # ------------------------------------------------------------ internals
     def send(self, data: bytes, target: tuple[str, int] | None = None) -> None:
         target = target or (self.settings.server, self.settings.port)
-        log.debug("SIP -> %s:%s\n%s", target[0], target[1], data.decode(errors="replace"))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP -> %s:%s\n%s", target[0], target[1],
+                      redact_sip(data.decode(errors="replace")))  # fmt: skip
         try:
             self._vphone.ivr_sip.out.sendto(data, target)
         except OSError as exc:
@@ -317,7 +337,8 @@ class PyVoipPhone:
         except ValueError:
             log.debug("ignored non-SIP datagram (%d bytes)", len(raw))
             return
-        log.debug("SIP <-\n%s", raw.decode(errors="replace"))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP <-\n%s", redact_sip(raw.decode(errors="replace")))
         with self.lock:
             call = self._calls.get(msg.call_id)
             if msg.is_response:

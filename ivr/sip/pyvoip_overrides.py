@@ -19,6 +19,7 @@ from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import SipSettings
+from ivr.sip.redact import redact_sip
 from ivr.sip.rtp import KeySink, SafeRtpClient
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ class IvrSipClient(SIP.SIPClient):
         invite = self.pending_invite
         assert invite is not None
         self.out.sendto(invite.render(), (self.server, self.port))
-        log.debug("SIP -> %s:%s\n%s", self.server, self.port, invite.render().decode())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("SIP -> %s:%s\n%s", self.server, self.port,
+                      redact_sip(invite.render().decode(errors="replace")))  # fmt: skip
         return SIP.SIPMessage(invite.render()), invite.call_id, random.randint(1, 10**9)
 
     def stop(self) -> None:
