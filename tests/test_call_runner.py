@@ -180,7 +180,7 @@ COMMENTING = RunnerSettings(
 def run_comment(call: FakeCall, clock: FakeClock) -> tuple[CallReport, list[object]]:
     kept: list[object] = []
     report = run_call(FakePhone([call]), PLAN, FakePrompts(), COMMENTING, clock,
-                      lambda rec, at: kept.append(rec),
+                      lambda rec, at: kept.append(rec), None,
                       lambda sid, recording: kept.append((sid, recording)))  # fmt: skip
     return report, kept
 
