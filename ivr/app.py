@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,19 +19,32 @@ from storage.store import Store
 
 PACKAGED_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 
+log = logging.getLogger(__name__)
+
 
 def make_store(config: Config) -> Store:
     return Store(make_engine(config.database))
 
 
-def make_portal(config: Config) -> PortalClient:
+def make_portal(config: Config, stop: threading.Event | None = None) -> PortalClient:
+    """The portal client; ``stop`` (set on SIGTERM) ends an import in progress."""
     p = config.portal
+    if p.insecure:  # only possible with portal.allow_insecure_http: true
+        log.warning(
+            "WARNING: the portal %s is plain http:// off this machine (portal.allow_insecure_http"
+            "): the token and citizens' ratings cross the network unencrypted",
+            p.base_url,
+        )
     return PortalClient(
         p.base_url,
         p.token.get_secret_value(),
         timeout_s=p.timeout_s,
         page_size=p.page_size,
         retry_budget_s=p.retry_budget_s,
+        request_deadline_s=p.request_deadline_s,
+        max_page_bytes=p.max_page_bytes,
+        max_pages=p.max_pages,
+        stop=stop,
     )
 
 
@@ -47,6 +62,8 @@ def sip_settings(config: Config) -> SipSettings:
         rtp_port_high=high,
         register=s.registration,
         caller_id=s.caller_id,
+        register_expires_s=s.register_expires_s,
+        register_give_up_s=s.register_give_up_s,
     )
 
 

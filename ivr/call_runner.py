@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ivr import metrics
 from ivr.callflow import (
@@ -53,6 +53,13 @@ class PromptRenderer(Protocol):
     def render(self, lang: str, parts: Sequence[str]) -> bytes: ...
 
     def version(self, lang: str) -> str: ...
+
+
+@runtime_checkable
+class Linear16Renderer(Protocol):
+    """A renderer that also gives 16-bit audio (played with no 8-bit step before G.711)."""
+
+    def render_linear16(self, lang: str, parts: Sequence[str]) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -147,10 +154,17 @@ class _CallDriver:
     def perform(self, action: Action) -> None:
         now = self.clock.monotonic()
         if isinstance(action, Play):
-            audio = self.prompts.render(self.plan.language, action.parts)
             self.call.stop_audio()
-            self.call.play(audio)
-            self.playing_until = now + len(audio) / BYTES_PER_SECOND + PROMPT_TAIL_S
+            play16 = getattr(self.call, "play_linear16", None)
+            if isinstance(self.prompts, Linear16Renderer) and play16 is not None:
+                audio = self.prompts.render_linear16(self.plan.language, action.parts)
+                play16(audio)
+                seconds = len(audio) / (2 * BYTES_PER_SECOND)
+            else:
+                audio = self.prompts.render(self.plan.language, action.parts)
+                self.call.play(audio)
+                seconds = len(audio) / BYTES_PER_SECOND
+            self.playing_until = now + seconds + PROMPT_TAIL_S
         elif isinstance(action, StopPlayback):
             self.call.stop_audio()
             self.playing_until = None
@@ -253,7 +267,11 @@ class _CallDriver:
             state = self.call.state
             if self.answered_mono is None:
                 if state is LineState.ANSWERED or (
-                    state is LineState.ENDED and self.call.final_status == 200
+                    # answered and hung up between two polls; but a 200 that crossed our
+                    # CANCEL (ACKed, then BYE at once) is no answer: nobody heard anything
+                    state is LineState.ENDED
+                    and self.call.final_status == 200
+                    and self.call.ended_by is not EndedBy.LOCAL_CANCEL
                 ):
                     self.answered()
                     continue

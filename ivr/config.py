@@ -1,16 +1,24 @@
 """Configuration: one YAML file, loaded once into typed, validated objects and passed down.
 
-Errors name the key (``dialing.retry_delay: expected a duration like 20m``). Secrets come from
-the environment through ``${NAME}`` and are never printed: they are ``SecretStr``.
+Errors name the key (``dialing.retry_delay: expected a duration like 20m``), and one check
+reports every error at once. Secrets come from the environment through ``${NAME}`` and are never
+printed: they are ``SecretStr``; the database URL's password is hidden wherever it is shown
+(:func:`safe_url`) and the URL is left out of the settings' repr.
+
+Every duration key takes units (``20m``, ``1h30m``, ``45s``, ``2d``); a plain number means
+seconds (days for ``node.retention_days``). Times of day are quoted strings: YAML 1.1 reads an
+unquoted ``10:30`` as the number 630, which is refused with the key named.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -21,15 +29,21 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ivr.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# The keys whose ${VARIABLE} may be unset for commands that use neither the portal nor SIP.
+SECRET_KEYS = frozenset({"portal.token", "sip.password"})
+SUPPORTED_DATABASES = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
 
 
 def parse_duration(value: object) -> timedelta:
@@ -40,6 +54,8 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(seconds=float(value))
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if _NUMBER.fullmatch(text):
+            return timedelta(seconds=float(text))
         parts = _DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -47,7 +63,49 @@ def parse_duration(value: object) -> timedelta:
     raise ValueError("expected a duration like 20m, 1h30m or 45s")
 
 
+def _seconds(value: object) -> float:
+    return parse_duration(value).total_seconds()
+
+
+def _days(value: object) -> object:
+    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+        span = parse_duration(value)
+        if span % timedelta(days=1):
+            raise ValueError("expected a whole number of days, like 90 or 90d")
+        return span.days
+    return value
+
+
+def _date(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not a date: {value.strip()[:20]!r} (expected YYYY-MM-DD)") from None
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+CalendarDate = Annotated[date, BeforeValidator(_date)]
+# A number of seconds that also takes units: "2m" and 120 are the same.
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Days = Annotated[int, BeforeValidator(_days)]
+
+
+def _unquoted_time(value: int) -> str:
+    """YAML 1.1 reads 10:30 as 10*60+30: name what was probably meant."""
+    return (
+        f'write times in quotes ("{value // 60}:{value % 60:02d}"); unquoted, YAML reads '
+        f"{value // 60}:{value % 60:02d} as the number {value}"
+    )
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(not a database URL)"
 
 
 class TimeRange(BaseModel):
@@ -74,6 +132,8 @@ def _parse_hhmm(text: str) -> time | None:
 def parse_range(value: object) -> TimeRange:
     if isinstance(value, TimeRange):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(_unquoted_time(value))
     if not isinstance(value, str) or value.count("-") != 1:
         raise ValueError('expected a range like "09:00-13:00"')
     a, b = value.split("-")
@@ -93,19 +153,59 @@ class _Section(BaseModel):
 
 
 class PortalConfig(_Section):
-    base_url: str
+    # token and allow_insecure_http come before base_url: its check reads them.
     token: SecretStr
-    timeout_s: float = Field(10.0, gt=0)
+    allow_insecure_http: bool = False
+    base_url: str
+    timeout_s: Seconds = Field(10.0, gt=0)
     page_size: int = Field(200, ge=1, le=1000)
-    retry_budget_s: float = Field(120.0, ge=0, le=3600)
+    retry_budget_s: Seconds = Field(120.0, ge=0, le=3600)
     lookback_days: int = Field(3, ge=1, le=31)
+    request_deadline_s: Seconds = Field(60.0, gt=0, le=3600)
+    max_page_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pages: int = Field(1000, ge=1)
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str, info: ValidationInfo) -> str:
         if not re.match(r"https?://", v):
             raise ValueError("expected an http(s):// URL")
+        parts = urlsplit(v)
+        if "@" in parts.netloc:
+            # Never echo it: the part before '@' is a user name and maybe a password.
+            raise ValueError(
+                "credentials in the URL are not allowed (user:password@); "
+                "the portal gets portal.token as a bearer token"
+            )
+        token = info.data.get("token")
+        has_token = isinstance(token, SecretStr) and bool(token.get_secret_value())
+        if (
+            parts.scheme == "http"
+            and has_token
+            and not is_loopback_host(parts.hostname or "")
+            and not info.data.get("allow_insecure_http", False)
+        ):
+            raise ValueError(
+                "a plain http:// portal off this machine would get the token in clear text; "
+                "use https:// (or set portal.allow_insecure_http: true)"
+            )
         return v.rstrip("/")
+
+    @property
+    def insecure(self) -> bool:
+        """A plain-http portal off this machine (allowed only by allow_insecure_http)."""
+        parts = urlsplit(self.base_url)
+        return parts.scheme == "http" and not is_loopback_host(parts.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class SipConfig(_Section):
@@ -123,6 +223,23 @@ class SipConfig(_Section):
     registration: bool = Field(True, alias="register")
     # The SIP user part dialled for a citizen: E.164 without '+', after this prefix.
     dial_prefix: str = ""
+    register_expires_s: int = Field(300, ge=30, le=86400)
+    # A night whose registration stays lost this long stops with exit code 4.
+    register_give_up_s: float = Field(300.0, gt=0)
+
+    @field_validator("local_ip")
+    @classmethod
+    def _reachable(cls, v: str) -> str:
+        try:
+            address = ipaddress.ip_address(v.strip())
+        except ValueError:
+            return v.strip()  # a host name
+        if address.is_unspecified:
+            raise ValueError(
+                f"{v.strip()} is not an address the SIP server can reach: give this machine's "
+                "address as the server sees it (e.g. 192.0.2.10)"
+            )
+        return str(address)
 
     @field_validator("rtp_ports")
     @classmethod
@@ -161,13 +278,13 @@ MAX_CHANNELS = 200
 
 class DialingConfig(_Section):
     channels: int = Field(4, ge=1, le=MAX_CHANNELS)
-    ring_timeout_s: float = Field(30.0, gt=0, le=300)
+    ring_timeout_s: Seconds = Field(30.0, gt=0, le=300)
     max_attempts: int = Field(3, ge=1, le=20)
     # One delay for every disposition (shorthand); when set, it replaces the ladder's defaults
     # for the dispositions the `retry` section does not set itself.
     retry_delay: Duration | None = None
     retry: RetryLadder = RetryLadder()
-    max_call_s: float = Field(120.0, gt=10, le=1800)
+    max_call_s: Seconds = Field(120.0, gt=10, le=1800)
     calls_per_second: float = Field(2.0, gt=0, le=100)
     # After this, counted from the request's closing, a survey ends as no_answer (survey_expired).
     survey_deadline: Duration = timedelta(days=3)
@@ -188,7 +305,7 @@ class CalendarConfig(_Section):
     # Holidays use this weekday's windows; Saturdays made working days use `working_weekends_as`.
     holidays_as: str = "sun"
     working_weekends_as: str = "mon"
-    blackout_dates: tuple[date, ...] = ()
+    blackout_dates: tuple[CalendarDate, ...] = ()
 
     @field_validator("holidays_as", "working_weekends_as")
     @classmethod
@@ -213,7 +330,7 @@ class NodeConfig(_Section):
     # Names this runner in claims and logs; default: <host>-<pid>, unique per process.
     name: str | None = None
     # Days after which finished surveys lose their phone numbers (outcomes are kept).
-    retention_days: int = Field(90, ge=1)
+    retention_days: Days = Field(90, ge=1)
 
 
 class ScheduleConfig(_Section):
@@ -222,6 +339,8 @@ class ScheduleConfig(_Section):
     @field_validator("import_at", mode="before")
     @classmethod
     def _hhmm(cls, v: object) -> object:
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(_unquoted_time(v))
         if isinstance(v, str):
             parsed = _parse_hhmm(v)
             if parsed is None:
@@ -232,14 +351,14 @@ class ScheduleConfig(_Section):
 
 class IvrConfig(_Section):
     default_language: Literal["ru", "be"] = "ru"
-    input_timeout_s: float = Field(6.0, gt=0, le=60)
+    input_timeout_s: Seconds = Field(6.0, gt=0, le=60)
     max_repeats: int = Field(2, ge=0, le=5)
     offer_opt_out: bool = True
-    media_timeout_s: float = Field(15.0, ge=2, le=120)
+    media_timeout_s: Seconds = Field(15.0, ge=2, le=120)
     # After "not satisfied": a short spoken comment, recorded and sent to the portal (API 1.1).
     voice_comment: bool = True
-    comment_silence_s: float = Field(3.0, gt=0, le=30)
-    comment_max_s: float = Field(60.0, ge=5, le=120)
+    comment_silence_s: Seconds = Field(3.0, gt=0, le=30)
+    comment_max_s: Seconds = Field(60.0, ge=5, le=120)
     comment_dir: Path = Path("var/comments")
 
 
@@ -247,6 +366,16 @@ class PromptsConfig(_Section):
     dir: Path | None = None  # default: the recordings shipped in the package
     cache_dir: Path = Path("var/prompt-cache")
     languages: tuple[Literal["ru", "be"], ...] = ("ru", "be")
+
+
+def format_range(r: TimeRange) -> str:
+    end = "24:00" if r.end is None else r.end.strftime("%H:%M")
+    return f"{r.start.strftime('%H:%M')}-{end}"
+
+
+def _union(a: TimeRange, b: TimeRange) -> TimeRange:
+    end = None if a.end is None or b.end is None else max(a.end, b.end)
+    return TimeRange(start=min(a.start, b.start), end=end)
 
 
 class MetricsConfig(_Section):
@@ -276,7 +405,8 @@ def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
 
 class Config(_Section):
     timezone: str = "Europe/Minsk"
-    database: str = "sqlite:///var/ivr-rating.sqlite"
+    # Left out of repr: it may carry a password (print it with safe_url).
+    database: str = Field("sqlite:///var/ivr-rating.sqlite", repr=False)
     portal: PortalConfig
     sip: SipConfig
     dialing: DialingConfig = DialingConfig()
@@ -298,39 +428,81 @@ class Config(_Section):
             raise ValueError(f"unknown time zone {v!r}") from exc
         return v
 
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        try:
+            driver = make_url(v).drivername
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a database URL; expected {SUPPORTED_DATABASES}") from None
+        if driver not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+            raise ValueError(
+                f"unsupported database driver {driver!r}; expected {SUPPORTED_DATABASES}"
+            )
+        return v
+
+    # A field validator, not a model one: it runs (and reports) even when other keys are wrong.
     @field_validator("call_windows")
     @classmethod
     def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
         unknown = sorted(set(v) - set(WEEKDAYS))
         if unknown:
             raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
-        return {d: tuple(v.get(d, ())) for d in WEEKDAYS}
-
-    @model_validator(mode="after")
-    def _some_window(self) -> Config:
-        if not any(self.call_windows.values()):
-            raise ValueError("call_windows: no day has a call window; nobody would ever be called")
-        return self
+        windows = {d: tuple(sorted(v.get(d, ()), key=lambda r: r.start)) for d in WEEKDAYS}
+        for day, ranges in windows.items():
+            for a, b in zip(ranges, ranges[1:], strict=False):
+                if a.end is None or b.start < a.end:
+                    raise ValueError(
+                        f"{day}: {format_range(a)} and {format_range(b)} overlap; write them "
+                        f"as one range ({format_range(_union(a, b))})"
+                    )
+        if not any(windows.values()):
+            raise ValueError("no day has a call window; nobody would ever be called")
+        return windows
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
 
-def _substitute_env(node: Any, path: str, env: dict[str, str]) -> Any:
+def config_warnings(config: Config) -> list[str]:
+    """What is allowed but probably not meant; shown by ``config check`` and logged at start."""
+    out = []
+    max_call = config.dialing.max_call_s
+    for day, ranges in config.call_windows.items():
+        for i, r in enumerate(ranges):
+            end = 86400 if r.end is None else r.end.hour * 3600 + r.end.minute * 60
+            if end - (r.start.hour * 3600 + r.start.minute * 60) < max_call:
+                out.append(
+                    f"call_windows.{day}[{i}]: {format_range(r)} is shorter than "
+                    f"dialing.max_call_s ({max_call:g} s): no call fits in it"
+                )
+    return out
+
+
+def _substitute_env(
+    node: Any, path: str, env: dict[str, str], problems: list[tuple[str, str]], lenient: bool
+) -> Any:
+    """``${NAME}`` replaced from ``env``; an unset one is a problem of its key (or, when
+    ``lenient``, an empty value for the secret keys)."""
     if isinstance(node, dict):
         return {
-            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env) for k, v in node.items()
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems, lenient)
+            for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_substitute_env(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+        return [
+            _substitute_env(v, f"{path}[{i}]", env, problems, lenient) for i, v in enumerate(node)
+        ]
     if isinstance(node, str):
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in env:
-                raise ConfigError(path, f"environment variable {name} is not set")
-            return env[name]
+            if name in env:
+                return env[name]
+            if not (lenient and path in SECRET_KEYS):
+                problems.append((path, f"environment variable {name} is not set"))
+            return ""
 
         return _ENV_REF.sub(repl, node)
     return node
@@ -348,34 +520,85 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def parse_config(data: object, env: dict[str, str] | None = None) -> Config:
-    """Validate an already-parsed YAML document."""
+def parse_config(
+    data: object, env: dict[str, str] | None = None, *, need_secrets: bool = True
+) -> Config:
+    """Validate an already-parsed YAML document. Every problem is reported at once (in one
+    ConfigError). Without ``need_secrets``, an unset ``portal.token`` or ``sip.password``
+    variable is no error (for commands that use neither the portal nor SIP)."""
     if not isinstance(data, dict):
         raise ConfigError("", "the configuration must be a mapping of keys")
-    data = _substitute_env(data, "", dict(os.environ) if env is None else env)
+    problems: list[tuple[str, str]] = []
+    env = dict(os.environ) if env is None else env
+    data = _substitute_env(data, "", env, problems, lenient=not need_secrets)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = _key_of(tuple(err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        raise ConfigError(key, msg) from None
+        reported = {key for key, _ in problems}
+        for err in exc.errors():
+            key = _key_of(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            if key not in reported:
+                problems.append((key, msg))
+    if problems:
+        raise ConfigError.of(problems)
+    return config
 
 
-def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+class _Loader(yaml.SafeLoader):
+    """Safe YAML, except that a date-like value that is not a real date (2026-02-30) stays a
+    string, for the key's validator to name, instead of raising from inside the parser."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except ValueError:
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """Where the YAML is broken and what is wrong, never the text of the line (it may hold a
+    secret)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return (
+            f"{path}: not valid YAML: character #x{exc.character:04x} at position "
+            f"{exc.position} is not allowed"
+        )
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{path}: not valid YAML"
+    where = exc.problem_mark or exc.context_mark
+    if where is None:
+        return f"{path}: not valid YAML: {exc.problem or exc.context}"
+    text = f"{path}, line {where.line + 1}, column {where.column + 1}: not valid YAML: "
+    text += str(exc.problem or exc.context)
+    if exc.context and exc.context_mark is not None and exc.problem:
+        start = exc.context_mark
+        text += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
+def load_config(
+    path: Path, env: dict[str, str] | None = None, *, need_secrets: bool = True
+) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from exc
-    return parse_config(data, env)
+        raise ConfigError("", _yaml_problem(path, exc)) from None
+    return parse_config(data, env, need_secrets=need_secrets)
 
 
 def redacted(config: Config) -> dict[str, Any]:
@@ -383,4 +606,5 @@ def redacted(config: Config) -> dict[str, Any]:
     dumped: dict[str, Any] = config.model_dump(mode="json", by_alias=True)
     dumped["portal"]["token"] = "***"
     dumped["sip"]["password"] = "***"
+    dumped["database"] = safe_url(config.database)
     return dumped

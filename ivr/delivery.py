@@ -2,7 +2,8 @@
 
 201/200/409: delivered. 404/422 (PortalRejected): dead letter, kept with the portal's answer,
 sent again only when an operator asks (``ivr-rating deliver --retry-dead``).
-401/403: stop delivering, alarm; the rows stay pending. 429/5xx/timeouts: retried later with
+401/403 or a 3xx (PortalMisconfigured: the token or portal.base_url is wrong): stop
+delivering, alarm; the rows stay pending, never dead letters. 429/5xx/timeouts: retried later with
 capped exponential backoff and jitter (or the portal's Retry-After): a result is never dropped.
 
 Spoken comments (portal API 1.1) follow their rating: a comment is PUT only once the portal
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ivr import metrics
-from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
+from ivr.portal_transport import redact_credentials
 from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
 from storage.comments import COMMENTS_BLOCKED_FLAG
@@ -51,10 +53,15 @@ class DeliveryStats:
     delivered: int = 0
     dead: int = 0
     deferred: int = 0
-    auth_failed: bool = False
+    alarm: bool = False
+    """The portal refused our token or redirected: delivery paused until that is fixed."""
     comments_delivered: int = 0
     comments_dead: int = 0
     comments_blocked: bool = False
+
+    @property
+    def auth_failed(self) -> bool:
+        return self.alarm
 
 
 def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
@@ -79,9 +86,10 @@ def deliver_due(
     for i, item in enumerate(batch):
         try:
             status = portal.post_rating(item.portal_request_id, item.payload)
-        except PortalAuthError as exc:
-            log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
-            stats.auth_failed = True
+        except PortalMisconfigured as exc:
+            what = "refused our token" if isinstance(exc, PortalAuthError) else "redirected"
+            log.error("ALARM: the portal %s (%s); delivery paused", what, exc)
+            stats.alarm = True
             metrics.DELIVERIES.labels(result="deferred").inc()
             store.release_deliveries([d.survey_id for d in batch[i:]], now)
             return stats
@@ -155,9 +163,9 @@ def deliver_comments(
             status = portal.put_comment(
                 item.portal_request_id, item.survey_id, wav, item.duration_s, item.sha256
             )
-        except PortalAuthError as exc:
-            log.error("ALARM: the portal refused our token (%s); delivery paused", exc)
-            stats.auth_failed = True
+        except PortalMisconfigured as exc:
+            log.error("ALARM: %s; delivery paused", exc)
+            stats.alarm = True
             store.release_comments([item.survey_id, *rest], now)
             return
         except PortalRejected as exc:
@@ -223,10 +231,12 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
             "`ivr-rating deliver --retry-dead ID`):"
         )
         for letter in dead:
+            # Redacted again when shown: answers kept before redaction existed.
+            answer = printable(redact_credentials(letter.answer)) if letter.answer else ""
             lines.append(
                 f"  request {letter.portal_request_id} survey {letter.survey_id}: "
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
-                f"{printable(letter.answer) if letter.answer else '(no answer)'}"
+                f"{answer or '(no answer)'}"
             )
     lines.extend(format_comments(store))
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from ivr.sip.api import SipPhone
 from ivr.windows import (
     CallCalendar,
     can_start_call,
+    format_local,
     local_day_bounds,
     next_opening,
 )
@@ -43,6 +44,8 @@ from storage.comments import NewComment
 from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
+
+LIVE_CHECK_S = 2.0  # how often a node looks for settings saved in the console
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,12 @@ class Dialer:
         self.store = store
         self.phone = phone
         self.prompts = prompts
-        self.config = config
         self.clock = clock
+        # The file's configuration; the console's live settings go over it (``_live_check``).
+        self.file_config = config
+        self._live_stamp, config = self._live(config)
+        self._live_read_at = clock.monotonic()
+        self.config = config
         self.settings = settings or DialerSettings.from_config(config)
         # Threads are started only as calls need them; ``settings.channels`` is the cap, so a
         # reload can raise or lower it without a restart.
@@ -264,7 +271,7 @@ class Dialer:
                     outcome = f"{decision.outcome} ({decision.reason})"
                 else:
                     self.store.schedule_retry(survey.id, decision.at)
-                    outcome = f"retry at {decision.at.isoformat(timespec='seconds')}"
+                    outcome = f"retry at {format_local(decision.at, self.config.tz)}"
             log.info(
                 "call ended: request %s phone %s attempt %d: SIP %s %s, %s, keys %r -> %s",
                 survey.portal_request_id,
@@ -302,7 +309,7 @@ class Dialer:
             self._record(survey.id, "no_input", None, None, answered_at, now)
             return "no_input"
         self.store.schedule_retry(survey.id, decision.at)
-        return f"no_input, one more call at {decision.at.isoformat(timespec='minutes')}"
+        return f"no_input, one more call at {format_local(decision.at, self.config.tz)}"
 
     def _deadline(self, survey: DueSurvey) -> datetime | None:
         if survey.closed_at is None:
@@ -326,7 +333,8 @@ class Dialer:
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
         self.last_round = self.clock.monotonic()
         self._housekeeping(now)
-        if self.paused.is_set() or self._paused_flag(now):
+        self._live_check()
+        if self.paused.is_set() or self._paused_flag(now) or not self._can_dial():
             return 0
         max_call = timedelta(seconds=self.settings.runner.max_call_s)
         if not can_start_call(now, self.calendar, self.config.tz, max_call):
@@ -349,6 +357,11 @@ class Dialer:
             with self._lock:
                 self._active.add(fut)
         return len(calls)
+
+    def _can_dial(self) -> bool:
+        """No call (and no attempt spent) while the SIP registration is down. Its state reaches
+        ``ivr-rating status`` and the console through the node's heartbeat."""
+        return self.phone.registration.can_dial
 
     def _paused_flag(self, now: datetime) -> bool:
         """The shared pause switch, read at most once a second."""
@@ -387,11 +400,37 @@ class Dialer:
         runner = self.settings.runner
         return timedelta(seconds=runner.ring_timeout_s + runner.max_call_s + 60)
 
+    def _live(self, file_config: Config) -> tuple[datetime | None, Config]:
+        """(when the live settings were saved, the file's configuration with them over it)."""
+        from ivr.errors import ConfigError
+        from ivr.live_settings import apply
+
+        doc, stamp = self.store.live_document()
+        try:
+            return stamp, apply(file_config, doc)
+        except ConfigError as exc:
+            log.error("live settings ignored, the file's values apply: %s", exc)
+            return stamp, file_config
+
+    def _live_check(self) -> None:
+        """Every 2 s: settings saved in the console (or put back to the file's) apply here."""
+        mono = self.clock.monotonic()
+        if mono - self._live_read_at < LIVE_CHECK_S:
+            return
+        self._live_read_at = mono
+        _, stamp = self.store.live_document()
+        if stamp != self._live_stamp:
+            log.info("live campaign settings changed in the console: applying them")
+            self.reload(self.file_config)
+
     def reload(self, config: Config) -> None:
         """Apply a new configuration at once: windows, calendar, pacing, channels, retries,
-        ring and input timeouts (calls in progress finish as they started). What the running
-        process was built from (SIP account, database, portal, node, prompts, the import
-        schedule) needs a restart; a change there is logged, not applied."""
+        ring and input timeouts (calls in progress finish as they started), with the live
+        settings saved in the console over it. What the running process was built from (SIP
+        account, database, portal, node, prompts, the import schedule) needs a restart; a
+        change there is logged, not applied."""
+        self.file_config = config
+        self._live_stamp, config = self._live(config)
         kept = [name for name in ("sip", "database", "portal", "node", "prompts", "schedule")
                 if getattr(config, name) != getattr(self.config, name)]  # fmt: skip
         self.config = config
@@ -502,4 +541,4 @@ def describe_next_opening(config: Config, now: datetime) -> str:
     opening = next_opening(now, CallCalendar.from_config(config), config.tz, max_call)
     if opening is None:
         return "no call window in the next 8 days"
-    return opening.astimezone(config.tz).isoformat(timespec="minutes")
+    return format_local(opening, config.tz)

@@ -7,16 +7,23 @@ Split by whose fault it is and whether a retry can help::
     +-- PortalError              anything on the portal link; carries the URL, never the token
     |   +-- PortalUnavailable    5xx, 429, timeouts, connection errors: retry later
     |   +-- PortalRejected       404/422/400 or a malformed answer: retrying won't help
-    |   +-- PortalAuthError      401/403: stop and alarm until the token is fixed
+    |   +-- PortalMisconfigured  our side of the link is wrong: stop and alarm until fixed
+    |       +-- PortalAuthError  401/403: the token
+    |       +-- PortalRedirected 3xx: portal.base_url (the answer's Location is shown)
+    +-- ImportStopped            a stop (SIGTERM) was asked for in the middle of an import
     +-- SipError                 anything on the SIP side
     |   +-- RegistrationFailed   the registrar refused or never answered
     |   +-- DialFailed           an INVITE could not be sent (socket, ports): our side or network
     +-- CallFlowError            an event the call state machine does not accept: our bug
     +-- StorageError             the database refused something we relied on
+    |   +-- DatabaseUnavailable  cannot connect (server down, wrong host, login refused)
+    |   +-- SchemaMismatch       the schema is not the one this version needs (db upgrade)
     +-- RunnerLocked             another runner already works on this database
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class IvrError(Exception):
@@ -24,12 +31,18 @@ class IvrError(Exception):
 
 
 class ConfigError(IvrError):
-    """The configuration is invalid. ``key`` is the dotted path of the offending key."""
+    """The configuration is invalid. ``key`` is the dotted path of the (first) offending key;
+    ``problems`` holds every (key, message) found, so one check reports them all."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}" if key else message)
+    def __init__(self, key: str, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = list(problems) or [(key, message)]
+        super().__init__("\n".join(f"{k}: {m}" if k else m for k, m in self.problems))
         self.key = key
         self.message = message
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        return cls(problems[0][0], problems[0][1], problems)
 
 
 class PortalError(IvrError):
@@ -70,8 +83,30 @@ class PortalRejected(PortalError):
         self.body = body
 
 
-class PortalAuthError(PortalError):
+class PortalMisconfigured(PortalError):
+    """Our configuration of the portal is wrong: nothing will work until it is fixed, and
+    nothing is given up meanwhile (ratings stay pending, days stay incomplete)."""
+
+
+class PortalAuthError(PortalMisconfigured):
     """401/403: the token is wrong or expired. Nothing will work until it is fixed."""
+
+
+class PortalRedirected(PortalMisconfigured):
+    """A 3xx answer: ``portal.base_url`` points at the wrong place (redirects are never
+    followed: the token would go wherever the portal, or someone in between, says).
+    ``location`` is the answer's Location header, credentials redacted."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, location: str = ""
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        self.location = location
+
+
+class ImportStopped(IvrError):
+    """A stop (SIGTERM/SIGINT) was asked for in the middle of an import. What was fetched is
+    stored; the day stays incomplete and is imported again later."""
 
 
 class SipError(IvrError):
@@ -92,6 +127,14 @@ class CallFlowError(IvrError):
 
 class StorageError(IvrError):
     """The database refused something the service relied on."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached. The message names it without its password."""
+
+
+class SchemaMismatch(StorageError):
+    """The database's schema is not this version's (a read-only command does not upgrade)."""
 
 
 class RunnerLocked(IvrError):

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from sqlalchemy import Engine
 
 from ivr.clock import Clock
-from storage.heartbeat import NodeHeartbeat, Registration, write_heartbeat
+from ivr.sip.api import RegistrationStatus
+from storage.heartbeat import NodeHeartbeat, Registration, remove_heartbeat, write_heartbeat
 
 if TYPE_CHECKING:
     from ivr.dialer import Dialer
@@ -41,7 +42,7 @@ def package_version() -> str:
 @runtime_checkable
 class RegistrationSource(Protocol):
     @property
-    def registration(self) -> Registration: ...
+    def registration(self) -> RegistrationStatus: ...
 
 
 class LastErrorHandler(logging.Handler):
@@ -84,9 +85,14 @@ class NodeProbe:
         return self.dialer.settings.channels if self.dialer is not None else 0
 
     def registration(self) -> Registration:
-        if isinstance(self.phone, RegistrationSource):
-            return self.phone.registration
-        return "unregistered"
+        """The phone's registration as the heartbeat states it: registered, failed (lost and
+        being retried), or unregistered (not used, starting or stopped)."""
+        if not isinstance(self.phone, RegistrationSource):
+            return "unregistered"
+        state = self.phone.registration.state
+        if state == "registered":
+            return "registered"
+        return "failed" if state == "lost" else "unregistered"
 
     def loop_idle_s(self) -> float | None:
         """Seconds since the dial loop last went round; None before it started."""
@@ -115,7 +121,9 @@ class NodeProbe:
 
 class HeartbeatWriter:
     """Writes the probe's heartbeat every ``every_s`` seconds on a small daemon thread, and
-    once more when stopped. A database error is logged (once per outage) and retried."""
+    removes the node's row when stopped cleanly (a stopped node is not a silent one; a crashed
+    one stays, silent, for the operators to see). A database error is logged (once per outage)
+    and retried."""
 
     def __init__(
         self, engine: Engine, probe: NodeProbe, every_s: float = HEARTBEAT_EVERY_S
@@ -152,7 +160,10 @@ class HeartbeatWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        self.beat()
+        try:
+            remove_heartbeat(self.engine, self.probe.name)
+        except Exception as exc:
+            log.warning("heartbeat of node %s not removed: %s", self.probe.name, exc)
         logging.getLogger().removeHandler(self.probe.errors)
 
     def __enter__(self) -> HeartbeatWriter:

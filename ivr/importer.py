@@ -22,9 +22,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError
 
 from ivr import metrics
+from ivr.district import district_of
 from ivr.intake import ClosedRequest, Rejected, parse_item, shown_id
 from ivr.untrusted import MAX_JSON_DEPTH, printable, value_depth
 from ivr.windows import local_date, local_day_bounds
+from prompts.catalog import category_name
 from storage import bulk
 from storage.bulk import Added, add_surveys, do_not_call_among
 from storage.store import NewSurvey, Store
@@ -273,6 +275,11 @@ def _new_survey(item: ClosedRequest, tz: ZoneInfo) -> NewSurvey:
         language=item.language,
         category=item.category,
         not_called_reason=item.not_called_reason,
+        executor_id=item.executor_id,
+        executor_name=item.executor_name,
+        address=item.address,
+        category_name=category_name(item.category),
+        district=district_of(item.address),
     )
 
 

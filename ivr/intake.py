@@ -32,6 +32,9 @@ MAX_ID_LEN = 200
 MAX_NUMBER_LEN = 64
 MAX_PHONE_RAW_LEN = 100
 MAX_CATEGORY_LEN = 200
+MAX_EXECUTOR_ID_LEN = 200
+MAX_EXECUTOR_NAME_LEN = 300
+MAX_ADDRESS_LEN = 1000
 MAX_ITEM_DEPTH = 16
 """Nesting of lists and objects in one item (the contract's item has two levels)."""
 EARLIEST_CLOSING = datetime(2000, 1, 1, tzinfo=UTC)
@@ -120,6 +123,8 @@ class ClosedRequest:
     language: Language | None = None
     category: str | None = None
     address: str | None = None
+    executor_id: str | None = None
+    executor_name: str | None = None
     consent: bool = True
     not_called_reason: NotCalledReason | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -180,6 +185,19 @@ def _informative_str(item: dict[str, Any], key: str, limit: int = 1000) -> str |
     return printable(value)[:limit] if isinstance(value, str) and value.strip() else None
 
 
+def _executor(item: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(id, name) of the organisation that did the work; informative only: an executor that
+    is not an object, or an id that is neither text nor a whole number, is dropped."""
+    executor = item.get("executor")
+    if not isinstance(executor, dict):
+        return None, None
+    raw_id = executor.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    executor_id = _informative_str({"id": raw_id}, "id", MAX_EXECUTOR_ID_LEN)
+    return executor_id, _informative_str(executor, "name", MAX_EXECUTOR_NAME_LEN)
+
+
 def _not_called_reason(
     phone: str | None, dialable: bool, consent: bool, do_not_call: Container[str]
 ) -> NotCalledReason | None:
@@ -233,6 +251,7 @@ def _parse_object(
         raise _Invalid(f"consent_to_calls: expected true or false, got {_shown(consent)}")
 
     language = item.get("language")
+    executor_id, executor_name = _executor(item)
     phone, dialable = _read_phone(phone_raw)
     return ClosedRequest(
         portal_id=portal_id,
@@ -242,7 +261,9 @@ def _parse_object(
         closed_at=closed_at,
         language=language if language in ("ru", "be") else None,
         category=_informative_str(item, "category", MAX_CATEGORY_LEN),
-        address=_informative_str(item, "address"),
+        address=_informative_str(item, "address", MAX_ADDRESS_LEN),
+        executor_id=executor_id,
+        executor_name=executor_name,
         consent=consent,
         not_called_reason=_not_called_reason(phone, dialable, consent, do_not_call),
         raw=item,

@@ -18,6 +18,7 @@ from ivr.clock import Clock
 from ivr.config import Config
 from ivr.delivery import RatingSink, deliver_due
 from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
+from ivr.errors import RegistrationFailed
 from ivr.heartbeat import NodeProbe
 from ivr.importer import (
     ClosedRequestSource,
@@ -80,6 +81,7 @@ class Night:
         prompts: PromptRenderer,
         clock: Clock,
         probe: NodeProbe | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.probe = probe
@@ -90,7 +92,8 @@ class Night:
         self.prompts = prompts
         self.clock = clock
         self.node = node_name(config)
-        self.stop = threading.Event()
+        # Set on SIGTERM: no new calls; give it to the portal client too, to end the import.
+        self.stop = stop if stop is not None else threading.Event()
         self._dialer: Dialer | None = None
 
     def request_stop(self) -> None:
@@ -129,6 +132,7 @@ class Night:
             while not self.stop.is_set():
                 now = self.clock.now()
                 progress.maybe_log(now)
+                self._check_registration()
                 started = dialer.start_due(now, day)
                 active = dialer.active_calls()
                 if active == 0 and started == 0:
@@ -151,6 +155,17 @@ class Night:
                     dialer.active_calls(),
                 )
 
+    def _check_registration(self) -> None:
+        """A registration lost longer than ``register_give_up_s`` ends the night (exit 4);
+        until then no call starts and the registration is retried with backoff."""
+        reg = self.phone.registration
+        limit = self.config.sip.register_give_up_s
+        if reg.lost_for_s is not None and reg.lost_for_s > limit:
+            raise RegistrationFailed(
+                f"SIP registration lost for {reg.lost_for_s:.0f} s (sip.register_give_up_s "
+                f"{limit:g}): {reg.detail}"
+            )
+
     def _next_due(self, day: date, now: datetime) -> datetime:
         due = self.store.next_attempt_time(day)
         return due if due is not None else now
@@ -164,7 +179,7 @@ class Night:
             pending = self.store.delivery_counts().get("pending", 0)
             if not stats.comments_blocked:  # comments that wait for the operator do not count
                 pending += self.store.comment_counts().get("pending", 0)
-            if pending == 0 or stats.auth_failed:
+            if pending == 0 or stats.alarm:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
             self.clock.sleep(0.5 if nxt else 1.0)

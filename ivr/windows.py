@@ -4,13 +4,17 @@ Windows are evaluated in the configured time zone (never the server's local time
 ranges a day has comes from its ``CallCalendar``: the weekday's windows, except on blackout
 dates (none), public holidays and transferred days off (``calendar.holidays_as``, default
 Sunday's) and Saturdays made working days (``calendar.working_weekends_as``, default Monday's).
+
+Times shown to operators (status, reports, logs, ``config check``) are local to the configured
+zone and written one way everywhere: :func:`format_local`, ``2026-11-30 14:05:09 +03``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +69,13 @@ class CallCalendar:
             if day in self._holidays.weekend_workdays:
                 return "working_weekend"
         return "normal"
+
+    def holiday_name(self, day: date) -> str | None:
+        if self._holidays is None:
+            return None
+        with self._lock:
+            name: str | None = self._holidays.get(day)
+        return name
 
     def ranges(self, day: date) -> Sequence[TimeRange]:
         kind = self.kind(day)
@@ -141,3 +152,53 @@ def next_opening(
             if candidate + max_call <= end:
                 return candidate
     return None
+
+
+def format_local(moment: datetime, tz: ZoneInfo) -> str:
+    """The one way a moment is shown to an operator: ``2026-11-30 14:05:09 +03`` in ``tz``
+    (a naive moment is taken as UTC, as the database keeps it)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone(tz)
+    offset = local.strftime("%z")  # +0300, +0530
+    offset = offset[:3] if offset[3:] == "00" else f"{offset[:3]}:{offset[3:]}"
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {offset}"
+
+
+def next_daily(now: datetime, at: time, tz: ZoneInfo) -> datetime:
+    """The first local ``at`` after ``now`` (when a daily job such as the import runs next)."""
+    local = now.astimezone(tz)
+    for offset in range(3):
+        candidate = datetime.combine(local.date() + timedelta(days=offset), at, tzinfo=tz)
+        if candidate > local:
+            return candidate
+    raise AssertionError("unreachable: a day later is always after now")
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    day: date
+    kind: str  # 'normal', 'holiday', 'working_weekend' or 'blackout'
+    uses: str  # whose windows the day takes: its own weekday, holidays_as, working_weekends_as
+    ranges: tuple[TimeRange, ...]
+    holiday: str | None = None
+
+
+def plan_days(calendar: CallCalendar, first: date, days: int = 7) -> list[DayPlan]:
+    """The call windows of ``days`` dates from ``first``, holidays, working Saturdays and
+    blackout dates applied (``config check`` shows the next week)."""
+    out = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        kind = calendar.kind(day)
+        uses = {"holiday": calendar.holidays_as, "working_weekend": calendar.working_weekends_as}
+        out.append(
+            DayPlan(
+                day,
+                kind,
+                uses.get(kind, WEEKDAYS[day.weekday()]),
+                tuple(calendar.ranges(day)),
+                calendar.holiday_name(day) if kind == "holiday" else None,
+            )
+        )
+    return out

@@ -112,11 +112,25 @@ _CATEGORY_BY_TEXT: dict[str, str] = {
 }
 
 
-def category_clip(category: str | None) -> str | None:
-    """Clip naming the portal's category, or None when there is no clip for it."""
+def category_name(category: str | None) -> str | None:
+    """The catalog's name of the portal's category ("Ліфт" and "лифт" -> "lift"), or None
+    when the catalog does not know it."""
     if not category:
         return None
-    name = _CATEGORY_BY_TEXT.get(_norm(category))
+    return _CATEGORY_BY_TEXT.get(_norm(category))
+
+
+def category_label(name: str, lang: str = "ru") -> str:
+    """A catalog name as shown to people ("lift" -> "Лифт"); an unknown name as it is."""
+    texts = _CATEGORIES.get(name)
+    if texts is None:
+        return name
+    return texts[1] if lang == "be" else texts[0]
+
+
+def category_clip(category: str | None) -> str | None:
+    """Clip naming the portal's category, or None when there is no clip for it."""
+    name = category_name(category)
     return f"category_{name}" if name else None
 
 

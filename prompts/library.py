@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,11 @@ class PromptError(IvrError):
 def silence(ms: int) -> bytes:
     """``ms`` milliseconds of u8 silence."""
     return bytes([SILENCE_U8]) * (SAMPLE_RATE * ms // 1000)
+
+
+def silence_linear16(ms: int) -> bytes:
+    """``ms`` milliseconds of signed 16-bit silence."""
+    return b"\0\0" * (SAMPLE_RATE * ms // 1000)
 
 
 def _to_telephone(segment: Any) -> Any:
@@ -120,7 +125,21 @@ def _trim(segment: Any) -> Any:
 
 
 def convert(path: Path) -> bytes:
-    """Decode, trim, normalise and quantise one recording (no caching)."""
+    """Decode, trim, normalise and quantise one recording to u8 (no caching)."""
+    return _quantise(_normalised(path))
+
+
+def convert_linear16(path: Path) -> bytes:
+    """Decode, trim and normalise one recording to signed 16-bit little-endian: what the
+    media engine encodes straight to G.711 (the u8 step cost ~14-20 dB of SNR)."""
+    return _linear16(_normalised(path))
+
+
+def _linear16(samples: npt.NDArray[np.float64]) -> bytes:
+    return np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
+
+
+def _normalised(path: Path) -> npt.NDArray[np.float64]:
     segment = _trim(_decode(path))
     samples = _samples(segment)
     if samples.size == 0 or not np.any(samples):
@@ -131,7 +150,8 @@ def convert(path: Path) -> bytes:
     # Speech with a large crest factor would clip at the loudness target; give up a
     # little loudness rather than distort.
     gain_db = min(gain_db, PEAK_CEILING_DBFS - 20 * np.log10(peak / 32768.0))
-    return _quantise(samples * 10 ** (gain_db / 20))
+    result: npt.NDArray[np.float64] = samples * 10 ** (gain_db / 20)
+    return result
 
 
 def u8_to_wav(data: bytes, path: Path) -> None:
@@ -170,8 +190,8 @@ class PromptLibrary:
         self.languages = tuple(languages)
         self.conversions = 0
         self._lock = threading.Lock()
-        # (lang, name) -> ((path, size, mtime_ns), u8)
-        self._memory: dict[tuple[str, str], tuple[tuple[Path, int, int], bytes]] = {}
+        # (lang, name, format) -> ((path, size, mtime_ns), audio)
+        self._memory: dict[tuple[str, str, str], tuple[tuple[Path, int, int], bytes]] = {}
         # path -> ((size, mtime_ns), sha256 hex)
         self._hashes: dict[Path, tuple[tuple[int, int], str]] = {}
 
@@ -209,6 +229,13 @@ class PromptLibrary:
 
     def clip(self, lang: str, name: str) -> bytes:
         """Clip ``name`` in ``lang`` as u8 8 kHz mono PCM."""
+        return self._clip(lang, name, "u8")
+
+    def clip_linear16(self, lang: str, name: str) -> bytes:
+        """Clip ``name`` in ``lang`` as signed 16-bit little-endian 8 kHz mono PCM."""
+        return self._clip(lang, name, "s16")
+
+    def _clip(self, lang: str, name: str, fmt: str) -> bytes:
         path = self.source(lang, name)
         with self._lock:
             try:
@@ -216,52 +243,70 @@ class PromptLibrary:
             except OSError as exc:
                 raise PromptError(f"cannot read {path}: {exc}", lang=lang, clip=name) from exc
             stamp = (path, stat.st_size, stat.st_mtime_ns)
-            cached = self._memory.get((lang, name))
+            cached = self._memory.get((lang, name, fmt))
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            data = self._load(lang, name, path, stat)
-            self._memory[(lang, name)] = (stamp, data)
+            data = self._load(lang, name, path, stat, fmt)
+            self._memory[(lang, name, fmt)] = (stamp, data)
             return data
 
-    def _load(self, lang: str, name: str, path: Path, stat: os.stat_result) -> bytes:
+    def _load(
+        self, lang: str, name: str, path: Path, stat: os.stat_result, fmt: str = "u8"
+    ) -> bytes:
         digest = self._content_hash(path, stat)
         key = hashlib.sha256(f"{_PIPELINE}|{path.resolve()}|{digest}".encode()).hexdigest()[:20]
         cache_dir = self.cache_dir / lang
-        cache_file = cache_dir / f"{name}.{key}.u8"
         try:
-            return cache_file.read_bytes()
+            return (cache_dir / f"{name}.{key}.{fmt}").read_bytes()
         except FileNotFoundError:
             pass
         try:
-            data = convert(path)
+            samples = _normalised(path)  # one decode gives both formats
         except _DECODE_ERRORS as exc:
             raise PromptError(f"cannot decode {path}: {exc}", lang=lang, clip=name) from exc
+        both = {"u8": _quantise(samples), "s16": _linear16(samples)}
         self.conversions += 1
-        logger.debug("converted prompt %s/%s from %s (%.2f s)", lang, name, path, len(data) / 8000)
+        logger.debug("converted prompt %s/%s from %s (%.2f s)", lang, name, path,
+                     len(both["u8"]) / 8000)  # fmt: skip
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, cache_file)
-        for stale in cache_dir.glob(f"{name}.*.u8"):
-            if stale != cache_file:
-                stale.unlink(missing_ok=True)
-        return data
+        for kind, data in both.items():
+            cache_file = cache_dir / f"{name}.{key}.{kind}"
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, cache_file)
+            for stale in cache_dir.glob(f"{name}.*.{kind}"):
+                if stale != cache_file:
+                    stale.unlink(missing_ok=True)
+        return both[fmt]
 
     def render(self, lang: str, parts: Sequence[str]) -> bytes:
-        """Concatenate ``parts`` with a short pause between them.
+        """Concatenate ``parts`` with a short pause between them (u8).
 
         A part is a clip name or ``"number:<digits>"``, read digit by digit."""
+        return self._render(lang, parts, self.clip, silence)
+
+    def render_linear16(self, lang: str, parts: Sequence[str]) -> bytes:
+        """``render`` in signed 16-bit little-endian: no 8-bit step before G.711."""
+        return self._render(lang, parts, self.clip_linear16, silence_linear16)
+
+    def _render(
+        self,
+        lang: str,
+        parts: Sequence[str],
+        clip: Callable[[str, str], bytes],
+        quiet: Callable[[int], bytes],
+    ) -> bytes:
         pieces: list[bytes] = []
         for part in parts:
             if part.startswith("number:"):
                 digits = part.removeprefix("number:")
                 if not digits or not all(c in "0123456789" for c in digits):
                     raise PromptError(f"not a number part: {part!r}", lang=lang, clip=part)
-                gap = silence(DIGIT_GAP_MS)
-                pieces.append(gap.join(self.clip(lang, digit_clip(d)) for d in digits))
+                gap = quiet(DIGIT_GAP_MS)
+                pieces.append(gap.join(clip(lang, digit_clip(d)) for d in digits))
             else:
-                pieces.append(self.clip(lang, part))
-        return silence(PART_PAUSE_MS).join(pieces)
+                pieces.append(clip(lang, part))
+        return quiet(PART_PAUSE_MS).join(pieces)
 
     # -- bookkeeping -----------------------------------------------------------------
 

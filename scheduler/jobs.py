@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from ivr.clock import Clock
 from ivr.delivery import DeliveryStats, RatingSink, deliver_due
 from ivr.dialer import Dialer
-from ivr.errors import PortalAuthError, PortalError
+from ivr.errors import ImportStopped, PortalError, PortalMisconfigured
 from ivr.importer import ClosedRequestSource, import_day
 from ivr.windows import yesterday
 from storage.store import Store
@@ -31,15 +31,19 @@ def import_job(
 ) -> int:
     """Import every day in the look-back that has no completed import. Returns days imported.
 
-    A portal failure is logged (an ALARM line for a refused token) and the day stays
+    A portal failure is logged (an ALARM line for a refused token or a redirect) and a stop
+    (SIGTERM) ends it between pages; either way the day stays
     incomplete, so the next run (or the next scheduled import) picks it up again."""
     done = 0
     for day in days_to_import(store, now, tz, lookback_days):
         try:
             import_day(day, source, store, tz, now)
             done += 1
-        except PortalAuthError as exc:
+        except PortalMisconfigured as exc:  # the token or portal.base_url
             log.error("ALARM: import of %s refused by the portal: %s", day, exc)
+            break
+        except ImportStopped as exc:
+            log.info("import of %s stopped; the day is imported later: %s", day, exc)
             break
         except PortalError as exc:
             log.error("import of %s failed, will retry later: %s", day, exc)

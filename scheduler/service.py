@@ -1,8 +1,11 @@
 """Builds the APScheduler 3 scheduler for ``ivr-rating run`` and runs it until SIGTERM.
 
 Jobs: the nightly import (cron at ``schedule.import_at`` in ``timezone``, coalesced, one
-instance, with a misfire grace time), the dial loop and the delivery loop (intervals).
-SIGTERM/SIGINT: stop starting calls, let the calls in progress finish, deliver, exit 0.
+instance, with a misfire grace time), the retry of incomplete days (every 30 minutes, the first
+one at start: the catch-up import runs as a job, so a slow or hostile portal never delays or
+kills the start), the dial loop and the delivery loop (intervals).
+SIGTERM/SIGINT: stop starting calls, end an import in progress between pages (the portal
+client shares the stop event), let the calls in progress finish, deliver, exit 0.
 """
 
 from __future__ import annotations
@@ -65,15 +68,17 @@ def build_scheduler(
         max_instances=1,
         misfire_grace_time=IMPORT_MISFIRE_GRACE_S,
     )
-    # Days whose import gave up (portal down, token refused) are tried again all night.
+    # Days whose import gave up (portal down, token refused) are tried again all night; the
+    # first run, at start, is the catch-up of any day in the look-back not yet imported.
     sched.add_job(
         lambda: import_once(store, source, tz, clock.now(), lookback),
         IntervalTrigger(seconds=IMPORT_RETRY_EVERY_S, timezone=tz),
         id="import-retry",
-        name="retry of incomplete imports",
+        name="catch-up and retry of incomplete imports",
         coalesce=True,
         max_instances=1,
         misfire_grace_time=IMPORT_RETRY_EVERY_S,
+        next_run_time=clock.now(),
     )
     # The dial loop runs for the service's whole life (woken when a channel frees).
     sched.add_job(
@@ -126,8 +131,11 @@ def run_service(
     clock: Clock,
     reload_config: Callable[[], Config] | None = None,
     probe: NodeProbe | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    stop = threading.Event()
+    """Run until SIGTERM/SIGINT (or ``stop``); ``stop`` is also the portal client's, so the
+    signal ends an import in progress too."""
+    stop = stop if stop is not None else threading.Event()
     reload_wanted = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -143,15 +151,13 @@ def run_service(
     now = clock.now()
     node = node_name(config)
     recover_after_restart(store, config, now)
-    # Catch up on start: any day in the look-back without a completed import.
-    import_once(store, source, config.tz, now, config.portal.lookback_days)
     dialer = Dialer(store, phone, prompts, config, clock)
     if probe is not None:
         probe.dialer = dialer
     sched = build_scheduler(config, store, source, sink, dialer, clock, stop)
     sched.start()
     log.info(
-        "service running as node %s; nightly import at %s %s",
+        "service running as node %s; catch-up import started; nightly import at %s %s",
         node,
         config.schedule.import_at,
         config.timezone,

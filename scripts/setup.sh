@@ -14,6 +14,7 @@ have espeak-ng || need_pkgs+=(espeak-ng)
 have sox || need_pkgs+=(sox)
 have ffmpeg || need_pkgs+=(ffmpeg)
 have psql || need_pkgs+=(postgresql)
+have chromium || need_pkgs+=(chromium)  # the console's browser tests (Playwright)
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_pkgs+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 

@@ -144,6 +144,11 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
                 "previous_survey_id": previous["id"] if previous else None,
                 "round_no": int(str(previous["round_no"])) + 1 if previous else 1,
                 "deadline_at": new.deadline_at,
+                "executor_id": new.executor_id,
+                "executor_name": new.executor_name,
+                "address": new.address,
+                "category_name": new.category_name,
+                "district": new.district,
             }
             known.append(row | {"stored": False, "not_called_reason": reason})
             added.append(row)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.base import StoreBase
-from storage.models import DoNotCall, ServiceFlag, Survey, SurveyStatus
+from storage.models import DoNotCall, LiveSettings, ServiceFlag, Survey, SurveyStatus
 
 DO_NOT_CALL = "do_not_call"
+CAMPAIGN = "campaign"
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,10 @@ class ControlMixin(StoreBase):
         with self._tx() as s:
             row = s.get(ServiceFlag, name)
             return None if row is None else row.value
+
+    def live_document(self) -> tuple[dict[str, Any] | None, datetime | None]:
+        """The campaign settings edited in the console (over the file's) and when they were
+        saved; (None, None) when the file's values are in force."""
+        with self._tx() as s:
+            row = s.get(LiveSettings, CAMPAIGN)
+            return (None, None) if row is None else (dict(row.data), row.updated_at)

@@ -86,3 +86,12 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """(the database's revision, this version's head). Connects (so it raises when the
+    database is unreachable) but changes nothing."""
+    from alembic.script import ScriptDirectory
+
+    head = ",".join(sorted(ScriptDirectory.from_config(alembic_config(engine)).get_heads()))
+    return current_revision(engine), head

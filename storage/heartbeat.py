@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,6 +20,9 @@ from storage.models import NodeHeartbeatRow
 Registration = Literal["registered", "unregistered", "failed"]
 REGISTRATION_STATES: tuple[Registration, ...] = ("registered", "unregistered", "failed")
 SILENT_AFTER_S = 30.0
+# A node silent for longer is forgotten: with a per-process default node name (host-pid),
+# every crashed runner would otherwise stay listed for ever.
+FORGET_AFTER_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,27 @@ def write_heartbeat(engine: Engine, hb: NodeHeartbeat) -> None:
         conn.execute(stmt)
 
 
+def remove_heartbeat(engine: Engine, name: str) -> None:
+    """A node that stopped cleanly leaves the list (it is gone, not silent)."""
+    with engine.begin() as conn:
+        conn.execute(delete(NodeHeartbeatRow).where(NodeHeartbeatRow.name == name))
+
+
 def list_nodes(
-    engine: Engine, now: datetime, silent_after_s: float = SILENT_AFTER_S
+    engine: Engine,
+    now: datetime,
+    silent_after_s: float = SILENT_AFTER_S,
+    forget_after_s: float = FORGET_AFTER_S,
 ) -> list[NodeStatus]:
-    """Every node that ever wrote a heartbeat, by name, each flagged silent or not."""
+    """Every node heard from within ``forget_after_s``, by name, flagged silent or not."""
     with engine.connect() as conn:
         rows = conn.execute(select(NodeHeartbeatRow.__table__).order_by("name")).mappings().all()
     out = []
     for row in rows:
         values = {k: row[k] for k in _COLUMNS}
-        silent = (now - values["seen_at"]).total_seconds() > silent_after_s
+        age_s = (now - values["seen_at"]).total_seconds()
+        if age_s > forget_after_s:
+            continue
+        silent = age_s > silent_after_s
         out.append(NodeStatus(**values, silent=silent))
     return out

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -56,6 +57,7 @@ class Survey(Base):
     __table_args__ = (
         UniqueConstraint("portal_request_id", "closed_at", name="uq_survey_request_closing"),
         Index("ix_surveys_status_next", "status", "next_attempt_at"),
+        Index("ix_surveys_local_date_executor", "local_date", "executor_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -86,6 +88,27 @@ class Survey(Base):
     # Lease of the runner dialling it (several nodes on one PostgreSQL).
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claim_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the portal sent about the work (None on surveys stored before 0009: "unknown").
+    executor_id: Mapped[str | None] = mapped_column(String(200))
+    executor_name: Mapped[str | None] = mapped_column(String(300))
+    address: Mapped[str | None] = mapped_column(Text)
+    category_name: Mapped[str | None] = mapped_column(String(64))  # prompts.catalog's name
+    district: Mapped[str | None] = mapped_column(String(100))  # read from the address
+
+
+class ControlReview(Base):
+    """A controller's review of a request returned for rework (one per survey round)."""
+
+    __tablename__ = "control_reviews"
+
+    survey_id: Mapped[str] = mapped_column(ForeignKey("surveys.id"), primary_key=True)
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reviewed_by: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+# The console's Now: surveys finished today by outcome (index-only) and the completion rate.
+Index("ix_surveys_completed_at", Survey.completed_at, Survey.outcome)
 
 
 class CallAttempt(Base):
@@ -186,6 +209,46 @@ class ServiceFlag(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the web console (``ivr-rating user add``)."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # viewer, operator or admin
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """One change, from the console or the CLI: written in the transaction of the change."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # console user, or "cli:<os user>"
+    address: Mapped[str | None] = mapped_column(String(64))  # client address; None for the CLI
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str | None] = mapped_column(String(200), index=True)
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class LiveSettings(Base):
+    """Campaign settings edited in the console, over the configuration file's values (one row,
+    ``name`` = "campaign"): a YAML-shaped mapping of the keys it overrides."""
+
+    __tablename__ = "live_settings"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    data: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
 
 
 class NodeHeartbeatRow(Base):

@@ -26,6 +26,12 @@ class NewSurvey:
     not_called_reason: str | None = None
     # After this the survey is given up (no_answer, survey_expired); None: no deadline.
     deadline_at: datetime | None = None
+    # What the portal says about the work (informative: shown and analysed, never dialled).
+    executor_id: str | None = None
+    executor_name: str | None = None
+    address: str | None = None
+    category_name: str | None = None  # the prompt catalog's name of ``category`` ("lift")
+    district: str | None = None  # read from the address (ivr.district), None if it names none
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
+from ivr.sip.api import (
+    REGISTRATION_NOT_USED,
+    EndedBy,
+    KeyPress,
+    KeySource,
+    LineState,
+    RegistrationStatus,
+)
 
 
 class FakeClock:
@@ -150,6 +157,7 @@ class FakePhone:
     def __init__(self, calls: list[FakeCall]) -> None:
         self.calls = calls
         self.dialled: list[str] = []
+        self.registration: RegistrationStatus = REGISTRATION_NOT_USED
 
     def start(self) -> None: ...
 

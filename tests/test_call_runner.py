@@ -8,7 +8,8 @@ import pytest
 
 from ivr.call_runner import CallPlan, CallReport, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
-from ivr.sip.api import EndedBy, KeySource
+from ivr.policy import disposition
+from ivr.sip.api import EndedBy, KeySource, LineState
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 
 SETTINGS = RunnerSettings(ring_timeout_s=20, max_call_s=60, flow=FlowSettings(4.0, 2))
@@ -219,3 +220,35 @@ def test_silence_after_the_tone_is_no_comment() -> None:
     assert kept[1] == ("s1", None)
     assert report.outcomes == [RecordOutcome("s1", Outcome.UNSATISFIED, "2", None, True)]
     assert call.log[-2:] == ["hangup", "ended:local_hangup"]
+
+
+class CrossedCall(FakeCall):
+    """Rings; our CANCEL crosses its 200 OK: the adapter ACKs and BYEs it, and reports the
+    line ended by our CANCEL with final status 200."""
+
+    @property
+    def state(self) -> LineState:
+        return LineState.ENDED if self._ended else LineState.RINGING
+
+    def cancel(self) -> None:
+        self.log.append("cancel")
+        if self._ended is None:
+            self._end(EndedBy.LOCAL_CANCEL, 200)
+
+
+def test_a_200_that_crossed_our_cancel_is_not_an_answer() -> None:
+    """Stored before as answered (survey no_input, remote_hangup, the day's one answered call
+    spent) though nobody heard anything and we hung up."""
+    clock = FakeClock()
+    call = CrossedCall(clock, answer_at=None)
+    report, recorded = run(call, clock)
+    assert not report.answered and report.answered_at is None and recorded == []
+    assert (report.final_status, report.ended_by) == (200, EndedBy.LOCAL_CANCEL)
+    assert disposition(report.answered, report.final_status, report.ended_by) == "no_answer"
+
+
+def test_answered_and_hung_up_between_two_polls_is_still_an_answer() -> None:
+    clock = FakeClock()
+    call = FakeCall(clock, answer_at=0.5, bye_at=0.5)
+    report, _ = run(call, clock)
+    assert report.answered and report.ended_by is EndedBy.REMOTE_BYE

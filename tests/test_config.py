@@ -58,7 +58,7 @@ def test_secrets_come_from_the_environment() -> None:
         ({"call_windows": {"mon": ["9-13"]}}, "call_windows.mon[0]", "HH:MM"),
         ({"call_windows": {"mon": ["13:00-09:00"]}}, "call_windows.mon[0]", "ends before"),
         ({"call_windows": {"monday": ["09:00-13:00"]}}, "call_windows", "unknown weekday"),
-        ({"call_windows": {"mon": []}}, "", "no day has a call window"),
+        ({"call_windows": {"mon": []}}, "call_windows", "no day has a call window"),
         ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
         ({"schedule": {"import_at": "25:00"}}, "schedule.import_at", "not a time of day"),
         ({"ivr": {"default_language": "en"}}, "ivr.default_language", "'ru' or 'be'"),
@@ -120,11 +120,20 @@ def test_config_check_prints_no_secret(
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(minimal()))
+    db = "postgresql+psycopg://ivr:db-secret-3@127.0.0.1/ivr"
+    path.write_text(yaml.safe_dump(minimal(database=db)))
+    assert main(["--config", str(path), "config", "check", "--json"]) == 0
+    out, err = capsys.readouterr()
+    for secret in ("tok-secret-1", "sip-secret-2", "db-secret-3"):
+        assert secret not in out + err
+    dumped = json.loads(out)
+    assert dumped["portal"]["token"] == dumped["sip"]["password"] == "***"
+    assert dumped["database"] == "postgresql+psycopg://ivr:***@127.0.0.1/ivr"
     assert main(["--config", str(path), "config", "check"]) == 0
     out, err = capsys.readouterr()
-    assert "tok-secret-1" not in out + err and "sip-secret-2" not in out + err
-    assert json.loads(out)["portal"]["token"] == "***"
+    assert "postgresql+psycopg://ivr:***@127.0.0.1/ivr" in out
+    for secret in ("tok-secret-1", "sip-secret-2", "db-secret-3"):
+        assert secret not in out + err
 
 
 def test_config_check_fails_with_the_key(

@@ -12,7 +12,8 @@ import pytest
 from ivr.clock import SYSTEM_CLOCK
 from ivr.config import Config, parse_config
 from ivr.dialer import Dialer
-from ivr.sip.api import EndedBy, LineState
+from ivr.heartbeat import NodeProbe
+from ivr.sip.api import EndedBy, LineState, RegistrationStatus
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.helpers import config_data
@@ -258,3 +259,40 @@ def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store
     (delivery,) = store.pending_deliveries(clock.now(), 10)
     assert delivery.payload["answered_at"] is not None
     dialer.drain()
+
+
+@pytest.mark.parametrize(
+    ("state", "dialled"),
+    [("lost", 0), ("registering", 0), ("registered", 2), ("not_used", 2)],
+    ids=["lost", "registering", "registered", "direct-trunk"],
+)
+def test_no_call_and_no_attempt_while_unregistered(store: Store, state: str, dialled: int) -> None:
+    add(store, 2, INSIDE)
+    phone = FakePhone([FakeCall(FakeClock(INSIDE), answer_at=None, reject=486) for _ in range(2)])
+    phone.registration = RegistrationStatus(state, "no answer in 5 s; next try in 4 s")
+    with Dialer(store, phone, FakePrompts(), cfg(), FakeClock(INSIDE)) as dialer:
+        assert dialer.start_due(INSIDE) == dialled
+    assert len(phone.dialled) == dialled
+    assert sum(len(store.attempts_of(f"R{i}")) for i in range(2)) == dialled
+    # What status and the console show of it: the node's heartbeat.
+    shown = NodeProbe(dialer.node, FakeClock(INSIDE), phone).registration()
+    assert shown == {"lost": "failed", "registered": "registered"}.get(state, "unregistered")
+
+
+def test_night_stops_with_registration_failed_once_the_loss_outlasts_the_limit(
+    store: Store,
+) -> None:
+    """``night`` exits 4 (RegistrationFailed) when registration cannot be recovered."""
+    from ivr.errors import RegistrationFailed
+    from ivr.night import Night
+
+    add(store, 1, INSIDE)
+    config = cfg()
+    phone = FakePhone([])
+    night = Night(config, store, None, None, phone, FakePrompts(), FakeClock(INSIDE))  # type: ignore[arg-type]
+    phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 299.0)
+    night._check_registration()  # not yet: retried with backoff
+    phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 301.0)
+    with pytest.raises(RegistrationFailed, match="lost for 301 s.*403 Forbidden"):
+        night._dial(date(2026, 11, 26))
+    assert phone.dialled == [] and store.attempts_of("R0") == []

@@ -98,9 +98,8 @@ def test_writer_reports_the_running_dialer_and_the_last_error(store: Store) -> N
             assert node.channel_cap == 3 and not node.silent
             assert node.seen_at == T0 + timedelta(seconds=12)
             assert node.last_error == "ivr.test: portal unreachable: timeout"
-    # Stopped: a last heartbeat; 31 s later the node is silent.
-    assert not list_nodes(store.engine, clock.now() + timedelta(seconds=29))[0].silent
-    assert list_nodes(store.engine, clock.now() + timedelta(seconds=31))[0].silent
+    # Stopped cleanly: the node leaves the list (gone, not silent).
+    assert list_nodes(store.engine, clock.now()) == []
 
 
 def test_status_never_says_running_without_a_live_node(store: Store) -> None:
@@ -123,6 +122,8 @@ def test_status_never_says_running_without_a_live_node(store: Store) -> None:
     text = status_text(config, store, T0 + timedelta(hours=1))
     assert "state:              no node running" in text
     assert text.count("SILENT") == 2
+    # Two days later they are forgotten (a crashed host-pid node must not stay for ever).
+    assert list_nodes(store.engine, T0 + timedelta(days=2)) == []
 
     store.set_flag("paused", "1", T0)
     later = T0 + timedelta(hours=1)

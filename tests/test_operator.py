@@ -53,11 +53,13 @@ def test_pause_and_resume_reach_a_running_dialer(
     clock = FakeClock(INSIDE)
     phone = FakePhone([FakeCall(clock, answer_at=None, reject=486)])
     with Dialer(store, phone, FakePrompts(), config, clock) as dialer:
-        code, out = cli(config_path, "pause", capsys=capsys)
+        code, out = cli(config_path, "pause", "--reason", "trunk maintenance", capsys=capsys)
         assert code == 0 and "paused" in out
         assert dialer.start_due(INSIDE) == 0
-        assert "PAUSED" in cli(config_path, "status", capsys=capsys)[1]
+        status = cli(config_path, "status", capsys=capsys)[1]
+        assert "PAUSED; " in status and "paused by cli:" in status and "trunk maintenance" in status
         cli(config_path, "resume", capsys=capsys)
+        assert "PAUSED" not in cli(config_path, "status", capsys=capsys)[1]
         clock.t += 1.5  # the flag is re-read at most once a second
         assert dialer.start_due(INSIDE) == 1
     store.engine.dispose()

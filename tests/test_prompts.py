@@ -370,3 +370,19 @@ def test_the_tone_before_a_comment_is_a_short_1khz_beep(library: PromptLibrary, 
     spectrum = np.abs(np.fft.rfft(samples))
     peak_hz = np.argmax(spectrum) * SAMPLE_RATE / len(samples)
     assert abs(peak_hz - 1000) < 20
+
+
+def test_linear16_render_is_the_u8_render_without_its_8_bit_step(tmp_path: Path) -> None:
+    """One decode gives both; the 16-bit one quantised is exactly the u8 one, and the u8
+    one's error against it is what the old path added before G.711."""
+    lib = PromptLibrary(PROMPTS_ROOT, tmp_path, ["ru"])
+    parts = ["greeting", "number:4071"]
+    linear = np.frombuffer(lib.render_linear16("ru", parts), dtype="<i2").astype(np.float64)
+    u8 = np.frombuffer(lib.render("ru", parts), dtype=np.uint8).astype(np.float64)
+    assert lib.conversions == 5  # greeting and four digits, each decoded once
+    assert linear.size == u8.size
+    as_u8 = (u8 - 128) * 256
+    assert np.abs(as_u8 - linear).max() <= 128.5  # half an 8-bit step
+    snr_u8 = 10 * np.log10((linear**2).sum() / ((as_u8 - linear) ** 2).sum())
+    assert snr_u8 < 45  # the 8-bit step alone caps the old path (G.711 itself: ~38 dB)
+    print(f"u8 intermediate alone: {snr_u8:.1f} dB SNR")

@@ -82,3 +82,14 @@ def test_failed_import_leaves_the_day_to_retry(store: Store) -> None:
         assert import_job(store, client, MINSK, now, lookback_days=1) == 1
         client.close()
     assert len(store.report_rows(date(2026, 11, 26))) == 2
+
+
+def test_the_catch_up_import_is_a_job_due_at_start_not_a_call_before_it(store: Store) -> None:
+    cfg = config()
+    clock = FakeClock()
+    dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg, clock)
+    sched = build_scheduler(cfg, store, None, None, dialer, clock)  # type: ignore[arg-type]
+    retry = {j.id: j for j in sched.get_jobs()}["import-retry"]
+    assert retry.next_run_time == clock.now()  # the first run is the catch-up, at start
+    assert retry.max_instances == 1
+    dialer.drain()

@@ -499,7 +499,7 @@ def test_retransmitted_200_is_reacked_and_event_16_does_not_kill_dtmf(
             packet = header + (1000 * (seq + 1)).to_bytes(4, "big") + (7).to_bytes(4, "big")
             rtp.sendto(packet + bytes([event, 0x0A, 0x00, 0xA0]), ("127.0.0.1", our_rtp))
         assert first_keys(call, 3, "DTMF '4' after event 16") == "4"
-        receivers = [t for t in threading.enumerate() if t.name == "RTP Receiver"]
+        receivers = [t for t in threading.enumerate() if t.name == "ivr media"]
         assert receivers and all(t.is_alive() for t in receivers)
         call.stop_audio()  # nothing queued: must not break anything
         call.play(bytes([200]) * 8000 * 5)  # 5 s of a loud constant: u-law byte != 0xFF

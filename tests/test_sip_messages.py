@@ -127,8 +127,50 @@ def test_parse_keeps_every_record_route_and_compact_headers() -> None:
 
 
 def test_parse_accepts_status_codes_pyvoip_cannot() -> None:
-    msg = sm.parse(b"SIP/2.0 299 Odd\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n")
+    msg = sm.parse(b"SIP/2.0 299 Odd\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n")
     assert (msg.status, msg.reason_phrase) == (299, "Odd")
+
+
+_VIA = "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\r\n\r\n",
+        b"SIP/2.0 abc Odd\r\n" + _VIA.encode() + b"Call-ID: x\r\nCSeq: 1 INVITE\r\n\r\n",
+        b"SIP/2.0 99 Low\r\n" + _VIA.encode() + b"Call-ID: x\r\nCSeq: 1 INVITE\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\n" + _VIA.encode() + b"CSeq: 1 OPTIONS\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\n" + _VIA.encode() + b"Call-ID: x\r\nCSeq: one OPTIONS\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        b"OPTIONS  SIP/2.0\r\n" + _VIA.encode() + b"Call-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n",
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "status-not-a-number",
+        "status-99",
+        "no-call-id",
+        "cseq-not-a-number",
+        "no-via",
+        "no-request-uri",
+    ],  # fmt: skip
+)
+def test_parse_rejects_malformed_messages_with_value_error(raw: bytes) -> None:
+    """Everything the SIP edge cannot use is one ValueError here (one log line above), never
+    an IndexError or a traceback later."""
+    with pytest.raises(ValueError):
+        sm.parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [('"A" <sip:a@b;tag=uri>;tag=t1', "t1"), ("<sip:a@b>", ""), ("sip:a@b;tag=x2", "x2")],
+    ids=["tag-in-uri-ignored", "none", "bare-uri"],
+)
+def test_tag_of(value: str, tag: str) -> None:
+    assert sm.tag_of(value) == tag
 
 
 def test_parse_rejects_non_sip() -> None:
@@ -205,7 +247,10 @@ def test_response_goes_to_received_and_rport() -> None:
 
 
 def test_final_reason_includes_reason_header() -> None:
-    msg = sm.parse(b"SIP/2.0 486 Busy Here\r\nReason: Q.850;cause=17\r\nCSeq: 1 INVITE\r\n\r\n")
+    msg = sm.parse(
+        b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\n"
+        b"Reason: Q.850;cause=17\r\nCSeq: 1 INVITE\r\n\r\n"
+    )
     assert sm.final_reason(msg) == "Busy Here (Q.850;cause=17)"
 
 

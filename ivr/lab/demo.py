@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workdir", type=Path, default=None, help="keep everything here")
     p.add_argument("--keep", action="store_true", help="do not delete the work folder")
+    p.add_argument(
+        "--console",
+        action="store_true",
+        help="then leave the web console running on the night's data (Ctrl-C stops it)",
+    )
+    p.add_argument("--listen", default="127.0.0.1:8080", help="the console's HOST:PORT")
     args = p.parse_args(argv)
     day = args.date or lab_day()
     try:
@@ -89,9 +95,39 @@ def main(argv: list[str] | None = None) -> int:
             for wav in b.recordings():
                 print(f"demo: baresip citizen {user} recorded what it heard: {wav}")
     print("demo: peers stopped")
+    if args.console:
+        run_console(lab, args.listen)
     if not (args.keep or args.workdir):
         shutil.rmtree(workdir, ignore_errors=True)
     return night.returncode
+
+
+DEMO_USERS = (("vera", "viewer"), ("oleg", "operator"), ("anna", "admin"))
+
+
+def run_console(lab: NightLab, listen: str) -> None:
+    """A demo user for each role, then ``ivr-rating console`` in the foreground until Ctrl-C."""
+    import secrets
+    import signal
+    import subprocess
+
+    base = [sys.executable, "-m", "ivr.cli", "--config", str(lab.config_path)]
+    for name, role in DEMO_USERS:
+        subprocess.run([*base, "user", "add", name, "--role", role, "--password-stdin"],
+                       input=f"{name}-{role}-demo\n", text=True, env=lab.env(),
+                       capture_output=True, check=False)  # fmt: skip
+    env = {**lab.env(), "IVR_CONSOLE_SECRET": secrets.token_urlsafe(32)}
+    console = subprocess.Popen([*base, "console", "--listen", listen], env=env)
+    print(f"demo: the console is at http://{listen}/ (Ctrl-C stops it); sign in as:")
+    for name, role in DEMO_USERS:
+        print(f"  {role:<9} {name} / {name}-{role}-demo")
+    sys.stdout.flush()
+    try:
+        console.wait()
+    except KeyboardInterrupt:
+        console.send_signal(signal.SIGINT)
+        console.wait(timeout=30)
+    print("demo: console stopped")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ previous page (a portal whose paging shifted under concurrent writes).
 Comments (1.1): ``PUT .../ratings/{survey_id}/comment`` with a WAV (mono, 8 kHz, 16-bit),
 ``X-Comment-Duration`` and ``X-Content-SHA256``, accepted only after that rating; kept in
 ``portal.comments``. ``api_version="1.0"`` models an old portal: 404 on the comment path.
+Hostile answers, for the client's bounds: ``trickle_next(n, byte_every_s)`` sends the real
+answer's headers at once and its body one byte every ``byte_every_s``; ``endless_next(n)``
+answers 200 with a body that never ends (no Content-Length, written until the client hangs
+up); ``redirect_next(n, location)`` answers 302 to ``location``; ``endless_cursors(True)``
+makes every closed-requests page empty with a fresh next cursor.
 
 Ratings live in a :class:`RatingBook`; pass ``book=old.book`` to a new emulator on the
 same port to model a portal restarted in the middle of delivery (its database survives).
@@ -67,6 +72,9 @@ class _Fault:
     retry_after: float | None = None
     body: bytes | None = None
     stall_s: float = 0.0
+    trickle_s: float = 0.0
+    endless: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class RatingBook:
@@ -86,6 +94,11 @@ class _Answer:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    trickle_s: float = 0.0  # seconds between body bytes
+    endless: bool = False  # the body repeats until the client hangs up
+
+
+ENDLESS_CHUNK = b'{"id": "REQ-ENDLESS", "phone": "+375291234567"}, ' * 1000
 
 
 def _aware(text: object) -> datetime | None:
@@ -196,6 +209,9 @@ class PortalEmulator:
         self._dated_keys = [closed_at for closed_at, _, _ in dated]
         self._dated = [item for _, _, item in dated]
         self._overlap = 0
+        self._endless_cursors = False
+        self._cursor_serial = 0
+        self.endless_bytes_sent = 0
         self.book = book if book is not None else RatingBook()
         self._token = token
         self._host = host
@@ -322,6 +338,26 @@ class PortalEmulator:
         with self._lock:
             self._overlap = k
 
+    def trickle_next(self, n: int, byte_every_s: float) -> None:
+        """The next ``n`` answers send their body one byte every ``byte_every_s``."""
+        with self._lock:
+            self._faults.extend([_Fault(trickle_s=byte_every_s)] * n)
+
+    def endless_next(self, n: int) -> None:
+        """The next ``n`` requests get a 200 whose body never ends."""
+        with self._lock:
+            self._faults.extend([_Fault(endless=True)] * n)
+
+    def redirect_next(self, n: int, location: str, status: int = 302) -> None:
+        """The next ``n`` requests are answered ``status`` with ``Location: location``."""
+        with self._lock:
+            self._faults.extend([_Fault(status=status, headers=(("Location", location),))] * n)
+
+    def endless_cursors(self, on: bool = True) -> None:
+        """Closed-requests pages are empty and always give a fresh next cursor."""
+        with self._lock:
+            self._endless_cursors = on
+
     def stall_next(self, n: int, seconds: float) -> None:
         """The next ``n`` requests wait ``seconds`` (or until stop) before being handled."""
         with self._lock:
@@ -329,22 +365,33 @@ class PortalEmulator:
 
     # -- request handling (called from handler threads) ---------------------------
 
-    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def _handle(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        count: bool = True,
+    ) -> _Answer:
+        path = urlsplit(target).path
         with self._lock:
-            self._requests_seen.append((method, target))
-            fault = self._faults.pop(0) if self._faults else None
-            path = urlsplit(target).path
-            if method == "POST" and path.endswith("/ratings"):
-                self._rating_posts += 1
-            if method == "PUT" and path.endswith("/comment"):
-                self._comment_puts += 1
-                if fault is None and self._comment_faults:
-                    fault = self._comment_faults.pop(0)
+            fault = None
+            if count:  # not again for the real answer behind a trickled one
+                self._requests_seen.append((method, target))
+                fault = self._faults.pop(0) if self._faults else None
+                if method == "POST" and path.endswith("/ratings"):
+                    self._rating_posts += 1
+                if method == "PUT" and path.endswith("/comment"):
+                    self._comment_puts += 1
+                    if fault is None and self._comment_faults:
+                        fault = self._comment_faults.pop(0)
         if fault is not None:
             if fault.stall_s:
                 self._stopping.wait(fault.stall_s)
+            if fault.endless:
+                return _Answer(200, b'{"items": [', endless=True)
             if fault.status is not None:
-                extra = (
+                extra = fault.headers + (
                     ()
                     if fault.retry_after is None
                     else (("Retry-After", f"{fault.retry_after:g}"),)
@@ -352,12 +399,20 @@ class PortalEmulator:
                 if fault.body is not None:
                     return _Answer(fault.status, fault.body, extra)
                 return _error(fault.status, "injected fault", *extra)
+            if fault.trickle_s:
+                answer = self._handle(method, target, headers, body, count=False)
+                return _Answer(answer.status, answer.body, answer.headers, fault.trickle_s)
         if headers.get("authorization") != f"Bearer {self._token}":
             return _error(401, "missing or wrong token", ("WWW-Authenticate", "Bearer"))
         if not path.startswith(API_PREFIX + "/"):
             return _error(404, "no such path")
         parts = path[len(API_PREFIX) + 1 :].split("/")
         if method == "GET" and parts == ["requests", "closed"]:
+            with self._lock:
+                endless, self._cursor_serial = self._endless_cursors, self._cursor_serial + 1
+                serial = self._cursor_serial
+            if endless:
+                return _json(200, {"items": [], "next_cursor": f"endless-{serial}"})
             return self._closed_page(urlsplit(target).query)
         if (
             method == "POST"
@@ -423,8 +478,9 @@ class PortalEmulator:
         matching = self._matching(closed_from, closed_to)
         with self._lock:
             overlap, self._overlap = (self._overlap, 0) if offset > 0 else (0, self._overlap)
-        page = matching[max(0, offset - overlap) : offset + limit]
-        next_offset = offset + len(page) - min(offset, overlap)
+        start = max(0, offset - overlap)  # shifted, but still at most `limit` items
+        page = matching[start : start + limit]
+        next_offset = start + len(page)
         next_cursor = (
             base64.urlsafe_b64encode(f"{next_offset}|{window}".encode()).decode()
             if next_offset < len(matching)
@@ -477,11 +533,31 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.endless:
+            self.send_header("Connection", "close")  # the body ends when the connection does
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(answer.body)))
         for name, value in answer.headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(answer.body)
+        try:
+            if answer.trickle_s:
+                self.wfile.flush()
+                for i in range(len(answer.body)):
+                    if self.portal._stopping.wait(answer.trickle_s):
+                        break
+                    self.wfile.write(answer.body[i : i + 1])
+                    self.wfile.flush()
+            elif answer.endless:
+                self.wfile.write(answer.body)
+                while not self.portal._stopping.is_set():
+                    self.wfile.write(ENDLESS_CHUNK)
+                    self.portal.endless_bytes_sent += len(ENDLESS_CHUNK)
+            else:
+                self.wfile.write(answer.body)
+        except OSError:  # the client hung up: what a hostile answer waits for
+            self.close_connection = True
 
     do_GET = _serve
     do_POST = _serve

@@ -434,9 +434,11 @@ class SippCitizen:
         numbers: list[str] | tuple[str, ...],
         kamailio_port: int = 5060,
         sip_port: int | None = None,
+        media_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.behaviour = behaviour
+        self.media_port = media_port or find_free_udp_port()
         self.numbers = list(numbers)
         self.kamailio_port = kamailio_port
         self.sip_port = sip_port or find_free_udp_port()
@@ -451,7 +453,7 @@ class SippCitizen:
         exe = require_binary("sipp")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.scenario_path.write_text(_scenario(self.behaviour, self.workdir))
-        media_port = find_free_udp_port()
+        media_port = self.media_port
         # one RTP stream towards us: the in-band citizen's tones, or the echo of our audio
         echo = [] if self.behaviour.startswith(("inband", "mute", "speak")) else ["-rtp_echo"]
         argv = [exe, "-sf", str(self.scenario_path), "-i", "127.0.0.1", "-p", str(self.sip_port),

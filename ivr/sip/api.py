@@ -5,14 +5,14 @@ layer above use a fake with the same shape. The adapter reports SIP facts (ringi
 ended with status X); every decision (ring timeout, what a status means for the survey) is
 taken above it.
 
-Audio is 8 kHz mono unsigned 8-bit linear PCM (what pyVoIP's ``write_audio`` takes): 8000
-bytes per second.
+Audio is 8 kHz mono unsigned 8-bit linear PCM (``play``: 8000 bytes per second), or signed
+16-bit little-endian (``play_linear16``, where a line has it: encoded straight to G.711).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -51,7 +51,7 @@ class SipSettings:
     server: str
     port: int
     username: str
-    password: str
+    password: str = field(repr=False)
     local_ip: str
     sip_port: int
     rtp_port_low: int
@@ -59,6 +59,30 @@ class SipSettings:
     register: bool = True
     # Used as the From display name / user part where the stack allows it.
     caller_id: str | None = None
+    register_expires_s: int = 300  # asked of the registrar; refreshed at half the grant
+    register_timeout_s: float = 5.0  # one REGISTER exchange, retransmissions included
+    # A ``night`` gives up (exit 4) when the registration stays lost this long.
+    register_give_up_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class RegistrationStatus:
+    """Whether calls may be placed: ``state`` is not_used (direct to a trunk), registering,
+    registered, lost (retried with backoff; ``detail`` says why and when) or stopped."""
+
+    state: str
+    detail: str = ""
+    lost_for_s: float | None = None  # seconds since the registration was lost
+
+    @property
+    def can_dial(self) -> bool:
+        return self.state in ("not_used", "registered")
+
+    def describe(self) -> str:
+        return self.state + (f" ({self.detail})" if self.detail else "")
+
+
+REGISTRATION_NOT_USED = RegistrationStatus("not_used")
 
 
 class OutboundCall(Protocol):
@@ -132,6 +156,11 @@ class SipPhone(Protocol):
 
     def stop(self) -> None:
         """Hang up whatever is still up, de-register, release sockets and threads."""
+        ...
+
+    @property
+    def registration(self) -> RegistrationStatus:
+        """Whether calls may be placed now (see ``RegistrationStatus``)."""
         ...
 
     def dial(self, number: str) -> OutboundCall:

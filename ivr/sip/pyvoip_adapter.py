@@ -1,9 +1,9 @@
 """``SipPhone`` over pyVoIP 1.6.8: a thin adapter plus small, named fixes of pyVoIP defects.
 
-pyVoIP keeps: the UDP socket and its receive thread, REGISTER (401 digest), RTP (PCMU and
-PCMA, RFC 2833 reception), the audio/DTMF buffers and RTP port allocation. Everything about the
-INVITE transaction and dialog is done here, because pyVoIP gets it wrong (REPORT.md =
-/work/shared/sip-lab/REPORT.md, section 1.2 and pitfalls 4-18):
+pyVoIP keeps: the UDP socket and its receive thread, RTP (PCMU and PCMA, RFC 2833
+reception), the audio/DTMF buffers and RTP port allocation. Everything about REGISTER
+(``ivr.sip.registration``), the INVITE transaction and the dialog is done here, because pyVoIP
+gets it wrong (docs/sip-notes.md, pitfalls 4-18 and 21-25, the numbers the comments cite):
 
 pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_overrides``:
 
@@ -13,13 +13,13 @@ pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_ove
 * ``IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
 * ``IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
   (pitfalls 4, 18).
-* ``SafeRtpClient`` (``ivr.sip.rtp``): telephone-event >= 16 ignored (pitfall 12); a new
-  event is a new timestamp, not a marker bit (a lost first packet lost the key); the
-  payload type is the one the peer's SDP gave (pyVoIP maps it from ``a=rtpmap``); received
-  PCMU or PCMA goes to the in-band DTMF detector instead of pyVoIP's never-read buffer;
-  PCMA is sent A-law encoded (pyVoIP: mu-law labelled PCMA, pitfall 13); stop joins its
-  threads; while a comment is recorded the received audio is also kept, decoded to 16-bit
-  PCM from the negotiated law. We offer PCMU and PCMA; the far end's answer picks.
+* ``MediaStream`` (``ivr.sip.media``) instead of pyVoIP's RTPClient: every call's RTP on the
+  process's one media loop, sent on an absolute clock (pitfall 19); only the far end's
+  well-formed RTP is heard (pitfalls 22, 23); telephone-event >= 16 ignored and a new event
+  known by its timestamp (pitfall 12); in-band keys in PCMU or PCMA; PCMA sent A-law encoded
+  (pitfall 13); while a comment is recorded ``_Capture``, the stream's ``audio_sink``, keeps
+  the far end's audio (16-bit) from once our queued prompt has been sent. We offer PCMU and
+  PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
   unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
   offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
@@ -31,25 +31,41 @@ No business decisions here: ring timeouts and what a status means are decided ab
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import random
+import socket
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP, SIP
-from pyVoIP.VoIP.status import PhoneStatus
 from pyVoIP.VoIP.VoIP import CallState
 
 from ivr.errors import DialFailed, RegistrationFailed, SipError
 from ivr.sip import sip_messages as sm
-from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState, SipSettings
+from ivr.sip.api import (
+    REGISTRATION_NOT_USED,
+    EndedBy,
+    KeyPress,
+    KeySource,
+    LineState,
+    RegistrationStatus,
+    SipSettings,
+)
 from ivr.sip.keys import KeyCollector
+from ivr.sip.media import ENGINE, MediaStream
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
+from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.redact import mask_digits, redact_sip
+from ivr.sip.registration import Registration, RegState
+from ivr.sip.rtp_guard import MediaCounters
 
 log = logging.getLogger(__name__)
+_bad = RateLimitedLog(log)  # one line per kind of bad datagram per 10 s, never a traceback
+
+Address = tuple[str, int]
 
 TIMER_B = 32.0  # RFC 3261 17.1.1.2: 64*T1, no response at all to the INVITE
 CANCEL_GRACE = 4.0  # after CANCEL, end locally if no final answer came
@@ -57,6 +73,32 @@ ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted fin
 
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
+
+
+class _Capture:
+    """A stream's ``audio_sink`` while a comment is recorded: keeps the far end's 16-bit audio
+    from the first frame received after everything we queued to play has been sent (what
+    comes back while our prompt still goes out may be its echo, and is not the comment)."""
+
+    def __init__(self, stream: MediaStream) -> None:
+        self._stream = stream
+        self._armed = True
+        self._lock = threading.Lock()
+        self._audio = bytearray()
+
+    def __call__(self, linear: bytes) -> None:  # the media engine's thread
+        if self._armed:
+            if self._stream.queued_s > 0:
+                return
+            self._armed = False
+        with self._lock:
+            self._audio += linear
+
+    def take(self) -> bytes:
+        with self._lock:
+            data = bytes(self._audio)
+            self._audio.clear()
+            return data
 
 
 @dataclasses.dataclass
@@ -71,6 +113,10 @@ class _Sent2xx:
     next_at: float
     interval: float = 0.5
     acked: bool = False
+
+
+class _Linear16(bytes):
+    """Audio queued before the answer by ``play_linear16``."""
 
 
 def _codec_name(payload_type: Any) -> str:
@@ -105,6 +151,26 @@ class PyVoipCall:
         self.held = False  # the far end put us on hold: no RTP is expected
         self.sdp_version = 2
         self.reinvite_ok: _Sent2xx | None = None  # our 200 to the last re-INVITE
+        # where in-dialog requests may come from: the proxy, and the 2xx's Contact
+        self.peer_addrs: set[Address] = set()
+
+    def in_dialog(self, msg: sm.SipMessage, source: Address) -> bool:
+        """``msg`` belongs to our confirmed dialog: its tags are the dialog's (theirs in
+        From, ours in To) and it comes from the proxy or the far end's Contact."""
+        dialog = self.dialog
+        if dialog is None or source not in self.peer_addrs:
+            return False
+        ours = sm.tag_of(self.invite.from_hdr)
+        return msg.tag("from") == sm.tag_of(dialog.remote) and msg.tag("to") == ours
+
+    @property
+    def media_counters(self) -> MediaCounters:
+        """RTP datagrams taken and dropped (runt, malformed, foreign) so far."""
+        total = MediaCounters()
+        for client in self.vcall.RTPClients:
+            for name in ("received", "runt", "malformed", "foreign"):
+                setattr(total, name, getattr(total, name) + getattr(client.counters, name))
+        return total
 
     @property
     def call_id(self) -> str:
@@ -139,6 +205,15 @@ class PyVoipCall:
             elif self._state is not LineState.ENDED:
                 self.pending_audio.append(audio)
 
+    def play_linear16(self, audio: bytes) -> None:
+        """Queue signed 16-bit little-endian 8 kHz audio: encoded straight to G.711."""
+        with self._phone.lock:
+            if self._state is LineState.ANSWERED:
+                for client in self.vcall.RTPClients:
+                    client.write_linear16(audio)
+            elif self._state is not LineState.ENDED:
+                self.pending_audio.append(_Linear16(audio))
+
     def stop_audio(self) -> None:
         with self._phone.lock:
             self.pending_audio.clear()
@@ -150,14 +225,18 @@ class PyVoipCall:
 
     def start_capture(self) -> None:
         for client in self.vcall.RTPClients:
-            client.set_capture(True)
+            client.audio_sink = _Capture(client)
 
     def take_audio(self) -> bytes:
-        return b"".join(client.take_capture() for client in self.vcall.RTPClients)
+        return b"".join(
+            sink.take()
+            for sink in (client.audio_sink for client in self.vcall.RTPClients)
+            if isinstance(sink, _Capture)
+        )
 
     def stop_capture(self) -> None:
         for client in self.vcall.RTPClients:
-            client.set_capture(False)
+            client.audio_sink = None
 
     @property
     def media_idle_s(self) -> float:
@@ -195,45 +274,50 @@ class PyVoipPhone:
         self._running = False
         self._stopping = False
         self._housekeeper: threading.Thread | None = None
-        self._registration_failed = False
+        self.proxy_addr: Address = (settings.server, settings.port)
+        self._reg: Registration | None = None
 
     @property
-    def registration(self) -> Literal["registered", "unregistered", "failed"]:
-        """For the node heartbeat and /metrics: unregistered when registration is not
-        configured or the phone is not running; failed when the registrar refused at start or a
-        refresh failed (pyVoIP keeps retrying a refresh)."""
-        if self._registration_failed:
-            return "failed"
-        if not self.settings.register or not self._running:
-            return "unregistered"
-        client = self._vphone.ivr_sip
-        if self._vphone._status is PhoneStatus.FAILED or client.registerFailures > 0:
-            return "failed"
-        return "registered"
+    def registration(self) -> RegistrationStatus:
+        reg = self._reg
+        if reg is None:
+            return REGISTRATION_NOT_USED if self._running else RegistrationStatus("stopped")
+        with self.lock:
+            if reg.registered:
+                return RegistrationStatus("registered", f"for {reg.granted_s} s")
+            if reg.state is RegState.LOST:
+                lost = time.monotonic() - (reg.lost_since or time.monotonic())
+                wait = max((reg.retry_at or 0.0) - time.monotonic(), 0.0)
+                return RegistrationStatus("lost", f"{reg.last_error}; next try in {wait:.0f} s",
+                                          lost_for_s=lost)  # fmt: skip
+            if reg.state is RegState.REGISTERING:
+                since = None if reg.lost_since is None else time.monotonic() - reg.lost_since
+                return RegistrationStatus("registering", reg.last_error, lost_for_s=since)
+            return RegistrationStatus("stopped")
 
     # ------------------------------------------------------------ SipPhone
     def start(self) -> None:
-        where = f"{self.settings.server}:{self.settings.port}"
+        s = self.settings
+        where = f"{s.server}:{s.port}"
         try:
-            self._vphone.ivr_sip.start_phone(self.settings.register)
-        except Exception as exc:
+            # Resolved once here: no DNS lookup on the receive path, and the address every
+            # request from outside a dialog must come from.
+            self.proxy_addr = (socket.gethostbyname(s.server), s.port)
+            self._vphone.ivr_sip.start_phone()
+        except OSError as exc:
             self._vphone.ivr_sip.stop()
-            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-                raise SipError(
-                    f"cannot use SIP socket {self.settings.local_ip}:{self.settings.sip_port} "
-                    f"(registrar {where}): {exc}"
-                ) from exc
-            self._registration_failed = True
-            raise RegistrationFailed(
-                f"registration as {self.settings.username!r} at {where} failed: "
-                f"{type(exc).__name__}"
+            raise SipError(
+                f"cannot use SIP socket {s.local_ip}:{s.sip_port} (registrar {where}): {exc}"
             ) from exc
         self._vphone.NSD = True
         self._running = True
+        ENGINE.acquire()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="ivr SIP timers", daemon=True
         )
         self._housekeeper.start()
+        if s.register:
+            self._register_first(where)
         log.info(
             "SIP phone started on %s:%s (registrar %s, register=%s)",
             self.settings.local_ip,
@@ -241,6 +325,30 @@ class PyVoipPhone:
             where,
             self.settings.register,
         )
+
+    def _register_first(self, where: str) -> None:
+        """The first REGISTER: wait for its outcome; refused or unanswered raises."""
+        s = self.settings
+        reg = Registration(
+            server=s.server, port=s.port, username=s.username, password=s.password,
+            local_ip=s.local_ip, local_port=s.sip_port, expires_s=s.register_expires_s,
+            step_timeout_s=s.register_timeout_s,
+        )  # fmt: skip
+        with self.lock:
+            self._reg = reg
+            for data in reg.start(time.monotonic()):
+                self.send(data)
+            deadline = time.monotonic() + 2 * s.register_timeout_s + 1.0
+            while reg.state is RegState.REGISTERING and time.monotonic() < deadline:
+                self.changed.wait(timeout=0.1)
+            reg.take_events()
+            error = reg.last_error
+            ok = reg.registered
+        if not ok:
+            self.stop()
+            raise RegistrationFailed(
+                f"registration as {s.username!r} at {where} failed: {error or 'no answer'}"
+            )
 
     def stop(self) -> None:
         with self.lock:
@@ -253,16 +361,27 @@ class PyVoipPhone:
                     break
             for call in list(self._calls.values()):
                 self.end(call, EndedBy.LOCAL_CANCEL)
+            reg = self._reg
+            if reg is not None and reg.state is not RegState.STOPPED:
+                for data in reg.stop(time.monotonic()):
+                    self.send(data)
+                deadline = time.monotonic() + 2.0  # de-REGISTER: a short wait, not pyVoIP's 30 s
+                while reg.state is RegState.UNREGISTERING and time.monotonic() < deadline:
+                    self.changed.wait(timeout=0.1)
         self._running = False
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=2.0)
         self._vphone.ivr_sip.stop()
+        if self._vphone.NSD:
+            ENGINE.release()
         self._vphone.NSD = False
         log.info("SIP phone on %s:%s stopped", self.settings.local_ip, self.settings.sip_port)
 
     def dial(self, number: str) -> PyVoipCall:
         if not self._running or self._stopping:
             raise DialFailed(f"cannot dial {mask_digits(number)}: SIP phone not started")
+        if not self.registration.can_dial:
+            raise DialFailed(f"cannot dial: registration {self.registration.describe()}")
         s = self.settings
         host = s.server if s.port == 5060 else f"{s.server}:{s.port}"
         display = f'"{s.caller_id}" ' if s.caller_id else ""
@@ -299,9 +418,14 @@ class PyVoipPhone:
         log.info("call %s: INVITE sent", call_id)
         return holder[0]
 
+    def answered_calls(self) -> int:
+        """How many calls are up now (for load runs and ``status``-like reports)."""
+        with self.lock:
+            return sum(c.state is LineState.ANSWERED for c in self._calls.values())
+
     # ------------------------------------------------------------ internals
-    def send(self, data: bytes, target: tuple[str, int] | None = None) -> None:
-        target = target or (self.settings.server, self.settings.port)
+    def send(self, data: bytes, target: Address | None = None) -> None:
+        target = target or self.proxy_addr
         if log.isEnabledFor(logging.DEBUG):
             log.debug("SIP -> %s:%s\n%s", target[0], target[1],
                       redact_sip(data.decode(errors="replace")))  # fmt: skip
@@ -331,68 +455,91 @@ class PyVoipPhone:
                      call._final_status, call._final_reason or "")  # fmt: skip
             self.changed.notify_all()
 
-    def _on_datagram(self, raw: bytes) -> None:
+    def _on_datagram(self, raw: bytes, source: Address) -> None:
+        """Every datagram of the SIP socket, with the address it came from."""
         try:
             msg = sm.parse(raw)
-        except ValueError:
-            log.debug("ignored non-SIP datagram (%d bytes)", len(raw))
+        except ValueError as exc:
+            _bad.warning("malformed", "malformed SIP datagram (%d bytes) from %s:%s dropped: %s",
+                         len(raw), source[0], source[1], exc)  # fmt: skip
             return
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("SIP <-\n%s", redact_sip(raw.decode(errors="replace")))
+            log.debug("SIP <- %s:%s\n%s", source[0], source[1],
+                      redact_sip(raw.decode(errors="replace")))  # fmt: skip
         with self.lock:
             call = self._calls.get(msg.call_id)
             if msg.is_response:
-                if call is not None and msg.cseq[1] == "INVITE":
-                    self._on_invite_response(call, msg)
-                return
-            if msg.method == "BYE":
-                known = call is not None and call.dialog is not None
-                self.send(sm.build_response(msg, 200 if known else 481,
-                                            "OK" if known else "Call Does Not Exist"),
-                          sm.response_target(msg))  # fmt: skip
-                if call is not None and known:
-                    self.end(call, EndedBy.REMOTE_BYE)
+                self._on_response(msg, source, call)
+            elif call is not None and call.in_dialog(msg, source):
+                self._on_dialog_request(call, msg, source)
+            elif source != self.proxy_addr:
+                # Not ours to answer: a response would go wherever the datagram claims (a
+                # reflector); a request in a dialog of ours from elsewhere is forged.
+                _bad.warning("stranger", "SIP %s from %s:%s (not the proxy %s:%s) dropped",
+                             msg.method, source[0], source[1], *self.proxy_addr)  # fmt: skip
             elif msg.method == "OPTIONS":
-                self.send(sm.build_response(msg, 200, "OK"), sm.response_target(msg))
-            elif msg.method == "INVITE":
-                if call is not None and call.dialog is not None:
-                    self._on_reinvite(call, msg)
-                else:  # we only dial out
-                    code, phrase = (488, "Not Acceptable Here") if call else (486, "Busy Here")
-                    self.send(sm.build_response(msg, code, phrase, sm.new_tag()),
-                              sm.response_target(msg))  # fmt: skip
-            elif msg.method == "INFO":
-                self._on_info(call, msg)
-            elif msg.method == "CANCEL":
-                self.send(sm.build_response(msg, 481, "Call Does Not Exist"),
-                          sm.response_target(msg))  # fmt: skip
-            elif msg.method == "ACK":
-                pending = call.reinvite_ok if call is not None else None
-                if pending is not None and pending.cseq == msg.cseq[0]:
-                    pending.acked = True
-            else:
-                self.send(sm.build_response(msg, 405, "Method Not Allowed"),
-                          sm.response_target(msg))  # fmt: skip
+                self.send(sm.build_response(msg, 200, "OK"), source)
+            elif msg.method == "INVITE":  # we only dial out
+                self.send(sm.build_response(msg, 486, "Busy Here", sm.new_tag()), source)
+            elif msg.method in ("BYE", "INFO", "CANCEL"):
+                self.send(sm.build_response(msg, 481, "Call Does Not Exist"), source)
+            elif msg.method != "ACK":
+                self.send(sm.build_response(msg, 405, "Method Not Allowed"), source)
 
-    def _on_info(self, call: PyVoipCall | None, msg: sm.SipMessage) -> None:
-        """INFO in a dialog: DTMF (dtmf-relay or dtmf) becomes a key; anything else 415."""
-        if call is None or call.dialog is None:
-            self.send(sm.build_response(msg, 481, "Call Does Not Exist"), sm.response_target(msg))
+    def _on_response(self, msg: sm.SipMessage, source: Address, call: PyVoipCall | None) -> None:
+        if source != self.proxy_addr:
+            _bad.warning("stranger", "SIP response from %s:%s (not the proxy %s:%s) dropped",
+                         source[0], source[1], *self.proxy_addr)  # fmt: skip
             return
+        reg = self._reg
+        if reg is not None and reg.matches(msg):
+            for data in reg.on_response(msg, time.monotonic()):
+                self.send(data)
+            self._log_registration(reg)
+            self.changed.notify_all()
+        elif call is not None and msg.cseq[1] == "INVITE":
+            self._on_invite_response(call, msg)
+
+    def _on_dialog_request(self, call: PyVoipCall, msg: sm.SipMessage, source: Address) -> None:
+        if msg.method == "BYE":
+            self.send(sm.build_response(msg, 200, "OK"), source)
+            self.end(call, EndedBy.REMOTE_BYE)
+        elif msg.method == "INVITE":
+            self._on_reinvite(call, msg, source)
+        elif msg.method == "INFO":
+            self._on_info(call, msg, source)
+        elif msg.method == "ACK":
+            pending = call.reinvite_ok
+            if pending is not None and pending.cseq == msg.cseq[0]:
+                pending.acked = True
+        elif msg.method == "OPTIONS":
+            self.send(sm.build_response(msg, 200, "OK"), source)
+        else:
+            self.send(sm.build_response(msg, 405, "Method Not Allowed"), source)
+
+    def _on_info(self, call: PyVoipCall, msg: sm.SipMessage, source: Address) -> None:
+        """INFO in a dialog: DTMF (dtmf-relay or dtmf) becomes a key; anything else 415."""
         key = sm.dtmf_of_info(msg)
         if key is None:
-            self.send(sm.build_response(msg, 415, "Unsupported Media Type"),
-                      sm.response_target(msg))  # fmt: skip
+            self.send(sm.build_response(msg, 415, "Unsupported Media Type"), source)
             return
-        self.send(sm.build_response(msg, 200, "OK"), sm.response_target(msg))
+        self.send(sm.build_response(msg, 200, "OK"), source)
         if call._state is LineState.ANSWERED:
             call.keys.add(key, KeySource.SIP_INFO)
 
-    def _on_reinvite(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
+    def _log_registration(self, reg: Registration) -> None:
+        for event in reg.take_events():
+            if event.kind == "lost":
+                log.error("SIP registration at %s:%s lost: %s", self.settings.server,
+                          self.settings.port, event.detail)  # fmt: skip
+            elif event.kind == "registered":
+                log.info("SIP registered at %s:%s as %r (%s)", self.settings.server,
+                         self.settings.port, self.settings.username, event.detail)  # fmt: skip
+
+    def _on_reinvite(self, call: PyVoipCall, msg: sm.SipMessage, target: Address) -> None:
         """Hold, unhold, a new media address or the other G.711 law: 200 with our SDP (the
         direction mirrored, the codec kept if still offered); an offer with neither PCMU nor
         PCMA: 488 and the call goes on as it was."""
-        target = sm.response_target(msg)
         if call.reinvite_ok is not None and call.reinvite_ok.cseq == msg.cseq[0]:
             self.send(call.reinvite_ok.data, target)  # a retransmission: the same answer
             return
@@ -412,7 +559,7 @@ class PyVoipPhone:
             on_hold = offer.ip == "0.0.0.0" or direction in ("sendonly", "inactive")
             for client in clients:
                 if not on_hold:
-                    client.outIP, client.outPort = offer.ip, offer.port
+                    client.set_remote(offer.ip, offer.port)
                 client.assoc[event_pt] = RTP.PayloadType.EVENT
                 client.assoc[sm.G711[codec]] = client.preference = _PAYLOAD_TYPES[codec]
                 client.last_rx = time.monotonic()
@@ -476,13 +623,17 @@ class PyVoipPhone:
         self.send(call.invite.render())
 
     def _on_2xx(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
-        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; REPORT.md pitfall 9),
-        sent again for every retransmitted 2xx."""
+        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; docs/sip-notes.md,
+        pitfall 9), sent again for every retransmitted 2xx."""
         if call.dialog is not None:
             if call.ack is not None:
                 self.send(call.ack)
             return
         call.dialog = sm.Dialog.from_2xx(call.invite, msg)
+        call.peer_addrs = {self.proxy_addr}
+        contact = _literal_address(call.dialog.remote_target)
+        if contact is not None:
+            call.peer_addrs.add(contact)
         call.ack = call.dialog.ack(self.settings.local_ip, self.settings.sip_port)
         self.send(call.ack)
         reason = sm.final_reason(msg)
@@ -502,7 +653,10 @@ class PyVoipPhone:
         call._state = LineState.ANSWERED
         call.answered_mono = time.monotonic()
         for chunk in call.pending_audio:
-            call.vcall.write_audio(chunk)
+            if isinstance(chunk, _Linear16):
+                call.play_linear16(bytes(chunk))
+            else:
+                call.vcall.write_audio(chunk)
         call.pending_audio.clear()
         log.info("call %s answered (%s)", call.call_id, call.codec)
         self.changed.notify_all()
@@ -523,6 +677,11 @@ class PyVoipPhone:
             time.sleep(0.05)
             now = time.monotonic()
             with self.lock:
+                reg = self._reg
+                if reg is not None and reg.state is not RegState.STOPPED:
+                    for data in reg.tick(now):
+                        self.send(data)
+                    self._log_registration(reg)
                 for call in list(self._calls.values()):
                     if call._state is LineState.ENDED:
                         if now - call.ended_at > ENDED_RETENTION:
@@ -538,3 +697,14 @@ class PyVoipPhone:
                             self.send(call.invite.render())
                             call.retransmit_interval = min(call.retransmit_interval * 2, 4.0)
                             call.retransmit_at = now + call.retransmit_interval
+
+
+def _literal_address(uri: str) -> Address | None:
+    """host:port of a SIP URI when the host is an IP literal (never a DNS lookup)."""
+    hostport = uri.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0]
+    host, _, port = hostport.partition(":")
+    try:
+        ipaddress.ip_address(host)
+        return host, int(port or 5060)
+    except ValueError:
+        return None

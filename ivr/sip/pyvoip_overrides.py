@@ -1,7 +1,8 @@
 """pyVoIP 1.6.8 subclassed at its override points: the call (our RTP client, no port release
-on GC), the SIP client (bounded optional REGISTER, every datagram to the adapter, a sending-only
-INVITE, random Call-IDs, a clean stop) and the phone (a non-blocking call). What each fixes is
-listed in ``ivr.sip.pyvoip_adapter``, which owns the dialogs and timers built on these.
+on GC), the SIP client (no REGISTER of its own, every datagram with its source to the adapter,
+a sending-only INVITE, random Call-IDs, a clean stop) and the phone (a non-blocking call).
+What each fixes is listed in ``ivr.sip.pyvoip_adapter``, which owns the dialogs and timers
+built on these.
 """
 
 from __future__ import annotations
@@ -10,24 +11,19 @@ import logging
 import random
 import socket
 import threading
+import time
 from typing import Any
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP, SIP
-from pyVoIP.VoIP.status import PhoneStatus
 from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import SipSettings
+from ivr.sip.media import ENGINE, KeySink, MediaStream
 from ivr.sip.redact import redact_sip
-from ivr.sip.rtp import KeySink, SafeRtpClient
 
 log = logging.getLogger(__name__)
-
-# pyVoIP's private single REGISTER exchange and its refresh timer (name-mangled)
-_REGISTER_ONCE = "_SIPClient__register"
-_START_REFRESH = "_SIPClient__start_register_timer"
-REGISTER_STEP_TIMEOUT = 5  # per REGISTER round trip (pyVoIP default 30 s, 3 tries)
 
 
 class IvrVoipCall(VoIPCall):
@@ -36,15 +32,18 @@ class IvrVoipCall(VoIPCall):
     def create_rtp_clients(
         self, codecs: Any, ip: str, port: int, request: Any, baseport: int
     ) -> None:
+        # pyVoIP's RTPClient (two threads per call, a relative sleep) is replaced by a stream
+        # of the process's one media loop (docs/sip-notes.md, pitfall 19).
+        clients: list[Any] = self.RTPClients  # duck-typed: the adapter uses what both have
         for index in range(len(request.body["c"])):
-            self.RTPClients.append(
-                SafeRtpClient(
+            clients.append(
+                MediaStream(
+                    ENGINE,
                     codecs,
                     ip,
                     port,
                     request.body["c"][index]["address"],
                     baseport + index,
-                    self.sendmode,
                     key_sink=self.key_sink,
                 )
             )
@@ -58,7 +57,6 @@ class IvrVoipCall(VoIPCall):
 class IvrSipClient(SIP.SIPClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.register_timeout = REGISTER_STEP_TIMEOUT
         self.datagram_handler: Any = None
         self.pending_invite: sm.InviteRequest | None = None
         self._recv_thread: threading.Thread | None = None
@@ -68,33 +66,46 @@ class IvrSipClient(SIP.SIPClient):
         # for retransmissions.
         return sm.new_call_id(f"{self.myIP}:{self.myPort}")
 
-    def start_phone(self, register: bool) -> None:
-        """SIPClient.start with two fixes: REGISTER is optional (pitfall 4) and bounded
-        (pyVoIP: 3 x 30 s, then the phone kills itself), and the receive thread is kept."""
+    def start_phone(self) -> None:
+        """SIPClient.start without pyVoIP's REGISTER: that one took whatever datagram came
+        next as its answer and stopped the phone after three (pitfalls 4 and 21); the adapter
+        registers with ``ivr.sip.registration``. The receive thread is kept, to join it."""
         self.NSD = True
         self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.s.bind((self.myIP, self.myPort))
         self.out = self.s
-        if register:
-            with self.recvLock:
-                # the single-attempt body of register(), without its retry/fail-later loop
-                ok = getattr(self, _REGISTER_ONCE)()
-            if not ok:
-                raise SIP.InvalidAccountInfoError("registrar did not accept")
-            self.phone._status = PhoneStatus.REGISTERED
-            getattr(self, _START_REFRESH)()
         self._recv_thread = threading.Thread(target=self.recv_loop, name="SIP Receive")
         self._recv_thread.start()
 
-    def recv(self) -> None:
+    def recv_loop(self) -> None:
+        # pyVoIP polled a non-blocking socket every 10 ms under its lock (100 wake-ups a
+        # second competing for the GIL with the media loop); wait in recvfrom instead, and
+        # take the lock only to handle what came (``call_with`` holds it while it registers
+        # a call, so no response is handled before its call exists).
+        self.s.settimeout(0.25)
+        while self.NSD:
+            try:
+                raw, source = self.s.recvfrom(8192)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self.NSD:
+                    time.sleep(0.01)
+                continue
+            with self.recvLock:
+                self.handle(raw, source)
+
+    def handle(self, raw: bytes, source: tuple[str, int]) -> None:
         # Fix (pitfall 8, 14, 17): pyVoIP's parser drops unknown status codes and OPTIONS,
-        # and its parse_message ignores most finals; every datagram goes to the adapter.
-        raw = self.s.recv(8192)  # BlockingIOError goes back to recv_loop
+        # and its parse_message ignores most finals; every datagram goes to the adapter,
+        # with its source (pyVoIP answered to the Via: a reflector, with a DNS lookup).
         if raw.strip(b"\r\n\x00") and self.datagram_handler is not None:
             try:
-                self.datagram_handler(raw)
-            except Exception:
-                log.exception("error while handling a SIP datagram")
+                self.datagram_handler(raw, source)
+            except Exception as exc:  # our bug; one line, not a traceback per datagram
+                log.error("error while handling a SIP datagram from %s:%s: %r",
+                          source[0], source[1], exc)  # fmt: skip
+                log.debug("traceback", exc_info=True)
 
     def invite(self, number: str, ms: Any, sendtype: Any) -> tuple[Any, str, int]:
         """Build and send the INVITE, return at once (pyVoIP blocked here for 100/180)."""
@@ -112,14 +123,6 @@ class IvrSipClient(SIP.SIPClient):
         self.NSD = False
         if self._recv_thread is not None:
             self._recv_thread.join(timeout=2.0)
-        if self.registerThread is not None:
-            self.registerThread.cancel()
-            if self.registerThread is not threading.current_thread():
-                self.registerThread.join(timeout=REGISTER_STEP_TIMEOUT * 2)
-            try:
-                self.deregister()
-            except Exception as exc:
-                log.warning("de-REGISTER at %s:%s failed: %s", self.server, self.port, exc)
         self._close_sockets()
 
 
@@ -150,7 +153,7 @@ class IvrVoipPhone(VoIPPhone):
 
     def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
         """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
-        the call before any response can be processed (REPORT.md 1.2, KeyError/race rows)."""
+        the call before any response can be processed (docs/sip-notes.md, pitfall 8)."""
         medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA,
                                   101: RTP.PayloadType.EVENT}}  # fmt: skip
         with self.ivr_sip.recvLock:

@@ -4,7 +4,7 @@ pyVoIP 1.6.8's own parser keeps only the first line of each header (so one Recor
 does not parse Proxy-Authenticate, and fails on status codes outside its enum; its
 builders produce a wrong 2xx ACK and have no CANCEL. The adapter therefore reads every
 message about its own calls with ``parse`` and writes every request of an INVITE dialog
-with the builders here (REPORT.md 1.2, pitfalls 5-9).
+with the builders here (docs/sip-notes.md, pitfalls 5-9).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _COMPACT = {
     "k": "supported",
 }
 # Headers whose comma-separated values are separate entries (RFC 3261 7.3.1).
-_LIST_HEADERS = {"via", "record-route", "route"}
+_LIST_HEADERS = {"via", "record-route", "route", "contact"}
 USER_AGENT = "ivr-rating (pyVoIP 1.6.8)"
 
 
@@ -120,7 +120,7 @@ def parse(raw: bytes) -> SipMessage:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("utf-8", errors="replace").split("\r\n")
     start = lines[0].strip()
-    if not (start.startswith("SIP/2.0 ") or start.endswith(" SIP/2.0")):
+    if not (_STATUS_LINE.fullmatch(start) or _REQUEST_LINE.fullmatch(start)):
         raise ValueError(f"not a SIP message: {start[:60]!r}")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -133,7 +133,23 @@ def parse(raw: bytes) -> SipMessage:
             continue
         key = key.strip().lower()
         headers.append((_COMPACT.get(key, key), value.strip()))
-    return SipMessage(start, headers, body, raw)
+    msg = SipMessage(start, headers, body, raw)
+    if not msg.call_id or not msg.all("via"):
+        raise ValueError("no Call-ID or no Via")
+    if not _CSEQ.fullmatch(msg.header("cseq") or ""):
+        raise ValueError(f"bad CSeq: {(msg.header('cseq') or '')[:40]!r}")
+    return msg
+
+
+_STATUS_LINE = re.compile(r"SIP/2\.0 [1-6]\d\d(?: .*)?")
+_REQUEST_LINE = re.compile(r"[A-Z]+ \S+ SIP/2\.0")
+_CSEQ = re.compile(r"\d{1,10}\s+[A-Za-z]+")
+
+
+def tag_of(name_addr: str) -> str:
+    """The tag parameter of a From/To value ("" if none)."""
+    match = re.search(r";\s*tag=([^;>\s]+)", name_addr.rsplit(">", 1)[-1])
+    return match.group(1) if match else ""
 
 
 def uri_of(name_addr: str) -> str:

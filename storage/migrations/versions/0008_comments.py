@@ -1,7 +1,7 @@
 """spoken comments of unsatisfied citizens (portal API 1.1)
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0009
 Create Date: 2026-11-30 17:15:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
