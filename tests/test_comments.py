@@ -17,6 +17,7 @@ from ivr.delivery import deliver_due, format_outbox, requeue_dead_letters
 from ivr.dialer import save_recording
 from ivr.lab.portal_emulator import PortalEmulator
 from ivr.lab.sample_requests import make_items
+from ivr.metrics import CountingPortal
 from ivr.portal import PortalClient
 from storage.comments import NewComment
 from storage.store import NewSurvey, Store
@@ -69,22 +70,32 @@ def kept(tmp_path: Path, survey_id: str, seconds: float = 2.0) -> tuple[NewComme
     return NewComment(None, str(path), rec.duration_s, rec.sha256, len(rec.wav)), rec
 
 
+@pytest.mark.parametrize("counted", [False, True], ids=["client", "counted-as-the-runner-does"])
 def test_the_rating_waits_for_the_comment_then_both_arrive_in_order(
-    store: Store, portal: PortalEmulator, client: PortalClient, items: list, tmp_path: Path
+    store: Store,
+    portal: PortalEmulator,
+    client: PortalClient,
+    items: list,
+    tmp_path: Path,
+    counted: bool,
 ) -> None:
+    """The runner hands delivery the client wrapped in ``CountingPortal``: the comment must
+    still be PUT (it was not: the wrapper lacked put_comment, the night ended with them
+    pending)."""
+    sink = CountingPortal(client) if counted else client
     sid = unsatisfied(store, items[0])
-    deliver_due(store, client, NOW, node="n1")
+    deliver_due(store, sink, NOW, node="n1")
     assert portal.ratings == []  # held while the citizen speaks
     comment, rec = kept(tmp_path, sid)
     store.settle_comment(sid, comment, NOW)
-    stats = deliver_due(store, client, NOW, node="n1")
+    stats = deliver_due(store, sink, NOW, node="n1")
     assert (stats.delivered, stats.comments_delivered) == (1, 1)
     ((_, key, body),) = portal.ratings
     assert key == sid and body["comment_expected"] is True
     assert portal.comments == {(items[0]["id"], sid): rec.wav}
     methods = [m for m, _ in portal.requests_seen]
     assert methods == ["POST", "PUT"]
-    deliver_due(store, client, NOW + timedelta(hours=1), node="n1")
+    deliver_due(store, sink, NOW + timedelta(hours=1), node="n1")
     assert portal.comment_puts == 1  # never twice
 
 
