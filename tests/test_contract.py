@@ -84,7 +84,14 @@ def check_exchange(response: requests.Response) -> None:
 def exchanges() -> Iterator[tuple[requests.Session, list[requests.Response]]]:
     seen: list[requests.Response] = []
     session = requests.Session()
-    session.hooks["response"].append(lambda r, *a, **k: seen.append(r))
+
+    def keep(response: requests.Response, *args: object, **kwargs: object) -> None:
+        # The client streams bodies (stream=True, read capped); read this one here first, so
+        # it is kept for the schema check too (the client's read then gets the same bytes).
+        _ = response.content
+        seen.append(response)
+
+    session.hooks["response"].append(keep)
     yield session, seen
     session.close()
 
