@@ -18,21 +18,25 @@ from ivr.callflow import (
     CallTooLong,
     CancelInputTimer,
     Event,
+    FinishComment,
     FlowSettings,
     Hangup,
     InputTimeout,
     KeyPressed,
     Play,
     PromptFinished,
+    RecordingStopped,
     RecordOutcome,
     RemoteHangup,
     RequestInfo,
     StartInputTimer,
+    StartRecording,
     State,
     StopPlayback,
     SurveyCall,
 )
 from ivr.clock import Clock
+from ivr.comment_audio import CommentRecorder, Recording, StopReason
 from ivr.sip.api import EndedBy, LineState, OutboundCall, SipPhone
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,9 @@ log = logging.getLogger(__name__)
 BYTES_PER_SECOND = 8000  # u8 PCM at 8 kHz
 # Playback is paced by the RTP sender; allow for its start-up and the far end's jitter buffer.
 PROMPT_TAIL_S = 0.3
+# A recording also ends by the clock this long after its limit (the far end may stop sending
+# RTP while silent, so the received samples alone would never reach it).
+RECORDING_CLOCK_SLACK_S = 2.0
 
 
 class PromptRenderer(Protocol):
@@ -101,6 +108,13 @@ OutcomeSink = Callable[[RecordOutcome, datetime | None], None]
 # Called with the answer time the moment the 200 OK is seen, before anything plays.
 AnswerSink = Callable[[datetime], None]
 
+# The spoken comment of a survey once it is over: the recording, or None (nothing said).
+CommentSink = Callable[[str, Recording | None], None]
+
+
+def _no_comment_sink(survey_id: str, recording: Recording | None) -> None:
+    log.warning("survey %s: a comment was recorded but nobody keeps it", survey_id)
+
 
 class _CallDriver:
     def __init__(
@@ -112,9 +126,13 @@ class _CallDriver:
         clock: Clock,
         on_outcome: OutcomeSink,
         on_answer: AnswerSink | None = None,
+        on_comment: CommentSink = _no_comment_sink,
     ) -> None:
         self.call = call
         self.on_answer = on_answer
+        self.on_comment = on_comment
+        self.recorder: CommentRecorder | None = None
+        self.recording_until: float | None = None
         self.plan = plan
         self.prompts = prompts
         self.settings = settings
@@ -162,6 +180,36 @@ class _CallDriver:
                 metrics.KEY_TO_OUTCOME.observe(self.clock.monotonic() - self.key_taken_at)
         elif isinstance(action, Hangup):
             self.call.hangup()
+        elif isinstance(action, StartRecording):
+            # Only what arrives from now on: the invitation and the tone are over.
+            self.call.start_capture()
+            self.recorder = CommentRecorder(action.max_s, action.silence_s, action.no_speech_s)
+            self.recording_until = now + action.max_s + RECORDING_CLOCK_SLACK_S
+        elif isinstance(action, FinishComment):
+            self._finish_comment(action.survey_id)
+
+    def _finish_comment(self, survey_id: str) -> None:
+        recorder, self.recorder, self.recording_until = self.recorder, None, None
+        pcm = None
+        if recorder is not None:
+            recorder.feed(self.call.take_audio())  # what came until now, even after a BYE
+            self.call.stop_capture()
+            pcm = recorder.speech()
+        recording = Recording.of_pcm(pcm) if pcm else None
+        if recording is not None:
+            log.info("call %s: comment recorded (%.1f s)", self.call.call_id,
+                     recording.duration_s)  # fmt: skip
+        self.on_comment(survey_id, recording)
+
+    def _step_recording(self, now: float) -> None:
+        if self.recorder is None:
+            return
+        reason = self.recorder.feed(self.call.take_audio())
+        if reason is None and self.recording_until is not None and now >= self.recording_until:
+            started = self.recorder.speech_started
+            reason = StopReason.MAX_LENGTH if started else StopReason.NO_SPEECH
+        if reason is not None:
+            self.feed(RecordingStopped(reason.value))
 
     def answered(self) -> None:
         self.report.answered_at = self.clock.now()
@@ -183,6 +231,7 @@ class _CallDriver:
         if self.call.state is LineState.ENDED and self.flow.state is not State.DONE:
             self.feed(RemoteHangup())
             return
+        self._step_recording(now)
         if (
             self.flow.state is not State.DONE
             and self.call.media_idle_s > self.settings.media_timeout_s
@@ -263,12 +312,15 @@ def run_call(
     clock: Clock,
     on_outcome: OutcomeSink,
     on_answer: AnswerSink | None = None,
+    on_comment: CommentSink = _no_comment_sink,
 ) -> CallReport:
     """Dial, hold the survey, hang up. Raises DialFailed if the INVITE could not be sent;
     whatever else goes wrong during the call, the line is hung up before it propagates."""
     call = phone.dial(plan.dial_string)
     try:
-        return _CallDriver(call, plan, prompts, settings, clock, on_outcome, on_answer).run()
+        return _CallDriver(
+            call, plan, prompts, settings, clock, on_outcome, on_answer, on_comment
+        ).run()
     except BaseException:
         if call.state is not LineState.ENDED:
             call.hangup()

@@ -10,7 +10,15 @@ States and what moves them (anything not listed raises ``CallFlowError``)::
     ASKING   --PromptFinished--> LISTENING (starts the input timer)
     ASKING/LISTENING --KeyPressed 1|2--> records the outcome of this request *first*, then
                                   ASKING (acknowledgement + next request + question) or
+                                  CLOSING (thanks) after the last request; with
+                                  ``voice_comment``, 2 goes to COMMENT_INVITE instead (the
+                                  outcome is recorded first, marked ``comment_follows``)
+    COMMENT_INVITE --PromptFinished--> RECORDING (invitation and tone played: StartRecording)
+    COMMENT_INVITE --KeyPressed--> no comment (FinishComment), then as after the answer
+    RECORDING --KeyPressed|RecordingStopped--> FinishComment, then ASKING (next request) or
                                   CLOSING (thanks) after the last request
+    COMMENT_INVITE/RECORDING --RemoteHangup--> FinishComment (what was said is kept), DONE
+    COMMENT_INVITE/RECORDING --CallTooLong--> FinishComment, CLOSING ("time is up")
     ASKING/LISTENING --KeyPressed 0--> ASKING (this request and the question again)
     ASKING/LISTENING --KeyPressed 9--> CLOSING (opted_out for this and every later request;
                                   only when opting out is offered)
@@ -55,6 +63,8 @@ class State(enum.Enum):
     WAITING_ANSWER = "waiting_answer"
     ASKING = "asking"
     LISTENING = "listening"
+    COMMENT_INVITE = "comment_invite"
+    RECORDING = "recording"
     CLOSING = "closing"
     DONE = "done"
 
@@ -102,7 +112,18 @@ class CallTooLong:
     pass
 
 
-Event = Answered | PromptFinished | KeyPressed | InputTimeout | RemoteHangup | CallTooLong
+@dataclass(frozen=True)
+class RecordingStopped:
+    """The runner's recorder says the comment is over: ``silence`` after speech,
+    ``max_length``, or ``no_speech`` (nothing said since the tone)."""
+
+    reason: str
+
+
+Event = (
+    Answered | PromptFinished | KeyPressed | InputTimeout | RemoteHangup | CallTooLong
+    | RecordingStopped
+)  # fmt: skip
 
 
 # ---- actions ----------------------------------------------------------------------------------
@@ -137,6 +158,8 @@ class RecordOutcome:
     outcome: Outcome
     key: str | None
     reason: str | None = None
+    # A spoken comment is asked for next: the rating waits for it (FinishComment).
+    comment_follows: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +167,28 @@ class Hangup:
     pass
 
 
-Action = Play | StopPlayback | StartInputTimer | CancelInputTimer | RecordOutcome | Hangup
+@dataclass(frozen=True)
+class StartRecording:
+    """Record what the citizen says about ``survey_id`` (the received audio only)."""
+
+    survey_id: str
+    max_s: float
+    silence_s: float
+    no_speech_s: float
+
+
+@dataclass(frozen=True)
+class FinishComment:
+    """Stop recording; keep what was said (if anything) as the comment of ``survey_id``, and
+    let its rating go (with ``comment_expected`` when there is a comment)."""
+
+    survey_id: str
+
+
+Action = (
+    Play | StopPlayback | StartInputTimer | CancelInputTimer | RecordOutcome | Hangup
+    | StartRecording | FinishComment
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,6 +197,12 @@ class FlowSettings:
     max_repeats: int
     # Offer 9 "do not call me again" (the question then mentions it).
     offer_opt_out: bool = True
+    # After "not satisfied", invite a short spoken comment (ivr.voice_comment).
+    voice_comment: bool = False
+    comment_max_s: float = 60.0
+    comment_silence_s: float = 3.0
+    # Nothing said this long after the tone: no comment.
+    comment_no_speech_s: float = 6.0
 
 
 def request_parts(request: RequestInfo) -> tuple[str, ...]:
@@ -163,8 +213,20 @@ def request_parts(request: RequestInfo) -> tuple[str, ...]:
         parts += ["closed_on", day_clip(d.day), month_clip(d.month)]
     clip = category_clip(request.category)
     if clip is not None:
-        parts += ["category", clip]
+        parts.append(clip)
     return tuple(parts)
+
+
+def question_parts(settings: FlowSettings) -> tuple[str, ...]:
+    """The question: the first option first ("satisfied? press 1"), then the others."""
+    opt_out = ("question_opt_out",) if settings.offer_opt_out else ()
+    return ("question", "question_rest", *opt_out)
+
+
+def opening_parts(request: RequestInfo, settings: FlowSettings) -> tuple[str, ...]:
+    """What the citizen hears on answering: a short greeting, what identifies the request
+    (number, date, category) and the question, first option first."""
+    return ("greeting", *request_parts(request), *question_parts(settings))
 
 
 @dataclass
@@ -186,7 +248,7 @@ class SurveyCall:
 
     # The prompt parts of each situation, in one place.
     def _question(self) -> tuple[str, ...]:
-        return ("question", "question_opt_out") if self.settings.offer_opt_out else ("question",)
+        return question_parts(self.settings)
 
     def _about_current(self) -> tuple[str, ...]:
         return request_parts(self.requests[self.current]) + self._question()
@@ -202,7 +264,7 @@ class SurveyCall:
     # ---- transitions ----
     def _on_answered(self, event: Event) -> list[Action]:
         self.state = State.ASKING
-        return [Play(("greeting", *self._about_current()))]
+        return [Play(opening_parts(self.requests[self.current], self.settings))]
 
     def _on_prompt_finished_asking(self, event: Event) -> list[Action]:
         self.state = State.LISTENING
@@ -227,6 +289,11 @@ class SurveyCall:
     def _answered(self, key: str) -> list[Action]:
         satisfied = key == SATISFIED_KEY
         outcome = Outcome.SATISFIED if satisfied else Outcome.UNSATISFIED
+        if not satisfied and self.settings.voice_comment:
+            # Stored before the invitation plays: a hang-up from here on loses no answer.
+            record = self._record(outcome, key, None, comment_follows=True)
+            self.state = State.COMMENT_INVITE
+            return [record, Play(("comment_invite", "tone"))]
         if self.current + 1 >= len(self.requests):
             closing = "thanks_satisfied" if satisfied else "thanks_unsatisfied"
             return self._close(outcome, key, None, closing)
@@ -248,8 +315,11 @@ class SurveyCall:
         self.state = State.ASKING
         return [Play(parts)]
 
-    def _record(self, outcome: Outcome, key: str | None, reason: str | None) -> RecordOutcome:
-        rec = RecordOutcome(self.requests[self.current].survey_id, outcome, key, reason)
+    def _record(
+        self, outcome: Outcome, key: str | None, reason: str | None, comment_follows: bool = False
+    ) -> RecordOutcome:
+        survey_id = self.requests[self.current].survey_id
+        rec = RecordOutcome(survey_id, outcome, key, reason, comment_follows)
         self.recorded.append(rec)
         return rec
 
@@ -269,6 +339,49 @@ class SurveyCall:
         actions = self._record_rest(outcome, key, reason)
         self.state = State.CLOSING
         return [*actions, Play((prompt,))]
+
+    # ---- the spoken comment ----
+    def _comment_survey(self) -> str:
+        return self.requests[self.current].survey_id
+
+    def _on_invite_finished(self, event: Event) -> list[Action]:
+        self.state = State.RECORDING
+        s = self.settings
+        return [
+            StartRecording(
+                self._comment_survey(), s.comment_max_s, s.comment_silence_s, s.comment_no_speech_s
+            )
+        ]
+
+    def _on_comment_over(self, event: Event) -> list[Action]:
+        """A key (during the invitation: no comment; while recording: done) or the recorder's
+        stop: the comment is finished, and the call goes on as after the answer."""
+        if isinstance(event, KeyPressed):
+            self.keys.append(event.key)
+        stop: list[Action] = [StopPlayback()] if self.state is State.COMMENT_INVITE else []
+        finish = FinishComment(self._comment_survey())
+        self.current += 1
+        self.repeats = 0
+        if self.current >= len(self.requests):
+            self.state = State.CLOSING
+            return [*stop, finish, Play(("thanks_unsatisfied",))]
+        self.state = State.ASKING
+        return [*stop, finish, Play(("rework_noted", "next_request", *self._about_current()))]
+
+    def _on_comment_hangup(self, event: Event) -> list[Action]:
+        assert isinstance(event, RemoteHangup)
+        finish = FinishComment(self._comment_survey())
+        self.current += 1
+        rest = self._record_rest(Outcome.NO_INPUT, None, event.reason)
+        self.state = State.DONE
+        return [finish, *rest]
+
+    def _on_comment_too_long(self, event: Event) -> list[Action]:
+        stop: list[Action] = [StopPlayback()] if self.state is State.COMMENT_INVITE else []
+        finish = FinishComment(self._comment_survey())
+        self.current += 1
+        return [*stop, finish, *self._close(Outcome.NO_INPUT, None, "max_call_length",
+                                            "goodbye_time_up")]  # fmt: skip
 
     def _on_closing_finished(self, event: Event) -> list[Action]:
         self.state = State.DONE
@@ -307,6 +420,14 @@ _TABLE: dict[tuple[State, type], _Handler] = {
     (State.LISTENING, KeyPressed): SurveyCall._on_key,
     (State.LISTENING, InputTimeout): SurveyCall._on_timeout,
     (State.LISTENING, CallTooLong): SurveyCall._on_too_long_talking,
+    (State.COMMENT_INVITE, PromptFinished): SurveyCall._on_invite_finished,
+    (State.COMMENT_INVITE, KeyPressed): SurveyCall._on_comment_over,
+    (State.COMMENT_INVITE, RemoteHangup): SurveyCall._on_comment_hangup,
+    (State.COMMENT_INVITE, CallTooLong): SurveyCall._on_comment_too_long,
+    (State.RECORDING, KeyPressed): SurveyCall._on_comment_over,
+    (State.RECORDING, RecordingStopped): SurveyCall._on_comment_over,
+    (State.RECORDING, RemoteHangup): SurveyCall._on_comment_hangup,
+    (State.RECORDING, CallTooLong): SurveyCall._on_comment_too_long,
     (State.CLOSING, PromptFinished): SurveyCall._on_closing_finished,
     (State.CLOSING, KeyPressed): SurveyCall._ignore,
     (State.CLOSING, CallTooLong): SurveyCall._on_too_long_hang_up,
@@ -314,6 +435,8 @@ _TABLE: dict[tuple[State, type], _Handler] = {
     (State.DONE, KeyPressed): SurveyCall._ignore,
     (State.DONE, PromptFinished): SurveyCall._ignore,
     (State.DONE, CallTooLong): SurveyCall._ignore,
+    (State.DONE, RecordingStopped): SurveyCall._ignore,
+    (State.CLOSING, RecordingStopped): SurveyCall._ignore,
 }
 for _state in (State.WAITING_ANSWER, State.ASKING, State.LISTENING, State.CLOSING):
     _TABLE[(_state, RemoteHangup)] = SurveyCall._on_remote_hangup

@@ -379,7 +379,15 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             f"delivered {stats.delivered}, dead {stats.dead}, deferred {stats.deferred}; "
             f"outbox now: {counts}"
         )
-        return EXIT_UNDELIVERED if counts.get("pending") else EXIT_OK
+        comments = store.comment_counts()
+        if any(comments.values()):
+            print(
+                f"comments delivered {stats.comments_delivered}, dead {stats.comments_dead}"
+                f"{' (waiting: 404 on the comment path)' if stats.comments_blocked else ''}; "
+                f"comments now: {comments}"
+            )
+        waiting = counts.get("pending") or (comments["pending"] and not stats.comments_blocked)
+        return EXIT_UNDELIVERED if waiting else EXIT_OK
 
     prompts = app.make_prompts(config)
     problems = prompts.check()

@@ -355,6 +355,11 @@ class IvrConfig(_Section):
     max_repeats: int = Field(2, ge=0, le=5)
     offer_opt_out: bool = True
     media_timeout_s: Seconds = Field(15.0, ge=2, le=120)
+    # After "not satisfied": a short spoken comment, recorded and sent to the portal (API 1.1).
+    voice_comment: bool = True
+    comment_silence_s: Seconds = Field(3.0, gt=0, le=30)
+    comment_max_s: Seconds = Field(60.0, ge=5, le=120)
+    comment_dir: Path = Path("var/comments")
 
 
 class PromptsConfig(_Section):

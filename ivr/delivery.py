@@ -5,6 +5,12 @@ sent again only when an operator asks (``ivr-rating deliver --retry-dead``).
 401/403 or a 3xx (PortalMisconfigured: the token or portal.base_url is wrong): stop
 delivering, alarm; the rows stay pending, never dead letters. 429/5xx/timeouts: retried later with
 capped exponential backoff and jitter (or the portal's Retry-After): a result is never dropped.
+
+Spoken comments (portal API 1.1) follow their rating: a comment is PUT only once the portal
+accepted the rating that announced it (``comment_expected``), with the same retry rules;
+404/413/415/422 make it a dead letter. A 404 on the comment path also means the portal may
+not speak 1.1 at all: an alarm is logged and every comment waits (none is sent) until an
+operator re-queues the dead ones with ``deliver --retry-dead``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from ivr import metrics
@@ -21,6 +28,7 @@ from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, Por
 from ivr.portal_transport import redact_credentials
 from ivr.untrusted import printable
 from storage.bulk import dead_letters, outbox_counts
+from storage.comments import COMMENTS_BLOCKED_FLAG
 from storage.models import DeliveryState
 from storage.store import Store
 
@@ -34,6 +42,12 @@ class RatingSink(Protocol):
     def post_rating(self, request_id: str, rating: dict[str, Any]) -> int: ...
 
 
+class CommentSink(Protocol):
+    def put_comment(
+        self, request_id: str, survey_id: str, wav: bytes, duration_s: float, sha256: str
+    ) -> int: ...
+
+
 @dataclass
 class DeliveryStats:
     delivered: int = 0
@@ -41,6 +55,9 @@ class DeliveryStats:
     deferred: int = 0
     alarm: bool = False
     """The portal refused our token or redirected: delivery paused until that is fixed."""
+    comments_delivered: int = 0
+    comments_dead: int = 0
+    comments_blocked: bool = False
 
     @property
     def auth_failed(self) -> bool:
@@ -110,7 +127,77 @@ def deliver_due(
             item.payload.get("outcome"),
             status,
         )
+    put = getattr(portal, "put_comment", None)
+    if put is not None:  # a portal client that speaks 1.1 (unit-test fakes may not)
+        deliver_comments(store, portal, now, stats, limit=limit, rng=rng, node=node)  # type: ignore[arg-type]
     return stats
+
+
+def deliver_comments(
+    store: Store,
+    portal: CommentSink,
+    now: datetime,
+    stats: DeliveryStats,
+    limit: int = 200,
+    rng: random.Random | None = None,
+    node: str | None = None,
+) -> None:
+    """PUT every due comment whose rating the portal accepted (see the module docstring)."""
+    rng = rng or random.Random()
+    if store.get_flag(COMMENTS_BLOCKED_FLAG) is not None:
+        stats.comments_blocked = True
+        return
+    batch = store.claim_comments(now, limit, node=node)
+    for i, item in enumerate(batch):
+        rest = [c.survey_id for c in batch[i + 1 :]]
+        try:
+            wav = Path(item.path).read_bytes()
+        except OSError as exc:
+            log.error("comment of request %s: recording unreadable: %s", item.portal_request_id,
+                      exc)  # fmt: skip
+            store.mark_comment(item.survey_id, DeliveryState.DEAD, None,
+                               f"recording unreadable: {exc}", now)  # fmt: skip
+            stats.comments_dead += 1
+            continue
+        try:
+            status = portal.put_comment(
+                item.portal_request_id, item.survey_id, wav, item.duration_s, item.sha256
+            )
+        except PortalMisconfigured as exc:
+            log.error("ALARM: %s; delivery paused", exc)
+            stats.alarm = True
+            store.release_comments([item.survey_id, *rest], now)
+            return
+        except PortalRejected as exc:
+            store.mark_comment(item.survey_id, DeliveryState.DEAD, exc.status,
+                               f"{exc}: {exc.body}", now)  # fmt: skip
+            stats.comments_dead += 1
+            if exc.status == 404:
+                log.error(
+                    "ALARM: the portal answered 404 on the comment path for request %s: it may "
+                    "not speak portal API 1.1 (check portal.base_url and the portal's version); "
+                    "comments wait until `ivr-rating deliver --retry-dead`",
+                    item.portal_request_id,
+                )
+                store.set_flag(COMMENTS_BLOCKED_FLAG, "404", now)
+                store.release_comments(rest, now)
+                stats.comments_blocked = True
+                return
+            log.error("comment of request %s rejected for good: %s %s",
+                      item.portal_request_id, exc.status, exc.body)  # fmt: skip
+            continue
+        except PortalUnavailable as exc:
+            wait = backoff(item.tries, exc.retry_after, rng)
+            log.warning("comment of request %s not delivered (%s); retry in %.0f s",
+                        item.portal_request_id, exc, wait.total_seconds())  # fmt: skip
+            store.mark_comment(item.survey_id, DeliveryState.PENDING, exc.status, str(exc),
+                               now + wait)  # fmt: skip
+            store.release_comments(rest, now)
+            return
+        store.mark_comment(item.survey_id, DeliveryState.DELIVERED, status, None, now)
+        stats.comments_delivered += 1
+        log.info("comment delivered: request %s, %.2f s, sha256 %s (HTTP %s)",
+                 item.portal_request_id, item.duration_s, item.sha256, status)  # fmt: skip
 
 
 def requeue_dead_letters(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
@@ -118,10 +205,14 @@ def requeue_dead_letters(store: Store, ids: Sequence[str], now: datetime) -> lis
     letter's request or survey id is an error and nothing is re-queued."""
     dead = dead_letters(store)
     known = {letter.portal_request_id for letter in dead} | {letter.survey_id for letter in dead}
+    comments = store.comments(DeliveryState.DEAD)
+    known |= {c.portal_request_id for c in comments} | {c.survey_id for c in comments}
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise ValueError(f"not a dead letter: {', '.join(unknown)} (see `ivr-rating report`)")
-    return store.requeue_dead(now, ids)
+    ratings = store.requeue_dead(now, ids)
+    comment_ids = store.requeue_dead_comments(now, ids)
+    return ratings + [f"{rid} (comment)" for rid in comment_ids]
 
 
 def format_outbox(store: Store, local_date: date | None = None) -> str:
@@ -147,4 +238,29 @@ def format_outbox(store: Store, local_date: date | None = None) -> str:
                 f"HTTP {letter.http_status if letter.http_status is not None else '-'}: "
                 f"{answer or '(no answer)'}"
             )
+    lines.extend(format_comments(store))
     return "\n".join(lines)
+
+
+def format_comments(store: Store) -> list[str]:
+    """The spoken comments' outbox for ``report``: counts, the dead ones with the portal's
+    answer, and the 1.0-portal alarm when comments wait."""
+    counts = store.comment_counts()
+    if not any(counts.values()):
+        return []
+    lines = [
+        f"comments: pending {counts[DeliveryState.PENDING]}, "
+        f"delivered {counts[DeliveryState.DELIVERED]}, dead {counts[DeliveryState.DEAD]}"
+    ]
+    if store.get_flag(COMMENTS_BLOCKED_FLAG) is not None:
+        lines.append(
+            "  ALARM: the portal answered 404 on the comment path (a portal API 1.0?); comments "
+            "wait. Once it speaks 1.1: `ivr-rating deliver --retry-dead`"
+        )
+    for c in store.comments(DeliveryState.DEAD):
+        lines.append(
+            f"  dead comment: request {c.portal_request_id} survey {c.survey_id}: "
+            f"HTTP {c.http_status if c.http_status is not None else '-'}: "
+            f"{c.last_error or '(no answer)'}"
+        )
+    return lines

@@ -13,12 +13,14 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from ivr import metrics
 from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
+from ivr.comment_audio import Recording
 from ivr.config import MAX_CHANNELS, Config
 from ivr.errors import SipError
 from ivr.intake import is_dialable, mask_phone
@@ -38,6 +40,7 @@ from ivr.windows import (
     local_day_bounds,
     next_opening,
 )
+from storage.comments import NewComment
 from storage.store import AttemptResult, DueSurvey, Store
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,13 @@ class DialerSettings:
                 ring_timeout_s=d.ring_timeout_s,
                 max_call_s=d.max_call_s,
                 flow=FlowSettings(
-                    config.ivr.input_timeout_s, config.ivr.max_repeats, config.ivr.offer_opt_out
+                    config.ivr.input_timeout_s,
+                    config.ivr.max_repeats,
+                    config.ivr.offer_opt_out,
+                    voice_comment=config.ivr.voice_comment,
+                    comment_max_s=config.ivr.comment_max_s,
+                    comment_silence_s=config.ivr.comment_silence_s,
+                    comment_no_speech_s=config.ivr.input_timeout_s,
                 ),
                 media_timeout_s=config.ivr.media_timeout_s,
             ),
@@ -152,11 +161,20 @@ class Dialer:
                     log.info("phone %s opted out: request(s) %s not called (do_not_call)",
                              mask_phone(phone), ", ".join(closed))  # fmt: skip
                 return
-            self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now)
+            # With a comment to follow, the rating waits for it (held in the same transaction;
+            # after a crash the restarted node releases it, without the comment).
+            hold = now + self.lease if rec.comment_follows else None
+            self._record(rec.survey_id, rec.outcome.value, rec.key, rec.reason, answered_at, now,
+                         hold_until=hold)  # fmt: skip
+
+        attempt_of = dict(zip((sv.id for sv in surveys), attempt_ids, strict=True))
+
+        def on_comment(survey_id: str, recording: Recording | None) -> None:
+            self._keep_comment(survey_id, attempt_of.get(survey_id), recording)
 
         try:
             report = run_call(self.phone, plan, self.prompts, self.settings.runner, self.clock,
-                              on_outcome, on_answer)  # fmt: skip
+                              on_outcome, on_answer, on_comment)  # fmt: skip
         except SipError as exc:
             log.error("request %s: could not dial: %s", where, exc)
             report = CallReport(call_id=None, final_reason=str(exc), ended_at=self.clock.now())
@@ -171,6 +189,21 @@ class Dialer:
                 answered_at=answered[0] if answered else None,
             )
         self._settle(surveys, attempt_ids, report)
+
+    def _keep_comment(
+        self, survey_id: str, attempt_id: int | None, recording: Recording | None
+    ) -> None:
+        """The file first (written and synced), then its row and the rating's release in one
+        transaction: a crash in between leaves an orphan file, never a row without a file."""
+        now = self.clock.now()
+        comment = None
+        if recording is not None:
+            path = save_recording(self.config.ivr.comment_dir, survey_id, recording, now)
+            comment = NewComment(attempt_id, str(path), recording.duration_s, recording.sha256,
+                                 len(recording.wav))  # fmt: skip
+            log.info("survey %s: comment kept (%.1f s, sha256 %s) at %s", survey_id,
+                     recording.duration_s, recording.sha256[:12], path)  # fmt: skip
+        self.store.settle_comment(survey_id, comment, now)
 
     def _not_dialable(self, surveys: list[DueSurvey], attempt_ids: list[int]) -> None:
         now = self.clock.now()
@@ -190,9 +223,12 @@ class Dialer:
         reason: str | None,
         answered_at: datetime | None,
         now: datetime,
+        hold_until: datetime | None = None,
     ) -> None:
-        """Store a survey's final outcome (and count it for /metrics)."""
-        self.store.record_outcome(survey_id, outcome, key, reason, answered_at, now)
+        """Store a survey's final outcome (and count it for /metrics); ``hold_until``: its
+        rating waits for a spoken comment (see ``storage.comments``)."""
+        self.store.record_outcome(survey_id, outcome, key, reason, answered_at, now,
+                                  hold_until=hold_until, node=self.node)  # fmt: skip
         metrics.count_outcome(outcome)
 
     def _settle(self, surveys: list[DueSurvey], attempt_ids: list[int], report: CallReport) -> None:
@@ -443,6 +479,20 @@ class Dialer:
         self.drain()
 
 
+def save_recording(root: Path, survey_id: str, recording: Recording, now: datetime) -> Path:
+    """Write the WAV as ``root/YYYY-MM-DD/<survey_id>.wav`` (UTC day), synced to disk."""
+    folder = root / now.astimezone(UTC).date().isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"{survey_id}.wav").resolve()
+    tmp = path.with_suffix(".part")
+    with tmp.open("wb") as f:
+        f.write(recording.wav)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
 def node_name(config: Config) -> str:
     """This runner's name in claims: ``node.name``, else ``<host>-<pid>``, unique per process
     (``night`` and ``run`` on one host never take each other's calls for their own). A runner
@@ -472,6 +522,7 @@ def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
             "%d attempt(s) interrupted by an earlier crash closed as interrupted", recovered
         )
     released = sum(store.release_node_deliveries(n, now) for n in [node, *dead])
+    released += sum(store.release_node_comments(n, now) for n in [node, *dead])
     if released:
         log.warning("%d rating(s) claimed before an earlier crash are due again", released)
 

@@ -48,6 +48,7 @@ class NightSummary:
     rejected: list[tuple[str | None, str]] = field(default_factory=list)
     deliveries: dict[str, int] = field(default_factory=dict)
     unfinished: int = 0
+    comments: dict[str, int] = field(default_factory=dict)
 
     @property
     def undelivered(self) -> int:
@@ -65,6 +66,7 @@ def summarize(store: Store, day: date, imported: ImportSummary | None = None) ->
     summary.unsatisfied = [r for r in rows if r.outcome == "unsatisfied"]
     summary.rejected = store.rejected(day)
     summary.deliveries = dict(Counter(r.delivery for r in rows if r.delivery))
+    summary.comments = {k: v for k, v in store.comment_counts().items() if v}
     return summary
 
 
@@ -175,6 +177,8 @@ class Night:
             now = self.clock.now()
             stats = deliver_due(self.store, self.sink, now, node=self.node)
             pending = self.store.delivery_counts().get("pending", 0)
+            if not stats.comments_blocked:  # comments that wait for the operator do not count
+                pending += self.store.comment_counts().get("pending", 0)
             if pending == 0 or stats.alarm:
                 return
             nxt = self.store.pending_deliveries(now + timedelta(seconds=1), 1)
@@ -238,6 +242,11 @@ def format_summary(summary: NightSummary, mask: bool = True) -> str:
         "  delivered to the portal: "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.deliveries.items()))
     )
+    if summary.comments:
+        lines.append(
+            "  spoken comments: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(summary.comments.items()))
+        )
     if summary.unsatisfied:
         lines.append("  Unsatisfied (sent back for rework and control):")
         for row in summary.unsatisfied:

@@ -72,6 +72,9 @@ STOP_POLL_S = 0.25
 DELIVERED = frozenset({200, 201, 409})
 """Rating answers that all mean "the portal has it": 201 new, 200/409 a repeat."""
 
+COMMENT_STORED = frozenset({200, 201})
+"""Comment answers that mean "the portal has it": 201 stored, 200 the same one before."""
+
 # Every exception ``requests`` defines, and what it means for us. Looked up along the
 # exception's MRO, so the most specific entry wins. The completeness test checks that
 # every RequestException subclass in requests.exceptions is listed here by name.
@@ -288,6 +291,27 @@ class PortalClient:
         log.info("rating delivered for request %s: HTTP %d", request_id, answer.status)
         return answer.status
 
+    def put_comment(
+        self, request_id: str, survey_id: str, wav: bytes, duration_s: float, sha256: str
+    ) -> int:
+        """Upload a spoken comment (API 1.1) after its rating was accepted; 201 stored or
+        200 (the same recording was stored before)."""
+        url = (
+            f"{self._base}/requests/{quote(request_id, safe='')}"
+            f"/ratings/{quote(survey_id, safe='')}/comment"
+        )
+        headers = {
+            "Content-Type": "audio/wav",
+            "X-Comment-Duration": f"{duration_s:.2f}",
+            "X-Content-SHA256": sha256,
+        }
+        answer = self._exchange("PUT", url, headers=headers, data=wav)
+        self._raise_for_status(
+            answer, url, ok=COMMENT_STORED, what=f"comment for request {request_id}"
+        )
+        log.info("comment delivered for request %s: HTTP %d", request_id, answer.status)
+        return answer.status
+
     def _exchange(
         self,
         method: str,
@@ -295,6 +319,7 @@ class PortalClient:
         *,
         headers: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
+        data: bytes | None = None,
         page: bool = False,
     ) -> _Answer:
         """One request and its (capped) body, within the deadline; a page is also ended by
@@ -310,6 +335,7 @@ class PortalClient:
                     url,
                     headers=all_headers,
                     json=json_body,
+                    data=data,
                     timeout=self._timeout_s,
                     allow_redirects=False,
                     stream=True,

@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydub import AudioSegment
+from pydub.generators import Sine
 
 from prompts.catalog import CLIPS, LANGUAGES
 from prompts.library import SAMPLE_RATE, PromptError
 
 logger = logging.getLogger(__name__)
 
+TONE_MS = 400
 # Words per minute; espeak's default is 175, too fast for the elderly people we call.
 SPEED_WPM = 140
 # Output options that keep the files byte-identical across runs: no encoder tag, no metadata.
@@ -39,7 +41,7 @@ _WAV_PARAMETERS = [
 ]
 
 
-def synthesise(text: str, lang: str, *, espeak: str = "espeak-ng") -> bytes:
+def synthesise(text: str, lang: str, *, espeak: str = "espeak-ng", wpm: int = SPEED_WPM) -> bytes:
     """Run espeak-ng on ``text`` and return the WAV it produced (22050 Hz as espeak makes it)."""
     exe = shutil.which(espeak)
     if exe is None:
@@ -48,7 +50,7 @@ def synthesise(text: str, lang: str, *, espeak: str = "espeak-ng") -> bytes:
             lang=lang,
         )
     proc = subprocess.run(
-        [exe, "-v", lang, "-s", str(SPEED_WPM), "--stdout", text],
+        [exe, "-v", lang, "-s", str(wpm), "--stdout", text],
         capture_output=True,
         check=False,
     )
@@ -69,11 +71,16 @@ def build_placeholders(
         for clip in CLIPS:
             if lang not in clip.text:
                 raise PromptError("no text in the catalog", lang=lang, clip=clip.name)
-            try:
-                wav = synthesise(clip.tts_text(lang), lang, espeak=espeak)
-            except PromptError as exc:
-                raise PromptError(exc.message, lang=lang, clip=clip.name) from exc
-            segment = AudioSegment.from_file(io.BytesIO(wav), format="wav")
+            if clip.tone_hz is not None:
+                segment = Sine(clip.tone_hz).to_audio_segment(duration=TONE_MS, volume=-6.0)
+            else:
+                try:
+                    wav = synthesise(
+                        clip.tts_text(lang), lang, espeak=espeak, wpm=clip.wpm or SPEED_WPM
+                    )
+                except PromptError as exc:
+                    raise PromptError(exc.message, lang=lang, clip=clip.name) from exc
+                segment = AudioSegment.from_file(io.BytesIO(wav), format="wav")
             path = out_dir / f"{clip.name}.wav"
             # pydub leaves a file it opened itself unclosed: give it our own handle.
             with path.open("wb") as out:

@@ -22,6 +22,11 @@ class Clip:
     name: str
     text: Mapping[str, str]
     tts: Mapping[str, str] = field(default_factory=dict)
+    # Not speech: a sine tone of this frequency (the beep before a recording), 0.4 s.
+    tone_hz: int | None = None
+    # Placeholder speed (words per minute) when not the default: digits and dates are read
+    # briskly, as a person reads out a number.
+    wpm: int | None = None
 
     def script(self, lang: str) -> str:
         return self.text[lang]
@@ -133,54 +138,73 @@ CLIPS: tuple[Clip, ...] = (
     Clip(
         "greeting",
         {
-            "ru": "Здравствуйте! Вас беспокоит городская служба заявок 115.",
-            "be": "Добры дзень! Вас турбуе гарадская служба заявак 115.",
+            "ru": "Здравствуйте, служба 115.",
+            "be": "Добры дзень, служба 115.",
         },
         tts={
-            "ru": "Здравствуйте! Вас беспокоит городская служба заявок сто пятнадцать.",
-            "be": "Добры дзень! Вас турбуе гарадская служба заявак сто пятнаццаць.",
+            "ru": "Здравствуйте, служба сто пятнадцать.",
+            "be": "Добры дзень, служба сто пятнаццаць.",
         },
+        wpm=165,
     ),
     Clip(
         "about_request",
         {
-            "ru": "Мы звоним по вашей заявке номер",
-            "be": "Мы тэлефануем па вашай заяўцы нумар",
+            "ru": "Заявка",
+            "be": "Заяўка",
         },
+        wpm=165,
     ),
     *(
-        Clip(digit_clip(str(d)), {lang: words[d] for lang, words in _DIGIT_WORDS.items()})
+        Clip(digit_clip(str(d)), {lang: words[d] for lang, words in _DIGIT_WORDS.items()}, wpm=190)
         for d in range(10)
     ),
-    Clip("closed_on", {"ru": "закрытой", "be": "закрытай"}),
+    Clip("closed_on", {"ru": "от", "be": "ад"}),
     *(
-        Clip(day_clip(d), {lang: words[d - 1] for lang, words in _DAY_WORDS.items()})
+        Clip(day_clip(d), {lang: words[d - 1] for lang, words in _DAY_WORDS.items()}, wpm=170)
         for d in range(1, 32)
     ),
     *(
-        Clip(month_clip(m), {lang: words[m - 1] for lang, words in _MONTH_WORDS.items()})
+        Clip(month_clip(m), {lang: words[m - 1] for lang, words in _MONTH_WORDS.items()}, wpm=170)
         for m in range(1, 13)
     ),
-    Clip("category", {"ru": "категория", "be": "катэгорыя"}),
     *(
-        Clip(f"category_{name}", {"ru": ru.lower(), "be": be.lower()})
+        Clip(f"category_{name}", {"ru": ru.lower(), "be": be.lower()}, wpm=165)
         for name, (ru, be) in _CATEGORIES.items()
     ),
     Clip(
         "question",
         {
-            "ru": "Если вы довольны тем, как выполнена работа, нажмите 1. "
-            "Если не довольны, нажмите 2. Чтобы прослушать ещё раз, нажмите 0.",
-            "be": "Калі вы задаволены тым, як выканана праца, націсніце 1. "
-            "Калі не задаволены, націсніце 2. Каб праслухаць яшчэ раз, націсніце 0.",
+            "ru": "Довольны работой, нажмите 1.",
+            "be": "Задаволены працай, націсніце 1.",
         },
         tts={
-            "ru": "Если вы довольны тем, как выполнена работа, нажмите один. "
-            "Если не довольны, нажмите два. Чтобы прослушать ещё раз, нажмите ноль.",
-            "be": "Калі вы задаволены тым, як выканана праца, націсніце адзін. "
-            "Калі не задаволены, націсніце два. Каб праслухаць яшчэ раз, націсніце нуль.",
+            "ru": "Довольны работой, нажмите один.",
+            "be": "Задаволены працай, націсніце адзін.",
+        },
+        wpm=165,
+    ),
+    Clip(
+        "question_rest",
+        {
+            "ru": "Не довольны, нажмите 2. Прослушать ещё раз, нажмите 0.",
+            "be": "Не задаволены, націсніце 2. Праслухаць яшчэ раз, націсніце 0.",
+        },
+        tts={
+            "ru": "Не довольны, нажмите два. Прослушать ещё раз, нажмите ноль.",
+            "be": "Не задаволены, націсніце два. Праслухаць яшчэ раз, націсніце нуль.",
         },
     ),
+    Clip(
+        "comment_invite",
+        {
+            "ru": "После сигнала скажите в нескольких словах, что не так. "
+            "Когда закончите, нажмите любую клавишу или просто помолчите.",
+            "be": "Пасля сігналу скажыце ў некалькіх словах, што не так. "
+            "Калі скончыце, націсніце любую клавішу ці проста памаўчыце.",
+        },
+    ),
+    Clip("tone", {"ru": "(сигнал 1 кГц)", "be": "(сігнал 1 кГц)"}, tone_hz=1000),
     Clip(
         "question_opt_out",
         {

@@ -267,3 +267,34 @@ class NodeHeartbeatRow(Base):
     # registered | unregistered (registration not configured, or stopped) | failed
     registration: Mapped[str] = mapped_column(String(16))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Comment(Base):
+    """The citizen's spoken comment on an unsatisfied answer: a WAV file under the comment
+    directory, and its second outbox (PUT to the portal's comment path once the rating with
+    ``comment_expected`` was accepted)."""
+
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_state_next", "state", "next_try_at"),)
+
+    survey_id: Mapped[str] = mapped_column(
+        ForeignKey("surveys.id", name="fk_comments_survey"), primary_key=True
+    )
+    attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("call_attempts.id", name="fk_comments_attempt")
+    )
+    portal_request_id: Mapped[str] = mapped_column(String(200))
+    # None once the recording was purged (retention); length and checksum stay.
+    path: Mapped[str | None] = mapped_column(Text)
+    duration_s: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

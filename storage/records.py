@@ -137,4 +137,7 @@ def rating_payload(survey: Survey) -> dict[str, Any]:
         "completed_at": iso(survey.completed_at),
         "attempts": survey.attempts,
         "return_for_rework": survey.outcome == "unsatisfied",
+        # Portal API 1.1: set true when a spoken comment follows (storage.comments).
+        "comment_expected": False,
+        "callback_requested": False,
     }

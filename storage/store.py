@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from storage.comments import CommentsMixin
 from storage.control import DO_NOT_CALL, ControlMixin, DoNotCallAdded
 from storage.models import (
     CallAttempt,
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-class Store(OutboxMixin, ControlMixin):
+class Store(OutboxMixin, CommentsMixin, ControlMixin):
     """Surveys, attempts, outcomes and reports; the outbox and operator state via mixins."""
 
     # ---- import ---------------------------------------------------------------------------
@@ -350,14 +351,26 @@ class Store(OutboxMixin, ControlMixin):
         reason: str | None,
         answered_at: datetime | None,
         now: datetime,
+        hold_until: datetime | None = None,
+        node: str | None = None,
     ) -> bool:
-        """Final outcome and its outbox row, in one transaction. False if it already had one."""
+        """Final outcome and its outbox row, in one transaction. False if it already had one.
+
+        ``hold_until``: the rating is not due before then, claimed by ``node`` (a spoken
+        comment may follow; see ``storage.comments``). In the same transaction, so no
+        delivery round can post it in between."""
         with self._tx() as s:
             survey = s.get(Survey, survey_id, with_for_update=True)
             assert survey is not None
             if survey.status == SurveyStatus.DONE:
                 return False
             self._finish(s, survey, outcome, digit, reason, answered_at, now)
+            if hold_until is not None:
+                s.flush()
+                delivery = s.get(Delivery, survey_id)
+                assert delivery is not None
+                delivery.next_try_at = hold_until
+                delivery.claimed_by = node
             return True
 
     def _finish(

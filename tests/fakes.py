@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,9 @@ class FakeCall:
     # the far end stops sending RTP at this time (None: it never stops)
     media_stops_at: float | None = None
     key_source: KeySource = KeySource.RFC4733
+    # (from, to) on the fake clock: the citizen speaks (a loud 300 Hz tone); silence otherwise
+    talk: list[tuple[float, float]] = field(default_factory=list)
+    _capture_from: float | None = None
     call_id: str = "fake-call"
     log: list[str] = field(default_factory=list)
     _ended: EndedBy | None = None
@@ -106,6 +111,29 @@ class FakeCall:
         if self._ended is not None and self._ended is not EndedBy.REMOTE_BYE:
             return []
         return [KeyPress(k, self.key_source) for k in new]
+
+    def start_capture(self) -> None:
+        self.log.append("start_capture")
+        self._capture_from = self.clock.monotonic()
+
+    def take_audio(self) -> bytes:
+        if self._capture_from is None:
+            return b""
+        start, end = self._capture_from, self.clock.monotonic()
+        if self.bye_at is not None:
+            end = min(end, self.bye_at)
+        first, last = round(start * 8000), round(end * 8000)
+        self._capture_from = max(end, start)
+        out = []
+        for n in range(first, last):
+            t = n / 8000
+            loud = any(a <= t < b for a, b in self.talk)
+            out.append(int(8000 * math.sin(2 * math.pi * 300 * t)) if loud else 0)
+        return struct.pack(f"<{len(out)}h", *out)
+
+    def stop_capture(self) -> None:
+        self.log.append("stop_capture")
+        self._capture_from = None
 
     @property
     def media_idle_s(self) -> float:

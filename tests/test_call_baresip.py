@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
 from ivr.clock import SYSTEM_CLOCK
 from ivr.lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
 from ivr.sip.api import KeySource
@@ -78,9 +78,7 @@ def test_belarusian_call_names_the_request_and_barge_in_cuts_the_opening(
     # barge-in: the question at the end of the opening never played; the thanks did
     assert heard_clip("be", "question") < 0.5
     assert heard_clip("be", "thanks_satisfied") > 0.9
-    opening = prompts.render("be", ["greeting", "about_request", "number:4071", "closed_on",
-                                    "day_26", "month_11", "category", "category_lift",
-                                    "question", "question_opt_out"])  # fmt: skip
+    opening = prompts.render("be", opening_parts(REQUEST, settings.flow))
     thanks = prompts.render("be", ["thanks_satisfied"])
     assert took < (len(opening) + len(thanks)) / 8000  # shorter than the uncut call
     assert {t.name for t in threading.enumerate()} <= before

@@ -15,8 +15,8 @@ from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 SETTINGS = RunnerSettings(ring_timeout_s=20, max_call_s=60, flow=FlowSettings(4.0, 2))
 PLAN = CallPlan(dial_string="375291234567", requests=(RequestInfo("s1", "4071"),), language="ru")
 # FakePrompts: one second per part. Opening: greeting, about_request, number, question,
-# question_opt_out = 5 s (answered at 0.5 s, so it ends at 5.8 s with the tail).
-QUESTION_S = 2
+# question_rest, question_opt_out = 6 s (answered at 0.5 s, so it ends at 6.8 s with the tail).
+QUESTION_S = 3
 
 
 def run(
@@ -85,8 +85,8 @@ def test_silence_asks_again_then_no_input_within_the_expected_time() -> None:
     clock = FakeClock()
     call = FakeCall(clock)
     report, _ = run(call, clock)
-    # opening 5 s, then (4 s silence + question) twice, 4 s silence, 1 s goodbye, + tails
-    base = 0.5 + 5 + 4 + (QUESTION_S + 4) * 2 + 1
+    # opening 6 s, then (4 s silence + question) twice, 4 s silence, 1 s goodbye, + tails
+    base = 0.5 + 6 + 4 + (QUESTION_S + 4) * 2 + 1
     assert base <= clock.t <= base + 2.5
     assert report.outcomes == [RecordOutcome("s1", Outcome.NO_INPUT, None)]
 
@@ -96,7 +96,7 @@ def test_barge_in_stops_the_prompt() -> None:
     call = FakeCall(clock, keys_at=[(2.0, "1")])
     run(call, clock)
     assert call.log.index("stop_audio") < call.log.index("hangup")
-    assert call.log[:2] == ["stop_audio", "play:5s"]
+    assert call.log[:2] == ["stop_audio", "play:6s"]
 
 
 def test_ring_timeout_cancels() -> None:
@@ -166,6 +166,59 @@ def test_max_call_length_hangs_up_even_if_the_goodbye_would_run_over() -> None:
     )
     run(call, clock, settings)
     assert 12 <= clock.t - 0.5 <= 12.2
+    assert call.log[-2:] == ["hangup", "ended:local_hangup"]
+
+
+# ---- the spoken comment: key 2 at 3 s, invitation + tone (2 s) end at 5.3 s with the tail ----
+COMMENTING = RunnerSettings(
+    ring_timeout_s=20,
+    max_call_s=120,
+    flow=FlowSettings(4.0, 2, voice_comment=True, comment_max_s=20, comment_silence_s=3,
+                      comment_no_speech_s=4),
+)  # fmt: skip
+
+
+def run_comment(call: FakeCall, clock: FakeClock) -> tuple[CallReport, list[object]]:
+    kept: list[object] = []
+    report = run_call(FakePhone([call]), PLAN, FakePrompts(), COMMENTING, clock,
+                      lambda rec, at: kept.append(rec), None,
+                      lambda sid, recording: kept.append((sid, recording)))  # fmt: skip
+    return report, kept
+
+
+@pytest.mark.parametrize(
+    ("talk", "keys_at", "bye_at", "seconds"),
+    [
+        ([(7.0, 10.0)], [(3.0, "2")], None, 3.0),  # ends on 3 s of silence after speech
+        ([(7.0, 10.0)], [(3.0, "2"), (11.0, "#")], None, 3.0),  # ends on a key
+        ([(7.0, 10.0)], [(3.0, "2")], 9.0, 2.0),  # hang-up mid-comment: the part said is kept
+        ([(6.0, 40.0)], [(3.0, "2")], None, 19.3),  # comment_max_s from the tone (5.3 s)
+    ],
+    ids=["silence-after-speech", "key", "hangup-mid-comment", "max-length"],
+)
+def test_the_comment_is_what_the_citizen_said(
+    talk: list[tuple[float, float]],
+    keys_at: list[tuple[float, str]],
+    bye_at: float | None,
+    seconds: float,
+) -> None:
+    clock = FakeClock()
+    call = FakeCall(clock, keys_at=keys_at, talk=talk, bye_at=bye_at)
+    report, kept = run_comment(call, clock)
+    rec, (survey_id, recording) = kept
+    assert rec == RecordOutcome("s1", Outcome.UNSATISFIED, "2", None, True)
+    assert survey_id == "s1" and recording is not None
+    assert abs(recording.duration_s - seconds) <= 0.2  # trimmed to the speech (+ 60 ms pads)
+    # recording started only after the invitation and the tone had played
+    assert call.log.index("start_capture") > call.log.index("play:2s")
+
+
+def test_silence_after_the_tone_is_no_comment() -> None:
+    clock = FakeClock()
+    call = FakeCall(clock, keys_at=[(3.0, "2")])
+    report, kept = run_comment(call, clock)
+    assert kept[1] == ("s1", None)
+    assert report.outcomes == [RecordOutcome("s1", Outcome.UNSATISFIED, "2", None, True)]
     assert call.log[-2:] == ["hangup", "ended:local_hangup"]
 
 

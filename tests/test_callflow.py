@@ -12,6 +12,7 @@ from ivr.callflow import (
     CallTooLong,
     CancelInputTimer,
     Event,
+    FinishComment,
     FlowSettings,
     Hangup,
     InputTimeout,
@@ -19,10 +20,12 @@ from ivr.callflow import (
     Outcome,
     Play,
     PromptFinished,
+    RecordingStopped,
     RecordOutcome,
     RemoteHangup,
     RequestInfo,
     StartInputTimer,
+    StartRecording,
     State,
     StopPlayback,
     SurveyCall,
@@ -32,7 +35,7 @@ from ivr.errors import CallFlowError
 
 SETTINGS = FlowSettings(input_timeout_s=5.0, max_repeats=2)
 REQ = RequestInfo("s1", "4071")
-Q = ("question", "question_opt_out")
+Q = ("question", "question_rest", "question_opt_out")
 OPENING = Play(("greeting", "about_request", "number:4071", *Q))
 N, S, U, OUT = Outcome.NO_INPUT, Outcome.SATISFIED, Outcome.UNSATISFIED, Outcome.OPTED_OUT
 
@@ -126,7 +129,6 @@ def test_opening_reads_the_date_and_a_known_category() -> None:
         "closed_on",
         "day_26",
         "month_11",
-        "category",
         "category_yard_cleaning",
     )
 
@@ -139,8 +141,12 @@ def test_an_unknown_category_is_skipped() -> None:
 def test_without_opt_out_9_is_a_wrong_key_and_not_offered() -> None:
     settings = FlowSettings(5.0, 2, offer_opt_out=False)
     flow, actions = run([A, P], settings)
-    assert actions[0] == Play(("greeting", "about_request", "number:4071", "question"))
-    assert flow.handle(K("9")) == [CancelInputTimer(), Play(("invalid_key", "question"))]
+    assert actions[0] == Play(("greeting", "about_request", "number:4071", "question",
+                               "question_rest"))  # fmt: skip
+    assert flow.handle(K("9")) == [
+        CancelInputTimer(),
+        Play(("invalid_key", "question", "question_rest")),
+    ]
 
 
 def test_prompt_end_starts_the_input_timer() -> None:
@@ -229,7 +235,7 @@ def test_two_requests_are_asked_in_turn_each_answer_stored_at_once() -> None:
     assert flow.handle(K("2")) == [
         StopPlayback(),
         RecordOutcome("a", U, "2"),
-        Play(("rework_noted", "next_request", "about_request", "number:22", "category",
+        Play(("rework_noted", "next_request", "about_request", "number:22",
               "category_lift", *Q)),
     ]  # fmt: skip
     flow.handle(P)
@@ -243,7 +249,7 @@ def test_two_requests_are_asked_in_turn_each_answer_stored_at_once() -> None:
 def test_satisfied_then_next_request_acknowledges_briefly() -> None:
     flow, _ = run([A, P], requests=TWO)
     assert flow.handle(K("1"))[2] == Play(
-        ("answer_noted", "next_request", "about_request", "number:22", "category",
+        ("answer_noted", "next_request", "about_request", "number:22",
          "category_lift", *Q)
     )  # fmt: skip
 
@@ -341,8 +347,10 @@ _REACH: dict[State, list[Event]] = {
     State.LISTENING: [A, P],
     State.CLOSING: [A, K("1")],
     State.DONE: [A, K("1"), P],
+    State.COMMENT_INVITE: [A, K("2")],
+    State.RECORDING: [A, K("2"), P],
 }
-_SAMPLE: list[Event] = [A, P, K("1"), T, H, L]
+_SAMPLE: list[Event] = [A, P, K("1"), T, H, L, RecordingStopped("silence")]
 
 
 @pytest.mark.parametrize(
@@ -353,10 +361,90 @@ _SAMPLE: list[Event] = [A, P, K("1"), T, H, L]
 def test_every_state_event_pair_is_either_a_transition_or_an_error(
     state: State, event: Event
 ) -> None:
-    flow, _ = run(_REACH[state])
+    commenting = FlowSettings(5.0, 2, voice_comment=True)
+    flow, _ = run(_REACH[state], commenting)
     assert flow.state is state
     if (state, type(event)) in _TABLE:
         flow.handle(event)  # a listed transition never raises
     else:
         with pytest.raises(CallFlowError):
             flow.handle(event)
+
+
+# ---- the spoken comment -----------------------------------------------------------------------
+COMMENTING = FlowSettings(5.0, 2, voice_comment=True, comment_max_s=60, comment_silence_s=3,
+                          comment_no_speech_s=5)  # fmt: skip
+INVITE = Play(("comment_invite", "tone"))
+REC = StartRecording("s1", 60, 3, 5)
+FIN = FinishComment("s1")
+STOPPED = RecordingStopped("silence")
+THANKS_U = Play(("thanks_unsatisfied",))
+COMMENT_CASES = [
+    # events after the opening; the actions they give (the opening's Play left out)
+    ([K("2")], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE]),
+    ([K("2"), P], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC]),
+    ([K("2"), P, STOPPED], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC,
+                            FIN, THANKS_U]),
+    ([K("2"), P, RecordingStopped("no_speech")],
+     [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC, FIN, THANKS_U]),
+    ([K("2"), P, K("5")], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC,
+                           FIN, THANKS_U]),
+    # a key during the invitation: no comment
+    ([K("2"), K("1")], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE,
+                        StopPlayback(), FIN, THANKS_U]),
+    # hang-up while speaking: what was said is kept, nothing more recorded
+    ([K("2"), P, H], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC, FIN]),
+    ([K("2"), H], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, FIN]),
+    ([K("2"), P, L], [StopPlayback(), RecordOutcome("s1", U, "2", None, True), INVITE, REC, FIN,
+                      Play(("goodbye_time_up",))]),
+    # satisfied: no comment asked
+    ([K("1")], [StopPlayback(), RecordOutcome("s1", S, "1"), Play(("thanks_satisfied",))]),
+]  # fmt: skip
+COMMENT_IDS = ["invite", "recording", "silence-ends", "no-speech", "key-ends",
+               "key-during-invite", "hangup-recording", "hangup-invite", "too-long",
+               "satisfied-no-comment"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("events", "expected"), COMMENT_CASES, ids=COMMENT_IDS)
+def test_comment_paths(events: list[Event], expected: list[object]) -> None:
+    flow = SurveyCall((REQ,), COMMENTING)
+    flow.handle(A)
+    actions: list[object] = []
+    for event in events:
+        actions.extend(flow.handle(event))
+    assert actions == expected
+    # the answer is stored once, before the invitation, whatever happens next
+    assert [r.outcome for r in flow.recorded] == [r.outcome for r in outcomes_of(expected)]
+
+
+def test_comment_states_finish_the_call() -> None:
+    flow = SurveyCall((REQ,), COMMENTING)
+    for event in (A, K("2"), P, STOPPED):
+        flow.handle(event)
+    assert flow.state is State.CLOSING
+    assert flow.handle(P) == [Hangup()]
+    assert flow.state is State.DONE
+    assert flow.handle(RecordingStopped("silence")) == []  # late
+
+
+def test_comment_then_next_request_and_hangup_marks_the_rest() -> None:
+    flow = SurveyCall(TWO, COMMENTING)
+    flow.handle(A)
+    flow.handle(K("2"))
+    flow.handle(P)
+    assert flow.handle(STOPPED) == [
+        FinishComment("a"),
+        Play(("rework_noted", "next_request", "about_request", "number:22", "category_lift",
+              *Q)),
+    ]  # fmt: skip
+    flow.handle(K("2"))
+    flow.handle(P)
+    assert flow.handle(H) == [FinishComment("b")]
+    assert [r.survey_id for r in flow.recorded] == ["a", "b"]
+
+
+def test_two_requests_hangup_during_first_comment_ends_the_second_as_no_input() -> None:
+    flow = SurveyCall(TWO, COMMENTING)
+    for event in (A, K("2"), P):
+        flow.handle(event)
+    assert flow.handle(H) == [FinishComment("a"), RecordOutcome("b", N, None, "remote_hangup")]

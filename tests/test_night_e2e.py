@@ -32,6 +32,7 @@ EXPECTED = {
     "decline": ("no_answer", "declined", None, 1),
     "inband_pcma:2": ("unsatisfied", None, "2", 1),
     "info:1": ("satisfied", None, "1", 1),
+    "speak:pcmu": ("unsatisfied", None, "2", 1),
 }
 NOT_CALLED = {
     "REQ-BAD-PHONE": "invalid_phone",
@@ -71,10 +72,11 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightRun]:
 def test_night_exits_zero_and_prints_the_summary(night: NightRun) -> None:
     assert night.first.returncode == 0, night.first.stderr[-3000:]
     out = night.first.stdout
-    assert "satisfied    4" in out and "unsatisfied  3" in out
+    assert "satisfied    4" in out and "unsatisfied  4" in out
     assert "no_input     2" in out and "no_answer    3" in out and "not_called   3" in out
     assert "Unsatisfied (sent back for rework and control):" in out
-    assert out.count("request REQ-") == 3  # the three unsatisfied rows
+    assert out.count("request REQ-") == 4  # the four unsatisfied rows
+    assert "spoken comments: delivered 1" in out
 
 
 def test_each_outcome_posted_matches_what_the_citizen_did(night: NightRun) -> None:
@@ -86,6 +88,8 @@ def test_each_outcome_posted_matches_what_the_citizen_did(night: NightRun) -> No
         got = (body["outcome"], body["reason"], body["digit"], body["attempts"])
         assert got == (outcome, reason, digit, attempts), (citizen, body)
         assert body["return_for_rework"] is (outcome == "unsatisfied")
+        # only the citizen who spoke after the tone left a comment (the others were silent)
+        assert body["comment_expected"] is (citizen.behaviour == "speak:pcmu")
         assert (body["answered_at"] is not None) is (
             outcome in ("satisfied", "unsatisfied", "no_input")
         )
@@ -159,7 +163,7 @@ def test_keys_came_the_way_each_citizen_sent_them(night: NightRun) -> None:
 
     store = Store(make_engine(f"sqlite:///{night.lab.database}"))
     sources = {"press:1": "r", "press:2": "r", "baresip:1": "r", "info:1": "i",
-               "inband_pcma:2": "b"}  # fmt: skip
+               "inband_pcma:2": "b", "speak:pcmu": "r"}  # fmt: skip
     for item, citizen in zip(night.lab.items, DEMO_CITIZENS, strict=False):
         if citizen.behaviour in sources:
             (attempt,) = store.attempts_of(item["id"])

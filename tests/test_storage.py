@@ -81,6 +81,8 @@ def test_attempt_then_outcome_fills_the_outbox(store: Store) -> None:
         "completed_at": NOW.isoformat(),
         "attempts": 1,
         "return_for_rework": True,
+        "comment_expected": False,
+        "callback_requested": False,
     }
     (a,) = store.attempts_of("REQ-1")
     assert (a.sip_status, a.keys, a.disposition, a.duration_s) == (200, "2", "answered", 20.0)

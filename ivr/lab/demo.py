@@ -3,7 +3,8 @@
     python -m ivr.lab.demo [--date 2026-11-26] [--workdir DIR] [--keep]
 
 Starts Kamailio (strict: digest auth on REGISTER and INVITE), SIPp and baresip citizens
-(press 1, press 2, press nothing, busy, no answer, decline, hang up early) and a portal
+(press 1, press 2, press nothing, busy, no answer, decline, hang up early, press 2 and say
+what is wrong after the tone) and a portal
 emulator with a dozen closed requests (plus a few bad rows) on 127.0.0.1, runs
 ``ivr-rating night`` on SQLite, prints its summary, the report and what the portal received,
 then stops the peers.
@@ -12,6 +13,7 @@ then stops the peers.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -20,6 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from ivr.comment_audio import wav_duration_s
 from ivr.lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
 
 
@@ -69,9 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: what the portal received:")
         for request_id, _key, body in lab.portal.ratings:
             shown = {
-                k: body[k] for k in ("outcome", "reason", "digit", "attempts", "return_for_rework")
+                k: body[k]
+                for k in (
+                    "outcome",
+                    "reason",
+                    "digit",
+                    "attempts",
+                    "return_for_rework",
+                    "comment_expected",
+                )  # fmt: skip
             }
             print(f"  {request_id}: {json.dumps(shown, ensure_ascii=False)}")
+        for (request_id, survey_id), audio in lab.portal.comments.items():
+            print(
+                f"demo: the portal received the spoken comment of {request_id}: "
+                f"{wav_duration_s(audio):.2f} s, sha256 {hashlib.sha256(audio).hexdigest()}"
+            )
+            kept = sorted(lab.workdir.glob(f"comments/*/{survey_id}.wav"))
+            for path in kept:
+                print(f"demo: the WAV is kept at {path}")
         for user, b in lab.baresips.items():
             for wav in b.recordings():
                 print(f"demo: baresip citizen {user} recorded what it heard: {wav}")

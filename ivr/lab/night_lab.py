@@ -33,7 +33,9 @@ class Citizen:
     """A person behind a phone number and what they do when called.
 
     behaviour: a SippCitizen behaviour ("press:1", "press:2", "silent", "busy", "no_answer",
-    "decline", "not_found", "hangup:<ms>", "inband_pcma:<key>", "info:<key>", ...) or
+    "decline", "not_found", "hangup:<ms>", "inband_pcma:<key>", "info:<key>", ...),
+    "speak:<pcmu|pcma>[:bye]" (presses 2, then says a sentence after the tone; "bye": hangs
+    up mid-sentence) or
     "baresip:<key>" (baresip answers, records, presses <key> after hearing the whole opening
     prompt)."""
 
@@ -65,6 +67,7 @@ DEMO_CITIZENS: tuple[Citizen, ...] = (
     Citizen("+375291000010", "hangup:3000"),
     Citizen("+375291000011", "inband_pcma:2"),  # an A-law line; the key as tones in the audio
     Citizen("8 029 100 00 12", "info:1"),  # the key as a SIP INFO
+    Citizen("+375291000013", "speak:pcmu"),  # presses 2 and says what is wrong after the tone
 )
 
 
@@ -189,7 +192,7 @@ class NightLab:
         for c in self.citizens:
             if c.behaviour.startswith("baresip:"):
                 continue
-            by_behaviour.setdefault(c.behaviour, []).append(c.user)
+            by_behaviour.setdefault(self._sipp_behaviour(c), []).append(c.user)
         self.sipps = [
             self._stack.enter_context(SippCitizen(self.workdir, b, users, self.kamailio_port))
             for b, users in by_behaviour.items()
@@ -208,6 +211,28 @@ class NightLab:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+    def _sipp_behaviour(self, citizen: Citizen) -> str:
+        """A speaking citizen ("speak:<law>[:bye]") starts talking 3 s after the invitation
+        and tone end (pressing 2 at 1 s); "bye" hangs up 2.5 s into the sentence."""
+        name, _, arg = citizen.behaviour.partition(":")
+        if name != "speak":
+            return citizen.behaviour
+        law, _, bye = arg.partition(":")
+        speech_at = self.speech_at_s(citizen.language or self.settings.language)
+        ms = int(speech_at * 1000)
+        return f"speak:{law}:{ms}:{ms + 2500}" if bye else f"speak:{law}:{ms}"
+
+    def speech_at_s(self, language: str) -> float:
+        """When the speaking citizen starts talking, from the answer: the key at 1 s, our
+        invitation and tone, then 3 s (a loaded machine's RTP sender runs late: the tone
+        may reach the citizen a second or two after its nominal end)."""
+        from ivr.app import PACKAGED_PROMPTS
+        from prompts.library import PromptLibrary
+
+        library = PromptLibrary(PACKAGED_PROMPTS, self.workdir / "prompt-cache", (language,))
+        invite_s = len(library.render(language, ("comment_invite", "tone"))) / 8000
+        return 1.0 + invite_s + 3.0
 
     def write_config(self) -> None:
         s = self.settings
@@ -245,6 +270,7 @@ class NightLab:
                 "default_language": s.language,
                 "input_timeout_s": s.input_timeout_s,
                 "max_repeats": s.max_repeats,
+                "comment_dir": str(self.workdir / "comments"),
             },
             "prompts": {"cache_dir": str(self.workdir / "prompt-cache")},
         }
@@ -338,7 +364,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def opening_seconds(lab: NightLab) -> dict[str, float]:
     """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
     from ivr.app import make_prompts
-    from ivr.callflow import RequestInfo, request_parts
+    from ivr.callflow import FlowSettings, RequestInfo, opening_parts
     from ivr.config import load_config
 
     config = load_config(lab.config_path, env=lab.env())
@@ -347,6 +373,6 @@ def opening_seconds(lab: NightLab) -> dict[str, float]:
     for item, c in zip(lab.items, lab.citizens, strict=False):
         if c.behaviour.startswith("baresip:"):
             request = RequestInfo("", item["number"], lab.day, item.get("category"))
-            parts = ("greeting", *request_parts(request), "question", "question_opt_out")
+            parts = opening_parts(request, FlowSettings(1.0, 1, config.ivr.offer_opt_out))
             out[c.user] = len(prompts.render(item.get("language") or "ru", parts)) / 8000
     return out

@@ -1,4 +1,4 @@
-"""A real HTTP server speaking the portal contract (shared/contracts/portal-api.yaml).
+"""A real HTTP server speaking the portal contract (docs/portal-api.yaml, API 1.1).
 
 For tests and the demo, on loopback only. It serves ``items`` as closed requests,
 takes ratings with Idempotency-Key semantics and keeps them for inspection::
@@ -18,6 +18,9 @@ seconds)`` holds the request that long first (for client timeouts). ``overlap_ne
 makes the next closed-requests page start ``k`` items early, repeating the end of the
 previous page (a portal whose paging shifted under concurrent writes).
 
+Comments (1.1): ``PUT .../ratings/{survey_id}/comment`` with a WAV (mono, 8 kHz, 16-bit),
+``X-Comment-Duration`` and ``X-Content-SHA256``, accepted only after that rating; kept in
+``portal.comments``. ``api_version="1.0"`` models an old portal: 404 on the comment path.
 Hostile answers, for the client's bounds: ``trickle_next(n, byte_every_s)`` sends the real
 answer's headers at once and its body one byte every ``byte_every_s``; ``endless_next(n)``
 answers 200 with a body that never ends (no Content-Length, written until the client hangs
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import base64
 import bisect
+import hashlib
 import json
 import logging
 import signal
@@ -80,6 +84,9 @@ class RatingBook:
         self.lock = threading.Lock()
         self.ratings: list[tuple[str, str, dict[str, Any]]] = []
         self.keys: set[str] = set()
+        # (request_id, survey_id) -> the WAV stored, and every comment stored, in order
+        self.comments: dict[tuple[str, str], bytes] = {}
+        self.comment_log: list[tuple[str, str, str]] = []  # request, survey, sha256
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,38 @@ def _rating_problem(body: object, key: str) -> str | None:
         return "completed_at must be an RFC 3339 date-time with offset"
     if body["survey_id"] != key:
         return "survey_id must equal the Idempotency-Key"
+    for flag in ("comment_expected", "callback_requested"):
+        if flag in body and not isinstance(body[flag], bool):
+            return f"{flag} must be a boolean"
+    return None
+
+
+MAX_COMMENT_S = 120.0
+
+
+def _comment_problem(wav: bytes, headers: dict[str, str]) -> tuple[int, str] | None:
+    """Why a comment upload is refused (status, message), or None."""
+    from ivr.comment_audio import wav_duration_s, wav_format_problem
+
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "audio/wav":
+        return 415, "Content-Type must be audio/wav"
+    if len(wav) > 44 + int(MAX_COMMENT_S * 16000):
+        return 413, f"recording longer than {MAX_COMMENT_S:.0f} s"
+    problem = wav_format_problem(wav)
+    if problem is not None:
+        return 415, problem
+    stated_sha = headers.get("x-content-sha256")
+    stated_len = headers.get("x-comment-duration")
+    if not stated_sha or not stated_len:
+        return 400, "X-Content-SHA256 and X-Comment-Duration are required"
+    if hashlib.sha256(wav).hexdigest() != stated_sha:
+        return 422, "X-Content-SHA256 does not match the body"
+    try:
+        stated = float(stated_len)
+    except ValueError:
+        return 422, "X-Comment-Duration is not a number"
+    if abs(stated - wav_duration_s(wav)) > 0.05:
+        return 422, "X-Comment-Duration does not match the recording"
     return None
 
 
@@ -148,7 +187,9 @@ class PortalEmulator:
         *,
         repeat_status: int = 200,
         book: RatingBook | None = None,
+        api_version: str = "1.1",
     ) -> None:
+        self.api_version = api_version
         if repeat_status not in (200, 409):
             raise ValueError("repeat_status must be 200 or 409")
         self._items = list(items)
@@ -178,7 +219,9 @@ class PortalEmulator:
         self._repeat_status = repeat_status
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._comment_faults: list[_Fault] = []
         self._rating_posts = 0
+        self._comment_puts = 0
         self._requests_seen: list[tuple[str, str]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -243,6 +286,18 @@ class PortalEmulator:
             return self._rating_posts
 
     @property
+    def comment_puts(self) -> int:
+        """Every comment PUT received, repeats and failures included."""
+        with self._lock:
+            return self._comment_puts
+
+    @property
+    def comments(self) -> dict[tuple[str, str], bytes]:
+        """(request_id, survey_id) -> the WAV stored."""
+        with self.book.lock:
+            return dict(self.book.comments)
+
+    @property
     def requests_seen(self) -> list[tuple[str, str]]:
         """(method, path with query) of every request received."""
         with self._lock:
@@ -263,10 +318,20 @@ class PortalEmulator:
             self._faults.extend([_Fault()] * after)
             self._faults.extend([_Fault(status=status, retry_after=retry_after, body=body)] * n)
 
+    def fail_comments(
+        self, n: int, status: int, stall_s: float = 0.0, retry_after: float | None = None
+    ) -> None:
+        """The next ``n`` comment PUTs (only those) wait ``stall_s`` (or until stop), then are
+        answered ``status`` (with Retry-After if given) without storing anything."""
+        fault = _Fault(status=status, stall_s=stall_s, retry_after=retry_after)
+        with self._lock:
+            self._comment_faults.extend([fault] * n)
+
     def clear_faults(self) -> None:
         """Drop every fault not yet consumed: the portal is well again."""
         with self._lock:
             self._faults.clear()
+            self._comment_faults.clear()
 
     def overlap_next_page(self, k: int) -> None:
         """The next closed-requests page (after the first) starts ``k`` items early."""
@@ -316,6 +381,10 @@ class PortalEmulator:
                 fault = self._faults.pop(0) if self._faults else None
                 if method == "POST" and path.endswith("/ratings"):
                     self._rating_posts += 1
+                if method == "PUT" and path.endswith("/comment"):
+                    self._comment_puts += 1
+                    if fault is None and self._comment_faults:
+                        fault = self._comment_faults.pop(0)
         if fault is not None:
             if fault.stall_s:
                 self._stopping.wait(fault.stall_s)
@@ -352,7 +421,34 @@ class PortalEmulator:
             and parts[2] == "ratings"
         ):
             return self._post_rating(unquote(parts[1]), headers.get("idempotency-key"), body)
+        if (
+            method == "PUT"
+            and self.api_version != "1.0"
+            and len(parts) == 5
+            and parts[0] == "requests"
+            and parts[2] == "ratings"
+            and parts[4] == "comment"
+        ):
+            return self._put_comment(unquote(parts[1]), unquote(parts[3]), headers, body)
         return _error(404, "no such path")
+
+    def _put_comment(
+        self, request_id: str, survey_id: str, headers: dict[str, str], wav: bytes
+    ) -> _Answer:
+        with self.book.lock:
+            rated = any(r == request_id and k == survey_id for r, k, _ in self.book.ratings)
+        if request_id not in self._ids or not rated:
+            return _error(404, f"no rating {survey_id!r} of request {request_id!r}")
+        problem = _comment_problem(wav, headers)
+        if problem is not None:
+            return _error(*problem)
+        with self.book.lock:
+            if self.book.comments.get((request_id, survey_id)) == wav:
+                return _json(200, {"status": "already stored"})
+            self.book.comments[(request_id, survey_id)] = wav
+            sha = hashlib.sha256(wav).hexdigest()
+            self.book.comment_log.append((request_id, survey_id, sha))
+        return _json(201, {"status": "stored"})
 
     def _closed_page(self, query_string: str) -> _Answer:
         query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
@@ -465,6 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _serve
     do_POST = _serve
+    do_PUT = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("portal emulator: %s", format % args)
@@ -508,6 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", help="JSON file with a list of closed requests")
     parser.add_argument("--token", default="test-token")
     parser.add_argument("--dump", help="write received ratings here instead of stdout")
+    parser.add_argument("--api-version", default="1.1", choices=["1.0", "1.1"])
     args = parser.parse_args(argv)
 
     items: list[dict[str, Any]] = []
@@ -521,7 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with PortalEmulator(items, token=args.token, host=args.host, port=args.port) as portal:
+    with PortalEmulator(
+        items, token=args.token, host=args.host, port=args.port, api_version=args.api_version
+    ) as portal:
         print(f"portal emulator listening at {portal.base_url}", file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass

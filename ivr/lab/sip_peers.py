@@ -324,7 +324,7 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
         return (HERE / "sipp" / "uas_noanswer.xml").read_text()
     text = (HERE / "sipp" / "uas_answer.xml").read_text().replace("@RING_MS@", "200")
     pcap, hangup, actions, delay, te_pt, early = "", "", "", 1000, "101", ""
-    codec = "PCMA" if name == "inband_pcma" else "PCMU"  # of the 200's SDP answer
+    codec = "PCMA" if name == "inband_pcma" or arg.startswith("pcma") else "PCMU"  # 200's SDP
     args = arg.split(":") if arg else []
     if name in ("pt96", "info", "info_dtmf", "inband", "inband_pcma", "hold_unhold", "to_pcma"):
         from ivr.lab import dtmf_vectors as dv
@@ -369,6 +369,19 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
                 pcap += _ACK_IN_DIALOG.replace("@CSEQ@", str(cseq))
                 pcap += '  <pause milliseconds="500"/>\n'
             pcap += _play(DTMF_PCAP.format(args[0]))
+    elif name == "speak":  # speak:<law>:<speech_at_ms>[:<bye_at_ms>]: 2 at 1 s, then speaks
+        from ivr.lab.comment_lab import speaking_pcap
+
+        out = workdir or Path(".")
+        out.mkdir(parents=True, exist_ok=True)
+        law, speech_ms = args[0], int(args[1])
+        bye_ms = int(args[2]) if len(args) > 2 else 0
+        capture = out / f"speak_{law}_{speech_ms}_{bye_ms}.pcap"
+        capture.write_bytes(speaking_pcap(law, "2", 1.0, speech_ms / 1000, cut_at=bye_ms / 1000))
+        delay, pcap = 0, _play(capture)
+        if bye_ms:  # hangs up itself mid-sentence
+            pcap += f'  <pause milliseconds="{bye_ms}"/>\n'
+            hangup, actions = _HANGUP, _DIALOG_EREGS
     elif name == "early":  # early[:<digit>]: 183 with SDP first, then 200 and a digit
         early = _EARLY_MEDIA
         pcap = _play(DTMF_PCAP.format(arg or "1"))
@@ -410,7 +423,9 @@ class SippCitizen:
     (183 with SDP, then 200 and the digit), "silent" (answers, no key, waits up to 180 s for
     BYE), "hangup[:<ms>]" (answers, then sends BYE itself), "busy" (486), "decline" (603),
     "not_found" (404), "no_answer" (rings until CANCEL -> 200 + 487), "mute" (answers and
-    sends no RTP: a dead media path)."""
+    sends no RTP: a dead media path), "speak:<pcmu|pcma>:<ms>[:<bye_ms>]" (answers in that
+    law, presses 2 at 1 s as RFC 4733, says ``comment_lab``'s sentence from <ms> after the
+    answer; with <bye_ms>, hangs up then, mid-sentence)."""
 
     def __init__(
         self,
@@ -440,7 +455,7 @@ class SippCitizen:
         self.scenario_path.write_text(_scenario(self.behaviour, self.workdir))
         media_port = self.media_port
         # one RTP stream towards us: the in-band citizen's tones, or the echo of our audio
-        echo = [] if self.behaviour.startswith(("inband", "mute")) else ["-rtp_echo"]
+        echo = [] if self.behaviour.startswith(("inband", "mute", "speak")) else ["-rtp_echo"]
         argv = [exe, "-sf", str(self.scenario_path), "-i", "127.0.0.1", "-p", str(self.sip_port),
                 "-mi", "127.0.0.1", "-mp", str(media_port), *echo, "-nostdin", "-aa",
                 "-trace_msg", "-message_file", str(self.messages_path),

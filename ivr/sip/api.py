@@ -120,6 +120,21 @@ class OutboundCall(Protocol):
         paths (say RFC 4733 and in-band) is given once."""
         ...
 
+    def start_capture(self) -> None:
+        """Start keeping the audio received from the far end (a comment is being recorded),
+        from the moment everything queued with ``play`` has been sent: never our prompt."""
+        ...
+
+    def take_audio(self) -> bytes:
+        """The far end's audio kept since the previous call (or start_capture), decoded from
+        the negotiated G.711 law to 16-bit signed little-endian PCM, 8 kHz mono. Works after
+        the call ended too (what arrived before the BYE)."""
+        ...
+
+    def stop_capture(self) -> None:
+        """Stop keeping received audio and drop what was not taken."""
+        ...
+
     @property
     def media_idle_s(self) -> float:
         """Seconds since the last RTP packet from the far end (or since the answer)."""

@@ -17,7 +17,9 @@ pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_ove
   process's one media loop, sent on an absolute clock (pitfall 19); only the far end's
   well-formed RTP is heard (pitfalls 22, 23); telephone-event >= 16 ignored and a new event
   known by its timestamp (pitfall 12); in-band keys in PCMU or PCMA; PCMA sent A-law encoded
-  (pitfall 13). We offer PCMU and PCMA; the far end's answer picks.
+  (pitfall 13); while a comment is recorded ``_Capture``, the stream's ``audio_sink``, keeps
+  the far end's audio (16-bit) from once our queued prompt has been sent. We offer PCMU and
+  PCMA; the far end's answer picks.
 * INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
   unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
   offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
@@ -53,7 +55,7 @@ from ivr.sip.api import (
     SipSettings,
 )
 from ivr.sip.keys import KeyCollector
-from ivr.sip.media import ENGINE
+from ivr.sip.media import ENGINE, MediaStream
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
 from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.redact import mask_digits, redact_sip
@@ -71,6 +73,32 @@ ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted fin
 
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
+
+
+class _Capture:
+    """A stream's ``audio_sink`` while a comment is recorded: keeps the far end's 16-bit audio
+    from the first frame received after everything we queued to play has been sent (what
+    comes back while our prompt still goes out may be its echo, and is not the comment)."""
+
+    def __init__(self, stream: MediaStream) -> None:
+        self._stream = stream
+        self._armed = True
+        self._lock = threading.Lock()
+        self._audio = bytearray()
+
+    def __call__(self, linear: bytes) -> None:  # the media engine's thread
+        if self._armed:
+            if self._stream.queued_s > 0:
+                return
+            self._armed = False
+        with self._lock:
+            self._audio += linear
+
+    def take(self) -> bytes:
+        with self._lock:
+            data = bytes(self._audio)
+            self._audio.clear()
+            return data
 
 
 @dataclasses.dataclass
@@ -194,6 +222,21 @@ class PyVoipCall:
 
     def take_keys(self) -> list[KeyPress]:
         return self.keys.take()
+
+    def start_capture(self) -> None:
+        for client in self.vcall.RTPClients:
+            client.audio_sink = _Capture(client)
+
+    def take_audio(self) -> bytes:
+        return b"".join(
+            sink.take()
+            for sink in (client.audio_sink for client in self.vcall.RTPClients)
+            if isinstance(sink, _Capture)
+        )
+
+    def stop_capture(self) -> None:
+        for client in self.vcall.RTPClients:
+            client.audio_sink = None
 
     @property
     def media_idle_s(self) -> float:
