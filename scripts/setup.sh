@@ -15,6 +15,7 @@ have sox || need_pkgs+=(sox)
 have ffmpeg || need_pkgs+=(ffmpeg)
 have psql || need_pkgs+=(postgresql)
 have chromium || need_pkgs+=(chromium)  # the console's browser tests (Playwright)
+have systemd-analyze || need_pkgs+=(systemd)  # tests/test_deploy.py verifies the units
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_pkgs+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 
