@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import subprocess
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ivr.config import load_config
 from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from ivr.windows import CallCalendar, can_start_call
 from storage.db import make_engine
+from storage.models import Survey, SurveyStatus
 from storage.store import Store
 
 pytestmark = pytest.mark.peers
@@ -25,8 +31,13 @@ MIX = ["press:1"] * 6 + ["press:2"] * 2 + ["busy", "no_answer"]
 ALLOWED = {
     # What each citizen may end as. A call cut by SIGKILL counts as an attempt
     # ("interrupted"), so a citizen killed on every try ends as no_answer/interrupted.
-    "press:1": {("satisfied", None), ("no_answer", "interrupted")},
-    "press:2": {("unsatisfied", None), ("no_answer", "interrupted")},
+    # A citizen whose answered call was cut is not called again that day: see below.
+    "press:1": {("satisfied", None), ("no_answer", "interrupted"), ("no_answer", "survey_expired")},
+    "press:2": {
+        ("unsatisfied", None),
+        ("no_answer", "interrupted"),
+        ("no_answer", "survey_expired"),
+    },
     "busy": {("no_answer", "busy"), ("no_answer", "interrupted")},
     "no_answer": {("no_answer", "no_answer"), ("no_answer", "interrupted")},
 }
@@ -56,8 +67,18 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
                 proc.kill()
                 kills += 1
             proc.wait(timeout=30)
-        final = lab.popen("night", "--date", lab.day.isoformat())
-        assert final.wait(timeout=400) == 0, (tmp_path / "runner-20.log").read_text()[-3000:]
+        # The rest of the night: everyone is called who may be called today. A citizen whose
+        # answered call was cut by a kill waits for tomorrow's window (one answered call a day),
+        # so once only they are left, the night is stopped and finished with a deadline that
+        # has passed: they end as no_answer (survey_expired), and everything is delivered.
+        config = load_config(lab.config_path, env=lab.env())
+        rest = lab.popen("night", "--date", lab.day.isoformat())
+        wait_until_only_tomorrow_is_left(config.database, config.tz, rest, timeout=400)
+        rest.send_signal(signal.SIGTERM)
+        rest.wait(timeout=120)
+        expire = lab.config_variant("expire", {"dialing": {"survey_deadline": "1h"}})
+        final = lab.popen("night", "--date", lab.day.isoformat(), config=expire)
+        assert final.wait(timeout=400) == 0, (tmp_path / "runner-21.log").read_text()[-3000:]
         assert kills >= 15, f"only {kills} kills landed (seed {seed})"
 
         # Every outcome delivered exactly once, and what it should be.
@@ -72,8 +93,13 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         assert all(len(k) == 1 for k in keys_by_request.values())
 
         # The database agrees, and says when every INVITE could have gone out.
-        config = load_config(lab.config_path, env=lab.env())
         store = Store(make_engine(config.database))
+        for item in lab.items:
+            if ratings[item["id"]]["reason"] == "survey_expired":  # waited for tomorrow
+                attempts = store.attempts_of(item["id"])
+                assert any(
+                    a.disposition == "interrupted" and a.answered_at is not None for a in attempts
+                ), (item["id"], attempts)
         rows = store.report_rows(lab.day)
         assert {r.portal_request_id for r in rows} == set(ratings)
         assert all(r.delivery == "delivered" for r in rows)
@@ -92,3 +118,35 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
                 assert can_start_call(a.started_at, calendar, config.tz, max_call)
         store.engine.dispose()
         assert interrupted > 0, "no kill ever landed during a call: the test proved nothing"
+
+
+def wait_until_only_tomorrow_is_left(
+    url: str, tz: ZoneInfo, proc: subprocess.Popen[str], timeout: float
+) -> None:
+    """Until no survey is being dialled or due before tomorrow's first local hour."""
+    engine = make_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            tomorrow = datetime.combine(
+                datetime.now(tz).date() + timedelta(days=1), datetime.min.time(), tzinfo=tz
+            )
+            with Session(engine) as s:
+                left = s.scalar(
+                    select(func.count())
+                    .select_from(Survey)
+                    .where(
+                        (Survey.status == SurveyStatus.DIALING)
+                        | (
+                            (Survey.status == SurveyStatus.PENDING)
+                            & (Survey.next_attempt_at < tomorrow)
+                        )
+                    )
+                )
+            if not left:
+                return
+            assert proc.poll() is None, "the night ended while surveys were due today"
+            assert time.monotonic() < deadline, f"{left} survey(s) still due today"
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
