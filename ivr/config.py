@@ -15,10 +15,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import string
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -398,6 +399,43 @@ class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
 
 
+REQUEST_URL_FIELDS = frozenset({"request_id", "number"})
+
+
+class ControlConfig(_Section):
+    # The request in the portal, linked from the console's control list: {request_id} (the
+    # portal's id) and/or {number} (the number people quote); "" for no link.
+    request_url: str = "https://115.xn--90ais/request/{request_id}"
+
+    @field_validator("request_url")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+            raise ValueError('expected an http(s):// URL with {request_id} or {number}, or ""')
+        try:
+            fields = {f for _, f, spec, conv in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a URL template: {exc}") from None
+        unknown = fields - REQUEST_URL_FIELDS
+        if unknown or not fields:
+            raise ValueError(
+                f"expected {{request_id}} or {{number}} in the URL (got {sorted(fields)})"
+            )
+        return v
+
+    def link(self, request_id: str, number: str) -> str | None:
+        """The request's address in the portal (each value URL-quoted), or None."""
+        if not self.request_url:
+            return None
+        return self.request_url.format(
+            request_id=quote(request_id, safe=""), number=quote(number, safe="")
+        )
+
+
 def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
     weekday = (parse_range("09:00-13:00"), parse_range("14:00-20:00"))
     return {d: weekday for d in WEEKDAYS[:5]} | {"sat": (parse_range("10:00-16:00"),), "sun": ()}
@@ -418,6 +456,7 @@ class Config(_Section):
     prompts: PromptsConfig = PromptsConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    control: ControlConfig = ControlConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -30,7 +30,9 @@ from storage.store import Store
 
 PAUSED, PAUSED_BY, PAUSE_REASON = "paused", "paused_by", "pause_reason"
 RELOAD = "reload_requested_at"
-ROLES = ("viewer", "operator", "admin")
+# A controller sees what a viewer sees, and also reviews the control list and hears the
+# citizens' spoken comments (which operators do not); an admin may do everything.
+ROLES = ("viewer", "controller", "operator", "admin")
 
 
 @dataclass(frozen=True)

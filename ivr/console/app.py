@@ -48,6 +48,17 @@ HERE = Path(__file__).parent
 COOKIE = "ivr_session"
 LANG_COOKIE = "ivr_lang"
 RANK = {"public": -1, "viewer": 0, "operator": 1, "admin": 2}
+# Roles beside the ladder: each is the role of the ladder it stands on, plus routes of its own
+# (which an admin also has). A controller is a viewer who reviews the control list and hears
+# the citizens' comments; an operator does neither.
+BESIDE = {"controller": "viewer"}
+
+
+def may(role: str, needed: str) -> bool:
+    """Whether a user of ``role`` may use a route that needs ``needed``."""
+    if needed in BESIDE:
+        return role in (needed, "admin")
+    return RANK[BESIDE.get(role, role)] >= RANK[needed]
 
 
 @dataclass
@@ -100,7 +111,7 @@ class Ctx:
         return self.user.role if self.user else "public"
 
     def can(self, role: str) -> bool:
-        return RANK[self.role] >= RANK[role]
+        return may(self.role, role)
 
     @property
     def actor(self) -> Actor:
@@ -123,7 +134,7 @@ Handler = Callable[[Ctx], Awaitable[Response]]
 class RouteSpec:
     path: str
     method: str
-    role: str  # the least role: public, viewer, operator or admin
+    role: str  # the least role: public, viewer, operator or admin; or controller (``may``)
     handler: Handler
     name: str
 

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, config: Config, store: Store) -> int:
             case "list":
                 for u in admin.users():
                     state = "disabled" if u.disabled else "active"
-                    print(f"{u.name:<20} {u.role:<9} {state}")
+                    print(f"{u.name:<20} {u.role:<10} {state}")
     except ValueError as exc:
         print(f"user {args.user_command}: {exc}", file=sys.stderr)
         return 2

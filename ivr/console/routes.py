@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
+from ivr.console.control import CONTROL_ROUTES
 from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
@@ -351,3 +352,4 @@ ROUTES = [
     RouteSpec("/users", "POST", "admin", users_change, "users_change"),
     RouteSpec("/audit", "GET", "admin", audit_page, "audit"),
 ]
+ROUTES += CONTROL_ROUTES

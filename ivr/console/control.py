@@ -1,0 +1,261 @@
+"""The control list: every request returned for rework (an unsatisfied answer), unsatisfied
+again first, then the newest; filters, review with a note, the citizen's spoken comment, and
+exports (CSV for Excel, XLSX) with the filters written in the file.
+
+Who may do what (checked by the server, ``CONTROL_ROUTES``): everyone signed in sees the list
+and exports it (phones masked); a controller (and an admin) also marks entries reviewed and
+hears the comments; every review, listen and export is audited.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from ivr.config import Config
+from ivr.console.app import Ctx, RouteSpec, render
+from ivr.exports import csv_chunks, write_xlsx
+from ivr.intake import mask_phone
+from prompts.catalog import category_label
+from storage.analytics import UNKNOWN, Filters, control_counts, iter_rows
+from storage.control_list import (
+    category_choices,
+    control_rows_query,
+    executor_choices,
+    recording,
+    review,
+)
+
+PAGE_SIZE = 100
+DEFAULT_DAYS = 30
+ROUNDS = {
+    "first": "first closing",
+    "rework": "closed again after rework",
+    "again": "unsatisfied again",
+}
+KEY_PATHS = {"r": "RTP event", "i": "SIP INFO", "b": "in-band tone"}
+HEADER = (
+    "Request", "Link", "Executor", "Category", "Address", "Phone", "Closed", "Called",
+    "Key", "Key path", "Round", "Unsatisfied again", "Comment, s", "Reviewed", "Reviewed by",
+    "Note",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class View:
+    """The list's filters as read from the query string (a bad value is dropped, said why)."""
+
+    filters: Filters
+    reviewed: bool | None = None
+    page: int = 1
+    errors: list[str] = field(default_factory=list)
+
+    def params(self, **over: Any) -> dict[str, str]:
+        f = self.filters
+        out = {"from": f.date_from.isoformat(), "to": f.date_to.isoformat(),
+               "executor": f.executor or "", "category": f.category or "",
+               "round": f.round or "",
+               "reviewed": {True: "yes", False: "no", None: ""}[self.reviewed]}  # fmt: skip
+        out.update({k: str(v) for k, v in over.items()})
+        return {k: v for k, v in out.items() if v}
+
+    def link(self, **over: Any) -> str:
+        return "/control?" + urlencode(self.params(**over))
+
+    def described(self) -> list[tuple[str, str]]:
+        out = self.filters.described()
+        if self.reviewed is not None:
+            out.append(("reviewed", "yes" if self.reviewed else "no"))
+        return out
+
+
+def read_view(ctx: Ctx, query: Mapping[str, str]) -> View:
+    config, _ = ctx.console.effective()
+    today = ctx.now.astimezone(config.tz).date()
+    errors: list[str] = []
+
+    def day(name: str, default: date) -> date:
+        text = query.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            errors.append(ctx.t("Not a date (YYYY-MM-DD): {v}", v=text[:20]))
+            return default
+
+    date_to = day("to", today)
+    date_from = day("from", date_to - timedelta(days=DEFAULT_DAYS))
+    if date_from > date_to:
+        errors.append(ctx.t("The period ends before it starts; the days were swapped."))
+        date_from, date_to = date_to, date_from
+    round_ = query.get("round", "")
+    filters = Filters(
+        date_from,
+        date_to,
+        executor=query.get("executor", "").strip()[:200] or None,
+        category=query.get("category", "").strip()[:200] or None,
+        round=round_ if round_ in ROUNDS else None,  # type: ignore[arg-type]
+    )
+    reviewed = {"yes": True, "no": False}.get(query.get("reviewed", ""))
+    page = query.get("page", "1")
+    return View(filters, reviewed, int(page) if page.isdigit() and int(page) > 0 else 1, errors)
+
+
+def _category(row: Mapping[str, Any]) -> str:
+    if row["category_name"]:
+        return category_label(row["category_name"])
+    return row["category"] or UNKNOWN
+
+
+def key_path(ctx: Ctx, sources: str | None) -> str:
+    """How the keys came: "RTP event", "SIP INFO", "in-band tone" (→ between several)."""
+    return " → ".join(ctx.t(KEY_PATHS.get(s, s)) for s in sources or "")
+
+
+def entry(ctx: Ctx, config: Config, row: Mapping[str, Any]) -> dict[str, Any]:
+    """One row as the page and the exports show it (no database access: on SQLite a second
+    transaction would wait for the cursor this row comes from)."""
+    return {
+        **row,
+        "link": config.control.link(row["portal_request_id"], row["request_number"]),
+        "executor": row["executor_name"] or row["executor_id"] or UNKNOWN,
+        "category_shown": _category(row),
+        "phone_masked": mask_phone(row["phone"]) if row["phone"] else "",
+        "key_path": key_path(ctx, row["key_sources"]),
+        "again": bool(row["again"]),
+        "recording": bool(row["recording"]),
+    }
+
+
+def cells(ctx: Ctx, e: Mapping[str, Any]) -> list[Any]:
+    """An export row, in the order of ``HEADER``."""
+    return [
+        e["request_number"], e["link"] or "", e["executor"], e["category_shown"],
+        e["address"] or "", e["phone_masked"], e["closed_at"], e["called_at"], e["digit"] or "",
+        e["key_path"], e["round_no"], ctx.t("yes") if e["again"] else ctx.t("no"),
+        round(e["comment_s"], 1) if e["comment_s"] is not None else None,
+        e["reviewed_at"], e["reviewed_by"] or "", e["note"] or "",
+    ]  # fmt: skip
+
+
+def _rows(ctx: Ctx, view: View) -> list[dict[str, Any]]:
+    q = control_rows_query(view.filters, view.reviewed)
+    q = q.limit(PAGE_SIZE).offset((view.page - 1) * PAGE_SIZE)
+    config, _ = ctx.console.effective()
+    with ctx.console.engine.connect() as conn:
+        rows = [dict(row) for row in conn.execute(q).mappings()]
+    return [entry(ctx, config, row) for row in rows]
+
+
+async def control_page(ctx: Ctx) -> Response:
+    view = read_view(ctx, ctx.request.query_params)
+    fmt = ctx.request.query_params.get("format")
+    if fmt in ("csv", "xlsx"):
+        return await export(ctx, view, fmt)
+    total, unreviewed = control_counts(ctx.console.engine, view.filters)
+    shown = {None: total, False: unreviewed, True: total - unreviewed}[view.reviewed]
+    engine = ctx.console.engine
+    return render(
+        ctx,
+        "control.html",
+        view=view,
+        rows=_rows(ctx, view),
+        total=total,
+        unreviewed=unreviewed,
+        shown=shown,
+        pages=max(1, -(-shown // PAGE_SIZE)),
+        executors=executor_choices(engine, view.filters),
+        categories=[
+            (c, c if c == UNKNOWN else category_label(c))
+            for c in category_choices(engine, view.filters)
+        ],
+        rounds=[(r, ctx.t(label)) for r, label in ROUNDS.items()],
+        msg=ctx.request.query_params.get("msg"),
+    )
+
+
+def _export_rows(ctx: Ctx, config: Config, view: View) -> Iterator[list[Any]]:
+    query = control_rows_query(view.filters, view.reviewed)
+    for row in iter_rows(ctx.console.engine, query):
+        yield cells(ctx, entry(ctx, config, row))
+
+
+async def export(ctx: Ctx, view: View, fmt: str) -> Response:
+    """The whole filtered list (every page), streamed: CSV row by row from a server-side
+    cursor; XLSX written to a temporary file by openpyxl's write-only mode, then sent."""
+    config, _ = ctx.console.effective()
+    header = [ctx.t(h) for h in HEADER]
+    described = view.described()
+    ctx.console.admin.record(ctx.actor, ctx.now, f"control.export.{fmt}",
+                             urlencode(view.params()) or None)  # fmt: skip
+    stamp = ctx.now.astimezone(config.tz).strftime("%Y%m%d-%H%M")
+    name = f"control-{view.filters.date_from}-{view.filters.date_to}-{stamp}"
+    if fmt == "csv":
+        chunks = csv_chunks(header, _export_rows(ctx, config, view), described, config.tz)
+        return StreamingResponse(
+            (c.encode("utf-8") for c in chunks),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    fd, path = tempfile.mkstemp(prefix="ivr-control-", suffix=".xlsx")
+    os.close(fd)
+    try:
+        await run_in_threadpool(
+            write_xlsx, Path(path), header, _export_rows(ctx, config, view), described, config.tz
+        )
+    except BaseException:
+        os.unlink(path)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=f"{name}.xlsx",
+        background=BackgroundTask(os.unlink, path),
+    )
+
+
+async def control_review(ctx: Ctx) -> Response:
+    back = ctx.form.get("back", "")
+    back = back if back.startswith("/control?") or back == "/control" else "/control"
+    done = review(ctx.console.admin, ctx.actor, ctx.form.get("survey", ""),
+                  ctx.form.get("note"), ctx.now)  # fmt: skip
+    if done is None:
+        msg = ctx.t("Not found.")
+    else:
+        msg = ctx.t("Request {r} marked reviewed.", r=done.portal_request_id)
+    sep = "&" if "?" in back else "?"
+    return RedirectResponse(f"{back}{sep}{urlencode({'msg': msg})}", status_code=303)
+
+
+async def comment_audio(ctx: Ctx) -> Response:
+    """The citizen's recording (WAV), for the <audio> of the list; byte ranges served for
+    seeking. Each listen is audited once (the request that starts at the first byte)."""
+    survey_id = str(ctx.request.path_params.get("survey_id", ""))
+    config, _ = ctx.console.effective()
+    found = recording(ctx.console.engine, survey_id, config.ivr.comment_dir)
+    if found is None or found.path is None:
+        return Response(ctx.t("No recording kept for this request."), status_code=404,
+                        media_type="text/plain; charset=utf-8")  # fmt: skip
+    wanted = ctx.request.headers.get("range", "").replace(" ", "")
+    if not wanted or wanted.startswith("bytes=0-"):
+        ctx.console.admin.record(ctx.actor, ctx.now, "comment.listen", found.portal_request_id)
+    return FileResponse(found.path, media_type="audio/wav",
+                        headers={"Cache-Control": "private, no-store"})  # fmt: skip
+
+
+CONTROL_ROUTES = [
+    RouteSpec("/control", "GET", "viewer", control_page, "control"),
+    RouteSpec("/control/review", "POST", "controller", control_review, "control_review"),
+    RouteSpec("/control/comment/{survey_id}", "GET", "controller", comment_audio, "comment"),
+]
