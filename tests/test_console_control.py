@@ -359,3 +359,13 @@ def test_the_comment_file_is_what_the_node_recorded(site: tuple[Console, Seeded]
     with console.engine.connect() as conn:
         digest = conn.scalar(select(Comment.sha256).where(Comment.survey_id == seeded.ids["103"]))
     assert hashlib.sha256(body).hexdigest() == digest
+
+
+def test_the_example_configuration_documents_the_default_link() -> None:
+    from ivr.config import load_config
+
+    root = Path(__file__).resolve().parent.parent
+    env = {"PORTAL_TOKEN": "t", "SIP_PASSWORD": "p"}
+    example = load_config(root / "config.example.yaml", env=env)
+    assert example.control == parse_config(config_data()).control
+    assert example.control.link("R-1", "1") == "https://115.xn--90ais/request/R-1"
