@@ -154,6 +154,7 @@ def test_a_bad_filter_is_said_and_dropped(site: tuple[Console, Seeded]) -> None:
     assert numbers(page) == seeded.order()
     swapped = client.get(f"{LIST}?from=2026-11-24&to=2026-11-23").text
     assert "даты переставлены" in swapped and numbers(swapped) == ["102", "101"]
+    assert client.get(f"{LIST}?page=99999999999999999999999").status_code == 200
 
 
 def test_review_with_a_note_is_audited_and_the_unreviewed_count_falls(

@@ -108,7 +108,7 @@ def read_view(ctx: Ctx, query: Mapping[str, str]) -> View:
         round=round_ if round_ in ROUNDS else None,  # type: ignore[arg-type]
     )
     reviewed = {"yes": True, "no": False}.get(query.get("reviewed", ""))
-    page = query.get("page", "1")
+    page = query.get("page", "1")[:7]  # at most 9,999,999 pages
     return View(filters, reviewed, int(page) if page.isdigit() and int(page) > 0 else 1, errors)
 
 
