@@ -46,30 +46,65 @@ def _in_period(filters: Filters) -> list[object]:
     ]
 
 
-def executor_choices(engine: Engine, filters: Filters) -> list[tuple[str, str]]:
-    """(key, name) of the executors with a request returned for rework in the period, by name;
-    the executor the portal did not name as ``unknown``, last."""
+@dataclass(frozen=True)
+class ControlSummary:
+    """What the list's page says besides its rows, from one pass over the period."""
+
+    total: int  # returned for rework, of the filters
+    unreviewed: int  # of them, not yet reviewed
+    executors: list[tuple[str, str]]  # (key, name) with an entry in the period
+    categories: list[str]  # keys (catalog name, else the text as sent) with one
+
+
+def control_summary(engine: Engine, filters: Filters) -> ControlSummary:
+    """The counts of :func:`storage.analytics.control_counts` for ``filters``, and the
+    executors (by name; ``unknown`` last) and categories with an entry in its period, in one
+    query (grouped by executor, category and round; the filters applied to the groups here)."""
+    category = func.coalesce(Survey.category_name, Survey.category)
+    rework = case((Survey.round_no > 1, 1), else_=0)
+    again = case((Survey.reason == "unsatisfied_again", 1), else_=0)
     q = (
-        select(Survey.executor_id, func.max(Survey.executor_name))
+        select(
+            Survey.executor_id,
+            func.max(Survey.executor_name),
+            category,
+            rework,
+            again,
+            func.count(),
+            func.count(ControlReview.survey_id),
+        )  # fmt: skip
+        .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
         .where(*_in_period(filters))  # type: ignore[arg-type]
-        .group_by(Survey.executor_id)
+        .group_by(Survey.executor_id, category, rework, again)
     )
+    total = reviewed = 0
+    names: dict[str | None, str] = {}
+    keys: set[str | None] = set()
     with engine.connect() as conn:
-        rows = [(key, name) for key, name in conn.execute(q)]
-    known = sorted(((str(k), str(n or k)) for k, n in rows if k is not None), key=lambda r: r[1])
-    return known + ([(UNKNOWN, UNKNOWN)] if any(k is None for k, _ in rows) else [])
+        for ex, name, cat, is_rework, is_again, n, done in conn.execute(q):
+            names[ex] = str(name or ex) if ex is not None else UNKNOWN
+            keys.add(cat)
+            if _matches(filters, ex, cat, bool(is_rework), bool(is_again)):
+                total += int(n)
+                reviewed += int(done)
+    executors = sorted(((str(k), v) for k, v in names.items() if k is not None),
+                       key=lambda r: r[1])  # fmt: skip
+    categories = sorted(str(k) for k in keys if k is not None)
+    return ControlSummary(
+        total,
+        total - reviewed,
+        executors + ([(UNKNOWN, UNKNOWN)] if None in names else []),
+        categories + ([UNKNOWN] if None in keys else []),
+    )
 
 
-def category_choices(engine: Engine, filters: Filters) -> list[str]:
-    """The categories (catalog name, else the text as sent) with a request returned for rework
-    in the period; ``unknown`` last when some came without one."""
-    key = func.coalesce(Survey.category_name, Survey.category)
-    q = select(key).where(*_in_period(filters)).group_by(key)  # type: ignore[arg-type]
-    with engine.connect() as conn:
-        keys = [k for (k,) in conn.execute(q)]
-    return sorted(str(k) for k in keys if k is not None) + (
-        [UNKNOWN] if any(k is None for k in keys) else []
-    )
+def _matches(f: Filters, executor: str | None, category: str | None, rework: bool,
+             again: bool) -> bool:  # fmt: skip
+    def same(wanted: str | None, value: str | None) -> bool:
+        return wanted is None or (value is None if wanted == UNKNOWN else value == wanted)
+
+    round_ok = {None: True, "first": not rework, "rework": rework, "again": again}[f.round]
+    return same(f.executor, executor) and same(f.category, category) and round_ok
 
 
 def clean_note(text: str | None) -> str | None:

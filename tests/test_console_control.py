@@ -370,3 +370,31 @@ def test_the_example_configuration_documents_the_default_link() -> None:
     example = load_config(root / "config.example.yaml", env=env)
     assert example.control == parse_config(config_data()).control
     assert example.control.link("R-1", "1") == "https://115.xn--90ais/request/R-1"
+
+
+FILTER_SETS = [
+    {}, {"executor": "EX-A"}, {"executor": "EX-B"}, {"executor": "unknown"},
+    {"category": "heating"}, {"category": "Ремонт крыши"}, {"category": "unknown"},
+    {"round": "first"}, {"round": "rework"}, {"round": "again"},
+    {"executor": "EX-B", "round": "first"}, {"executor": "EX-A", "category": "heating"},
+]  # fmt: skip
+
+
+def test_the_page_summary_agrees_with_the_control_counts(store: Store, tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL: one grouped query gives what control_counts gives for every
+    filter, before and after a review, and the choices of the period."""
+    from datetime import date
+
+    from storage.analytics import Filters, control_counts, mark_reviewed
+    from storage.control_list import control_summary
+
+    seeded = seed(store, tmp_path / "comments", NOW)
+    mark_reviewed(store.engine, seeded.ids["102"], "kira", None, NOW)
+    for period in ((date(2026, 10, 1), date(2026, 11, 26)), (date(2026, 11, 20), NOW.date())):
+        for extra in FILTER_SETS:
+            f = Filters(*period, **extra)  # type: ignore[arg-type]
+            summary = control_summary(store.engine, f)
+            assert (summary.total, summary.unreviewed) == control_counts(store.engine, f), extra
+    summary = control_summary(store.engine, Filters(date(2026, 10, 1), date(2026, 11, 26)))
+    assert summary.executors == [("EX-B", "=ЖЭС № 2"), ("EX-A", "ЖЭС № 1"), ("unknown", "unknown")]
+    assert summary.categories == ["heating", "lift", "Ремонт крыши", "unknown"]

@@ -27,14 +27,8 @@ from ivr.console.app import Ctx, RouteSpec, render
 from ivr.exports import csv_chunks, write_xlsx
 from ivr.intake import mask_phone
 from prompts.catalog import category_label
-from storage.analytics import UNKNOWN, Filters, control_counts, iter_rows
-from storage.control_list import (
-    category_choices,
-    control_rows_query,
-    executor_choices,
-    recording,
-    review,
-)
+from storage.analytics import UNKNOWN, Filters, iter_rows
+from storage.control_list import control_rows_query, control_summary, recording, review
 
 PAGE_SIZE = 100
 DEFAULT_DAYS = 30
@@ -163,9 +157,9 @@ async def control_page(ctx: Ctx) -> Response:
     fmt = ctx.request.query_params.get("format")
     if fmt in ("csv", "xlsx"):
         return await export(ctx, view, fmt)
-    total, unreviewed = control_counts(ctx.console.engine, view.filters)
+    summary = control_summary(ctx.console.engine, view.filters)
+    total, unreviewed = summary.total, summary.unreviewed
     shown = {None: total, False: unreviewed, True: total - unreviewed}[view.reviewed]
-    engine = ctx.console.engine
     return render(
         ctx,
         "control.html",
@@ -175,11 +169,8 @@ async def control_page(ctx: Ctx) -> Response:
         unreviewed=unreviewed,
         shown=shown,
         pages=max(1, -(-shown // PAGE_SIZE)),
-        executors=executor_choices(engine, view.filters),
-        categories=[
-            (c, c if c == UNKNOWN else category_label(c))
-            for c in category_choices(engine, view.filters)
-        ],
+        executors=summary.executors,
+        categories=[(c, c if c == UNKNOWN else category_label(c)) for c in summary.categories],
         rounds=[(r, ctx.t(label)) for r, label in ROUNDS.items()],
         msg=ctx.request.query_params.get("msg"),
     )
