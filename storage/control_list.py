@@ -38,6 +38,17 @@ def control_rows_query(filters: Filters, reviewed: bool | None = None) -> AnySel
     )
 
 
+def control_page_query(
+    filters: Filters, reviewed: bool | None, limit: int, offset: int
+) -> AnySelect:
+    """One page of :func:`control_rows_query`: the page's ids are sorted and cut first (a
+    sort of narrow rows, however deep the page), then only the page's rows are read whole,
+    with their key path and comment."""
+    ids = control_query(filters, reviewed).with_only_columns(Survey.id).limit(limit)
+    ids = ids.offset(offset)
+    return control_rows_query(filters, reviewed).where(Survey.id.in_(ids.scalar_subquery()))
+
+
 def _in_period(filters: Filters) -> list[object]:
     return [
         Survey.outcome == "unsatisfied",

@@ -28,7 +28,13 @@ from ivr.exports import csv_chunks, write_xlsx
 from ivr.intake import mask_phone
 from prompts.catalog import category_label
 from storage.analytics import UNKNOWN, Filters, iter_rows
-from storage.control_list import control_rows_query, control_summary, recording, review
+from storage.control_list import (
+    control_page_query,
+    control_rows_query,
+    control_summary,
+    recording,
+    review,
+)
 
 PAGE_SIZE = 100
 DEFAULT_DAYS = 30
@@ -144,8 +150,7 @@ def cells(ctx: Ctx, e: Mapping[str, Any]) -> list[Any]:
 
 
 def _rows(ctx: Ctx, view: View) -> list[dict[str, Any]]:
-    q = control_rows_query(view.filters, view.reviewed)
-    q = q.limit(PAGE_SIZE).offset((view.page - 1) * PAGE_SIZE)
+    q = control_page_query(view.filters, view.reviewed, PAGE_SIZE, (view.page - 1) * PAGE_SIZE)
     config, _ = ctx.console.effective()
     with ctx.console.engine.connect() as conn:
         rows = [dict(row) for row in conn.execute(q).mappings()]
