@@ -210,7 +210,7 @@ def request_parts(request: RequestInfo) -> tuple[str, ...]:
     parts: list[str] = ["about_request", f"number:{request.number}"]
     if request.closed_on is not None:
         d = request.closed_on
-        parts += ["closed_on", day_clip(d.day), month_clip(d.month)]
+        parts += [day_clip(d.day), month_clip(d.month)]
     clip = category_clip(request.category)
     if clip is not None:
         parts.append(clip)

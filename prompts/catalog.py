@@ -137,13 +137,14 @@ def category_clip(category: str | None) -> str | None:
 CLIPS: tuple[Clip, ...] = (
     Clip(
         "greeting",
+        # Only who is calling: every second before the first option costs answers.
         {
-            "ru": "Здравствуйте, служба 115.",
-            "be": "Добры дзень, служба 115.",
+            "ru": "Служба 115.",
+            "be": "Служба 115.",
         },
         tts={
-            "ru": "Здравствуйте, служба сто пятнадцать.",
-            "be": "Добры дзень, служба сто пятнаццаць.",
+            "ru": "Служба сто пятнадцать.",
+            "be": "Служба сто пятнаццаць.",
         },
         wpm=165,
     ),
@@ -159,7 +160,6 @@ CLIPS: tuple[Clip, ...] = (
         Clip(digit_clip(str(d)), {lang: words[d] for lang, words in _DIGIT_WORDS.items()}, wpm=190)
         for d in range(10)
     ),
-    Clip("closed_on", {"ru": "от", "be": "ад"}),
     *(
         Clip(day_clip(d), {lang: words[d - 1] for lang, words in _DAY_WORDS.items()}, wpm=170)
         for d in range(1, 32)
@@ -175,12 +175,12 @@ CLIPS: tuple[Clip, ...] = (
     Clip(
         "question",
         {
-            "ru": "Довольны работой, нажмите 1.",
-            "be": "Задаволены працай, націсніце 1.",
+            "ru": "Довольны, нажмите 1.",
+            "be": "Задаволены, націсніце 1.",
         },
         tts={
-            "ru": "Довольны работой, нажмите один.",
-            "be": "Задаволены працай, націсніце адзін.",
+            "ru": "Довольны, нажмите один.",
+            "be": "Задаволены, націсніце адзін.",
         },
         wpm=165,
     ),

@@ -126,7 +126,6 @@ def test_opening_reads_the_date_and_a_known_category() -> None:
     assert request_parts(req) == (
         "about_request",
         "number:905",
-        "closed_on",
         "day_26",
         "month_11",
         "category_yard_cleaning",
@@ -229,9 +228,7 @@ TWO = (RequestInfo("a", "11", date(2026, 11, 26)), RequestInfo("b", "22", None, 
 
 def test_two_requests_are_asked_in_turn_each_answer_stored_at_once() -> None:
     flow, actions = run([A], requests=TWO)
-    assert actions == [
-        Play(("greeting", "about_request", "number:11", "closed_on", "day_26", "month_11", *Q))
-    ]
+    assert actions == [Play(("greeting", "about_request", "number:11", "day_26", "month_11", *Q))]
     assert flow.handle(K("2")) == [
         StopPlayback(),
         RecordOutcome("a", U, "2"),
