@@ -85,3 +85,13 @@ def test_config_check_tells_whether_and_where_a_citizen_is_transferred() -> None
     text = summary_text(parse_config(on(), env=ENV), Path("c.yaml"), now)
     assert "key 3 to sip:operator@127.0.0.1 (open now)" in text
     assert "Mon 09:00-18:00" in text and "Sat" not in text.split("Operator transfer")[1]
+
+
+def test_the_dialer_gets_the_operators_line_only_when_on() -> None:
+    from ivr.dialer import DialerSettings
+
+    assert DialerSettings.from_config(parse_config(minimal(), env=ENV)).runner.operator is None
+    line = DialerSettings.from_config(parse_config(on(), env=ENV)).runner.operator
+    assert line is not None and line.target == "sip:operator@127.0.0.1"
+    assert line.is_open(datetime(2026, 11, 30, 7, 0, tzinfo=UTC))  # Mon 10:00 in Minsk
+    assert not line.is_open(datetime(2026, 11, 29, 7, 0, tzinfo=UTC))  # Sunday
