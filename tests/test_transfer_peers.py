@@ -6,6 +6,7 @@ line, the operator, which answers; a SIPp citizen who presses 3 and refuses the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -61,6 +62,16 @@ def test_the_citizen_who_presses_3_talks_to_the_operator(lab: TransferLab) -> No
     assert "refer" in citizen.log().lower() or "transfer" in citizen.log().lower()
     body = lab.ratings_by_request()[request_of(lab, "baresip:3")]
     assert (body["outcome"], body["reason"], body["digit"]) == ("no_input", "transferred", "3")
+    # in the citizen's dialog, as the proxy saw it: our REFER, its NOTIFYs, then our BYE
+    # (RFC 5589: the transferor ends its leg once the NOTIFY reported the target's 200)
+    requests = re.findall(r"REQ (\w+) (\S+) from \S+ cid=(\S+)", lab.kamailio.log())
+    cid = next(c for m, uri, c in requests if m == "REFER" and CITIZENS[0].user in uri)
+    methods = [m for m, _uri, c in requests if c == cid and m != "ACK"]
+    first_notify = methods.index("NOTIFY")
+    assert methods[: methods.index("REFER") + 1] == ["INVITE", "INVITE", "REFER"]
+    assert methods[first_notify:] in (["NOTIFY", "NOTIFY", "BYE"], ["NOTIFY", "BYE"])
+    bye_uri = [uri for m, uri, c in requests if c == cid and m == "BYE"]
+    assert len(bye_uri) == 1 and CITIZENS[0].user in bye_uri[0]  # ours, to the citizen
     assert body["callback_requested"] is False and body["return_for_rework"] is False
 
 
