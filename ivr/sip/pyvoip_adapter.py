@@ -59,6 +59,7 @@ from ivr.sip.media import ENGINE, MediaStream
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
 from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.redact import mask_digits, redact_sip
+from ivr.sip.refer import ReferClient, ReferResult
 from ivr.sip.registration import Registration, RegState
 from ivr.sip.rtp_guard import MediaCounters
 
@@ -153,6 +154,7 @@ class PyVoipCall:
         self.reinvite_ok: _Sent2xx | None = None  # our 200 to the last re-INVITE
         # where in-dialog requests may come from: the proxy, and the 2xx's Contact
         self.peer_addrs: set[Address] = set()
+        self.refer: ReferClient | None = None  # a transfer asked for (ivr.sip.refer)
 
     def in_dialog(self, msg: sm.SipMessage, source: Address) -> bool:
         """``msg`` belongs to our confirmed dialog: its tags are the dialog's (theirs in
@@ -252,10 +254,29 @@ class PyVoipCall:
             self.cancel_sent_at = time.monotonic()
             self._phone.send(sm.build_cancel(self.invite))
 
+    def transfer(self, target: str) -> None:
+        """Blind transfer: REFER to ``target`` in this call's dialog (once; answered only)."""
+        with self._phone.lock:
+            if self._state is not LineState.ANSWERED or self.dialog is None or self.refer:
+                return
+            via = (self.invite.via_host, self.invite.via_port)
+            contact = f"sip:{self._phone.settings.username}@{via[0]}:{via[1]}"
+            self.refer = ReferClient(self.dialog, target, via, contact)
+            self._phone.send(self.refer.start(time.monotonic()))
+
+    @property
+    def transfer_result(self) -> ReferResult | None:
+        """None while a transfer is pending (or none was asked for)."""
+        refer = self.refer
+        return None if refer is None else refer.result
+
     def hangup(self) -> None:
         with self._phone.lock:
             if self._state is LineState.ANSWERED and self.dialog is not None:
-                self._phone.send(self.dialog.bye(self.invite.via_host, self.invite.via_port))
+                via = (self.invite.via_host, self.invite.via_port)
+                bye = (self.dialog.bye(*via) if self.refer is None
+                       else self.dialog.request("BYE", self.refer.bye_cseq, *via))  # fmt: skip
+                self._phone.send(bye)
                 self._phone.end(self, EndedBy.LOCAL_HANGUP)
             else:
                 self.cancel()
@@ -499,6 +520,8 @@ class PyVoipPhone:
             self.changed.notify_all()
         elif call is not None and msg.cseq[1] == "INVITE":
             self._on_invite_response(call, msg)
+        elif call is not None and call.refer is not None and call.refer.matches(msg):
+            call.refer.on_response(msg, time.monotonic())
 
     def _on_dialog_request(self, call: PyVoipCall, msg: sm.SipMessage, source: Address) -> None:
         if msg.method == "BYE":
@@ -508,6 +531,8 @@ class PyVoipPhone:
             self._on_reinvite(call, msg, source)
         elif msg.method == "INFO":
             self._on_info(call, msg, source)
+        elif msg.method == "NOTIFY" and call.refer is not None:
+            self.send(call.refer.on_notify(msg, time.monotonic()), source)
         elif msg.method == "ACK":
             pending = call.reinvite_ok
             if pending is not None and pending.cseq == msg.cseq[0]:
@@ -690,6 +715,9 @@ class PyVoipPhone:
                         self.end(call, EndedBy.LOCAL_CANCEL)
                     elif call.reinvite_ok is not None and not call.reinvite_ok.acked:
                         self._resend_2xx(call, call.reinvite_ok, now)
+                    elif call.refer is not None:
+                        for data in call.refer.tick(now):
+                            self.send(data)
                     elif call._state is LineState.DIALING and not call.got_response:
                         if now - call.invite_sent_at > TIMER_B:
                             self.end(call, EndedBy.NO_RESPONSE)
