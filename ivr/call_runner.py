@@ -145,11 +145,16 @@ class _CallDriver:
         self.answered_mono: float | None = None
         self.too_long_fed = False
         self.key_taken_at: float | None = None  # when the last key came off the line
+        self.listening: bool | None = None  # what the line was last told (None: nothing yet)
 
     def feed(self, event: Event) -> None:
         self.report.events.append(type(event).__name__)
         for action in self.flow.handle(event):
             self.perform(action)
+        awaits = self.flow.awaits_key
+        if awaits is not self.listening:  # in-band detection only while a key is awaited
+            self.listening = awaits
+            self.call.listen_for_keys(awaits)
 
     def perform(self, action: Action) -> None:
         now = self.clock.monotonic()

@@ -253,6 +253,12 @@ class SurveyCall:
     def _about_current(self) -> tuple[str, ...]:
         return request_parts(self.requests[self.current]) + self._question()
 
+    @property
+    def awaits_key(self) -> bool:
+        """A key would change something now (an answer, a barge-in, the end of a comment):
+        only then is the received audio worth analysing for in-band keys."""
+        return self.state in KEY_STATES
+
     def handle(self, event: Event) -> list[Action]:
         handler = _TABLE.get((self.state, type(event)))
         if handler is None:
@@ -440,3 +446,9 @@ _TABLE: dict[tuple[State, type], _Handler] = {
 }
 for _state in (State.WAITING_ANSWER, State.ASKING, State.LISTENING, State.CLOSING):
     _TABLE[(_state, RemoteHangup)] = SurveyCall._on_remote_hangup
+
+# The states where a key does something (derived from the table, so the two cannot disagree).
+KEY_STATES = frozenset(
+    state for (state, event), handler in _TABLE.items()
+    if event is KeyPressed and handler is not SurveyCall._ignore
+)  # fmt: skip

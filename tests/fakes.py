@@ -65,6 +65,7 @@ class FakeCall:
     _ended: EndedBy | None = None
     _status: int | None = None
     _taken: int = 0
+    listening: list[bool] = field(default_factory=list)  # every listen_for_keys, in order
 
     @property
     def state(self) -> LineState:
@@ -111,6 +112,9 @@ class FakeCall:
         if self._ended is not None and self._ended is not EndedBy.REMOTE_BYE:
             return []
         return [KeyPress(k, self.key_source) for k in new]
+
+    def listen_for_keys(self, on: bool) -> None:
+        self.listening.append(on)
 
     def start_capture(self) -> None:
         self.log.append("start_capture")

@@ -51,6 +51,8 @@ def test_outcomes(keys_at: list[tuple[float, str]], outcome: Outcome, key: str |
     assert [r for r, _ in recorded] == [RecordOutcome("s1", outcome, key)]
     assert report.answered_at is not None and report.prompt_version == "ru-test"
     assert call.log[-2:] == ["hangup", "ended:local_hangup"]
+    # in-band detection on from the answer (barge-in) until the goodbye, then off
+    assert call.listening == [True, False]
 
 
 def test_keys_and_their_sources_are_reported() -> None:

@@ -216,3 +216,76 @@ def test_stop_audio_while_the_loop_sends_never_breaks_the_stream() -> None:
     s.write_linear16(tone16(0.1))
     s.send_due(0.1, send)
     assert len(sent) == 6 and sent[-1][12:] == b"\xff" * FRAME
+
+
+def frames_of(coded: bytes) -> list[bytes]:
+    return [coded[i : i + FRAME] for i in range(0, len(coded) - FRAME + 1, FRAME)]
+
+
+def vector_streams(
+    encode: Any, pt: int
+) -> tuple[list[Any], list[MediaStream], list[list[tuple[str, KeySource]]]]:
+    """One stream per DTMF vector, each fed its vector in ``pt``'s law, all batched together
+    as the engine does after each round of reads."""
+    from ivr.lab.dtmf_vectors import vectors
+
+    found: list[list[tuple[str, KeySource]]] = []
+    streams = []
+    for _ in vectors():
+        found.append([])
+        streams.append(stream(found[-1]))
+    coded = [frames_of(encode(v.signal)) for v in vectors()]
+    return coded, streams, found
+
+
+def feed_rounds(coded: list[list[bytes]], streams: list[MediaStream], pt: int) -> None:
+    for n in range(max(len(c) for c in coded)):
+        for frames, s in zip(coded, streams, strict=True):
+            if n < len(frames):
+                s.take(rtp(pt, frames[n], ts=160 * n, seq=n), ("127.0.0.1", 4000))
+        inband_batch(streams)
+
+
+@pytest.mark.parametrize(("law", "pt"), [("ulaw", 0), ("alaw", 8)], ids=["pcmu", "pcma"])
+def test_keys_of_every_dtmf_vector_found_while_listening_batched_across_streams(
+    law: str, pt: int
+) -> None:
+    from ivr.lab import dtmf_vectors
+
+    encode = dtmf_vectors.ulaw_encode if law == "ulaw" else dtmf_vectors.alaw_encode
+    coded, streams, found = vector_streams(encode, pt)
+    feed_rounds(coded, streams, pt)
+    for vector, keys in zip(dtmf_vectors.vectors(), found, strict=True):
+        assert "".join(k for k, _ in keys) == vector.keys, vector.name
+        assert {src for _, src in keys} <= {KeySource.INBAND}
+
+
+def test_no_detector_work_while_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not listening (no key awaited), received audio is not decoded, gated or analysed at
+    all; RFC 4733 keys still count. Listening again, the same audio gives its keys."""
+    import ivr.sip.media as media
+    from ivr.lab import dtmf_vectors
+
+    work: list[str] = []
+
+    def counted(name: str, real: Any) -> Any:
+        return lambda *a: work.append(name) or real(*a)
+
+    monkeypatch.setattr(media, "candidate_frames", counted("batch", media.candidate_frames))
+    monkeypatch.setattr(media.audioop, "ulaw2lin", counted("decode", audioop.ulaw2lin))
+    monkeypatch.setattr(media.audioop, "rms", counted("gate", audioop.rms))
+    monkeypatch.setattr(media.InbandDetector, "feed", counted("detect", media.InbandDetector.feed))
+    coded, streams, found = vector_streams(dtmf_vectors.ulaw_encode, 0)
+    for s in streams:
+        s.listening = False
+    feed_rounds(coded, streams, 0)
+    streams[0].take(rtp(101, bytes([5, 10, 0, 160]), ts=7), ("127.0.0.1", 4000))
+    assert work == []
+    assert found[0] == [("5", KeySource.RFC4733)] and not any(found[1:])
+    for s in streams:
+        s.listening = True
+    feed_rounds(coded, streams, 0)
+    assert {"batch", "decode", "gate", "detect"} <= set(work)
+    assert ["".join(k for k, _ in f) for f in found[1:]] == [
+        v.keys for v in dtmf_vectors.vectors()[1:]
+    ]

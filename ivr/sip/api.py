@@ -120,6 +120,11 @@ class OutboundCall(Protocol):
         paths (say RFC 4733 and in-band) is given once."""
         ...
 
+    def listen_for_keys(self, on: bool) -> None:
+        """Whether a key is awaited now. In-band detection (analysis of the received audio)
+        runs only while on; RFC 4733 and SIP INFO keys are taken either way. On by default."""
+        ...
+
     def start_capture(self) -> None:
         """Start keeping the audio received from the far end (a comment is being recorded),
         from the moment everything queued with ``play`` has been sent: never our prompt."""

@@ -137,7 +137,10 @@ class MediaStream:
         self.counters = MediaCounters()
         self.last_rx = time.monotonic()
         self.inband = InbandDetector()
-        self.listening = True  # in-band detection wanted (a key is awaited)
+        # In-band detection wanted: a key is awaited (the call runner says so, through the
+        # adapter's ``listen_for_keys``). Off, received audio is not even decoded for it.
+        self.listening = True
+        self._was_listening = True
         # every received audio frame as 16-bit linear PCM, for whoever wants to hear it
         self.audio_sink: Callable[[bytes], object] | None = None
         self.inband_frames: list[tuple[bytes, bool]] = []  # gated in, not yet analysed
@@ -246,6 +249,9 @@ class MediaStream:
 
     def _audio(self, payload: bytes, kind: Any) -> None:
         listening = self.listening and self.key_sink is not None
+        if listening is not self._was_listening:
+            self._was_listening = listening
+            self.inband.gap()  # a tone heard before a pause in listening is not joined to one after
         if not listening and self.audio_sink is None:
             return
         alaw = kind == RTP.PayloadType.PCMA
