@@ -113,6 +113,14 @@ class FakeCall:
             return []
         return [KeyPress(k, self.key_source) for k in new]
 
+    def wait_for_key(self, timeout: float) -> None:
+        """The fake clock moves to the next scripted key or hang-up, or by ``timeout``."""
+        t = self.clock.monotonic()
+        later = [at for at, _ in self.keys_at if at > t]
+        if self.bye_at is not None and self.bye_at > t:
+            later.append(self.bye_at)
+        self.clock.sleep(min([timeout, *(at - t for at in later)]))
+
     def listen_for_keys(self, on: bool) -> None:
         self.listening.append(on)
 

@@ -289,3 +289,21 @@ def test_no_detector_work_while_not_listening(monkeypatch: pytest.MonkeyPatch) -
     assert ["".join(k for k, _ in f) for f in found[1:]] == [
         v.keys for v in dtmf_vectors.vectors()[1:]
     ]
+
+
+def test_streams_start_on_the_loop_ticks_spread_over_the_phases() -> None:
+    """Each stream's clock starts on a tick (so the loop wakes per tick, not per packet) of
+    the least used phase among the next ones; packet n then leaves at t0 + n * 20 ms."""
+    from ivr.sip.media import PHASES, SLOT
+
+    engine = MediaEngine()
+    engine._epoch = 1000.0
+    starts = []
+    for now in (1000.0, 1000.0, 1000.001, 1000.0123, 1000.02, 1000.02, 1000.02, 1000.03):
+        t0, phase = engine.first_tick(now)
+        engine._phase_load[phase] += 1
+        starts.append((t0, phase))
+        assert now <= t0 < now + PHASES * SLOT
+        assert (t0 - 1000.0) / SLOT == pytest.approx(round((t0 - 1000.0) / SLOT))
+    assert engine._phase_load == [2, 2, 2, 2]
+    assert [p for _, p in starts[:4]] == [0, 1, 2, 3]

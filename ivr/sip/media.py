@@ -22,6 +22,7 @@ import audioop  # C, and what pyVoIP itself uses (audioop-lts on Python >= 3.13)
 import heapq
 import itertools
 import logging
+import math
 import os
 import random
 import selectors
@@ -56,6 +57,8 @@ INBAND_GATE_RMS = 100
 _SILENCE = {"pcmu": b"\xff" * FRAME, "pcma": b"\xd5" * FRAME}
 MEDIA_NICE = -10  # where permitted (root or CAP_SYS_NICE); otherwise the default
 MAX_RECV_PER_WAKE = 64  # per socket and wake-up, so one flooded port cannot starve the rest
+SLOT = PTIME / 4  # the loop's tick
+PHASES = 4  # ticks per packet time: a stream's packets are all due on one of them
 
 
 def law_of(payload_type: Any) -> str:
@@ -300,7 +303,16 @@ def inband_batch(streams: Iterable[MediaStream]) -> None:
 # ------------------------------------------------------------------ the loop
 class MediaEngine:
     """The process's media loop; started by the first phone that needs it, stopped (and its
-    thread joined) when the last one releases it."""
+    thread joined) when the last one releases it.
+
+    It wakes on a grid of :data:`SLOT` ticks, never per socket or per packet: each tick
+    sends every packet due, then reads every socket that became readable (one
+    ``epoll_wait`` for all), then runs the batched in-band stage. Each stream's clock
+    starts on a tick of the least used of the :data:`PHASES` phases, so its packets are
+    always due on a tick and the 20 ms cycle's sends are spread evenly over the phases.
+    Every socket call lets other Python threads take the interpreter, and getting it back
+    can take long when they are busy; so the fewer wake-ups and calls, the steadier the
+    clock (docs/sip-notes.md, pitfall 19)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -311,9 +323,9 @@ class MediaEngine:
         self._selector: selectors.BaseSelector | None = None
         self._heap: list[tuple[float, int, MediaStream]] = []
         self._order = itertools.count()
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._streams: set[MediaStream] = set()
+        self._epoch = 0.0  # tick k is at epoch + k * SLOT
+        self._phase_load = [0] * PHASES
+        self._streams: dict[MediaStream, int] = {}  # stream -> its phase
 
     def acquire(self) -> None:
         with self._lock:
@@ -321,9 +333,7 @@ class MediaEngine:
             if self._thread is not None:
                 return
             self._selector = selectors.DefaultSelector()
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+            self._epoch = self._monotonic()
             self._running = True
             self._thread = threading.Thread(target=self._run, name="ivr media", daemon=True)
             self._thread.start()
@@ -335,26 +345,30 @@ class MediaEngine:
                 return
             self._running = False
             thread, self._thread = self._thread, None
-        self._wake()
         thread.join(timeout=2.0)
         with self._lock:
             for stream in list(self._streams):
                 self._forget(stream)
-            assert self._selector is not None and self._wake_r and self._wake_w
+            assert self._selector is not None
             self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
+
+    def first_tick(self, now: float) -> tuple[float, int]:
+        """When a stream starting at ``now`` sends its first packet, and on which phase: the
+        least used one among the next :data:`PHASES` ticks."""
+        k = math.ceil((now - self._epoch) / SLOT - 1e-9)
+        best = min(range(k, k + PHASES), key=lambda j: (self._phase_load[j % PHASES], j))
+        return self._epoch + best * SLOT, best % PHASES
 
     def add(self, stream: MediaStream) -> None:
         with self._lock:
             if self._selector is None or not self._running:
                 raise RuntimeError("media engine not started")
             assert stream.sock is not None
-            stream.t0 = self._monotonic()
+            stream.t0, phase = self.first_tick(self._monotonic())
+            self._phase_load[phase] += 1
             self._selector.register(stream.sock, selectors.EVENT_READ, stream)
-            self._streams.add(stream)
+            self._streams[stream] = phase
             heapq.heappush(self._heap, (stream.t0, next(self._order), stream))
-        self._wake()
 
     def remove(self, stream: MediaStream) -> None:
         with self._lock:
@@ -366,8 +380,9 @@ class MediaEngine:
 
     def _forget(self, stream: MediaStream) -> None:
         stream.closed = True
-        if stream in self._streams:
-            self._streams.discard(stream)
+        phase = self._streams.pop(stream, None)
+        if phase is not None:
+            self._phase_load[phase] -= 1
             if self._selector is not None and stream.sock is not None:
                 try:
                     self._selector.unregister(stream.sock)
@@ -376,44 +391,40 @@ class MediaEngine:
         if stream.sock is not None:
             stream.sock.close()
 
-    def _wake(self) -> None:
-        if self._wake_w is not None:
-            try:
-                self._wake_w.send(b"\0")
-            except OSError:
-                pass
-
     def _run(self) -> None:
-        selector = self._selector
-        assert selector is not None
         try:  # a media thread: ahead of the process's other threads (and others') for the CPU
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_NICE)
         except OSError:
             log.debug("media loop: nice %d not permitted, running at the default", MEDIA_NICE)
+        tick = self._epoch
         while self._running:
-            with self._lock:
-                due = self._heap[0][0] if self._heap else None
-            timeout = 0.1 if due is None else max(due - self._monotonic(), 0.0)
+            now = self._monotonic()
+            if tick > now:
+                time.sleep(tick - now)
+                now = self._monotonic()
             try:
-                ready = selector.select(timeout)
-            except (OSError, ValueError):  # a socket closed under us: go round again
-                ready = []
-            heard: list[MediaStream] = []
-            for key, _ in ready:
-                stream = key.data
-                if stream is None:
-                    try:
-                        key.fileobj.recv(4096)  # type: ignore[union-attr]
-                    except OSError:
-                        pass
-                elif not stream.closed:
-                    self._receive(stream)
-                    heard.append(stream)
-            try:
-                self._send_due()  # first what is due, then the analysis
-                inband_batch(heard)
+                self._tick(now)
             except Exception as exc:  # a bug of ours must not stop every call's media
                 _dropped_log.warning("bug", "media loop: %r", exc)
+            tick += SLOT
+            if tick < now:  # woke late: what was due is sent; go on from the next tick
+                tick = self._epoch + math.ceil((now - self._epoch) / SLOT) * SLOT
+
+    def _tick(self, now: float) -> None:
+        self._send_due(now)  # first what is due, then what came, then the analysis
+        selector = self._selector
+        assert selector is not None
+        try:
+            ready = selector.select(0) if self._streams else []
+        except (OSError, ValueError):  # a socket closed under us: next tick
+            return
+        heard: list[MediaStream] = []
+        for key, _ in ready:
+            stream = key.data
+            if not stream.closed:
+                self._receive(stream)
+                heard.append(stream)
+        inband_batch(heard)
 
     def _receive(self, stream: MediaStream) -> None:
         sock = stream.sock
@@ -432,8 +443,7 @@ class MediaEngine:
                 _dropped_log.warning("bug", "RTP port %s: packet not handled: %r",
                                      stream.inPort, exc)  # fmt: skip
 
-    def _send_due(self) -> None:
-        now = self._monotonic()
+    def _send_due(self, now: float) -> None:
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= now + 0.0005:

@@ -223,6 +223,9 @@ class PyVoipCall:
     def take_keys(self) -> list[KeyPress]:
         return self.keys.take()
 
+    def wait_for_key(self, timeout: float) -> None:
+        self.keys.wait(timeout)
+
     def listen_for_keys(self, on: bool) -> None:
         """In-band detection on this call's streams only while a key is awaited (issue 11)."""
         with self._phone.lock:
