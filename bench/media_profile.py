@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -21,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ivr.lab.load import run_load
 from ivr.sip import media
@@ -80,6 +83,8 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--hold", type=float, default=15.0)
     p.add_argument("--cprofile", action="store_true")
+    p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the calls")
+    p.add_argument("--rtp-base", type=int, default=16000, help="first RTP port of our calls")
     args = p.parse_args()
     profile = cProfile.Profile()
     if args.cprofile:
@@ -89,10 +94,35 @@ def main() -> None:
             profile.runcall(real_run, self)
 
         media.MediaEngine._run = profiled  # type: ignore[method-assign]
+    lateness: list[float] = []
+    real_tick = media.MediaEngine._tick
+
+    durations: list[float] = []
+    walls: list[float] = []
+
+    def timed_tick(self: Any, now: float, *rest: Any) -> None:
+        lateness.append(now)
+        walls.append(time.time())
+        real_tick(self, now, *rest)
+        durations.append(self._monotonic() - now)
+
+    media.MediaEngine._tick = timed_tick  # type: ignore[method-assign]
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(on_gc)
+    if args.gc_freeze:
+        gc.freeze()
     sampler = Sampler()
     sampler.start()
     with tempfile.TemporaryDirectory(prefix="ivr-profile-") as tmp:
-        result = run_load(Path(tmp) / "load", args.calls, args.hold)
+        result = run_load(Path(tmp) / "load", args.calls, args.hold, rtp_base=args.rtp_base)
     sampler.running = False
     with open("/proc/loadavg") as f:
         load1 = f.read().split()[0]
@@ -102,6 +132,23 @@ def main() -> None:
           f"dropped {len(result.dropped)}, outcomes {len(result.outcomes)}")  # fmt: skip
     for kind, pct in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:<16} {pct:6.1f} % of a core")
+    # a ratio that survives a busy machine: the loop's CPU per packet (sent + received)
+    per_packet = cpu.get("ivr media", 0.0) / 100 / (args.calls * 100) * 1e6
+    print(f"  media loop: {per_packet:.1f} us CPU per packet (50 sent + 50 echoed per call/s)")
+    wakes, took = np.array(lateness), np.array(durations[: len(lateness)]) * 1000
+    wall = np.array(walls[: len(wakes)])
+    keep = (wall >= result.all_up_at) & (wall <= result.all_up_at + result.window_s)
+    gaps = np.diff(wakes[keep]) * 1000
+    print(
+        f"  between ticks (ideal {media.SLOT * 1000:.0f} ms): p50 {np.percentile(gaps, 50):.2f}"
+        f" p99 {np.percentile(gaps, 99):.2f} max {gaps.max():.1f} ms; a tick's work: p50 "
+        f"{np.percentile(took[keep], 50):.2f} p99 {np.percentile(took[keep], 99):.2f} ms"
+    )
+    if pauses:
+        print(
+            f"  gc: {len(pauses)} collections, max {max(pauses):.1f} ms, "
+            f"p99 {np.percentile(pauses, 99):.2f} ms"
+        )
     if args.cprofile:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import audioop
+import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -307,3 +309,24 @@ def test_streams_start_on_the_loop_ticks_spread_over_the_phases() -> None:
         assert (t0 - 1000.0) / SLOT == pytest.approx(round((t0 - 1000.0) / SLOT))
     assert engine._phase_load == [2, 2, 2, 2]
     assert [p for _, p in starts[:4]] == [0, 1, 2, 3]
+
+
+def test_media_thread_takes_the_highest_priority_it_is_allowed() -> None:
+    from ivr.sip.media import MEDIA_RT_PRIORITY, _raise_priority
+
+    seen: list[tuple[str, int, int]] = []
+
+    def media_thread() -> None:
+        tid = threading.get_native_id()
+        how = _raise_priority()
+        seen.append((how, os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
+
+    thread = threading.Thread(target=media_thread)
+    thread.start()
+    thread.join()
+    ((how, policy, nice),) = seen
+    if how == "realtime":
+        assert policy == os.SCHED_RR and os.sched_getparam(0).sched_priority == 0
+        assert MEDIA_RT_PRIORITY > 0
+    else:
+        assert policy == os.SCHED_OTHER and (nice == -10 or how == "default")
