@@ -330,3 +330,11 @@ def test_media_thread_takes_the_highest_priority_it_is_allowed() -> None:
         assert MEDIA_RT_PRIORITY > 0
     else:
         assert policy == os.SCHED_OTHER and (nice == -10 or how == "default")
+
+
+def test_audio_is_encoded_by_the_thread_that_queues_it_not_by_the_loop() -> None:
+    s = stream()
+    s.preference = RTP.PayloadType.PCMA
+    audio = tone16(0.3, (523.0,))
+    s.write_linear16(audio)
+    assert s.queue[0].frames == {"pcma": encode_frames(audio, 2, "pcma")}  # before any send

@@ -3,15 +3,17 @@ absolute clock.
 
 pyVoIP ran two threads per call (a receiver polling every 10 ms, a sender sleeping "20 ms minus
 this packet's work"): past ~35 calls on 2 vCPU the GIL and the relative sleep made prompts
-play slow and broken up (docs/sip-notes.md, pitfall 19; issue 11's table). Here one thread
-waits in ``selectors`` for the earliest of: a readable RTP socket, or the next packet due.
-Packet n of a stream leaves at ``t0 + n * 20 ms``; a late wake-up sends what is due at once,
-so lateness never accumulates (aiortc's ``AudioStreamTrack.recv`` does the same).
+play slow and broken up (docs/sip-notes.md, pitfall 19; issue 11's table). Here one thread,
+at real-time priority where permitted, wakes every 5 ms tick: it sends what is due, then
+reads every socket one ``epoll_wait`` finds readable. Packet n of a stream leaves at
+``t0 + n * 20 ms`` (t0 on a tick); a late wake-up sends what is due at once, so lateness
+never accumulates (aiortc's ``AudioStreamTrack.recv`` does the same).
 
-Audio is turned into 160-byte G.711 frames once per law when first played (cached, so a
-prompt played on 300 calls is encoded once), never per packet. Received audio goes to the
-in-band key detector only while the call listens for keys and only for frames that pass a
-cheap energy gate (``audioop.rms``); a gated frame is a gap for the detector, as silence is.
+Audio is turned into 160-byte G.711 frames once per law when queued, by the thread that
+queues it (cached, so a prompt played on 300 calls is encoded once), never per packet.
+Received audio goes to the in-band key detector only while a key is awaited (the call
+runner says so) and only for frames that pass a cheap energy gate (``audioop.rms``); a
+gated frame is a gap for the detector, as silence is.
 
 What a datagram must be to be heard at all is ``ivr.sip.rtp_guard``'s (pitfalls 22, 23).
 """
@@ -72,6 +74,7 @@ _cache_lock = threading.Lock()
 # A prompt played to many calls (the question, the thanks) is encoded once; the opening,
 # which names each call's own request, is encoded once per call. Bounded: RSS stays flat.
 CACHE_ENTRIES = 32
+ENCODE_PIECE = 50 * FRAME  # samples: one second
 
 
 def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
@@ -84,8 +87,10 @@ def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
         if frames is not None:
             _cache.move_to_end(key)
             return frames
-    linear = audio if width == 2 else audioop.lin2lin(audioop.bias(audio, 1, -128), 1, 2)
-    coded = audioop.lin2alaw(linear, 2) if law == "pcma" else audioop.lin2ulaw(linear, 2)
+    coded = b"".join(
+        _encode(audio[i : i + ENCODE_PIECE * width], width, law)
+        for i in range(0, len(audio), ENCODE_PIECE * width)
+    )  # in pieces: between two C calls the media loop can take the interpreter
     if len(coded) % FRAME:
         coded += _SILENCE[law][: FRAME - len(coded) % FRAME]
     frames = [coded[i : i + FRAME] for i in range(0, len(coded), FRAME)]
@@ -94,6 +99,11 @@ def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
         while len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
     return frames
+
+
+def _encode(audio: bytes, width: int, law: str) -> bytes:
+    linear = audio if width == 2 else audioop.lin2lin(audioop.bias(audio, 1, -128), 1, 2)
+    return audioop.lin2alaw(linear, 2) if law == "pcma" else audioop.lin2ulaw(linear, 2)
 
 
 class _Chunk:
@@ -173,11 +183,18 @@ class MediaStream:
 
     def write(self, audio: bytes) -> None:
         """Queue unsigned 8-bit audio (the adapter's ``play``)."""
-        self.queue.append(_Chunk(audio, 1))
+        self.queue.append(self._encoded(_Chunk(audio, 1)))
 
     def write_linear16(self, audio: bytes) -> None:
         """Queue signed 16-bit little-endian audio: straight to G.711, no 8-bit step."""
-        self.queue.append(_Chunk(audio, 2))
+        self.queue.append(self._encoded(_Chunk(audio, 2)))
+
+    def _encoded(self, chunk: _Chunk) -> _Chunk:
+        """Encoded here, in the caller's thread (a 6 s prompt takes ~4 ms, which the media
+        loop must not spend); only a law switched by a re-INVITE is encoded by the loop."""
+        law = law_of(self.preference)
+        chunk.frames[law] = encode_frames(chunk.audio, chunk.width, law)
+        return chunk
 
     def drop_queued_audio(self) -> None:
         self.queue = deque()
