@@ -17,6 +17,7 @@ import gc
 import io
 import os
 import pstats
+import sys
 import tempfile
 import threading
 import time
@@ -84,6 +85,7 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=15.0)
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the calls")
+    p.add_argument("--switch-interval", type=float, help="sys.setswitchinterval (s)")
     p.add_argument("--rtp-base", type=int, default=16000, help="first RTP port of our calls")
     args = p.parse_args()
     profile = cProfile.Profile()
@@ -119,6 +121,8 @@ def main() -> None:
     gc.callbacks.append(on_gc)
     if args.gc_freeze:
         gc.freeze()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     sampler = Sampler()
     sampler.start()
     with tempfile.TemporaryDirectory(prefix="ivr-profile-") as tmp:
