@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the calls")
     p.add_argument("--switch-interval", type=float, help="sys.setswitchinterval (s)")
+    p.add_argument("--gc-off", action="store_true", help="gc.disable() (diagnosis only)")
     p.add_argument("--rtp-base", type=int, default=16000, help="first RTP port of our calls")
     args = p.parse_args()
     profile = cProfile.Profile()
@@ -123,6 +124,8 @@ def main() -> None:
     gc.callbacks.append(on_gc)
     if args.gc_freeze:
         gc.freeze()
+    if args.gc_off:
+        gc.disable()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     sampler = Sampler()
