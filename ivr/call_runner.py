@@ -91,6 +91,10 @@ class RunnerSettings:
     max_call_s: float
     flow: FlowSettings
     poll_s: float = 0.02
+    # In a call, the runner waits for a key (which ends the wait at once) or the next timer,
+    # but looks at the line at least this often: how late a hang-up or a dead line is seen.
+    # (300 calls polling every 20 ms kept the interpreter from the media loop: issue 11.)
+    idle_wait_s: float = 0.2
     # No RTP from the far end this long: the line is dead, end the call.
     media_timeout_s: float = 15.0
     # The polite "time is up" goodbye starts this long before max_call_s (the hard end).
@@ -161,11 +165,16 @@ class _CallDriver:
         self.answered_mono: float | None = None
         self.too_long_fed = False
         self.key_taken_at: float | None = None  # when the last key came off the line
+        self.listening: bool | None = None  # what the line was last told (None: nothing yet)
 
     def feed(self, event: Event) -> None:
         self.report.events.append(type(event).__name__)
         for action in self.flow.handle(event):
             self.perform(action)
+        awaits = self.flow.awaits_key
+        if awaits is not self.listening:  # in-band detection only while a key is awaited
+            self.listening = awaits
+            self.call.listen_for_keys(awaits)
 
     def perform(self, action: Action) -> None:
         now = self.clock.monotonic()
@@ -293,6 +302,21 @@ class _CallDriver:
             self.too_long_fed = True
             self.feed(CallTooLong())
 
+    def wait_in_call(self, now: float) -> None:
+        """Until a key comes or the next deadline, within [poll_s, idle_wait_s]; the poll
+        while a comment is recorded (its audio is taken as it comes)."""
+        s = self.settings
+        if self.recorder is not None or self.flow.state is State.DONE:
+            self.clock.sleep(s.poll_s)
+            return
+        assert self.answered_mono is not None
+        polite_at = self.answered_mono + max(s.max_call_s - s.closing_grace_s, 0.0)
+        deadlines = [self.playing_until, self.timer_at, self.answered_mono + s.max_call_s]
+        if not self.too_long_fed:
+            deadlines.append(polite_at)
+        soonest = min(d for d in deadlines if d is not None) - now
+        self.call.wait_for_key(min(max(soonest, s.poll_s), s.idle_wait_s))
+
     def run(self) -> CallReport:
         s = self.settings
         started = self.clock.monotonic()
@@ -329,6 +353,8 @@ class _CallDriver:
                         self.call.hangup()
                     elif now - done_at > s.teardown_grace_s:
                         break
+                self.wait_in_call(self.clock.monotonic())
+                continue
             self.clock.sleep(s.poll_s)
         if self.call.state is not LineState.ENDED:
             self.call.hangup()

@@ -295,6 +295,12 @@ class SurveyCall:
     def _about_current(self) -> tuple[str, ...]:
         return request_parts(self.requests[self.current]) + self._question()
 
+    @property
+    def awaits_key(self) -> bool:
+        """A key would change something now (an answer, a barge-in, the end of a comment):
+        only then is the received audio worth analysing for in-band keys."""
+        return self.state in KEY_STATES
+
     def handle(self, event: Event) -> list[Action]:
         handler = _TABLE.get((self.state, type(event)))
         if handler is None:
@@ -530,3 +536,9 @@ for _state in _LIVE:
 for _state in (State.CLOSING, State.DONE):
     _TABLE[(_state, TransferAccepted)] = SurveyCall._ignore
     _TABLE[(_state, TransferFailed)] = SurveyCall._ignore
+
+# The states where a key does something (derived from the table, so the two cannot disagree).
+KEY_STATES = frozenset(
+    state for (state, event), handler in _TABLE.items()
+    if event is KeyPressed and handler is not SurveyCall._ignore
+)  # fmt: skip

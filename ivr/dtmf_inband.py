@@ -179,18 +179,23 @@ def validate(samples: npt.NDArray[np.float64]) -> str | None:
     return KEYS[LOW.index(nominal_low)][HIGH.index(nominal_high)]
 
 
+_EMPTY = np.zeros(0)
+_EMPTY.flags.writeable = False
+
+
 class InbandDetector:
     """Feed received audio in any chunk size; get each key once, as soon as it is sure."""
 
     def __init__(self) -> None:
-        self._pending = np.zeros(0)
+        self._pending = _EMPTY
         self._run: _Run | None = None
 
     def gap(self) -> None:
         """The audio had a pause (a frame skipped as too quiet to hold a key): the tone run in
         progress ends, exactly as a block of silence would end it."""
         self._run = None
-        self._pending = np.zeros(0)
+        if self._pending.size:  # (called for most received frames: allocate nothing)
+            self._pending = _EMPTY
 
     def feed_ulaw(self, payload: bytes) -> list[str]:
         return self.feed(ulaw_decode(payload))

@@ -70,6 +70,7 @@ class FakeCall:
     transfer_answer: ReferResult | None = None
     transfer_after_s: float = 1.0
     _transfer_at: float | None = None
+    listening: list[bool] = field(default_factory=list)  # every listen_for_keys, in order
 
     @property
     def state(self) -> LineState:
@@ -116,6 +117,17 @@ class FakeCall:
         if self._ended is not None and self._ended is not EndedBy.REMOTE_BYE:
             return []
         return [KeyPress(k, self.key_source) for k in new]
+
+    def wait_for_key(self, timeout: float) -> None:
+        """The fake clock moves to the next scripted key or hang-up, or by ``timeout``."""
+        t = self.clock.monotonic()
+        later = [at for at, _ in self.keys_at if at > t]
+        if self.bye_at is not None and self.bye_at > t:
+            later.append(self.bye_at)
+        self.clock.sleep(min([timeout, *(at - t for at in later)]))
+
+    def listen_for_keys(self, on: bool) -> None:
+        self.listening.append(on)
 
     def start_capture(self) -> None:
         self.log.append("start_capture")

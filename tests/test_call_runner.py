@@ -9,7 +9,7 @@ import pytest
 from ivr.call_runner import CallPlan, CallReport, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.policy import disposition
-from ivr.sip.api import EndedBy, KeySource, LineState
+from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 
 SETTINGS = RunnerSettings(ring_timeout_s=20, max_call_s=60, flow=FlowSettings(4.0, 2))
@@ -51,6 +51,8 @@ def test_outcomes(keys_at: list[tuple[float, str]], outcome: Outcome, key: str |
     assert [r for r, _ in recorded] == [RecordOutcome("s1", outcome, key)]
     assert report.answered_at is not None and report.prompt_version == "ru-test"
     assert call.log[-2:] == ["hangup", "ended:local_hangup"]
+    # in-band detection on from the answer (barge-in) until the goodbye, then off
+    assert call.listening == [True, False]
 
 
 def test_keys_and_their_sources_are_reported() -> None:
@@ -252,3 +254,30 @@ def test_answered_and_hung_up_between_two_polls_is_still_an_answer() -> None:
     call = FakeCall(clock, answer_at=0.5, bye_at=0.5)
     report, _ = run(call, clock)
     assert report.answered and report.ended_by is EndedBy.REMOTE_BYE
+
+
+class CountedCall(FakeCall):
+    """Counts the runner's looks at the line and notes when each key was taken."""
+
+    looks: int = 0
+    taken_at: list[float]
+
+    def take_keys(self) -> list[KeyPress]:
+        self.looks += 1
+        keys = super().take_keys()
+        self.taken_at += [self.clock.monotonic()] * len(keys)
+        return keys
+
+
+def test_in_a_call_the_runner_waits_for_a_key_instead_of_polling() -> None:
+    """Issue 11: 300 runners looking at their lines every 20 ms kept the interpreter from the
+    media loop. In a call the runner now waits for a key or its next deadline (looking at
+    the line at least every ``idle_wait_s``); a key still ends the wait at once."""
+    clock = FakeClock()
+    call = CountedCall(clock, keys_at=[(3.217, "0"), (14.05, "1")])
+    call.taken_at = []
+    report, _ = run(call, clock, SETTINGS)
+    assert report.keys == "01"
+    assert call.taken_at == [pytest.approx(3.217), pytest.approx(14.05)]
+    # a look per 20 ms would be 50 a second
+    assert call.looks < clock.t / SETTINGS.idle_wait_s + 40 < clock.t * 15

@@ -225,6 +225,15 @@ def test_keys_after_the_answer_change_nothing() -> None:
     assert flow.recorded == [RecordOutcome("s1", S, "1")]
 
 
+@pytest.mark.parametrize("state", list(State), ids=[s.value for s in State])
+def test_a_key_is_awaited_exactly_where_a_key_does_something(state: State) -> None:
+    """In-band detection (issue 11) runs only while ``awaits_key``: during prompts (barge-in),
+    listening, and the comment; not before the answer, in the goodbye or after."""
+    flow = SurveyCall((RequestInfo("s1", "4071"),), FlowSettings(4.0, 2), state=state)
+    waits = {State.ASKING, State.LISTENING, State.COMMENT_INVITE, State.RECORDING}
+    assert flow.awaits_key is (state in waits)
+
+
 # ---- several requests in one call -----------------------------------------------------------
 TWO = (RequestInfo("a", "11", date(2026, 11, 26)), RequestInfo("b", "22", None, "Лифт"))
 

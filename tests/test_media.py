@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import audioop
+import os
 import socket
+import threading
 import time
 from typing import Any
 
@@ -216,3 +218,123 @@ def test_stop_audio_while_the_loop_sends_never_breaks_the_stream() -> None:
     s.write_linear16(tone16(0.1))
     s.send_due(0.1, send)
     assert len(sent) == 6 and sent[-1][12:] == b"\xff" * FRAME
+
+
+def frames_of(coded: bytes) -> list[bytes]:
+    return [coded[i : i + FRAME] for i in range(0, len(coded) - FRAME + 1, FRAME)]
+
+
+def vector_streams(
+    encode: Any, pt: int
+) -> tuple[list[Any], list[MediaStream], list[list[tuple[str, KeySource]]]]:
+    """One stream per DTMF vector, each fed its vector in ``pt``'s law, all batched together
+    as the engine does after each round of reads."""
+    from ivr.lab.dtmf_vectors import vectors
+
+    found: list[list[tuple[str, KeySource]]] = []
+    streams = []
+    for _ in vectors():
+        found.append([])
+        streams.append(stream(found[-1]))
+    coded = [frames_of(encode(v.signal)) for v in vectors()]
+    return coded, streams, found
+
+
+def feed_rounds(coded: list[list[bytes]], streams: list[MediaStream], pt: int) -> None:
+    for n in range(max(len(c) for c in coded)):
+        for frames, s in zip(coded, streams, strict=True):
+            if n < len(frames):
+                s.take(rtp(pt, frames[n], ts=160 * n, seq=n), ("127.0.0.1", 4000))
+        inband_batch(streams)
+
+
+@pytest.mark.parametrize(("law", "pt"), [("ulaw", 0), ("alaw", 8)], ids=["pcmu", "pcma"])
+def test_keys_of_every_dtmf_vector_found_while_listening_batched_across_streams(
+    law: str, pt: int
+) -> None:
+    from ivr.lab import dtmf_vectors
+
+    encode = dtmf_vectors.ulaw_encode if law == "ulaw" else dtmf_vectors.alaw_encode
+    coded, streams, found = vector_streams(encode, pt)
+    feed_rounds(coded, streams, pt)
+    for vector, keys in zip(dtmf_vectors.vectors(), found, strict=True):
+        assert "".join(k for k, _ in keys) == vector.keys, vector.name
+        assert {src for _, src in keys} <= {KeySource.INBAND}
+
+
+def test_no_detector_work_while_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not listening (no key awaited), received audio is not decoded, gated or analysed at
+    all; RFC 4733 keys still count. Listening again, the same audio gives its keys."""
+    import ivr.sip.media as media
+    from ivr.lab import dtmf_vectors
+
+    work: list[str] = []
+
+    def counted(name: str, real: Any) -> Any:
+        return lambda *a: work.append(name) or real(*a)
+
+    monkeypatch.setattr(media, "candidate_frames", counted("batch", media.candidate_frames))
+    monkeypatch.setattr(media.audioop, "ulaw2lin", counted("decode", audioop.ulaw2lin))
+    monkeypatch.setattr(media.audioop, "rms", counted("gate", audioop.rms))
+    monkeypatch.setattr(media.InbandDetector, "feed", counted("detect", media.InbandDetector.feed))
+    coded, streams, found = vector_streams(dtmf_vectors.ulaw_encode, 0)
+    for s in streams:
+        s.listening = False
+    feed_rounds(coded, streams, 0)
+    streams[0].take(rtp(101, bytes([5, 10, 0, 160]), ts=7), ("127.0.0.1", 4000))
+    assert work == []
+    assert found[0] == [("5", KeySource.RFC4733)] and not any(found[1:])
+    for s in streams:
+        s.listening = True
+    feed_rounds(coded, streams, 0)
+    assert {"batch", "decode", "gate", "detect"} <= set(work)
+    assert ["".join(k for k, _ in f) for f in found[1:]] == [
+        v.keys for v in dtmf_vectors.vectors()[1:]
+    ]
+
+
+def test_streams_start_on_the_loop_ticks_spread_over_the_phases() -> None:
+    """Each stream's clock starts on a tick (so the loop wakes per tick, not per packet) of
+    the least used phase among the next ones; packet n then leaves at t0 + n * 20 ms."""
+    from ivr.sip.media import PHASES, SLOT
+
+    engine = MediaEngine()
+    engine._epoch = 1000.0
+    starts = []
+    for now in (1000.0, 1000.0, 1000.001, 1000.0123, 1000.02, 1000.02, 1000.02, 1000.03):
+        t0, phase = engine.first_tick(now)
+        engine._phase_load[phase] += 1
+        starts.append((t0, phase))
+        assert now <= t0 < now + PHASES * SLOT
+        assert (t0 - 1000.0) / SLOT == pytest.approx(round((t0 - 1000.0) / SLOT))
+    assert engine._phase_load == [2, 2, 2, 2]
+    assert [p for _, p in starts[:4]] == [0, 1, 2, 3]
+
+
+def test_media_thread_takes_the_highest_priority_it_is_allowed() -> None:
+    from ivr.sip.media import MEDIA_RT_PRIORITY, _raise_priority
+
+    seen: list[tuple[str, int, int]] = []
+
+    def media_thread() -> None:
+        tid = threading.get_native_id()
+        how = _raise_priority()
+        seen.append((how, os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
+
+    thread = threading.Thread(target=media_thread)
+    thread.start()
+    thread.join()
+    ((how, policy, nice),) = seen
+    if how == "realtime":
+        assert policy == os.SCHED_RR and os.sched_getparam(0).sched_priority == 0
+        assert MEDIA_RT_PRIORITY > 0
+    else:
+        assert policy == os.SCHED_OTHER and (nice == -10 or how == "default")
+
+
+def test_audio_is_encoded_by_the_thread_that_queues_it_not_by_the_loop() -> None:
+    s = stream()
+    s.preference = RTP.PayloadType.PCMA
+    audio = tone16(0.3, (523.0,))
+    s.write_linear16(audio)
+    assert s.queue[0].frames == {"pcma": encode_frames(audio, 2, "pcma")}  # before any send

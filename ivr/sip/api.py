@@ -128,6 +128,16 @@ class OutboundCall(Protocol):
         paths (say RFC 4733 and in-band) is given once."""
         ...
 
+    def wait_for_key(self, timeout: float) -> None:
+        """Return as soon as a key is waiting to be taken, or after ``timeout`` seconds (the
+        runner's wait between two looks at the line: a key ends it at once)."""
+        ...
+
+    def listen_for_keys(self, on: bool) -> None:
+        """Whether a key is awaited now. In-band detection (analysis of the received audio)
+        runs only while on; RFC 4733 and SIP INFO keys are taken either way. On by default."""
+        ...
+
     def start_capture(self) -> None:
         """Start keeping the audio received from the far end (a comment is being recorded),
         from the moment everything queued with ``play`` has been sent: never our prompt."""

@@ -25,6 +25,7 @@ class KeyCollector:
         self._lock = threading.Lock()
         self._queue: list[KeyPress] = []
         self._recent: list[tuple[float, str, KeySource]] = []
+        self._waiting = threading.Event()  # set while a key is queued, not yet taken
 
     def add(self, key: str, source: KeySource) -> bool:
         """False if the press was already seen by another path."""
@@ -35,9 +36,15 @@ class KeyCollector:
                 return False
             self._recent.append((now, key, source))
             self._queue.append(KeyPress(key, source))
+            self._waiting.set()
             return True
 
     def take(self) -> list[KeyPress]:
         with self._lock:
             out, self._queue = self._queue, []
+            self._waiting.clear()
             return out
+
+    def wait(self, timeout: float) -> bool:
+        """Until a key is queued (True) or ``timeout`` seconds have passed (False)."""
+        return self._waiting.wait(timeout)

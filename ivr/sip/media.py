@@ -3,15 +3,17 @@ absolute clock.
 
 pyVoIP ran two threads per call (a receiver polling every 10 ms, a sender sleeping "20 ms minus
 this packet's work"): past ~35 calls on 2 vCPU the GIL and the relative sleep made prompts
-play slow and broken up (docs/sip-notes.md, pitfall 19; issue 11's table). Here one thread
-waits in ``selectors`` for the earliest of: a readable RTP socket, or the next packet due.
-Packet n of a stream leaves at ``t0 + n * 20 ms``; a late wake-up sends what is due at once,
-so lateness never accumulates (aiortc's ``AudioStreamTrack.recv`` does the same).
+play slow and broken up (docs/sip-notes.md, pitfall 19; issue 11's table). Here one thread,
+at real-time priority where permitted, wakes every 5 ms tick: it sends what is due, then
+reads every socket one ``epoll_wait`` finds readable. Packet n of a stream leaves at
+``t0 + n * 20 ms`` (t0 on a tick); a late wake-up sends what is due at once, so lateness
+never accumulates (aiortc's ``AudioStreamTrack.recv`` does the same).
 
-Audio is turned into 160-byte G.711 frames once per law when first played (cached, so a
-prompt played on 300 calls is encoded once), never per packet. Received audio goes to the
-in-band key detector only while the call listens for keys and only for frames that pass a
-cheap energy gate (``audioop.rms``); a gated frame is a gap for the detector, as silence is.
+Audio is turned into 160-byte G.711 frames once per law when queued, by the thread that
+queues it (cached, so a prompt played on 300 calls is encoded once), never per packet.
+Received audio goes to the in-band key detector only while a key is awaited (the call
+runner says so) and only for frames that pass a cheap energy gate (``audioop.rms``); a
+gated frame is a gap for the detector, as silence is.
 
 What a datagram must be to be heard at all is ``ivr.sip.rtp_guard``'s (pitfalls 22, 23).
 """
@@ -22,6 +24,7 @@ import audioop  # C, and what pyVoIP itself uses (audioop-lts on Python >= 3.13)
 import heapq
 import itertools
 import logging
+import math
 import os
 import random
 import selectors
@@ -54,12 +57,20 @@ _HEADER = struct.Struct("!BBHII")
 # has an RMS of ~160. Below this nothing in the frame can be a key: skip the detector.
 INBAND_GATE_RMS = 100
 _SILENCE = {"pcmu": b"\xff" * FRAME, "pcma": b"\xd5" * FRAME}
-MEDIA_NICE = -10  # where permitted (root or CAP_SYS_NICE); otherwise the default
-MAX_RECV_PER_WAKE = 64  # per socket and wake-up, so one flooded port cannot starve the rest
+MEDIA_RT_PRIORITY = 10  # SCHED_RR, where permitted (root or CAP_SYS_NICE)
+MEDIA_NICE = -10  # else this, where permitted; otherwise the default
+MAX_RECV_PER_WAKE = 16  # per socket and tick, after a late wake-up
+SLOT = PTIME / 4  # the loop's tick
+PHASES = 4  # ticks per packet time: a stream's packets are all due on one of them
+
+
+# pyVoIP's PayloadType members compare by value through a Python ``__eq__`` (~2 us each, three
+# a packet); they are singletons, so per packet they are told apart by identity.
+_PCMU, _PCMA, _EVENT = RTP.PayloadType.PCMU, RTP.PayloadType.PCMA, RTP.PayloadType.EVENT
 
 
 def law_of(payload_type: Any) -> str:
-    return "pcma" if payload_type == RTP.PayloadType.PCMA else "pcmu"
+    return "pcma" if payload_type is _PCMA else "pcmu"
 
 
 # ------------------------------------------------------------------ encoding, once per law
@@ -68,6 +79,7 @@ _cache_lock = threading.Lock()
 # A prompt played to many calls (the question, the thanks) is encoded once; the opening,
 # which names each call's own request, is encoded once per call. Bounded: RSS stays flat.
 CACHE_ENTRIES = 32
+ENCODE_PIECE = 50 * FRAME  # samples: one second
 
 
 def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
@@ -80,8 +92,10 @@ def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
         if frames is not None:
             _cache.move_to_end(key)
             return frames
-    linear = audio if width == 2 else audioop.lin2lin(audioop.bias(audio, 1, -128), 1, 2)
-    coded = audioop.lin2alaw(linear, 2) if law == "pcma" else audioop.lin2ulaw(linear, 2)
+    coded = b"".join(
+        _encode(audio[i : i + ENCODE_PIECE * width], width, law)
+        for i in range(0, len(audio), ENCODE_PIECE * width)
+    )  # in pieces: between two C calls the media loop can take the interpreter
     if len(coded) % FRAME:
         coded += _SILENCE[law][: FRAME - len(coded) % FRAME]
     frames = [coded[i : i + FRAME] for i in range(0, len(coded), FRAME)]
@@ -90,6 +104,11 @@ def encode_frames(audio: bytes, width: int, law: str) -> list[bytes]:
         while len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
     return frames
+
+
+def _encode(audio: bytes, width: int, law: str) -> bytes:
+    linear = audio if width == 2 else audioop.lin2lin(audioop.bias(audio, 1, -128), 1, 2)
+    return audioop.lin2alaw(linear, 2) if law == "pcma" else audioop.lin2ulaw(linear, 2)
 
 
 class _Chunk:
@@ -137,7 +156,10 @@ class MediaStream:
         self.counters = MediaCounters()
         self.last_rx = time.monotonic()
         self.inband = InbandDetector()
-        self.listening = True  # in-band detection wanted (a key is awaited)
+        # In-band detection wanted: a key is awaited (the call runner says so, through the
+        # adapter's ``listen_for_keys``). Off, received audio is not even decoded for it.
+        self.listening = True
+        self._was_listening = True
         # every received audio frame as 16-bit linear PCM, for whoever wants to hear it
         self.audio_sink: Callable[[bytes], object] | None = None
         self.inband_frames: list[tuple[bytes, bool]] = []  # gated in, not yet analysed
@@ -166,11 +188,18 @@ class MediaStream:
 
     def write(self, audio: bytes) -> None:
         """Queue unsigned 8-bit audio (the adapter's ``play``)."""
-        self.queue.append(_Chunk(audio, 1))
+        self.queue.append(self._encoded(_Chunk(audio, 1)))
 
     def write_linear16(self, audio: bytes) -> None:
         """Queue signed 16-bit little-endian audio: straight to G.711, no 8-bit step."""
-        self.queue.append(_Chunk(audio, 2))
+        self.queue.append(self._encoded(_Chunk(audio, 2)))
+
+    def _encoded(self, chunk: _Chunk) -> _Chunk:
+        """Encoded here, in the caller's thread (a 6 s prompt takes ~4 ms, which the media
+        loop must not spend); only a law switched by a re-INVITE is encoded by the loop."""
+        law = law_of(self.preference)
+        chunk.frames[law] = encode_frames(chunk.audio, chunk.width, law)
+        return chunk
 
     def drop_queued_audio(self) -> None:
         self.queue = deque()
@@ -213,9 +242,17 @@ class MediaStream:
 
     def take(self, packet: bytes, source: tuple[str, int]) -> None:
         """One datagram from ``source``: counted, and read only if it is the far end's RTP."""
-        problem = header_problem(packet)
-        if problem is None and not self.source.accept(source):
-            problem = "foreign"
+        if (
+            packet[:1] == b"\x80"  # version 2, no padding, extension or CSRC: a 12-byte header
+            and len(packet) > 12
+            and not 72 <= packet[1] & 0x7F <= 76  # not RTCP
+            and source == self.source.locked
+        ):  # the usual packet, as ``header_problem`` and ``SourceLock`` would take it
+            problem = None
+        else:
+            problem = header_problem(packet)
+            if problem is None and not self.source.accept(source):
+                problem = "foreign"
         counters = self.counters
         if problem is not None:
             setattr(counters, problem, getattr(counters, problem) + 1)
@@ -227,9 +264,9 @@ class MediaStream:
         counters.received += 1
         self.last_rx = time.monotonic()
         kind = self.assoc.get(packet[1] & 0x7F)
-        if kind == RTP.PayloadType.EVENT:
+        if kind is _EVENT:
             self._telephone_event(packet)
-        elif kind in (RTP.PayloadType.PCMU, RTP.PayloadType.PCMA):
+        elif kind is _PCMU or kind is _PCMA:
             self._audio(payload_of(packet), kind)
 
     def _telephone_event(self, packet: bytes) -> None:
@@ -246,9 +283,12 @@ class MediaStream:
 
     def _audio(self, payload: bytes, kind: Any) -> None:
         listening = self.listening and self.key_sink is not None
+        if listening is not self._was_listening:
+            self._was_listening = listening
+            self.inband.gap()  # a tone heard before a pause in listening is not joined to one after
         if not listening and self.audio_sink is None:
             return
-        alaw = kind == RTP.PayloadType.PCMA
+        alaw = kind is _PCMA
         linear = audioop.alaw2lin(payload, 2) if alaw else audioop.ulaw2lin(payload, 2)
         if self.audio_sink is not None:
             self.audio_sink(linear)
@@ -292,9 +332,39 @@ def inband_batch(streams: Iterable[MediaStream]) -> None:
 
 
 # ------------------------------------------------------------------ the loop
+def _raise_priority() -> str:
+    """The calling (media) thread ahead of every ordinary thread for the CPU: real-time
+    round-robin where permitted (root or CAP_SYS_NICE; as Asterisk's ``-p`` and PipeWire's
+    data threads), else nice -10, else as it is. It sleeps most of each tick and the
+    kernel keeps 5 % of every second for others (``sched_rt_runtime_us``), so a loaded
+    node stays usable. Measured at 300 calls on a 2-vCPU machine busy with other work
+    (load 12): ticks p99 19 ms apart with it, 338 ms at nice -10 (bench/media_profile.py)."""
+    tid = threading.get_native_id()
+    try:
+        os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(MEDIA_RT_PRIORITY))
+        return "realtime"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, MEDIA_NICE)
+        return "nice"
+    except OSError:
+        log.debug("media loop: neither real-time nor nice %d permitted", MEDIA_NICE)
+        return "default"
+
+
 class MediaEngine:
     """The process's media loop; started by the first phone that needs it, stopped (and its
-    thread joined) when the last one releases it."""
+    thread joined) when the last one releases it.
+
+    It wakes on a grid of :data:`SLOT` ticks, never per socket or per packet: each tick
+    sends every packet due, then reads every socket that became readable (one
+    ``epoll_wait`` for all), then runs the batched in-band stage. Each stream's clock
+    starts on a tick of the least used of the :data:`PHASES` phases, so its packets are
+    always due on a tick and the 20 ms cycle's sends are spread evenly over the phases.
+    Every socket call lets other Python threads take the interpreter, and getting it back
+    can take long when they are busy; so the fewer wake-ups and calls, the steadier the
+    clock (docs/sip-notes.md, pitfall 19)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -305,9 +375,9 @@ class MediaEngine:
         self._selector: selectors.BaseSelector | None = None
         self._heap: list[tuple[float, int, MediaStream]] = []
         self._order = itertools.count()
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._streams: set[MediaStream] = set()
+        self._epoch = 0.0  # tick k is at epoch + k * SLOT
+        self._phase_load = [0] * PHASES
+        self._streams: dict[MediaStream, int] = {}  # stream -> its phase
 
     def acquire(self) -> None:
         with self._lock:
@@ -315,9 +385,7 @@ class MediaEngine:
             if self._thread is not None:
                 return
             self._selector = selectors.DefaultSelector()
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+            self._epoch = self._monotonic()
             self._running = True
             self._thread = threading.Thread(target=self._run, name="ivr media", daemon=True)
             self._thread.start()
@@ -329,26 +397,30 @@ class MediaEngine:
                 return
             self._running = False
             thread, self._thread = self._thread, None
-        self._wake()
         thread.join(timeout=2.0)
         with self._lock:
             for stream in list(self._streams):
                 self._forget(stream)
-            assert self._selector is not None and self._wake_r and self._wake_w
+            assert self._selector is not None
             self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
+
+    def first_tick(self, now: float) -> tuple[float, int]:
+        """When a stream starting at ``now`` sends its first packet, and on which phase: the
+        least used one among the next :data:`PHASES` ticks."""
+        k = math.ceil((now - self._epoch) / SLOT - 1e-9)
+        best = min(range(k, k + PHASES), key=lambda j: (self._phase_load[j % PHASES], j))
+        return self._epoch + best * SLOT, best % PHASES
 
     def add(self, stream: MediaStream) -> None:
         with self._lock:
             if self._selector is None or not self._running:
                 raise RuntimeError("media engine not started")
             assert stream.sock is not None
-            stream.t0 = self._monotonic()
+            stream.t0, phase = self.first_tick(self._monotonic())
+            self._phase_load[phase] += 1
             self._selector.register(stream.sock, selectors.EVENT_READ, stream)
-            self._streams.add(stream)
+            self._streams[stream] = phase
             heapq.heappush(self._heap, (stream.t0, next(self._order), stream))
-        self._wake()
 
     def remove(self, stream: MediaStream) -> None:
         with self._lock:
@@ -360,8 +432,9 @@ class MediaEngine:
 
     def _forget(self, stream: MediaStream) -> None:
         stream.closed = True
-        if stream in self._streams:
-            self._streams.discard(stream)
+        phase = self._streams.pop(stream, None)
+        if phase is not None:
+            self._phase_load[phase] -= 1
             if self._selector is not None and stream.sock is not None:
                 try:
                     self._selector.unregister(stream.sock)
@@ -370,49 +443,47 @@ class MediaEngine:
         if stream.sock is not None:
             stream.sock.close()
 
-    def _wake(self) -> None:
-        if self._wake_w is not None:
-            try:
-                self._wake_w.send(b"\0")
-            except OSError:
-                pass
-
     def _run(self) -> None:
-        selector = self._selector
-        assert selector is not None
-        try:  # a media thread: ahead of the process's other threads (and others') for the CPU
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MEDIA_NICE)
-        except OSError:
-            log.debug("media loop: nice %d not permitted, running at the default", MEDIA_NICE)
+        _raise_priority()
+        tick = self._epoch
         while self._running:
-            with self._lock:
-                due = self._heap[0][0] if self._heap else None
-            timeout = 0.1 if due is None else max(due - self._monotonic(), 0.0)
+            now = self._monotonic()
+            if tick > now:
+                time.sleep(tick - now)
+                now = self._monotonic()
+            # one datagram per ready socket and tick (RTP brings one per 4 ticks), more after
+            # a late wake-up: never a read that finds nothing (a failed call costs as much)
+            budget = min(1 + int((now - tick) / SLOT), MAX_RECV_PER_WAKE)
             try:
-                ready = selector.select(timeout)
-            except (OSError, ValueError):  # a socket closed under us: go round again
-                ready = []
-            heard: list[MediaStream] = []
-            for key, _ in ready:
-                stream = key.data
-                if stream is None:
-                    try:
-                        key.fileobj.recv(4096)  # type: ignore[union-attr]
-                    except OSError:
-                        pass
-                elif not stream.closed:
-                    self._receive(stream)
-                    heard.append(stream)
-            try:
-                self._send_due()  # first what is due, then the analysis
-                inband_batch(heard)
+                self._tick(now, budget)
             except Exception as exc:  # a bug of ours must not stop every call's media
                 _dropped_log.warning("bug", "media loop: %r", exc)
+            tick += SLOT
+            if tick < now:  # woke late: what was due is sent; go on from the next tick
+                tick = self._epoch + math.ceil((now - self._epoch) / SLOT) * SLOT
 
-    def _receive(self, stream: MediaStream) -> None:
+    def _tick(self, now: float, budget: int = 1) -> None:
+        self._send_due(now)  # first what is due, then what came, then the analysis
+        selector = self._selector
+        assert selector is not None
+        try:
+            ready = selector.select(0) if self._streams else []
+        except (OSError, ValueError):  # a socket closed under us: next tick
+            return
+        heard: list[MediaStream] = []
+        for key, _ in ready:
+            stream = key.data
+            if not stream.closed:
+                self._receive(stream, budget)
+                heard.append(stream)
+        inband_batch(heard)
+
+    def _receive(self, stream: MediaStream, budget: int) -> None:
+        """Up to ``budget`` datagrams; what is left is read on the next tick (the socket is
+        still readable), so a flooded port cannot hold up the others."""
         sock = stream.sock
         assert sock is not None
-        for _ in range(MAX_RECV_PER_WAKE):
+        for _ in range(budget):
             try:
                 packet, source = sock.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
@@ -426,8 +497,7 @@ class MediaEngine:
                 _dropped_log.warning("bug", "RTP port %s: packet not handled: %r",
                                      stream.inPort, exc)  # fmt: skip
 
-    def _send_due(self) -> None:
-        now = self._monotonic()
+    def _send_due(self, now: float) -> None:
         with self._lock:
             heap = self._heap
             while heap and heap[0][0] <= now + 0.0005:

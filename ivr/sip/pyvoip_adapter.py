@@ -225,6 +225,16 @@ class PyVoipCall:
     def take_keys(self) -> list[KeyPress]:
         return self.keys.take()
 
+    def wait_for_key(self, timeout: float) -> None:
+        self.keys.wait(timeout)
+
+    def listen_for_keys(self, on: bool) -> None:
+        """In-band detection on this call's streams only while a key is awaited (issue 11)."""
+        with self._phone.lock:
+            self.vcall.listening = on  # for streams made later, at the answer
+            for client in self.vcall.RTPClients:
+                client.listening = on
+
     def start_capture(self) -> None:
         for client in self.vcall.RTPClients:
             client.audio_sink = _Capture(client)

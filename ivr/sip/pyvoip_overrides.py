@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 class IvrVoipCall(VoIPCall):
     key_sink: KeySink | None = None
+    listening = True  # in-band detection wanted: the adapter's ``listen_for_keys``
 
     def create_rtp_clients(
         self, codecs: Any, ip: str, port: int, request: Any, baseport: int
@@ -47,6 +48,7 @@ class IvrVoipCall(VoIPCall):
                     key_sink=self.key_sink,
                 )
             )
+            clients[-1].listening = self.listening
 
     def __del__(self) -> None:
         # Fix: pyVoIP releases the ports again on GC and raises ValueError if already released;
