@@ -17,6 +17,7 @@ from ivr.errors import ConfigError
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import apply
 from ivr.sip.redact import mask_digits
+from ivr.untrusted import printable
 from ivr.windows import format_local
 from storage.admin import RELOAD, Actor, AdminStore
 from storage.heartbeat import NodeStatus, list_nodes
@@ -88,7 +89,8 @@ def _dnc(
     if args.dnc_command == "list":
         rows = store.list_do_not_call()
         lines = [
-            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  {note or ''}"
+            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  "
+            + printable(note or "")
             for phone, source, added, note in rows
         ]
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
@@ -123,8 +125,8 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     if pause.paused:
         since = format_local(pause.since, config.tz) if pause.since else "?"
         state = (
-            f"PAUSED; {state}; paused by {pause.by or '?'} since {since}: "
-            f"{pause.reason or '(no reason)'}"
+            f"PAUSED; {state}; paused by {printable(pause.by or '?')} since {since}: "
+            f"{printable(pause.reason or '(no reason)')}"
         )
     lines = [
         f"state:              {state}",
@@ -155,7 +157,7 @@ def describe_node(node: NodeStatus, now: datetime, tz: ZoneInfo) -> str:
         f"up since {format_local(node.started_at, tz)}"
     )
     if node.last_error:
-        text += f"; last error: {node.last_error}"
+        text += f"; last error: {printable(node.last_error)}"
     return text
 
 

@@ -3,7 +3,9 @@
 Used by the console and by the CLI (``pause``, ``resume``, ``dnc``, ``reload``, ``user``,
 ``deliver --retry-dead``): whoever makes a change, the audit log says who (a console user, or
 ``cli:<os user>``), when, from which address, what, and the values before and after.
-Phone numbers are stored in full (the list needs them) and shown masked by the callers.
+Phone numbers are stored in full (the list needs them) and shown masked by the callers. What an
+operator types (a note, a pause reason) is stored with its control characters escaped
+(:func:`ivr.untrusted.operator_text`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ivr.untrusted import operator_text
 from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
     AuditEntry,
@@ -122,7 +125,7 @@ class AdminStore(Store):
 
     def pause(self, actor: Actor, reason: str, now: datetime) -> bool:
         """Stop new calls on every node; False if calling was already paused."""
-        reason = reason.strip()
+        reason = operator_text(reason, 200) or ""
         if not reason:
             raise ValueError("a reason is required")
         before = self.pause_state()
@@ -158,7 +161,7 @@ class AdminStore(Store):
     def _dnc_add(
         self, s: Session, actor: Actor, phone: str, note: str | None, now: datetime
     ) -> DoNotCallAdded:
-        note = (note or "").strip()[:200] or None
+        note = operator_text(note, 200)
         added = self._list(s, phone, "operator", now, note)
         closed = self._close_open(s, phone, now, in_call=False)
         if added:
@@ -283,10 +286,13 @@ class AdminStore(Store):
             audit(s, actor, now, action, name, {"disabled": row.disabled}, {"disabled": disabled})
             row.disabled, row.updated_at = disabled, now
 
-    def record(self, actor: Actor, now: datetime, action: str, target: str | None) -> None:
-        """An audited act that changes nothing else (an administrator revealing a number)."""
+    def record(
+        self, actor: Actor, now: datetime, action: str, target: str | None, after: Any = None
+    ) -> None:
+        """An audited act that changes nothing else (an administrator revealing a number, a
+        sign-in or sign-out)."""
         with self._tx() as s:
-            audit(s, actor, now, action, target)
+            audit(s, actor, now, action, target, None, after)
 
     # ---- the audit log -------------------------------------------------------------------
     def audit_rows(

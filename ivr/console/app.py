@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +39,7 @@ from ivr.console.security import (
 )
 from ivr.intake import mask_phone
 from ivr.live_settings import apply
+from ivr.untrusted import printable
 from ivr.windows import CallCalendar
 from storage.admin import Actor, AdminStore, UserRow
 from storage.store import Store
@@ -129,6 +131,18 @@ class RouteSpec:
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def _shown(value: Any) -> Any:
+    """Every value a page prints has its control and format characters escaped (a note or a
+    portal answer cannot reorder the page with a bidi override); markup made by the templates
+    themselves, and line breaks, stay."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return printable(value, keep="\n\t")
+    return value
+
+
+templates.env.finalize = _shown
 
 
 def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:

@@ -13,6 +13,7 @@ from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
 from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
+from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import form_values, preview, validate
@@ -40,15 +41,18 @@ async def login(ctx: Ctx) -> Response:
     address = client.host if client else "?"
     mono = ctx.console.clock.monotonic()
     wait = ctx.console.throttle.wait_s(name, address, mono)
+    user = ctx.console.admin.user(name) if name else None
     if wait > 0:
+        audit_sign_in(ctx, "signin.throttled", user, {"wait_s": int(wait) + 1})
         msg = ctx.t("Too many failed attempts; try again in {s} s.", s=int(wait) + 1)
         return render(ctx, "login.html", status=429, error=msg)
-    user = ctx.console.admin.user(name) if name else None
     ok = check_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled:
         ctx.console.throttle.failed(name, address, mono)
+        audit_sign_in(ctx, "signin.failed", user, None)
         return render(ctx, "login.html", status=401, error=ctx.t("Wrong user name or password."))
     ctx.console.throttle.succeeded(name, address)
+    audit_sign_in(ctx, "signin", user, None)
     response = RedirectResponse("/", status_code=303)
     set_session(
         ctx.console, response, Session(user.name, new_token(), hash_fingerprint(user.password_hash))
@@ -57,6 +61,8 @@ async def login(ctx: Ctx) -> Response:
 
 
 async def logout(ctx: Ctx) -> Response:
+    if ctx.user is not None:
+        audit_sign_in(ctx, "signout", ctx.user, None)
     response = RedirectResponse("/login", status_code=303)
     set_session(ctx.console, response, Session(None, new_token()))
     return response
