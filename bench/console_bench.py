@@ -8,6 +8,11 @@ and prints the server time p50/p95 of each, and the load on the database: statem
 database time per refresh, and what a refresh every 3 s per open browser adds.
 
     .venv/bin/python bench/console_bench.py [--surveys 1000000] [--requests 60]
+        [--keep-schema NAME] [--explain]
+
+Filling takes minutes on a loaded machine: ``--keep-schema NAME`` fills schema NAME once and
+keeps it for the next runs (``DROP SCHEMA NAME CASCADE`` when done); ``--explain`` prints
+``EXPLAIN (ANALYZE, BUFFERS)`` of every statement one refresh runs, slowest first.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import event, text  # noqa: E402
+from sqlalchemy import create_engine, event, text  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from ivr.config import parse_config  # noqa: E402
@@ -111,17 +118,21 @@ def main() -> int:
     p.add_argument("--surveys", type=int, default=1_000_000)
     p.add_argument("--dialing", type=int, default=100)
     p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--keep-schema", default=None, help="fill this schema once, keep it")
+    p.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each statement")
     args = p.parse_args()
     config_data = {
         "portal": {"base_url": "http://127.0.0.1:9/api", "token": "t"},
         "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
     }
-    with temporary_schema(LOCAL_PG, "ivr_bench") as url:
+    with _schema(args.keep_schema) as (url, fresh):
         engine = make_engine(url)
         upgrade(engine)
-        fill(engine, args.surveys, args.dialing)
+        if fresh:
+            fill(engine, args.surveys, args.dialing)
         admin = AdminStore(engine)
-        admin.add_user(Actor("bench"), "boss", "admin", hash_password("bench-password"), NOW)
+        if admin.user("boss") is None:
+            admin.add_user(Actor("bench"), "boss", "admin", hash_password("bench-password"), NOW)
         user = admin.user("boss")
         assert user is not None
         console = Console(engine, parse_config({**config_data, "database": url}), FixedClock(),
@@ -129,7 +140,7 @@ def main() -> int:
         client = TestClient(create_app(console))
         session = Session("boss", "t", hash_fingerprint(user.password_hash))
         client.cookies.set(COOKIE, console.codec.dumps(session))
-        stats: dict[str, Any] = {"statements": 0, "db_s": 0.0, "by": {}}
+        stats: dict[str, Any] = {"statements": 0, "db_s": 0.0, "by": {}, "sql": {}}
 
         @event.listens_for(engine, "before_cursor_execute")
         def _before(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
@@ -142,12 +153,13 @@ def main() -> int:
             stats["db_s"] += took
             key = " ".join(statement.split())[:90]
             stats["by"][key] = stats["by"].get(key, 0.0) + took
+            stats["sql"][key] = (statement, params)
 
         page = client.get("/")
         assert page.status_code == 200 and "Звонки сейчас (100)" in page.text, page.text[:500]
         for path, name in (("/", "Now (full page)"), ("/now/live", "Now refresh (HTMX)")):
             times = []
-            stats.update(statements=0, db_s=0.0)
+            stats.update(statements=0, db_s=0.0, by={})
             for _ in range(args.requests):
                 started = time.perf_counter()
                 r = client.get(path)
@@ -160,15 +172,47 @@ def main() -> int:
                 f"max {max(times):6.1f} ms  ({args.requests} requests; "
                 f"{per:.0f} statements, {db_ms:.1f} ms of database time each)"
             )
-        slowest = sorted(stats["by"].items(), key=lambda kv: -kv[1])[:3]
-        for sql, total in slowest:
+        slowest = sorted(stats["by"].items(), key=lambda kv: -kv[1])
+        for sql, total in slowest[:3]:
             print(f"  {total / args.requests * 1000:6.1f} ms/refresh  {sql}")
         print(
             f"database load of one open Now page (refresh every 3 s): {per / 3:.1f} statements/s, "
             f"{db_ms / 3:.1f} ms of database time per second ({db_ms / 30:.2f}% of one core)"
         )
+        if args.explain:
+            explain(engine, [stats["sql"][key] for key, _ in slowest])
         engine.dispose()
     return 0
+
+
+@contextmanager
+def _schema(keep: str | None) -> Iterator[tuple[str, bool]]:
+    """(URL, whether the schema is new): a throwaway schema, or ``keep`` made once and kept."""
+    if keep is None:
+        with temporary_schema(LOCAL_PG, "ivr_bench") as url:
+            yield url, True
+        return
+    admin = create_engine(LOCAL_PG)
+    with admin.begin() as conn:
+        exists = conn.scalar(
+            text("SELECT count(*) FROM pg_namespace WHERE nspname = :n"), {"n": keep}
+        )
+        if not exists:
+            conn.execute(text(f'CREATE SCHEMA "{keep}"'))
+    admin.dispose()
+    yield f"{LOCAL_PG}?options=-csearch_path%3D{keep}", not exists
+
+
+def explain(engine: Any, statements: list[tuple[str, Any]]) -> None:
+    """The plan and timing of each statement, as PostgreSQL ran it."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        for sql, params in statements:
+            with raw.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                plan = "\n".join(f"    {row[0]}" for row in cur.fetchall())
+            print("\n" + " ".join(sql.split())[:300] + "\n" + plan)
+        raw.rollback()
 
 
 if __name__ == "__main__":

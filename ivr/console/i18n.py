@@ -51,6 +51,7 @@ RU: dict[str, str] = {
     "Waiting for a retry": "Ждут повторного звонка",
     "next at": "следующий в",
     "Estimated finish": "Ожидаемое окончание",
+    "all done": "всё сделано",
     "unknown yet": "пока неизвестно",
     "Call window": "Окно звонков",
     "open until {t}": "открыто до {t}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -47,12 +48,13 @@ class Alarm:
 @dataclass
 class NowData:
     now: datetime
+    remaining: int  # due, waiting for a retry, or in a call
     calls: list[LiveCall]
     done: dict[str, int]
     pending_due: int
     waiting_retry: int
     next_retry: datetime | None
-    eta: datetime | None
+    eta: datetime | None  # None: not known (no pace yet, or no call window in 8 days)
     window_open_until: datetime | None
     next_window: datetime | None
     pause: PauseState
@@ -128,10 +130,12 @@ def read_now(
         select(func.count()).where(Survey.completed_at >= now - RATE_WINDOW).select_from(Survey)
     )
     remaining = int(pending_due or 0) + int(waiting or 0) + len(calls)
+    max_call = timedelta(seconds=config.dialing.max_call_s)
     eta = None
     if remaining and recent:
-        eta = now + RATE_WINDOW * (remaining / int(recent))
-    max_call = timedelta(seconds=config.dialing.max_call_s)
+        first = _aware(next_retry) if next_retry is not None and not pending_due else now
+        calling = RATE_WINDOW * (remaining / int(recent))
+        eta = finish_in_windows(max(now, first), calling, calendar, tz, max_call)
     open_until = window_end(now, calendar, tz)
     nxt = None if open_until else next_opening(now, calendar, tz, max_call)
     counts = dict(
@@ -143,6 +147,7 @@ def read_now(
     )
     data = NowData(
         now=now,
+        remaining=remaining,
         calls=calls,
         done={str(k): int(v) for k, v in done.items()},
         pending_due=int(pending_due or 0),
@@ -157,6 +162,25 @@ def read_now(
     )
     data.alarms = _alarms(conn, now)
     return data
+
+
+def finish_in_windows(
+    start: datetime, calling: timedelta, calendar: CallCalendar, tz: ZoneInfo, max_call: timedelta
+) -> datetime | None:
+    """When ``calling`` of dialling time, begun at ``start``, is over: it goes on only inside
+    the call windows (holidays and blackouts applied), so what does not fit in this window
+    continues in the next ones. None if it does not end within 8 days."""
+    at, left = start, calling
+    while at < start + timedelta(days=8):
+        opening = at if window_end(at, calendar, tz) else next_opening(at, calendar, tz, max_call)
+        if opening is None:
+            return None
+        end = window_end(opening, calendar, tz)
+        if end is None or end - opening >= left:
+            return opening + left
+        left -= end - opening
+        at = end
+    return None
 
 
 def _alarms(conn: Connection, now: datetime) -> list[Alarm]:
