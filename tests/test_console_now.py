@@ -6,6 +6,8 @@ the first retry when only retries are left, and "all done" once nothing is left.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +15,7 @@ import pytest
 
 from ivr.config import parse_config
 from ivr.console.app import Console
-from ivr.console.now import finish_in_windows, read_now
+from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent, finish_in_windows, read_now
 from ivr.windows import CallCalendar
 from storage.store import NewSurvey, Store
 from tests.helpers import config_data
@@ -78,5 +80,64 @@ def test_now_estimates_at_the_recent_pace_and_says_all_done(console: Console) ->
     for sid in ids[2:]:
         store.start_attempt(sid, NOW)
         store.record_outcome(sid, "satisfied", "1", None, NOW, NOW)
+    assert "всё сделано" not in client.get("/now/live").text  # the figures of a moment ago
+    console.clock.t += NOW_STALE_S  # type: ignore[attr-defined]
     assert "всё сделано" in client.get("/now/live").text
     assert data.now.tzinfo is UTC
+
+
+def test_now_figures_are_shared_for_a_moment_and_a_change_clears_them(console: Console) -> None:
+    viewer, _ = client_as(console, "viewer")
+    operator, token = client_as(console, "operator")
+    queries: list[str] = []
+    from sqlalchemy import event
+
+    event.listen(console.engine, "before_cursor_execute",
+                 lambda *a: queries.append(a[2]) if "surveys" in a[2] else None)  # fmt: skip
+    first = viewer.get("/now/live")
+    assert "Server-Timing" in first.headers and first.headers["Server-Timing"].startswith("app;")
+    asked = len(queries)
+    assert asked > 0
+    operator.get("/now/live")
+    viewer.get("/")
+    assert len(queries) == asked  # two more pages, the same figures
+    operator.post("/pause", data={"reason": "trunk", "csrf": token})
+    assert "trunk" in viewer.get("/now/live").text
+    assert len(queries) == 2 * asked  # the change cleared them
+    # Older than NOW_CACHE_S: served as they are, the next computed in the background.
+    console.clock.t += NOW_CACHE_S  # type: ignore[attr-defined]
+    assert "trunk" in viewer.get("/now/live").text
+    wait_for(lambda: len(queries) == 3 * asked, "the background refresh")
+    console.clock.t += NOW_STALE_S  # type: ignore[attr-defined]  # too old: in the request
+    viewer.get("/now/live")
+    assert len(queries) == 4 * asked
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_recent_serves_fresh_then_stale_while_refreshing_then_recomputes() -> None:
+    seen = iter(range(100))
+    recent: Recent[int] = Recent(2.0, 10.0)
+    assert [recent.get(t, lambda: next(seen)) for t in (10.0, 11.9, 12.0)] == [0, 0, 0]
+    wait_for(lambda: recent.get(12.5, lambda: -1) == 1, "the background computation")
+    assert recent.get(30.0, lambda: next(seen)) == 2  # too old: computed in the call
+    assert recent.get(5.0, lambda: next(seen)) == 3  # the clock went back
+    recent.clear()
+    assert recent.get(5.0, lambda: next(seen)) == 4
+
+
+def test_a_computation_begun_before_a_change_is_not_kept() -> None:
+    recent: Recent[str] = Recent(2.0, 10.0)
+    recent.get(0.0, lambda: "old")
+
+    def slow() -> str:
+        recent.clear()  # a change lands while it computes
+        return "computed before the change"
+
+    assert recent.get(3.0, slow) == "old"  # stale, refreshed in the background
+    wait_for(lambda: recent.get(3.1, lambda: "after") == "after", "the change to win")

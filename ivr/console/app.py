@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from markupsafe import Markup
@@ -29,6 +30,7 @@ from starlette.templating import Jinja2Templates
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.console import i18n
+from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent
 from ivr.console.security import (
     Session,
     SessionCodec,
@@ -41,7 +43,7 @@ from ivr.intake import mask_phone
 from ivr.live_settings import apply
 from ivr.untrusted import printable
 from ivr.windows import CallCalendar
-from storage.admin import Actor, AdminStore, UserRow
+from storage.admin import Actor, AdminStore, PauseState, UserRow
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Console:
         self._lock = threading.Lock()
         self._effective: tuple[Any, Config, CallCalendar] | None = None
         self.registry: Any = None  # /metrics: built on first scrape
+        self.recent_now: Recent[Any] = Recent(NOW_CACHE_S, NOW_STALE_S)  # Now's, shared
 
     def effective(self) -> tuple[Config, CallCalendar]:
         """The file's configuration with the live settings over it (rebuilt when they change)."""
@@ -96,6 +99,13 @@ class Ctx:
     lang: str
     form: dict[str, str]
     uploads: dict[str, Any] = field(default_factory=dict)
+    _pause: PauseState | None = None
+
+    def pause_state(self) -> PauseState:
+        """Read once per request (the banner and Now both show it)."""
+        if self._pause is None:
+            self._pause = self.console.admin.pause_state()
+        return self._pause
 
     @property
     def role(self) -> str:
@@ -157,7 +167,7 @@ def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Respons
         when=when,
         mask=mask_phone,
         csrf=ctx.session.csrf,
-        pause=ctx.console.admin.pause_state() if ctx.user else None,
+        pause=ctx.pause_state() if ctx.user else None,
     )
     return templates.TemplateResponse(ctx.request, template, values, status_code=status)
 
@@ -169,6 +179,7 @@ def _lang(request: Request) -> str:
 
 def _guard(console: Console, spec: RouteSpec) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        started = perf_counter()  # the Server-Timing header: this process's time
         session = console.codec.loads(request.cookies.get(COOKIE))
         fresh = session is None
         if session is None:
@@ -196,8 +207,11 @@ def _guard(console: Console, spec: RouteSpec) -> Callable[[Request], Awaitable[R
                 return _refuse(ctx, ctx.t("You may not do this."))
         else:
             response = await spec.handler(ctx)
+            if spec.method == "POST":
+                console.recent_now.clear()  # a change shows at once
         if fresh:
             set_session(console, response, session)
+        response.headers["Server-Timing"] = f"app;dur={(perf_counter() - started) * 1000:.1f}"
         return response
 
     return endpoint

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
-from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
+from ivr.console.now import SILENT_SHOWN_S, now_figures
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
 from ivr.console.signins import audit_sign_in
@@ -20,7 +20,6 @@ from ivr.live_settings import form_values, preview, validate
 from ivr.operator import describe_node
 from storage.admin import ROLES
 from storage.bulk import dead_letters
-from storage.heartbeat import list_nodes
 
 
 def _back(path: str, msg: str | None = None) -> Response:
@@ -79,12 +78,10 @@ async def language(ctx: Ctx) -> Response:
 # ---- now -----------------------------------------------------------------------------------
 def _now_values(ctx: Ctx) -> dict[str, Any]:
     config, calendar = ctx.console.effective()
-    now = ctx.now
-    pause = ctx.console.admin.pause_state()
-    nodes = list_nodes(ctx.console.engine, now)
-    with ctx.console.engine.connect() as conn:
-        data = read_now(conn, pause, config, calendar, now)
-    data.alarms.extend(node_alarms(nodes, now))
+    pause, console = ctx.pause_state(), ctx.console
+    data, nodes = console.recent_now.get(console.clock.monotonic(), lambda: now_figures(
+        console.engine, pause, config, calendar, ctx.now))  # fmt: skip
+    now = data.now
     rows = [
         {"name": n.name, "css": "silent" if n.silent else "alive",
          "detail": describe_node(n, now, config.tz).split(": ", 1)[1]}
