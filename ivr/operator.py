@@ -149,9 +149,9 @@ def describe_node(node: NodeStatus, now: datetime, tz: ZoneInfo) -> str:
     where = f"{node.host} pid {node.pid} v{node.version}"
     if node.silent:
         last = format_local(node.seen_at, tz)
-        head = f"{node.name}: SILENT for {_ago(seen)} (last seen {last})"
+        head = f"{node.name}: SILENT for {ago(seen)} (last seen {last})"
     else:
-        head = f"{node.name}: alive, seen {_ago(seen)} ago"
+        head = f"{node.name}: alive, seen {ago(seen)} ago"
     text = (
         f"{head}; {where}; calls {node.calls_up}/{node.channel_cap}; SIP {node.registration}; "
         f"up since {format_local(node.started_at, tz)}"
@@ -161,7 +161,7 @@ def describe_node(node: NodeStatus, now: datetime, tz: ZoneInfo) -> str:
     return text
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
     s = int(seconds)
     if s < 120:
         return f"{s}s"

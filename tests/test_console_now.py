@@ -141,3 +141,23 @@ def test_a_computation_begun_before_a_change_is_not_kept() -> None:
 
     assert recent.get(3.0, slow) == "old"  # stale, refreshed in the background
     wait_for(lambda: recent.get(3.1, lambda: "after") == "after", "the change to win")
+
+
+def test_nodes_are_worded_in_the_readers_language(console: Console) -> None:
+    from storage.heartbeat import NodeHeartbeat, write_heartbeat
+
+    for name, seen, reg, err in (("node-a", NOW, "registered", None),
+                                 ("node-b", NOW - timedelta(minutes=5), "failed",
+                                  "403 \x1b[2JForbidden")):  # fmt: skip
+        write_heartbeat(console.engine, NodeHeartbeat(name, "host1", 42, "0.1.0",
+                                                      NOW - timedelta(hours=1), seen, 1, 4, reg,
+                                                      err))  # fmt: skip
+    client, _ = client_as(console, "viewer")
+    page = client.get("/now/live").text
+    assert "работает, отметка 0s назад; host1 pid 42 v0.1.0; звонков 1/4" in page
+    assert "SIP: зарегистрирован" in page and "запущен 2026-11-26 09:00" in page
+    assert "НЕ ОТВЕЧАЕТ уже 5m" in page and "Узел node-b молчит" in page
+    assert "последняя ошибка: 403 \\x1b[2JForbidden" in page  # escaped on the page
+    client.cookies.set("ivr_lang", "en")
+    english = client.get("/now/live").text
+    assert "alive, seen 0s ago" in english and "SILENT for 5m" in english

@@ -15,13 +15,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, func, select
 
 from ivr.config import Config
 from ivr.intake import mask_phone
+from ivr.operator import ago
 from ivr.windows import CallCalendar, local_day_bounds, next_opening, window_end
 from storage.admin import PauseState
 from storage.heartbeat import NodeStatus, list_nodes
@@ -298,6 +299,21 @@ def _stuck_imports(conn: Connection, now: datetime) -> list[Alarm]:
         .limit(3)
     ).all()
     return [Alarm("import_incomplete", day.isoformat()) for (day,) in stuck]
+
+
+def node_row(node: NodeStatus, now: datetime) -> dict[str, Any]:
+    """A node as the Now page lists it (the template words it in the reader's language)."""
+    return {
+        "name": node.name,
+        "css": "silent" if node.silent else "alive",
+        "silent": node.silent,
+        "ago": ago(node.silent_for_s(now)),
+        "where": f"{node.host} pid {node.pid} v{node.version}",
+        "calls": f"{node.calls_up}/{node.channel_cap}",
+        "registration": node.registration,
+        "started": node.started_at,
+        "last_error": node.last_error,
+    }
 
 
 def node_alarms(nodes: list[NodeStatus], now: datetime) -> list[Alarm]:

@@ -10,14 +10,13 @@ from typing import Any
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
-from ivr.console.now import SILENT_SHOWN_S, now_figures
+from ivr.console.now import SILENT_SHOWN_S, node_row, now_figures
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
 from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import form_values, preview, validate
-from ivr.operator import describe_node
 from storage.admin import ROLES
 from storage.bulk import dead_letters
 
@@ -82,12 +81,7 @@ def _now_values(ctx: Ctx) -> dict[str, Any]:
     data, nodes = console.recent_now.get(console.clock.monotonic(), lambda: now_figures(
         console.engine, pause, config, calendar, ctx.now))  # fmt: skip
     now = data.now
-    rows = [
-        {"name": n.name, "css": "silent" if n.silent else "alive",
-         "detail": describe_node(n, now, config.tz).split(": ", 1)[1]}
-        for n in nodes
-        if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S
-    ]  # fmt: skip
+    rows = [node_row(n, now) for n in nodes if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S]
     return {"data": data, "nodes": rows}
 
 
