@@ -259,6 +259,7 @@ class AdminStore(Store):
         self, actor: Actor, name: str, role: str, password_hash: str, now: datetime
     ) -> None:
         _check_role(role)
+        _check_name(name)
         with self._tx() as s:
             if s.get(ConsoleUser, name) is not None:
                 raise ValueError(f"user {name!r} exists already")
@@ -320,6 +321,13 @@ def _pause_json(state: PauseState) -> dict[str, Any]:
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+
+
+def _check_name(name: str) -> None:
+    """A user name is shown on every page, in the audit log and in ``status``: 1 to 64
+    letters, digits and ``. _ @ -``, nothing a terminal or a page would interpret."""
+    if not 1 <= len(name) <= 64 or not all(c.isalnum() or c in "._@-" for c in name):
+        raise ValueError("a user name has 1 to 64 letters, digits or . _ @ -")
 
 
 def _existing(s: Session, name: str) -> ConsoleUser:

@@ -138,3 +138,23 @@ def test_a_hostile_note_and_reason_are_escaped_everywhere(console: Console) -> N
     # The audit log keeps the escaped text too, never the raw characters.
     rows, _ = console.admin.audit_rows(action="pause")
     assert rows[0].after["reason"] == operator_text(HOSTILE, 200)
+
+
+def test_the_language_switch_never_leads_to_another_site(console: Console) -> None:
+    client = TestClient(create_app(console), follow_redirects=False)
+    for target, where in (("/dnc?q=1", "/dnc?q=1"), ("//evil.example/x", "/"),
+                          ("/\\evil.example", "/"), ("https://evil.example", "/")):  # fmt: skip
+        r = client.get("/lang", params={"to": "en", "next": target})
+        assert r.status_code == 303 and r.headers["location"] == where, target
+
+
+def test_a_user_name_is_plain(console: Console) -> None:
+    import pytest
+
+    from storage.admin import Actor
+
+    for bad in ("", "a b", "x\x1b[2J", "ü" * 65, "name\u202e"):
+        with pytest.raises(ValueError, match="user name"):
+            console.admin.add_user(Actor("t"), bad, "viewer", "hash", NOW)
+    console.admin.add_user(Actor("t"), "ivan.petrov@115", "viewer", "hash", NOW)
+    console.admin.add_user(Actor("t"), "Иван_1", "viewer", "hash", NOW)

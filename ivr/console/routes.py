@@ -69,7 +69,9 @@ async def logout(ctx: Ctx) -> Response:
 async def language(ctx: Ctx) -> Response:
     lang = ctx.request.query_params.get("to", "ru")
     target = ctx.request.query_params.get("next", "/")
-    response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+    # Only a path of this site: "//host" and "/\\host" would lead a browser to another site.
+    local = target.startswith("/") and not target.startswith(("//", "/\\"))
+    response = RedirectResponse(target if local else "/", status_code=303)
     response.set_cookie(LANG_COOKIE, lang if lang in ("ru", "en") else "ru", samesite="strict")
     return response
 
