@@ -113,7 +113,9 @@ def fill(engine: Any, n: int, dialing: int) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+    if len(values) < 2:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 def main() -> int:
