@@ -262,7 +262,7 @@ class AdminStore(Store):
         _check_name(name)
         with self._tx() as s:
             if s.get(ConsoleUser, name) is not None:
-                raise ValueError(f"user {name!r} exists already")
+                raise ValueError("a user of this name exists already")
             s.add(ConsoleUser(name=name, password_hash=password_hash, role=role, disabled=False,
                               created_at=now, updated_at=now))  # fmt: skip
             audit(s, actor, now, "user.add", name, None, {"role": role})
@@ -333,7 +333,7 @@ def _check_name(name: str) -> None:
 def _existing(s: Session, name: str) -> ConsoleUser:
     row = s.get(ConsoleUser, name)
     if row is None:
-        raise ValueError(f"no user {name!r}")
+        raise ValueError("no user of this name")
     return row
 
 

@@ -158,3 +158,20 @@ def test_a_user_name_is_plain(console: Console) -> None:
             console.admin.add_user(Actor("t"), bad, "viewer", "hash", NOW)
     console.admin.add_user(Actor("t"), "ivan.petrov@115", "viewer", "hash", NOW)
     console.admin.add_user(Actor("t"), "Иван_1", "viewer", "hash", NOW)
+
+
+def test_a_refused_user_change_is_explained_in_russian(console: Console) -> None:
+    from urllib.parse import unquote
+
+    admin, token = client_as(console, "admin")
+    for form, said in (
+        ({"op": "add", "name": "viewer", "role": "viewer", "password": "long-enough"},
+         "пользователь с таким именем уже есть"),
+        ({"op": "add", "name": "new", "role": "viewer", "password": "short"},
+         "пароль должен быть не короче 8 символов"),
+        ({"op": "add", "name": "a b", "role": "viewer", "password": "long-enough"},
+         "имя пользователя: от 1 до 64 букв"),
+        ({"op": "role", "name": "ghost", "role": "viewer"}, "нет пользователя с таким именем"),
+    ):  # fmt: skip
+        r = admin.post("/users", data={**form, "csrf": token})
+        assert said in unquote(r.headers["location"]), form

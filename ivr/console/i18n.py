@@ -59,6 +59,13 @@ RU: dict[str, str] = {
     "failed": "регистрация потеряна",
     "up since {t}": "запущен {t}",
     "last error": "последняя ошибка",
+    # users: the reasons a change is refused
+    "a user of this name exists already": "пользователь с таким именем уже есть",
+    "no user of this name": "нет пользователя с таким именем",
+    "role must be one of viewer, operator, admin": "роль: viewer, operator или admin",
+    "a password needs at least 8 characters": "пароль должен быть не короче 8 символов",
+    "a user name has 1 to 64 letters, digits or . _ @ -": "имя пользователя: от 1 до 64 букв, "
+    "цифр или . _ @ -",
     "all done": "всё сделано",
     "unknown yet": "пока неизвестно",
     "Call window": "Окно звонков",

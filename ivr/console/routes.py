@@ -271,8 +271,8 @@ async def users_change(ctx: Ctx) -> Response:
                 admin.set_disabled(ctx.actor, name, f["op"] == "disable", ctx.now)
             case _:
                 return _back("/users", ctx.t("Not found."))
-    except ValueError as exc:
-        return _back("/users", str(exc))
+    except ValueError as exc:  # the catalog has each of these messages
+        return _back("/users", ctx.t(str(exc)))
     return _back("/users", ctx.t("Done."))
 
 
