@@ -41,7 +41,8 @@ async def login(ctx: Ctx) -> Response:
     wait = ctx.console.throttle.wait_s(name, address, mono)
     user = ctx.console.admin.user(name) if name else None
     if wait > 0:
-        audit_sign_in(ctx, "signin.throttled", user, {"wait_s": int(wait) + 1})
+        if ctx.console.throttle.first_refusal(name, address):
+            audit_sign_in(ctx, "signin.throttled", user, {"wait_s": int(wait) + 1})
         msg = ctx.t("Too many failed attempts; try again in {s} s.", s=int(wait) + 1)
         return render(ctx, "login.html", status=429, error=msg)
     ok = check_password(user.password_hash if user else None, password)

@@ -1,8 +1,9 @@
 """Sign-ins and sign-outs in the audit log, with the client's address.
 
 ``signin`` (success) and ``signout`` are recorded as the user; ``signin.failed`` (wrong
-password, unknown or disabled user) and ``signin.throttled`` (an attempt refused unheard while
-failures are slowed) as ``anonymous``, naming the user tried only when such a user exists. A
+password, unknown or disabled user) and ``signin.throttled`` (the first attempt refused unheard
+while failures are slowed; the next ones until another failure are not recorded, so hammering
+does not fill the log) as ``anonymous``, naming the user tried only when such a user exists. A
 name that is no user is not kept: it may be a password typed into the wrong field. A password
 is never stored.
 """
