@@ -176,3 +176,11 @@ def test_a_refused_user_change_is_explained_in_russian(console: Console) -> None
     ):  # fmt: skip
         r = admin.post("/users", data={**form, "csrf": token})
         assert said in unquote(r.headers["location"]), form
+
+
+def test_the_audit_page_shows_local_times_and_exports_utc(console: Console) -> None:
+    client, token = client_as(console, "operator")
+    client.post("/pause", data={"reason": "trunk", "csrf": token})
+    admin, _ = client_as(console, "admin")
+    assert "2026-11-26 10:00:00 +03" in admin.get("/audit?action=pause").text  # 07:00 UTC
+    assert "2026-11-26T07:00:00+00:00" in admin.get("/audit?action=pause&format=csv").text

@@ -17,6 +17,7 @@ from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import form_values, preview, validate
+from ivr.windows import format_local
 from storage.admin import ROLES
 from storage.bulk import dead_letters
 
@@ -295,7 +296,9 @@ async def audit_page(ctx: Ctx) -> Response:
     if fmt in ("csv", "json"):
         headers = ["at", "actor", "address", "action", "target", "before", "after"]
         return table_response(fmt, "audit", headers, cells)
-    return render(ctx, "audit.html", rows=cells, total=total, action=p.get("action", ""),
+    tz = ctx.console.file_config.tz  # the page shows local times, the exports ISO in UTC
+    shown = [[format_local(r.at, tz), *c[1:]] for r, c in zip(rows, cells, strict=True)]
+    return render(ctx, "audit.html", rows=shown, total=total, action=p.get("action", ""),
                   actor=p.get("actor", ""))  # fmt: skip
 
 
