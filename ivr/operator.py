@@ -87,11 +87,11 @@ def _dnc(
     args: argparse.Namespace, config: Config, store: Store, admin: AdminStore, now: datetime
 ) -> tuple[int, str]:
     if args.dnc_command == "list":
-        rows = store.list_do_not_call()
+        rows = admin.dnc_rows(limit=10_000_000)[::-1]  # oldest first, each with who added it
         lines = [
-            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  "
-            + printable(note or "")
-            for phone, source, added, note in rows
+            f"{mask_phone(r.phone)}  {r.source:<9} {format_local(r.added_at, config.tz)}  "
+            f"by {printable(r.added_by or '?')}  {printable(r.note or '')}".rstrip()
+            for r in rows
         ]
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
