@@ -155,9 +155,11 @@ def test_nodes_are_worded_in_the_readers_language(console: Console) -> None:
     client, _ = client_as(console, "viewer")
     page = client.get("/now/live").text
     assert "работает, отметка 0s назад; host1 pid 42 v0.1.0; звонков 1/4" in page
-    assert "SIP: зарегистрирован" in page and "запущен 2026-11-26 09:00" in page
+    assert "SIP зарегистрирован" in page and "запущен 2026-11-26 09:00" in page
+    assert "регистрация SIP потеряна" in page
     assert "НЕ ОТВЕЧАЕТ уже 5m" in page and "Узел node-b молчит" in page
     assert "последняя ошибка: 403 \\x1b[2JForbidden" in page  # escaped on the page
     client.cookies.set("ivr_lang", "en")
     english = client.get("/now/live").text
     assert "alive, seen 0s ago" in english and "SILENT for 5m" in english
+    assert "SIP registered" in english

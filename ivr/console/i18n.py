@@ -54,9 +54,9 @@ RU: dict[str, str] = {
     "SILENT for {d}": "НЕ ОТВЕЧАЕТ уже {d}",
     "alive, seen {d} ago": "работает, отметка {d} назад",
     "calls {n}": "звонков {n}",
-    "registered": "зарегистрирован",
-    "unregistered": "не зарегистрирован",
-    "failed": "регистрация потеряна",
+    "SIP registered": "SIP зарегистрирован",
+    "SIP unregistered": "SIP не зарегистрирован",
+    "SIP failed": "регистрация SIP потеряна",
     "up since {t}": "запущен {t}",
     "last error": "последняя ошибка",
     # users: the reasons a change is refused

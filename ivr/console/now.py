@@ -310,7 +310,7 @@ def node_row(node: NodeStatus, now: datetime) -> dict[str, Any]:
         "ago": ago(node.silent_for_s(now)),
         "where": f"{node.host} pid {node.pid} v{node.version}",
         "calls": f"{node.calls_up}/{node.channel_cap}",
-        "registration": node.registration,
+        "sip": f"SIP {node.registration}",  # a key of the catalog
         "started": node.started_at,
         "last_error": node.last_error,
     }
