@@ -17,6 +17,7 @@ from ivr.errors import ConfigError
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import apply
 from ivr.sip.redact import mask_digits
+from ivr.untrusted import printable
 from ivr.windows import format_local
 from storage.admin import RELOAD, Actor, AdminStore
 from storage.heartbeat import NodeStatus, list_nodes
@@ -86,10 +87,11 @@ def _dnc(
     args: argparse.Namespace, config: Config, store: Store, admin: AdminStore, now: datetime
 ) -> tuple[int, str]:
     if args.dnc_command == "list":
-        rows = store.list_do_not_call()
+        rows = admin.dnc_rows(limit=10_000_000)[::-1]  # oldest first, each with who added it
         lines = [
-            f"{mask_phone(phone)}  {source:<9} {format_local(added, config.tz)}  {note or ''}"
-            for phone, source, added, note in rows
+            f"{mask_phone(r.phone)}  {r.source:<9} {format_local(r.added_at, config.tz)}  "
+            f"by {printable(r.added_by or '?')}  {printable(r.note or '')}".rstrip()
+            for r in rows
         ]
         return 0, "\n".join(lines + [f"{len(rows)} number(s) on the do-not-call list"])
     phone = normalize_phone(args.phone)
@@ -123,8 +125,8 @@ def status_text(config: Config, store: Store, now: datetime) -> str:
     if pause.paused:
         since = format_local(pause.since, config.tz) if pause.since else "?"
         state = (
-            f"PAUSED; {state}; paused by {pause.by or '?'} since {since}: "
-            f"{pause.reason or '(no reason)'}"
+            f"PAUSED; {state}; paused by {printable(pause.by or '?')} since {since}: "
+            f"{printable(pause.reason or '(no reason)')}"
         )
     lines = [
         f"state:              {state}",
@@ -147,19 +149,19 @@ def describe_node(node: NodeStatus, now: datetime, tz: ZoneInfo) -> str:
     where = f"{node.host} pid {node.pid} v{node.version}"
     if node.silent:
         last = format_local(node.seen_at, tz)
-        head = f"{node.name}: SILENT for {_ago(seen)} (last seen {last})"
+        head = f"{node.name}: SILENT for {ago(seen)} (last seen {last})"
     else:
-        head = f"{node.name}: alive, seen {_ago(seen)} ago"
+        head = f"{node.name}: alive, seen {ago(seen)} ago"
     text = (
         f"{head}; {where}; calls {node.calls_up}/{node.channel_cap}; SIP {node.registration}; "
         f"up since {format_local(node.started_at, tz)}"
     )
     if node.last_error:
-        text += f"; last error: {node.last_error}"
+        text += f"; last error: {printable(node.last_error)}"
     return text
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
     s = int(seconds)
     if s < 120:
         return f"{s}s"

@@ -6,6 +6,8 @@
 - :func:`printable` escapes control and format characters (ANSI escapes, CR, bidi overrides)
   before a value reaches a terminal or a log line; :func:`has_control` tells whether a value
   holds any.
+- :func:`operator_text` is what an operator typed (a do-not-call note, a pause reason, a
+  review note) as it is stored: control characters escaped once, before the database.
 - :func:`csv_cell` keeps a spreadsheet from running a cell as a formula.
 """
 
@@ -69,13 +71,21 @@ def has_control(text: str) -> bool:
     return not text.isprintable() and any(_hidden(ch) for ch in text)
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep: str = "") -> str:
     """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``), so it
-    cannot move the cursor, recolour a terminal, fake a log line or reorder what is shown."""
+    cannot move the cursor, recolour a terminal, fake a log line or reorder what is shown;
+    the characters in ``keep`` (a page keeps ``\\n`` and ``\\t``) stay as they are."""
     if text.isprintable() or not has_control(text):
         return text
-    return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden(ch) else ch
-                   for ch in text)  # fmt: skip
+    return "".join(ch.encode("unicode_escape").decode("ascii") if _hidden(ch) and ch not in keep
+                   else ch for ch in text)  # fmt: skip
+
+
+def operator_text(text: str | None, limit: int) -> str | None:
+    """What an operator typed (a note, a pause reason), as stored: trimmed, control and format
+    characters escaped, at most ``limit`` characters; None when nothing is left."""
+    cleaned = printable((text or "").strip())[:limit].strip()
+    return cleaned or None
 
 
 def csv_cell(text: str) -> str:

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/postgres.sh
 export CI="${CI:-true}"
+# The browser tests save a screenshot of each console page here: the CI artefact.
+export IVR_ARTIFACTS="${IVR_ARTIFACTS:-$PWD/artifacts/screenshots}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

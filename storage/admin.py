@@ -3,7 +3,9 @@
 Used by the console and by the CLI (``pause``, ``resume``, ``dnc``, ``reload``, ``user``,
 ``deliver --retry-dead``): whoever makes a change, the audit log says who (a console user, or
 ``cli:<os user>``), when, from which address, what, and the values before and after.
-Phone numbers are stored in full (the list needs them) and shown masked by the callers.
+Phone numbers are stored in full (the list needs them) and shown masked by the callers. What an
+operator types (a note, a pause reason) is stored with its control characters escaped
+(:func:`ivr.untrusted.operator_text`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from ivr.untrusted import operator_text
 from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
     AuditEntry,
@@ -124,7 +127,7 @@ class AdminStore(Store):
 
     def pause(self, actor: Actor, reason: str, now: datetime) -> bool:
         """Stop new calls on every node; False if calling was already paused."""
-        reason = reason.strip()
+        reason = operator_text(reason, 200) or ""
         if not reason:
             raise ValueError("a reason is required")
         before = self.pause_state()
@@ -160,7 +163,7 @@ class AdminStore(Store):
     def _dnc_add(
         self, s: Session, actor: Actor, phone: str, note: str | None, now: datetime
     ) -> DoNotCallAdded:
-        note = (note or "").strip()[:200] or None
+        note = operator_text(note, 200)
         added = self._list(s, phone, "operator", now, note)
         closed = self._close_open(s, phone, now, in_call=False)
         if added:
@@ -258,9 +261,10 @@ class AdminStore(Store):
         self, actor: Actor, name: str, role: str, password_hash: str, now: datetime
     ) -> None:
         _check_role(role)
+        _check_name(name)
         with self._tx() as s:
             if s.get(ConsoleUser, name) is not None:
-                raise ValueError(f"user {name!r} exists already")
+                raise ValueError("a user of this name exists already")
             s.add(ConsoleUser(name=name, password_hash=password_hash, role=role, disabled=False,
                               created_at=now, updated_at=now))  # fmt: skip
             audit(s, actor, now, "user.add", name, None, {"role": role})
@@ -285,10 +289,13 @@ class AdminStore(Store):
             audit(s, actor, now, action, name, {"disabled": row.disabled}, {"disabled": disabled})
             row.disabled, row.updated_at = disabled, now
 
-    def record(self, actor: Actor, now: datetime, action: str, target: str | None) -> None:
-        """An audited act that changes nothing else (an administrator revealing a number)."""
+    def record(
+        self, actor: Actor, now: datetime, action: str, target: str | None, after: Any = None
+    ) -> None:
+        """An audited act that changes nothing else (an administrator revealing a number, a
+        sign-in or sign-out)."""
         with self._tx() as s:
-            audit(s, actor, now, action, target)
+            audit(s, actor, now, action, target, None, after)
 
     # ---- the audit log -------------------------------------------------------------------
     def audit_rows(
@@ -318,10 +325,17 @@ def _check_role(role: str) -> None:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
 
 
+def _check_name(name: str) -> None:
+    """A user name is shown on every page, in the audit log and in ``status``: 1 to 64
+    letters, digits and ``. _ @ -``, nothing a terminal or a page would interpret."""
+    if not 1 <= len(name) <= 64 or not all(c.isalnum() or c in "._@-" for c in name):
+        raise ValueError("a user name has 1 to 64 letters, digits or . _ @ -")
+
+
 def _existing(s: Session, name: str) -> ConsoleUser:
     row = s.get(ConsoleUser, name)
     if row is None:
-        raise ValueError(f"no user {name!r}")
+        raise ValueError("no user of this name")
     return row
 
 

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
+from ivr.untrusted import operator_text
 from prompts.catalog import category_label
 from storage.models import CallAttempt, ControlReview, Survey, SurveyStatus
 
@@ -568,7 +569,7 @@ def mark_reviewed_in(conn: Any, survey_id: str, by: str, note: str | None, now: 
     exists = conn.scalar(
         select(ControlReview.survey_id).where(ControlReview.survey_id == survey_id)
     )
-    values = {"reviewed_at": now, "reviewed_by": by, "note": note or None}
+    values = {"reviewed_at": now, "reviewed_by": by, "note": operator_text(note, 2000)}
     if exists is None:
         conn.execute(insert(ControlReview).values(survey_id=survey_id, **values))
     else:

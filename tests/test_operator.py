@@ -96,6 +96,7 @@ def test_do_not_call_list(config_path: Path, capsys: pytest.CaptureFixture[str])
     assert "already" in cli(config_path, "dnc", "add", "+375291234567", capsys=capsys)[1]
     listing = cli(config_path, "dnc", "list", capsys=capsys)[1]
     assert "+37529*****67" in listing and "operator" in listing and "1 number(s)" in listing
+    assert "by cli:" in listing and "asked by phone" in listing
     assert "1234567" not in listing  # masked
     assert "removed" in cli(config_path, "dnc", "remove", "80291234567", capsys=capsys)[1]
     assert cli(config_path, "dnc", "add", "12", capsys=capsys)[0] == 2

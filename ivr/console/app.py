@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from time import perf_counter, thread_time
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,6 +30,7 @@ from starlette.templating import Jinja2Templates
 from ivr.clock import Clock
 from ivr.config import Config
 from ivr.console import i18n
+from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent
 from ivr.console.security import (
     Session,
     SessionCodec,
@@ -38,8 +41,9 @@ from ivr.console.security import (
 )
 from ivr.intake import mask_phone
 from ivr.live_settings import apply
+from ivr.untrusted import printable
 from ivr.windows import CallCalendar
-from storage.admin import Actor, AdminStore, UserRow
+from storage.admin import Actor, AdminStore, PauseState, UserRow
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,7 @@ class Console:
         self._lock = threading.Lock()
         self._effective: tuple[Any, Config, CallCalendar] | None = None
         self.registry: Any = None  # /metrics: built on first scrape
+        self.recent_now: Recent[Any] = Recent(NOW_CACHE_S, NOW_STALE_S)  # Now's, shared
 
     def effective(self) -> tuple[Config, CallCalendar]:
         """The file's configuration with the live settings over it (rebuilt when they change)."""
@@ -105,6 +110,13 @@ class Ctx:
     lang: str
     form: dict[str, str]
     uploads: dict[str, Any] = field(default_factory=dict)
+    _pause: PauseState | None = None
+
+    def pause_state(self) -> PauseState:
+        """Read once per request (the banner and Now both show it)."""
+        if self._pause is None:
+            self._pause = self.console.admin.pause_state()
+        return self._pause
 
     @property
     def role(self) -> str:
@@ -142,6 +154,18 @@ class RouteSpec:
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
+def _shown(value: Any) -> Any:
+    """Every value a page prints has its control and format characters escaped (a note or a
+    portal answer cannot reorder the page with a bidi override); markup made by the templates
+    themselves, and line breaks, stay."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return printable(value, keep="\n\t")
+    return value
+
+
+templates.env.finalize = _shown
+
+
 def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
     local = ctx.console.file_config.tz
 
@@ -154,7 +178,7 @@ def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Respons
         when=when,
         mask=mask_phone,
         csrf=ctx.session.csrf,
-        pause=ctx.console.admin.pause_state() if ctx.user else None,
+        pause=ctx.pause_state() if ctx.user else None,
     )
     return templates.TemplateResponse(ctx.request, template, values, status_code=status)
 
@@ -166,6 +190,7 @@ def _lang(request: Request) -> str:
 
 def _guard(console: Console, spec: RouteSpec) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        started, cpu = perf_counter(), thread_time()  # Server-Timing: wall and CPU time
         session = console.codec.loads(request.cookies.get(COOKIE))
         fresh = session is None
         if session is None:
@@ -193,8 +218,14 @@ def _guard(console: Console, spec: RouteSpec) -> Callable[[Request], Awaitable[R
                 return _refuse(ctx, ctx.t("You may not do this."))
         else:
             response = await spec.handler(ctx)
+            if spec.method == "POST":
+                console.recent_now.clear()  # a change shows at once
         if fresh:
             set_session(console, response, session)
+        response.headers["Server-Timing"] = (
+            f"app;dur={(perf_counter() - started) * 1000:.1f}, "
+            f"cpu;dur={(thread_time() - cpu) * 1000:.1f}"
+        )
         return response
 
     return endpoint

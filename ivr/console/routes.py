@@ -11,16 +11,16 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
 from ivr.console.control import CONTROL_ROUTES
-from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
+from ivr.console.now import SILENT_SHOWN_S, node_row, now_figures
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.console.security import verify_password as check_password
+from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.intake import mask_phone, normalize_phone
 from ivr.live_settings import form_values, preview, validate
-from ivr.operator import describe_node
+from ivr.windows import format_local
 from storage.admin import ROLES
 from storage.bulk import dead_letters
-from storage.heartbeat import list_nodes
 
 
 def _back(path: str, msg: str | None = None) -> Response:
@@ -41,15 +41,19 @@ async def login(ctx: Ctx) -> Response:
     address = client.host if client else "?"
     mono = ctx.console.clock.monotonic()
     wait = ctx.console.throttle.wait_s(name, address, mono)
+    user = ctx.console.admin.user(name) if name else None
     if wait > 0:
+        if ctx.console.throttle.first_refusal(name, address):
+            audit_sign_in(ctx, "signin.throttled", user, {"wait_s": int(wait) + 1})
         msg = ctx.t("Too many failed attempts; try again in {s} s.", s=int(wait) + 1)
         return render(ctx, "login.html", status=429, error=msg)
-    user = ctx.console.admin.user(name) if name else None
     ok = check_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled:
         ctx.console.throttle.failed(name, address, mono)
+        audit_sign_in(ctx, "signin.failed", user, None)
         return render(ctx, "login.html", status=401, error=ctx.t("Wrong user name or password."))
     ctx.console.throttle.succeeded(name, address)
+    audit_sign_in(ctx, "signin", user, None)
     response = RedirectResponse("/", status_code=303)
     set_session(
         ctx.console, response, Session(user.name, new_token(), hash_fingerprint(user.password_hash))
@@ -58,6 +62,8 @@ async def login(ctx: Ctx) -> Response:
 
 
 async def logout(ctx: Ctx) -> Response:
+    if ctx.user is not None:
+        audit_sign_in(ctx, "signout", ctx.user, None)
     response = RedirectResponse("/login", status_code=303)
     set_session(ctx.console, response, Session(None, new_token()))
     return response
@@ -66,7 +72,9 @@ async def logout(ctx: Ctx) -> Response:
 async def language(ctx: Ctx) -> Response:
     lang = ctx.request.query_params.get("to", "ru")
     target = ctx.request.query_params.get("next", "/")
-    response = RedirectResponse(target if target.startswith("/") else "/", status_code=303)
+    # Only a path of this site: "//host" and "/\\host" would lead a browser to another site.
+    local = target.startswith("/") and not target.startswith(("//", "/\\"))
+    response = RedirectResponse(target if local else "/", status_code=303)
     response.set_cookie(LANG_COOKIE, lang if lang in ("ru", "en") else "ru", samesite="strict")
     return response
 
@@ -74,18 +82,11 @@ async def language(ctx: Ctx) -> Response:
 # ---- now -----------------------------------------------------------------------------------
 def _now_values(ctx: Ctx) -> dict[str, Any]:
     config, calendar = ctx.console.effective()
-    now = ctx.now
-    pause = ctx.console.admin.pause_state()
-    nodes = list_nodes(ctx.console.engine, now)
-    with ctx.console.engine.connect() as conn:
-        data = read_now(conn, pause, config, calendar, now)
-    data.alarms.extend(node_alarms(nodes, now))
-    rows = [
-        {"name": n.name, "css": "silent" if n.silent else "alive",
-         "detail": describe_node(n, now, config.tz).split(": ", 1)[1]}
-        for n in nodes
-        if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S
-    ]  # fmt: skip
+    pause, console = ctx.pause_state(), ctx.console
+    data, nodes = console.recent_now.get(console.clock.monotonic(), lambda: now_figures(
+        console.engine, pause, config, calendar, ctx.now))  # fmt: skip
+    now = data.now
+    rows = [node_row(n, now) for n in nodes if not n.silent or n.silent_for_s(now) < SILENT_SHOWN_S]
     return {"data": data, "nodes": rows}
 
 
@@ -273,8 +274,8 @@ async def users_change(ctx: Ctx) -> Response:
                 admin.set_disabled(ctx.actor, name, f["op"] == "disable", ctx.now)
             case _:
                 return _back("/users", ctx.t("Not found."))
-    except ValueError as exc:
-        return _back("/users", str(exc))
+    except ValueError as exc:  # the catalog has each of these messages
+        return _back("/users", ctx.t(str(exc)))
     return _back("/users", ctx.t("Done."))
 
 
@@ -296,7 +297,9 @@ async def audit_page(ctx: Ctx) -> Response:
     if fmt in ("csv", "json"):
         headers = ["at", "actor", "address", "action", "target", "before", "after"]
         return table_response(fmt, "audit", headers, cells)
-    return render(ctx, "audit.html", rows=cells, total=total, action=p.get("action", ""),
+    tz = ctx.console.file_config.tz  # the page shows local times, the exports ISO in UTC
+    shown = [[format_local(r.at, tz), *c[1:]] for r, c in zip(rows, cells, strict=True)]
+    return render(ctx, "audit.html", rows=shown, total=total, action=p.get("action", ""),
                   actor=p.get("actor", ""))  # fmt: skip
 
 

@@ -87,6 +87,7 @@ def same_token(expected: str, given: str | None) -> bool:
 class _Failures:
     count: int = 0
     last: float = 0.0
+    told: int = 0  # the count at which a refused attempt was last reported
 
 
 @dataclass
@@ -105,6 +106,16 @@ class SignInThrottle:
             return 0.0
         delay = min(2.0 ** (f.count - FREE_FAILURES + 1), MAX_DELAY_S)
         return max(0.0, f.last + delay - now)
+
+    def first_refusal(self, user: str, address: str) -> bool:
+        """True for the first attempt refused since the last failure (the one worth an audit
+        entry: an attacker hammering away while slowed does not fill the audit log)."""
+        first = False
+        for key in (f"u:{user}", f"a:{address}"):
+            f = self._by_key.get(key)
+            if f is not None and f.count >= FREE_FAILURES and f.told != f.count:
+                f.told, first = f.count, True
+        return first
 
     def failed(self, user: str, address: str, now: float) -> None:
         for key in (f"u:{user}", f"a:{address}"):

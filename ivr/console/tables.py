@@ -1,5 +1,8 @@
 """Helpers of the console's tables: CSV and JSON exports with the page's filters, and opaque
-references to do-not-call entries (a page never holds a full number, even in a form)."""
+references to do-not-call entries (a page never holds a full number, even in a form).
+
+Every text cell of an export has its control characters escaped, and a CSV cell never starts
+like a formula (:mod:`ivr.untrusted`), whatever an operator or the portal wrote into it."""
 
 from __future__ import annotations
 
@@ -12,18 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
+from ivr.untrusted import csv_cell, printable
+
 if TYPE_CHECKING:
     from ivr.console.app import Ctx
 
 
 def table_response(fmt: str, name: str, headers: list[str], rows: list[list[Any]]) -> Response:
     if fmt == "json":
-        body = json.dumps([dict(zip(headers, r, strict=True)) for r in rows], ensure_ascii=False)
+        shown = [[printable(c) if isinstance(c, str) else c for c in r] for r in rows]
+        body = json.dumps([dict(zip(headers, r, strict=True)) for r in shown], ensure_ascii=False)
         return Response(body, media_type="application/json")
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(headers)
-    w.writerows(rows)
+    w.writerows([csv_cell(c) if isinstance(c, str) else c for c in r] for r in rows)
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
