@@ -63,6 +63,7 @@ from ivr.sip.sip_events import (
     DialogRequest,
     DialogResponse,
     Ended,
+    Event,
     KeyReceived,
     MediaChanged,
     Output,
@@ -426,12 +427,12 @@ class PyVoipPhone:
         self._log_registration()
         self.changed.notify_all()
 
-    def _apply(self, event: Output) -> None:
+    def _apply(self, event: Event) -> None:
         if isinstance(event, DialogResponse | DialogRequest):
             if self.dialog_listener is not None:
                 self.dialog_listener(event)
             return
-        call = self._calls.get(event.call_id)  # type: ignore[union-attr]
+        call = self._calls.get(event.call_id)
         if call is None:
             return
         if isinstance(event, Ringing):

@@ -87,6 +87,5 @@ class DialogRequest:
     msg: sm.SipMessage
 
 
-Output = (
-    Send | Ringing | Answered | Ended | KeyReceived | MediaChanged | DialogResponse | DialogRequest
-)
+Event = Ringing | Answered | Ended | KeyReceived | MediaChanged | DialogResponse | DialogRequest
+Output = Send | Event
