@@ -393,9 +393,7 @@ def test_a_reinvite_without_g711_gets_488_and_the_call_goes_on() -> None:
 # ---------------------------------------------------------------- a request of ours (REFER)
 def test_an_in_dialog_request_gets_its_final_as_an_event_and_notify_is_handed_on() -> None:
     core, _, call_id = answered()
-    dialog = core.dialog(call_id)
-    assert dialog is not None
-    cseq, out = dialog.request("REFER", 1.0, ("Refer-To: <sip:operator@127.0.0.1>",))
+    cseq, out = core.request(call_id, "REFER", 1.0, ("Refer-To: <sip:operator@127.0.0.1>",))
     (refer,) = sent(out)
     assert refer.cseq == (cseq, "REFER") and refer.header("refer-to") == "<sip:operator@127.0.0.1>"
     assert refer.start_line.startswith(f"REFER sip:far@{FAR[0]}:{FAR[1]} ")
@@ -406,7 +404,7 @@ def test_an_in_dialog_request_gets_its_final_as_an_event_and_notify_is_handed_on
     assert [m.status for m in sent(out)] == [200]
     assert [type(e) for e in events(out)] == [DialogRequest]
     # a request nobody answers: Timer F gives it a 408
-    _, out = dialog.request("REFER", 3.0)
+    _, out = core.request(call_id, "REFER", 3.0)
     late = [
         o for _, o in run(core, 3.0, 3.0 + TIMER_F + 1, step=0.1) if isinstance(o, DialogResponse)
     ]
@@ -493,3 +491,14 @@ def test_a_refresh_survives_options_info_and_other_responses_interleaved() -> No
     assert reg.state is RegState.REFRESHING and reg.failures == 0
     core.receive(answer(refresh.raw, 200, "OK", "Expires: 20\r\n"), PROXY, 10.5)
     assert reg.state is RegState.REGISTERED and reg.failures == 0
+
+
+def test_answered_calls_with_nothing_pending_have_no_timer_until_a_command_gives_one() -> None:
+    """Between timers ``tick`` looks at no call at all (hundreds of answered calls are free)."""
+    core, _, call_id = answered()
+    core.tick(0.3)
+    assert core.next_wake() == float("inf")
+    assert core.tick(1e6) == []
+    out = core.hangup(call_id, 1e6)
+    assert methods(out) == ["BYE"]
+    assert methods(core.tick(1e6 + 0.5)) == ["BYE"]  # the command woke the timers

@@ -21,7 +21,9 @@ its BYE or CANCEL.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 from dataclasses import dataclass
 
 from ivr.sip import sip_messages as sm
@@ -43,6 +45,13 @@ class CallLeg:
     media: LocalMedia
     dialog: CallDialog | None = None
     ended_at: float | None = None
+    wake: float = math.inf  # when its tick next has work
+
+    def next_wake(self) -> float:
+        times = [self.client.next_wake(), self.dialog.next_wake() if self.dialog else None]
+        if self.ended_at is not None:
+            times.append(self.ended_at + ENDED_RETENTION + 0.001)
+        return min((t for t in times if t is not None), default=math.inf)
 
 
 class SipCore:
@@ -55,6 +64,9 @@ class SipCore:
         self.registration: Registration | None = None
         self.calls: dict[str, CallLeg] = {}
         self._now = 0.0
+        # (wake, call id) of every call with a timer: a tick looks only at the calls due,
+        # so hundreds of answered calls cost nothing between their timers.
+        self._due: list[tuple[float, str]] = []
         self._bad = RateLimitedLog(log, monotonic=lambda: self._now)
 
     # ------------------------------------------------------------ commands
@@ -75,7 +87,7 @@ class SipCore:
                            session)  # fmt: skip
         leg = CallLeg(InviteClient(invite, self.credentials), media)
         self.calls[invite.call_id] = leg
-        return leg.client.start(now)
+        return self._note(leg, leg.client.start(now), now)
 
     def cancel(self, call_id: str, now: float) -> list[Output]:
         leg = self.calls.get(call_id)
@@ -91,9 +103,25 @@ class SipCore:
         return self.cancel(call_id, now)
 
     def dialog(self, call_id: str) -> CallDialog | None:
-        """The call's confirmed dialog (to send a REFER: ``dialog.request``)."""
+        """The call's confirmed dialog (its codec, whether it ended)."""
         leg = self.calls.get(call_id)
         return None if leg is None else leg.dialog
+
+    def request(
+        self,
+        call_id: str,
+        method: str,
+        now: float,
+        extra: tuple[str, ...] = (),
+        body: tuple[str, bytes] | None = None,
+    ) -> tuple[int | None, list[Output]]:
+        """Send an in-dialog request (a REFER) on an answered call: its CSeq (None if the call
+        has no live dialog) and what to send. Its final comes back as ``DialogResponse``."""
+        leg = self.calls.get(call_id)
+        if leg is None or leg.dialog is None or leg.dialog.ended:
+            return None, []
+        cseq, out = leg.dialog.request(method, now, extra, body)
+        return cseq, self._note(leg, out, now)
 
     # ------------------------------------------------------------ inputs
     def receive(self, raw: bytes, source: Address, now: float) -> list[Output]:
@@ -120,14 +148,23 @@ class SipCore:
         return _out_of_dialog(msg, source)
 
     def tick(self, now: float) -> list[Output]:
-        """Every timer: registration, INVITE and non-INVITE transactions, our re-INVITE 2xx,
-        and forgetting calls ended long enough ago."""
+        """Every timer that is due: registration, INVITE and non-INVITE transactions, our
+        re-INVITE 2xx, and forgetting calls ended long enough ago."""
         self._now = now
         out: list[Output] = []
         reg = self.registration
         if reg is not None and reg.state is not RegState.STOPPED:
-            out += [Send(d) for d in reg.tick(now)]
-        for call_id, leg in list(self.calls.items()):
+            wake = reg.next_wake()
+            if wake is not None and now >= wake:
+                out += [Send(d) for d in reg.tick(now)]
+        due: dict[str, CallLeg] = {}
+        while self._due and self._due[0][0] <= now:
+            wake, call_id = heapq.heappop(self._due)
+            leg = self.calls.get(call_id)
+            if leg is not None and leg.wake == wake:
+                leg.wake = math.inf  # popped: ``_note`` schedules it again
+                due[call_id] = leg
+        for call_id, leg in due.items():
             done = leg.ended_at is not None and now - leg.ended_at > ENDED_RETENTION
             if done and not (leg.dialog is not None and leg.dialog.busy):
                 del self.calls[call_id]
@@ -138,12 +175,19 @@ class SipCore:
             out += self._note(leg, steps, now)
         return out
 
-    def next_wake(self) -> float | None:
-        """The earliest time ``tick`` may have something to do (None: nothing pending)."""
-        times = [w for leg in self.calls.values() if (w := leg.client.next_wake()) is not None]
-        if self.registration is not None and (w := self.registration.next_wake()) is not None:
-            times.append(w)
-        return min(times) if times else None
+    def next_wake(self) -> float:
+        """The earliest time ``tick`` may have something to do (inf: nothing pending)."""
+        while self._due and self._due[0][0] != self._wake_of(self._due[0][1]):
+            heapq.heappop(self._due)  # stale: that call was rescheduled or forgotten
+        wake = self._due[0][0] if self._due else math.inf
+        reg = self.registration
+        if reg is not None and reg.state is not RegState.STOPPED:
+            wake = min(wake, reg.next_wake() or math.inf)
+        return wake
+
+    def _wake_of(self, call_id: str) -> float | None:
+        leg = self.calls.get(call_id)
+        return None if leg is None else leg.wake
 
     # ------------------------------------------------------------ internals
     def _on_response(self, msg: sm.SipMessage, source: Address, now: float) -> list[Output]:
@@ -173,6 +217,11 @@ class SipCore:
                 leg.client.state = InviteState.ENDED
                 if leg.dialog is not None:
                     leg.dialog.ended = True
+        wake = leg.next_wake()
+        if wake != leg.wake:
+            leg.wake = wake
+            if wake != math.inf:
+                heapq.heappush(self._due, (wake, leg.client.call_id))
         return outputs
 
 

@@ -229,6 +229,14 @@ class CallDialog:
         self.requests = [tx for tx in self.requests if not tx.done]
         return out
 
+    def next_wake(self) -> float | None:
+        """The earliest time ``tick`` may have something to do."""
+        times = [tx.wake for tx in self.requests if not tx.done]
+        sent = self.reinvite_ok
+        if sent is not None and not sent.acked:
+            times.append(min(sent.next_at, sent.sent_at + TIMER_F))
+        return min(times) if times else None
+
     @property
     def busy(self) -> bool:
         """Something is still being sent again (so the dialog must be kept after the end)."""

@@ -403,10 +403,7 @@ class PyVoipPhone:
         """Send an in-dialog request (a REFER, say) on an answered call; returns its CSeq,
         None if the call has no dialog. Its final comes to ``dialog_listener``."""
         with self.lock:
-            dialog = self.core.dialog(call_id)
-            if dialog is None or dialog.ended:
-                return None
-            cseq, out = dialog.request(method, time.monotonic(), extra, body)
+            cseq, out = self.core.request(call_id, method, time.monotonic(), extra, body)
             self._run(out)
             return cseq
 

@@ -61,6 +61,11 @@ class NonInviteClient:
     def done(self) -> bool:
         return self.status is not None
 
+    @property
+    def wake(self) -> float:
+        """When ``tick`` next has work: a retransmission or Timer F."""
+        return min(self.next_at, self.sent_at + TIMER_F)
+
     def matches(self, msg: sm.SipMessage) -> bool:
         return msg.cseq == (self.cseq, self.method)
 
@@ -249,7 +254,7 @@ class InviteClient:
 
     def next_wake(self) -> float | None:
         """The earliest time ``tick`` may have something to do."""
-        times = [tx.next_at for tx in (self.cancel_tx, self.race_bye) if tx and not tx.done]
+        times = [tx.wake for tx in (self.cancel_tx, self.race_bye) if tx and not tx.done]
         if self.state in (InviteState.CALLING, InviteState.PROCEEDING):
             if self.cancel_wanted_at is not None:
                 times.append(self.cancel_wanted_at + CANCEL_GRACE)
