@@ -39,7 +39,8 @@ from ivr.sip.transaction import T1, T2, TIMER_F, NonInviteClient
 
 log = logging.getLogger(__name__)
 
-HANDED_ON = frozenset({"NOTIFY", "REFER", "MESSAGE", "UPDATE"})  # 200, then DialogRequest
+# Answered 200 and handed on as DialogRequest: a NOTIFY reports on a REFER of ours (RFC 3515).
+HANDED_ON = frozenset({"NOTIFY"})
 
 
 @dataclasses.dataclass

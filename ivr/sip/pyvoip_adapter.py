@@ -238,7 +238,8 @@ class PyVoipPhone:
             Credentials(settings.username, settings.password),
             (settings.local_ip, settings.sip_port),
         )
-        # Gets DialogResponse and DialogRequest events (a transfer's REFER and NOTIFYs).
+        # Gets DialogResponse and DialogRequest events (a transfer's REFER and NOTIFYs); it is
+        # called with the phone's lock held, from the SIP receive or timer thread: no blocking.
         self.dialog_listener: Callable[[DialogResponse | DialogRequest], None] | None = None
 
     @property
