@@ -216,7 +216,7 @@ class CallDialog:
         contact = f"sip:{m.username}@{m.local_ip}:{m.sip_port}"
         data = sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp)
         self.reinvite_ok = Sent2xx(msg.cseq[0], data, source, now, now + T1)
-        return [Send(data, source), *out]
+        return [*out, Send(data, source)]
 
     # ------------------------------------------------------------ timers
     def tick(self, now: float) -> list[Output]:

@@ -233,6 +233,7 @@ class PyVoipPhone:
         self._running = False
         self._stopping = False
         self._housekeeper: threading.Thread | None = None
+        self._pending: list[Send] | None = None  # sends held while events are applied
         self.core = SipCore(
             (settings.server, settings.port),
             Credentials(settings.username, settings.password),
@@ -415,13 +416,25 @@ class PyVoipPhone:
             self._run(step(time.monotonic()))
 
     def _run(self, outputs: list[Output], strict: bool = False) -> None:
-        """Send what the core says to send and apply its events (under the lock).
+        """Apply the core's events, then send what it says to send (under the lock): what the
+        far end sees next (our 200, ACK) never runs ahead of the call's state here.
         ``strict``: a send that fails raises (the first INVITE of a call)."""
-        for item in outputs:
-            if isinstance(item, Send):
-                self.send(item.data, item.target, strict)
-            else:
-                self._apply(item)
+        sends = [item for item in outputs if isinstance(item, Send)]
+        if self._pending is not None:  # an event's own command: sent after the outer sends
+            self._pending += sends
+            for item in outputs:
+                if not isinstance(item, Send):
+                    self._apply(item)
+            return
+        self._pending = sends
+        try:
+            for item in outputs:
+                if not isinstance(item, Send):
+                    self._apply(item)
+        finally:
+            sends, self._pending = self._pending, None
+        for item in sends:
+            self.send(item.data, item.target, strict)
         self._log_registration()
         self.changed.notify_all()
 
