@@ -127,6 +127,7 @@ def test_timer_a_doubles_until_timer_b_ends_the_call_as_no_response() -> None:
     assert resent == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # T1, doubling (RFC 3261 17.1.1.2)
     ended = [(t, o) for t, o in timeline if isinstance(o, Ended)]
     assert [(t, o.by, o.status) for t, o in ended] == [(TIMER_B, EndedBy.NO_RESPONSE, None)]
+    assert disposition(False, None, EndedBy.NO_RESPONSE) == "failed"  # a trunk fault, as before
 
 
 @pytest.mark.parametrize("status", [100, 180, 183], ids=["trying", "ringing", "progress"])
@@ -144,11 +145,17 @@ def test_ringing_after_trying_is_reported_once() -> None:
     assert [len(e) for e in got] == [1, 0, 0]
 
 
-@pytest.mark.parametrize(
-    "status", [302, 404, 480, 486, 487, 500, 503, 603],
-    ids=["moved", "not-found", "unavailable", "busy", "terminated", "error", "overload", "decline"],
-)  # fmt: skip
-def test_every_final_non_2xx_is_acked_every_copy_and_ends_the_call_once(status: int) -> None:
+FINALS = [
+    ("moved", 302, "failed"), ("not-found", 404, "invalid_number"),
+    ("unavailable", 480, "no_answer"), ("busy", 486, "busy"), ("terminated", 487, "no_answer"),
+    ("error", 500, "failed"), ("overload", 503, "failed"), ("decline", 603, "declined"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("status", "disp"), [f[1:] for f in FINALS], ids=[f[0] for f in FINALS])
+def test_every_final_non_2xx_is_acked_every_copy_and_ends_the_call_once(
+    status: int, disp: str
+) -> None:
     core, invite = dialing()
     first = core.receive(answer(invite, status, "Nope", "Reason: Q.850;cause=17\r\n"), PROXY, 0.3)
     (ack,) = sent(first)
@@ -157,6 +164,7 @@ def test_every_final_non_2xx_is_acked_every_copy_and_ends_the_call_once(status: 
     assert ack.tag("to") == "far" and ack.cseq == (1, "ACK")
     (ended,) = events(first)
     assert ended == Ended(req.call_id, EndedBy.REMOTE_REJECT, status, "Nope (Q.850;cause=17)")
+    assert disposition(False, status, EndedBy.REMOTE_REJECT) == disp
     again = core.receive(answer(invite, status, "Nope"), PROXY, 1.0)  # a retransmission
     assert methods(again) == ["ACK"] and events(again) == []
     assert run(core, 1.0, 10.0, step=0.1) == []  # no INVITE retransmission after a final
