@@ -5,6 +5,7 @@ input timer, maximum call length, far end silent on RTP).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ivr.callflow import (
     Hangup,
     InputTimeout,
     KeyPressed,
+    OperatorMode,
     Play,
     PromptFinished,
     RecordingStopped,
@@ -34,6 +36,9 @@ from ivr.callflow import (
     State,
     StopPlayback,
     SurveyCall,
+    Transfer,
+    TransferAccepted,
+    TransferFailed,
 )
 from ivr.clock import Clock
 from ivr.comment_audio import CommentRecorder, Recording, StopReason
@@ -72,6 +77,15 @@ class CallPlan:
 
 
 @dataclass(frozen=True)
+class OperatorLine:
+    """Where 3 "talk to an operator" goes (a SIP URI) and whether someone is there at a
+    moment (``transfer.hours``; judged when the call is answered)."""
+
+    target: str
+    is_open: Callable[[datetime], bool]
+
+
+@dataclass(frozen=True)
 class RunnerSettings:
     ring_timeout_s: float
     max_call_s: float
@@ -83,6 +97,8 @@ class RunnerSettings:
     closing_grace_s: float = 10.0
     # After CANCEL (or BYE) the line should end quickly; past this we stop waiting for it.
     teardown_grace_s: float = 6.0
+    # ivr.operator_transfer on: the operators' line; None: 3 is not a key of the survey.
+    operator: OperatorLine | None = None
 
 
 @dataclass
@@ -187,6 +203,10 @@ class _CallDriver:
             self.recording_until = now + action.max_s + RECORDING_CLOCK_SLACK_S
         elif isinstance(action, FinishComment):
             self._finish_comment(action.survey_id)
+        elif isinstance(action, Transfer):
+            assert self.settings.operator is not None
+            log.info("call %s: transfer to the operators asked for", self.call.call_id)
+            self.call.transfer(self.settings.operator.target)
 
     def _finish_comment(self, survey_id: str) -> None:
         recorder, self.recorder, self.recording_until = self.recorder, None, None
@@ -211,10 +231,25 @@ class _CallDriver:
         if reason is not None:
             self.feed(RecordingStopped(reason.value))
 
+    def _step_transfer(self) -> None:
+        if self.flow.state is not State.TRANSFERRING:
+            return
+        result = self.call.transfer_result
+        if result is None:
+            return
+        log.info("call %s: transfer %s (%s)", self.call.call_id,
+                 "done" if result.transferred else "failed", result.detail)  # fmt: skip
+        self.feed(TransferAccepted() if result.transferred else TransferFailed(result.detail))
+
     def answered(self) -> None:
         self.report.answered_at = self.clock.now()
         self.answered_mono = self.clock.monotonic()
         self.report.prompt_version = self.prompts.version(self.plan.language)
+        line = self.settings.operator
+        if line is not None:
+            mode = OperatorMode.TRANSFER if line.is_open(self.report.answered_at) else (
+                OperatorMode.CALLBACK)  # fmt: skip
+            self.flow.settings = dataclasses.replace(self.flow.settings, operator=mode)
         if self.on_answer is not None:
             # Committed now: a crash or SIGKILL later in the call still counts as an
             # answered attempt (one answered call a day), never as a trunk fault.
@@ -227,6 +262,7 @@ class _CallDriver:
             self.report.keys += press.key
             self.report.key_sources += press.source.value
             self.feed(KeyPressed(press.key))
+        self._step_transfer()  # before a BYE that may follow the NOTIFY
         now = self.clock.monotonic()
         if self.call.state is LineState.ENDED and self.flow.state is not State.DONE:
             self.feed(RemoteHangup())

@@ -32,6 +32,13 @@ States and what moves them (anything not listed raises ``CallFlowError``)::
     ASKING/LISTENING --CallTooLong--> CLOSING (no_input for the rest; "time is up" goodbye)
     WAITING_ANSWER/CLOSING --CallTooLong--> DONE (hang up now: the polite end is over)
     DONE --RemoteHangup|KeyPressed|PromptFinished|CallTooLong--> DONE (late events)
+    ASKING/LISTENING --KeyPressed 3--> with operator TRANSFER: TRANSFER_ANNOUNCE ("connecting
+                                  you"); with CALLBACK (out of hours): CLOSING (no_input,
+                                  reason callback_requested; "we will call you back")
+    TRANSFER_ANNOUNCE --PromptFinished--> TRANSFERRING (Transfer: the runner sends SIP REFER)
+    TRANSFERRING --TransferAccepted--> DONE (no_input, reason transferred; Hangup: our BYE)
+    TRANSFERRING --TransferFailed--> CLOSING (callback_requested; "we will call you back")
+    TRANSFER_ANNOUNCE/TRANSFERRING --CallTooLong--> DONE (max_call_length; Hangup)
 """
 
 from __future__ import annotations
@@ -48,6 +55,18 @@ SATISFIED_KEY = "1"
 UNSATISFIED_KEY = "2"
 REPEAT_KEY = "0"
 OPT_OUT_KEY = "9"
+OPERATOR_KEY = "3"
+# Reasons of the outcome (no_input, digit 3) of a citizen who asked for a person.
+TRANSFERRED = "transferred"
+CALLBACK_REQUESTED = "callback_requested"
+
+
+class OperatorMode(enum.Enum):
+    """What 3 does in this call (judged by the runner when the call is answered)."""
+
+    OFF = "off"  # 3 is a wrong key
+    TRANSFER = "transfer"  # offered; pressed: SIP REFER to the operators
+    CALLBACK = "callback"  # not offered (out of hours); pressed anyway: a callback is promised
 
 
 class Outcome(enum.StrEnum):
@@ -65,6 +84,8 @@ class State(enum.Enum):
     LISTENING = "listening"
     COMMENT_INVITE = "comment_invite"
     RECORDING = "recording"
+    TRANSFER_ANNOUNCE = "transfer_announce"
+    TRANSFERRING = "transferring"
     CLOSING = "closing"
     DONE = "done"
 
@@ -120,9 +141,21 @@ class RecordingStopped:
     reason: str
 
 
+@dataclass(frozen=True)
+class TransferAccepted:
+    """The far end took the REFER and the operator's line answered (NOTIFY sipfrag 2xx)."""
+
+
+@dataclass(frozen=True)
+class TransferFailed:
+    """The REFER was refused, timed out, or its NOTIFY reported a failure (``reason``)."""
+
+    reason: str
+
+
 Event = (
     Answered | PromptFinished | KeyPressed | InputTimeout | RemoteHangup | CallTooLong
-    | RecordingStopped
+    | RecordingStopped | TransferAccepted | TransferFailed
 )  # fmt: skip
 
 
@@ -185,9 +218,15 @@ class FinishComment:
     survey_id: str
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """Send the citizen to the operators (SIP REFER in this call's dialog); the runner answers
+    with TransferAccepted or TransferFailed."""
+
+
 Action = (
     Play | StopPlayback | StartInputTimer | CancelInputTimer | RecordOutcome | Hangup
-    | StartRecording | FinishComment
+    | StartRecording | FinishComment | Transfer
 )  # fmt: skip
 
 
@@ -203,6 +242,8 @@ class FlowSettings:
     comment_silence_s: float = 3.0
     # Nothing said this long after the tone: no comment.
     comment_no_speech_s: float = 6.0
+    # 3 "talk to an operator" (ivr.operator_transfer, transfer.hours and transfer.target).
+    operator: OperatorMode = OperatorMode.OFF
 
 
 def request_parts(request: RequestInfo) -> tuple[str, ...]:
@@ -210,7 +251,7 @@ def request_parts(request: RequestInfo) -> tuple[str, ...]:
     parts: list[str] = ["about_request", f"number:{request.number}"]
     if request.closed_on is not None:
         d = request.closed_on
-        parts += ["closed_on", day_clip(d.day), month_clip(d.month)]
+        parts += [day_clip(d.day), month_clip(d.month)]
     clip = category_clip(request.category)
     if clip is not None:
         parts.append(clip)
@@ -220,7 +261,8 @@ def request_parts(request: RequestInfo) -> tuple[str, ...]:
 def question_parts(settings: FlowSettings) -> tuple[str, ...]:
     """The question: the first option first ("satisfied? press 1"), then the others."""
     opt_out = ("question_opt_out",) if settings.offer_opt_out else ()
-    return ("question", "question_rest", *opt_out)
+    operator = ("question_operator",) if settings.operator is OperatorMode.TRANSFER else ()
+    return ("question", "question_rest", *operator, *opt_out)
 
 
 def opening_parts(request: RequestInfo, settings: FlowSettings) -> tuple[str, ...]:
@@ -284,6 +326,11 @@ class SurveyCall:
             return stop + [Play(self._about_current())]
         if key == OPT_OUT_KEY and self.settings.offer_opt_out:
             return stop + self._close(Outcome.OPTED_OUT, key, None, "opted_out_goodbye")
+        if key == OPERATOR_KEY and self.settings.operator is OperatorMode.TRANSFER:
+            self.state = State.TRANSFER_ANNOUNCE
+            return stop + [Play(("transfer_connecting",))]
+        if key == OPERATOR_KEY and self.settings.operator is OperatorMode.CALLBACK:
+            return stop + self._promise_callback()
         return stop + self._ask_again(("invalid_key", *self._question()))
 
     def _answered(self, key: str) -> list[Action]:
@@ -383,6 +430,37 @@ class SurveyCall:
         return [*stop, finish, *self._close(Outcome.NO_INPUT, None, "max_call_length",
                                             "goodbye_time_up")]  # fmt: skip
 
+    # ---- a person, when the citizen asks ----
+    def _for_all(self, reason: str) -> list[Action]:
+        """Every request left ends with ``reason``; the current one carries the key 3."""
+        first = self._record(Outcome.NO_INPUT, OPERATOR_KEY, reason)
+        self.current += 1
+        return [first, *self._record_rest(Outcome.NO_INPUT, None, reason)]
+
+    def _promise_callback(self) -> list[Action]:
+        # Recorded before the promise plays: the rating carries callback_requested.
+        actions = self._for_all(CALLBACK_REQUESTED)
+        self.state = State.CLOSING
+        return [*actions, Play(("callback_promise",))]
+
+    def _on_transfer_announced(self, event: Event) -> list[Action]:
+        self.state = State.TRANSFERRING
+        return [Transfer()]
+
+    def _on_transferred(self, event: Event) -> list[Action]:
+        actions = self._for_all(TRANSFERRED)
+        self.state = State.DONE
+        return [*actions, Hangup()]
+
+    def _on_transfer_failed(self, event: Event) -> list[Action]:
+        return self._promise_callback()
+
+    def _on_transfer_too_long(self, event: Event) -> list[Action]:
+        stop: list[Action] = [StopPlayback()] if self.state is State.TRANSFER_ANNOUNCE else []
+        actions = self._record_rest(Outcome.NO_INPUT, None, "max_call_length")
+        self.state = State.DONE
+        return [*stop, *actions, Hangup()]
+
     def _on_closing_finished(self, event: Event) -> list[Action]:
         self.state = State.DONE
         return [Hangup()]
@@ -437,6 +515,18 @@ _TABLE: dict[tuple[State, type], _Handler] = {
     (State.DONE, CallTooLong): SurveyCall._ignore,
     (State.DONE, RecordingStopped): SurveyCall._ignore,
     (State.CLOSING, RecordingStopped): SurveyCall._ignore,
+    (State.TRANSFER_ANNOUNCE, PromptFinished): SurveyCall._on_transfer_announced,
+    (State.TRANSFER_ANNOUNCE, KeyPressed): SurveyCall._ignore,
+    (State.TRANSFER_ANNOUNCE, CallTooLong): SurveyCall._on_transfer_too_long,
+    (State.TRANSFERRING, TransferAccepted): SurveyCall._on_transferred,
+    (State.TRANSFERRING, TransferFailed): SurveyCall._on_transfer_failed,
+    (State.TRANSFERRING, KeyPressed): SurveyCall._ignore,
+    (State.TRANSFERRING, CallTooLong): SurveyCall._on_transfer_too_long,
 }
-for _state in (State.WAITING_ANSWER, State.ASKING, State.LISTENING, State.CLOSING):
+_LIVE = (State.WAITING_ANSWER, State.ASKING, State.LISTENING, State.CLOSING,
+         State.TRANSFER_ANNOUNCE, State.TRANSFERRING)  # fmt: skip
+for _state in _LIVE:
     _TABLE[(_state, RemoteHangup)] = SurveyCall._on_remote_hangup
+for _state in (State.CLOSING, State.DONE):
+    _TABLE[(_state, TransferAccepted)] = SurveyCall._ignore
+    _TABLE[(_state, TransferFailed)] = SurveyCall._ignore

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -360,6 +360,43 @@ class IvrConfig(_Section):
     comment_silence_s: Seconds = Field(3.0, gt=0, le=30)
     comment_max_s: Seconds = Field(60.0, ge=5, le=120)
     comment_dir: Path = Path("var/comments")
+    # The question also offers 3 "talk to an operator" (see TransferConfig; off by default).
+    operator_transfer: bool = False
+
+
+_SIP_URI = re.compile(r"sips?:(?:[^@\s;<>\"]+@)?[A-Za-z0-9.\-\[\]:]+(?:;[^\s<>\"]*)?")
+
+
+def _default_transfer_hours() -> dict[str, tuple[TimeRange, ...]]:
+    return _weekday_ranges({d: (parse_range("09:00-18:00"),) for d in WEEKDAYS[:5]})
+
+
+class TransferConfig(_Section):
+    """Where a citizen who presses 3 is sent (SIP REFER), and when someone is there."""
+
+    # Per weekday, "HH:MM-HH:MM" ranges in `timezone`, like call_windows.
+    hours: dict[str, tuple[WindowRange, ...]] = Field(default_factory=_default_transfer_hours)
+    # The operators' line as a SIP URI ("sip:operator@pbx.example"); empty: no transfer.
+    target: str = ""
+
+    @field_validator("hours")
+    @classmethod
+    def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+        return _weekday_ranges(v)
+
+    def is_open(self, now: datetime, tz: ZoneInfo) -> bool:
+        """An operator can take a call at ``now`` (an aware datetime), by ``hours`` in ``tz``."""
+        local = now.astimezone(tz)
+        ranges = self.hours.get(WEEKDAYS[local.weekday()], ())
+        return any(r.contains(local.time().replace(tzinfo=None)) for r in ranges)
+
+    @field_validator("target")
+    @classmethod
+    def _sip_uri(cls, v: str) -> str:
+        v = v.strip()
+        if v and not _SIP_URI.fullmatch(v):
+            raise ValueError('expected a SIP URI like "sip:operator@pbx.example"')
+        return v
 
 
 class PromptsConfig(_Section):
@@ -376,6 +413,22 @@ def format_range(r: TimeRange) -> str:
 def _union(a: TimeRange, b: TimeRange) -> TimeRange:
     end = None if a.end is None or b.end is None else max(a.end, b.end)
     return TimeRange(start=min(a.start, b.start), end=end)
+
+
+def _weekday_ranges(v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+    """Every weekday's ranges, sorted; an unknown weekday or overlapping ranges are refused."""
+    unknown = sorted(set(v) - set(WEEKDAYS))
+    if unknown:
+        raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
+    windows = {d: tuple(sorted(v.get(d, ()), key=lambda r: r.start)) for d in WEEKDAYS}
+    for day, ranges in windows.items():
+        for a, b in zip(ranges, ranges[1:], strict=False):
+            if a.end is None or b.start < a.end:
+                raise ValueError(
+                    f"{day}: {format_range(a)} and {format_range(b)} overlap; write them "
+                    f"as one range ({format_range(_union(a, b))})"
+                )
+    return windows
 
 
 class MetricsConfig(_Section):
@@ -416,6 +469,7 @@ class Config(_Section):
     node: NodeConfig = NodeConfig()
     ivr: IvrConfig = IvrConfig()
     prompts: PromptsConfig = PromptsConfig()
+    transfer: TransferConfig = TransferConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -445,17 +499,7 @@ class Config(_Section):
     @field_validator("call_windows")
     @classmethod
     def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
-        unknown = sorted(set(v) - set(WEEKDAYS))
-        if unknown:
-            raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
-        windows = {d: tuple(sorted(v.get(d, ()), key=lambda r: r.start)) for d in WEEKDAYS}
-        for day, ranges in windows.items():
-            for a, b in zip(ranges, ranges[1:], strict=False):
-                if a.end is None or b.start < a.end:
-                    raise ValueError(
-                        f"{day}: {format_range(a)} and {format_range(b)} overlap; write them "
-                        f"as one range ({format_range(_union(a, b))})"
-                    )
+        windows = _weekday_ranges(v)
         if not any(windows.values()):
             raise ValueError("no day has a call window; nobody would ever be called")
         return windows
@@ -544,6 +588,9 @@ def parse_config(
                 msg = "required key is missing"
             if key not in reported:
                 problems.append((key, msg))
+    else:
+        if config.ivr.operator_transfer and not config.transfer.target:
+            problems.append(("transfer.target", "required when ivr.operator_transfer is on"))
     if problems:
         raise ConfigError.of(problems)
     return config

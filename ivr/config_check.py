@@ -49,7 +49,22 @@ def summary_text(config: Config, path: Path, now: datetime) -> str:
                 note += f" (windows of {plan.uses.capitalize()})"
         weekday = WEEKDAYS[plan.day.weekday()].capitalize()
         lines.append(f"  {weekday} {plan.day.isoformat()}  {ranges}{f'  [{note}]' if note else ''}")
+    lines.append(_transfer_line(config, now))
     warnings = config_warnings(config)
     lines.append(f"Warnings ({len(warnings)}):" if warnings else "Warnings: none")
     lines.extend(f"  {w}" for w in warnings)
     return "\n".join(lines)
+
+
+def _transfer_line(config: Config, now: datetime) -> str:
+    """Whether 3 "talk to an operator" is offered, where it goes and when."""
+    if not config.ivr.operator_transfer:
+        return "Operator transfer: off (ivr.operator_transfer)"
+    t = config.transfer
+    days = "; ".join(
+        f"{day.capitalize()} {', '.join(format_range(r) for r in ranges)}"
+        for day, ranges in t.hours.items()
+        if ranges
+    )
+    state = "open now" if t.is_open(now, config.tz) else "closed now"
+    return f"Operator transfer: key 3 to {t.target} ({state}); hours {days or 'never'}"

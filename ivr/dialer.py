@@ -17,7 +17,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ivr import metrics
-from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
+from ivr.call_runner import (
+    CallPlan,
+    CallReport,
+    OperatorLine,
+    PromptRenderer,
+    RunnerSettings,
+    run_call,
+)
 from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.clock import Clock
 from ivr.comment_audio import Recording
@@ -46,6 +53,15 @@ from storage.store import AttemptResult, DueSurvey, Store
 log = logging.getLogger(__name__)
 
 LIVE_CHECK_S = 2.0  # how often a node looks for settings saved in the console
+
+
+def operator_line(config: Config) -> OperatorLine | None:
+    """3 "talk to an operator" when ``ivr.operator_transfer`` is on (``transfer.target`` is
+    then required by the configuration), with ``transfer.hours`` in ``timezone``."""
+    if not config.ivr.operator_transfer or not config.transfer.target:
+        return None
+    transfer, tz = config.transfer, config.tz
+    return OperatorLine(transfer.target, lambda at: transfer.is_open(at, tz))
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class DialerSettings:
                     comment_no_speech_s=config.ivr.input_timeout_s,
                 ),
                 media_timeout_s=config.ivr.media_timeout_s,
+                operator=operator_line(config),
             ),
             dial_prefix=config.sip.dial_prefix,
             default_language=config.ivr.default_language,

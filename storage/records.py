@@ -139,5 +139,6 @@ def rating_payload(survey: Survey) -> dict[str, Any]:
         "return_for_rework": survey.outcome == "unsatisfied",
         # Portal API 1.1: set true when a spoken comment follows (storage.comments).
         "comment_expected": False,
-        "callback_requested": False,
+        # The citizen asked for a person and none could take the call (ivr.callflow).
+        "callback_requested": survey.reason == "callback_requested",
     }

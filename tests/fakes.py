@@ -16,6 +16,7 @@ from ivr.sip.api import (
     LineState,
     RegistrationStatus,
 )
+from ivr.sip.refer import ReferResult
 
 
 class FakeClock:
@@ -65,6 +66,10 @@ class FakeCall:
     _ended: EndedBy | None = None
     _status: int | None = None
     _taken: int = 0
+    # 3 "talk to an operator": what the far end does with our REFER, and when (fake clock)
+    transfer_answer: ReferResult | None = None
+    transfer_after_s: float = 1.0
+    _transfer_at: float | None = None
 
     @property
     def state(self) -> LineState:
@@ -151,6 +156,16 @@ class FakeCall:
         self.log.append("hangup")
         if self._ended is None:
             self._end(EndedBy.LOCAL_HANGUP, 200)
+
+    def transfer(self, target: str) -> None:
+        self.log.append(f"transfer:{target}")
+        self._transfer_at = self.clock.monotonic() + self.transfer_after_s
+
+    @property
+    def transfer_result(self) -> ReferResult | None:
+        if self._transfer_at is None or self.clock.monotonic() < self._transfer_at:
+            return None
+        return self.transfer_answer or ReferResult(False, "REFER timeout")
 
 
 class FakePhone:

@@ -17,6 +17,7 @@ from ivr.callflow import (
     Hangup,
     InputTimeout,
     KeyPressed,
+    OperatorMode,
     Outcome,
     Play,
     PromptFinished,
@@ -29,6 +30,8 @@ from ivr.callflow import (
     State,
     StopPlayback,
     SurveyCall,
+    TransferAccepted,
+    TransferFailed,
     request_parts,
 )
 from ivr.errors import CallFlowError
@@ -126,7 +129,6 @@ def test_opening_reads_the_date_and_a_known_category() -> None:
     assert request_parts(req) == (
         "about_request",
         "number:905",
-        "closed_on",
         "day_26",
         "month_11",
         "category_yard_cleaning",
@@ -229,9 +231,7 @@ TWO = (RequestInfo("a", "11", date(2026, 11, 26)), RequestInfo("b", "22", None, 
 
 def test_two_requests_are_asked_in_turn_each_answer_stored_at_once() -> None:
     flow, actions = run([A], requests=TWO)
-    assert actions == [
-        Play(("greeting", "about_request", "number:11", "closed_on", "day_26", "month_11", *Q))
-    ]
+    assert actions == [Play(("greeting", "about_request", "number:11", "day_26", "month_11", *Q))]
     assert flow.handle(K("2")) == [
         StopPlayback(),
         RecordOutcome("a", U, "2"),
@@ -349,8 +349,11 @@ _REACH: dict[State, list[Event]] = {
     State.DONE: [A, K("1"), P],
     State.COMMENT_INVITE: [A, K("2")],
     State.RECORDING: [A, K("2"), P],
+    State.TRANSFER_ANNOUNCE: [A, K("3")],
+    State.TRANSFERRING: [A, K("3"), P],
 }
-_SAMPLE: list[Event] = [A, P, K("1"), T, H, L, RecordingStopped("silence")]
+_SAMPLE: list[Event] = [A, P, K("1"), T, H, L, RecordingStopped("silence"), TransferAccepted(),
+                        TransferFailed("603 Declined")]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -361,7 +364,7 @@ _SAMPLE: list[Event] = [A, P, K("1"), T, H, L, RecordingStopped("silence")]
 def test_every_state_event_pair_is_either_a_transition_or_an_error(
     state: State, event: Event
 ) -> None:
-    commenting = FlowSettings(5.0, 2, voice_comment=True)
+    commenting = FlowSettings(5.0, 2, voice_comment=True, operator=OperatorMode.TRANSFER)
     flow, _ = run(_REACH[state], commenting)
     assert flow.state is state
     if (state, type(event)) in _TABLE:

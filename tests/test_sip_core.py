@@ -510,3 +510,31 @@ def test_answered_calls_with_nothing_pending_have_no_timer_until_a_command_gives
     out = core.hangup(call_id, 1e6)
     assert methods(out) == ["BYE"]
     assert methods(core.tick(1e6 + 0.5)) == ["BYE"]  # the command woke the timers
+
+
+def test_a_blind_transfer_runs_its_refer_in_the_dialog_and_our_bye_is_numbered_above_it() -> None:
+    core, _, call_id = answered()
+    (refer,) = sent(core.transfer(call_id, "sip:operator@127.0.0.1", 1.0))
+    assert refer.method == "REFER" and refer.cseq == (2, "REFER")
+    assert refer.header("refer-to") == "<sip:operator@127.0.0.1>"
+    assert core.transfer(call_id, "sip:other@127.0.0.1", 1.1) == []  # once a call
+    assert methods(core.tick(1.5)) == ["REFER"]  # Timer E until its answer
+    core.receive(answer(refer.raw, 202, "Accepted"), PROXY, 1.6)
+    assert run(core, 1.6, 5.0) == []
+    frag = in_dialog(call_id, "NOTIFY", 6, ctype="message/sipfrag", body="SIP/2.0 200 OK")
+    out = core.receive(frag, FAR, 5.0)
+    assert [(m.status, o.target) for m, o in zip(sent(out), out, strict=True)] == [(200, FAR)]
+    dialog = core.dialog(call_id)
+    assert dialog is not None and dialog.transfer_result is not None
+    assert dialog.transfer_result.transferred
+    (bye,) = sent(core.hangup(call_id, 5.1))
+    assert bye.cseq == (3, "BYE")
+
+
+def test_a_refer_nobody_answers_settles_as_failed_at_timer_f() -> None:
+    core, _, call_id = answered()
+    core.transfer(call_id, "sip:operator@127.0.0.1", 1.0)
+    run(core, 1.0, 1.0 + TIMER_F + 1, step=0.1)
+    dialog = core.dialog(call_id)
+    assert dialog is not None and dialog.transfer_result is not None
+    assert not dialog.transfer_result.transferred

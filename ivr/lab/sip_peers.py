@@ -294,6 +294,19 @@ a=rtpmap:101 telephone-event/8000
 ]]></send>
   <pause milliseconds="1000"/>
 """
+# A line that will not be transferred: REFER (RFC 3515) answered 603, then our BYE as usual.
+_REFUSE_REFER = """  <recv request="REFER" timeout="60000" ontimeout="end"/>
+  <send><![CDATA[
+SIP/2.0 603 Declined
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"""
 
 
 def _in_dialog(method: str, cseq: int, ctype: str, body: str) -> str:
@@ -385,8 +398,9 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
     elif name == "early":  # early[:<digit>]: 183 with SDP first, then 200 and a digit
         early = _EARLY_MEDIA
         pcap = _play(DTMF_PCAP.format(arg or "1"))
-    elif name == "press":  # press:<digit>[:<delay_ms>]
+    elif name in ("press", "refuse_refer"):  # press:<digit>[:<delay_ms>]
         digit, _, delay_text = arg.partition(":")
+        hangup = _REFUSE_REFER if name == "refuse_refer" else ""
         path = DTMF_PCAP.format({"*": "star", "#": "pound"}.get(digit, digit))
         if not Path(path).exists():
             raise PeerError(f"no RFC 2833 pcap for digit {digit!r} ({path}; package sip-tester)")
@@ -422,7 +436,8 @@ class SippCitizen:
     (a re-INVITE offering PCMA only, then the digit), "early[:<d>]"
     (183 with SDP, then 200 and the digit), "silent" (answers, no key, waits up to 180 s for
     BYE), "hangup[:<ms>]" (answers, then sends BYE itself), "busy" (486), "decline" (603),
-    "not_found" (404), "no_answer" (rings until CANCEL -> 200 + 487), "mute" (answers and
+    "not_found" (404), "refuse_refer:<d>[:<ms>]" (presses the digit like "press", then answers
+    a REFER 603 Declined), "no_answer" (rings until CANCEL -> 200 + 487), "mute" (answers and
     sends no RTP: a dead media path), "speak:<pcmu|pcma>:<ms>[:<bye_ms>]" (answers in that
     law, presses 2 at 1 s as RFC 4733, says ``comment_lab``'s sentence from <ms> after the
     answer; with <bye_ms>, hangs up then, mid-sentence)."""

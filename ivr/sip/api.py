@@ -85,6 +85,14 @@ class RegistrationStatus:
 REGISTRATION_NOT_USED = RegistrationStatus("not_used")
 
 
+class TransferResult(Protocol):
+    @property
+    def transferred(self) -> bool: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
 class OutboundCall(Protocol):
     """One outbound call. All methods are thread-safe and never block for long."""
 
@@ -146,6 +154,17 @@ class OutboundCall(Protocol):
 
     def hangup(self) -> None:
         """End the call whatever its state: BYE if answered, CANCEL if ringing, no-op if ended."""
+        ...
+
+    def transfer(self, target: str) -> None:
+        """Ask the far end to call ``target`` (a SIP URI) instead: SIP REFER in this call's
+        dialog (RFC 3515). Returns at once; see ``transfer_result``. Once a call; answered only."""
+        ...
+
+    @property
+    def transfer_result(self) -> TransferResult | None:
+        """None until the transfer is settled: the target answered, or it failed (refused,
+        no answer to the REFER, or a failure reported by NOTIFY)."""
         ...
 
 

@@ -107,6 +107,13 @@ class SipCore:
         leg = self.calls.get(call_id)
         return None if leg is None else leg.dialog
 
+    def transfer(self, call_id: str, target: str, now: float) -> list[Output]:
+        """Blind transfer of an answered call to ``target`` by REFER (once a call)."""
+        leg = self.calls.get(call_id)
+        if leg is None or leg.dialog is None:
+            return []
+        return self._note(leg, leg.dialog.transfer(target, now), now)
+
     def request(
         self,
         call_id: str,
@@ -203,7 +210,7 @@ class SipCore:
             return []
         if msg.cseq[1] in ("INVITE", "CANCEL") or leg.dialog is None:
             return self._note(leg, leg.client.on_response(msg, now), now)
-        return self._note(leg, leg.dialog.on_response(msg), now)
+        return self._note(leg, leg.dialog.on_response(msg, now), now)
 
     def _note(self, leg: CallLeg, outputs: list[Output], now: float) -> list[Output]:
         """Keep the leg in step with what its parts said: a dialog once answered, the end."""

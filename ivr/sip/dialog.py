@@ -12,9 +12,11 @@ What it does that pyVoIP 1.6.8 did not (docs/sip-notes.md, pitfalls 9, 12, 24):
   when PCMU or PCMA is offered (pyVoIP: 488); that 200 goes again at T1 doubling to T2
   until its ACK, for at most 64*T1, and a retransmitted re-INVITE gets the same 200
   (RFC 3261 13.3.1.4);
-* ``request`` sends any other in-dialog request (a REFER for an operator transfer) as a
-  non-INVITE client transaction; its final comes back as ``DialogResponse``, and requests
-  we do not interpret (NOTIFY) are answered 200 and handed on as ``DialogRequest``.
+* ``transfer`` sends a blind-transfer REFER (``ivr.sip.refer``, RFC 3515): its response and
+  NOTIFYs are routed to it, its timers ticked, and our BYE after it numbered above it;
+* ``request`` sends any other in-dialog request as a non-INVITE client transaction; its
+  final comes back as ``DialogResponse``, and a NOTIFY with no REFER of ours is answered 200
+  and handed on as ``DialogRequest``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy
+from ivr.sip.refer import ReferClient, ReferResult
 from ivr.sip.sip_events import (
     Address,
     DialogRequest,
@@ -102,7 +105,8 @@ class CallDialog:
         if contact is not None:
             self.peer_addrs.add(contact)
         self.reinvite_ok: Sent2xx | None = None
-        self.requests: list[NonInviteClient] = []  # ours in flight (BYE, REFER, ...)
+        self.requests: list[NonInviteClient] = []  # ours in flight (BYE, INFO, ...)
+        self.refer: ReferClient | None = None  # a blind transfer asked for (ivr.sip.refer)
         self.ended = False
 
     @property
@@ -136,6 +140,22 @@ class CallDialog:
         self.requests.append(tx)
         return self.local_cseq, [send]
 
+    def transfer(self, target: str, now: float) -> list[Output]:
+        """Blind transfer: a REFER asking the far end to call ``target`` (once a call; its
+        NOTIFYs settle ``transfer_result``; our BYE after it carries a CSeq above it)."""
+        if self.ended or self.refer is not None:
+            return []
+        m = self.media
+        contact = f"sip:{m.username}@{m.local_ip}:{m.sip_port}"
+        numbered = dataclasses.replace(self.dialog, invite_cseq=self.local_cseq)
+        self.refer = ReferClient(numbered, target, (m.local_ip, m.sip_port), contact)
+        self.local_cseq = self.refer.cseq
+        return [Send(self.refer.start(now))]
+
+    @property
+    def transfer_result(self) -> ReferResult | None:
+        return None if self.refer is None else self.refer.result
+
     def hangup(self, now: float, by: EndedBy = EndedBy.LOCAL_HANGUP) -> list[Output]:
         """BYE (sent again until answered) and the call ends now."""
         if self.ended:
@@ -144,7 +164,10 @@ class CallDialog:
         self.ended = True
         return [*out, Ended(self.call_id, by)]
 
-    def on_response(self, msg: sm.SipMessage) -> list[Output]:
+    def on_response(self, msg: sm.SipMessage, now: float) -> list[Output]:
+        if self.refer is not None and self.refer.matches(msg):
+            self.refer.on_response(msg, now)
+            return []
         for tx in self.requests:
             if tx.matches(msg) and tx.on_response(msg):
                 if tx.method == "BYE":
@@ -173,6 +196,8 @@ class CallDialog:
             return self._on_info(msg, source)
         if method == "OPTIONS":
             return [Send(sm.build_response(msg, 200, "OK"), source)]
+        if method == "NOTIFY" and self.refer is not None:
+            return [Send(self.refer.on_notify(msg, now), source)]
         if method in HANDED_ON:
             ok = Send(sm.build_response(msg, 200, "OK"), source)
             return [ok, DialogRequest(self.call_id, msg)]
@@ -223,6 +248,8 @@ class CallDialog:
         out: list[Output] = []
         if self.reinvite_ok is not None:
             out += self.reinvite_ok.tick(now)
+        if self.refer is not None:
+            out += [Send(data) for data in self.refer.tick(now)]
         for tx in self.requests:
             out += tx.tick(now)
             if tx.status == 408 and tx.method != "BYE":
@@ -236,6 +263,8 @@ class CallDialog:
         sent = self.reinvite_ok
         if sent is not None and not sent.acked:
             times.append(min(sent.next_at, sent.sent_at + TIMER_F))
+        if self.refer is not None and (wake := self.refer.next_wake()) is not None:
+            times.append(wake)
         return min(times) if times else None
 
     @property

@@ -18,9 +18,8 @@ defect each replaces, pitfalls 4-25). This module only:
   recorded ``_Capture`` keeps the far end's audio (16-bit) from once our queued prompt has
   been sent. We offer PCMU and PCMA; the far end's answer picks.
 
-``PyVoipPhone.dialog_listener`` (None by default) gets ``DialogResponse`` and
-``DialogRequest`` events, and ``PyVoipPhone.send_in_dialog`` sends an in-dialog request
-(a REFER for an operator transfer): the hook for a transfer.
+A blind transfer (``PyVoipCall.transfer``) is the core's too: the REFER of
+``ivr.sip.refer`` runs in the call's dialog (``ivr.sip.dialog``).
 
 No business decisions here: ring timeouts and what a status means are decided above.
 """
@@ -55,6 +54,7 @@ from ivr.sip.keys import KeyCollector
 from ivr.sip.media import ENGINE, MediaStream
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
 from ivr.sip.redact import mask_digits, redact_sip
+from ivr.sip.refer import ReferResult
 from ivr.sip.registration import Registration, RegState
 from ivr.sip.rtp_guard import MediaCounters
 from ivr.sip.sip_events import (
@@ -216,6 +216,17 @@ class PyVoipCall:
     def cancel(self) -> None:
         self._phone.command(lambda now: self._phone.core.cancel(self.call_id, now))
 
+    def transfer(self, target: str) -> None:
+        """Blind transfer: REFER to ``target`` in this call's dialog (once; answered only)."""
+        if self._state is LineState.ANSWERED:
+            self._phone.command(lambda now: self._phone.core.transfer(self.call_id, target, now))
+
+    @property
+    def transfer_result(self) -> ReferResult | None:
+        """None while a transfer is pending (or none was asked for)."""
+        dialog = self._phone.core.dialog(self.call_id)
+        return None if dialog is None else dialog.transfer_result
+
     def hangup(self) -> None:
         self._phone.command(lambda now: self._phone.core.hangup(self.call_id, now))
 
@@ -239,9 +250,6 @@ class PyVoipPhone:
             Credentials(settings.username, settings.password),
             (settings.local_ip, settings.sip_port),
         )
-        # Gets DialogResponse and DialogRequest events (a transfer's REFER and NOTIFYs); it is
-        # called with the phone's lock held, from the SIP receive or timer thread: no blocking.
-        self.dialog_listener: Callable[[DialogResponse | DialogRequest], None] | None = None
 
     @property
     def proxy_addr(self) -> Address:
@@ -395,20 +403,6 @@ class PyVoipPhone:
         with self.lock:
             return sum(c.state is LineState.ANSWERED for c in self._calls.values())
 
-    def send_in_dialog(
-        self,
-        call_id: str,
-        method: str,
-        extra: tuple[str, ...] = (),
-        body: tuple[str, bytes] | None = None,
-    ) -> int | None:
-        """Send an in-dialog request (a REFER, say) on an answered call; returns its CSeq,
-        None if the call has no dialog. Its final comes to ``dialog_listener``."""
-        with self.lock:
-            cseq, out = self.core.request(call_id, method, time.monotonic(), extra, body)
-            self._run(out)
-            return cseq
-
     # ------------------------------------------------------------ the loop
     def command(self, step: Callable[[float], list[Output]]) -> None:
         """Run one core command with the current time and carry out what it returns."""
@@ -440,9 +434,7 @@ class PyVoipPhone:
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, DialogResponse | DialogRequest):
-            if self.dialog_listener is not None:
-                self.dialog_listener(event)
-            return
+            return  # only for requests of our own through SipCore.request: none here yet
         call = self._calls.get(event.call_id)
         if call is None:
             return
