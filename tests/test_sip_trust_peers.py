@@ -1,6 +1,7 @@
 """What the SIP edge trusts, against real sockets on 127.0.0.1 scripted message by message:
 a registrar whose proxy traffic interleaves with the refresh, forged and broken RTP, requests
-from strangers and with the wrong tags, and our CANCEL crossing the citizen's 200 OK.
+from strangers and with the wrong tags, our CANCEL crossing the citizen's 200 OK, and a
+registrar that vanishes under a running ``night``.
 
 Never skipped: these are plain UDP sockets.
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +23,13 @@ from ivr.call_runner import CallPlan, RunnerSettings, run_call
 from ivr.callflow import FlowSettings, RequestInfo
 from ivr.clock import SYSTEM_CLOCK
 from ivr.errors import DialFailed
+from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from ivr.policy import decide_unanswered, disposition
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from storage.db import make_engine
+from storage.store import Store
 from tests.fakes import FakePrompts
 from tests.helpers import lab_sip_settings
 from tests.test_sip_adapter_peers import (
@@ -290,3 +296,64 @@ def test_200_crossing_our_cancel_is_an_unanswered_attempt_retried_as_one() -> No
     now = SYSTEM_CLOCK.now()
     decision = decide_unanswered([disp], 3, lambda _kind: [timedelta(minutes=10)], now)
     assert getattr(decision, "at", None) is not None  # retried, like any unanswered ring
+
+
+# ---------------------------------------------------------------- a night that cannot re-register
+class VanishingRegistrar(ScriptedPeer):
+    """Grants the first REGISTER 2 s, then answers no REGISTER again; answers every INVITE
+    486 (so the citizen's second attempt falls due while the registration is lost)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.invites: list[float] = []
+        self.registers: list[float] = []
+        self.calls: set[str] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.done.is_set():
+            try:
+                raw, self.addr = self.sock.recvfrom(8192)
+            except (TimeoutError, OSError):
+                continue
+            msg = sm.parse(raw)
+            if msg.method == "REGISTER":
+                self.registers.append(time.monotonic())
+                if len(self.registers) == 1:
+                    self.respond(msg, 200, "OK", extra="Expires: 2\r\n")
+            elif msg.method == "INVITE":
+                if msg.call_id not in self.calls:  # not a retransmission
+                    self.calls.add(msg.call_id)
+                    self.invites.append(time.monotonic())
+                self.respond(msg, 486, "Busy Here")
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=2)
+        super().close()
+
+
+def test_night_exits_4_when_the_registration_cannot_recover(tmp_path: Path) -> None:
+    """The refresh goes unanswered: an ERROR line, no call while unregistered (the busy
+    citizen's retry falls due then and is not dialled, no attempt spent), and after
+    ``sip.register_give_up_s`` the night stops with exit code 4."""
+    citizen = Citizen("+375291000340", "busy")
+    registrar = VanishingRegistrar()
+    settings = LabSettings(retry_delay="10s", max_attempts=2)
+    overrides = {"sip": {"port": registrar.port, "register_give_up_s": 6}}
+    try:
+        with NightLab(tmp_path, lab_day(), (citizen,), with_bad_items=False,
+                      settings=settings, overrides=overrides) as lab:  # fmt: skip
+            night = lab.cli("night", "--date", lab.day.isoformat(), timeout=180)
+            store = Store(make_engine(f"sqlite:///{lab.database}"))
+            attempts = store.attempts_of(lab.items[0]["id"])
+    finally:
+        registrar.close()
+    assert night.returncode == 4, night.stderr[-3000:]
+    assert "SIP registration failed" in night.stderr and "lost for" in night.stderr
+    assert "ERROR" in night.stderr and "registration at 127.0.0.1" in night.stderr
+    assert len(registrar.invites) == 1 and len(attempts) == 1  # the retry was never dialled
+    assert len(registrar.registers) > 2  # the loss was retried (with backoff)

@@ -1,42 +1,37 @@
-"""``SipPhone`` over pyVoIP 1.6.8: a thin adapter plus small, named fixes of pyVoIP defects.
+"""``SipPhone`` over pyVoIP 1.6.8: the loop around the sans-I/O SIP core, and the media.
 
-pyVoIP keeps: the UDP socket and its receive thread, RTP (PCMU and PCMA, RFC 2833
-reception), the audio/DTMF buffers and RTP port allocation. Everything about REGISTER
-(``ivr.sip.registration``), the INVITE transaction and the dialog is done here, because pyVoIP
-gets it wrong (docs/sip-notes.md, pitfalls 4-18 and 21-25, the numbers the comments cite):
+The SIP decisions (REGISTER, the INVITE transaction, CANCEL, digest, the dialog, every timer)
+are taken by ``ivr.sip.core`` and its parts (``transaction``, ``dialog``, ``registration``),
+which never touch a socket, a thread or the clock (docs/sip-notes.md says which pyVoIP
+defect each replaces, pitfalls 4-25). This module only:
 
-pyVoIP's classes are subclassed at their override points in ``ivr.sip.pyvoip_overrides``:
+* feeds every datagram of the SIP socket, with its source and ``time.monotonic()``, to the
+  core, and ticks the core's timers every 50 ms from one thread;
+* sends the datagrams the core returns, and applies its events to the calls: state,
+  ``Answered`` starts the media, ``Ended`` stops it and releases the RTP port,
+  ``KeyReceived`` (INFO) is a key, ``MediaChanged`` (re-INVITE) moves or re-codes the RTP;
+* owns the media side of a call over pyVoIP's classes, subclassed at their override points
+  in ``ivr.sip.pyvoip_overrides``: ``MediaStream`` (``ivr.sip.media``) instead of pyVoIP's
+  RTPClient, every call's RTP on the process's one media loop, sent on an absolute clock
+  (pitfall 19), only the far end's well-formed RTP heard (pitfalls 22, 23), telephone-event
+  >= 16 ignored (pitfall 12), PCMA sent A-law encoded (pitfall 13); while a comment is
+  recorded ``_Capture`` keeps the far end's audio (16-bit) from once our queued prompt has
+  been sent. We offer PCMU and PCMA; the far end's answer picks.
 
-* ``IvrSipClient.invite`` only sends; no receive in the caller's thread (pitfall 8).
-* ``IvrSipClient.recv`` hands every datagram to the adapter, which answers 401/407,
-  ACKs every final, builds the 2xx ACK/BYE/CANCEL itself (pitfalls 5-7, 9, 14).
-* ``IvrSipClient.gen_call_id``: random Call-IDs (pitfall 10).
-* ``IvrSipClient.start/stop``: bounded registration, optional REGISTER, clean stop
-  (pitfalls 4, 18).
-* ``MediaStream`` (``ivr.sip.media``) instead of pyVoIP's RTPClient: every call's RTP on the
-  process's one media loop, sent on an absolute clock (pitfall 19); only the far end's
-  well-formed RTP is heard (pitfalls 22, 23); telephone-event >= 16 ignored and a new event
-  known by its timestamp (pitfall 12); in-band keys in PCMU or PCMA; PCMA sent A-law encoded
-  (pitfall 13); while a comment is recorded ``_Capture``, the stream's ``audio_sink``, keeps
-  the far end's audio (16-bit) from once our queued prompt has been sent. We offer PCMU and
-  PCMA; the far end's answer picks.
-* INFO keys (application/dtmf-relay, application/dtmf) answered 200; re-INVITEs (hold,
-  unhold, new address, the other G.711 law) answered 200 with our SDP when PCMU or PCMA is
-  offered (pyVoIP: 488); that 200 is sent again until its ACK comes, and a retransmitted
-  re-INVITE gets the same 200 (RFC 3261 13.3.1.4).
+A blind transfer (``PyVoipCall.transfer``) is the core's too: the REFER of
+``ivr.sip.refer`` runs in the call's dialog (``ivr.sip.dialog``).
 
 No business decisions here: ring timeouts and what a status means are decided above.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import logging
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
@@ -54,24 +49,32 @@ from ivr.sip.api import (
     RegistrationStatus,
     SipSettings,
 )
+from ivr.sip.core import SipCore
 from ivr.sip.keys import KeyCollector
 from ivr.sip.media import ENGINE, MediaStream
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
-from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.redact import mask_digits, redact_sip
-from ivr.sip.refer import ReferClient, ReferResult
+from ivr.sip.refer import ReferResult
 from ivr.sip.registration import Registration, RegState
 from ivr.sip.rtp_guard import MediaCounters
+from ivr.sip.sip_events import (
+    Address,
+    Answered,
+    DialogRequest,
+    DialogResponse,
+    Ended,
+    Event,
+    KeyReceived,
+    MediaChanged,
+    Output,
+    Ringing,
+    Send,
+)
+from ivr.sip.transaction import CANCEL_GRACE, Credentials
 
 log = logging.getLogger(__name__)
-_bad = RateLimitedLog(log)  # one line per kind of bad datagram per 10 s, never a traceback
 
-Address = tuple[str, int]
-
-TIMER_B = 32.0  # RFC 3261 17.1.1.2: 64*T1, no response at all to the INVITE
-CANCEL_GRACE = 4.0  # after CANCEL, end locally if no final answer came
-ENDED_RETENTION = 32.0  # keep ended calls this long to re-ACK retransmitted finals
-
+TICK_S = 0.05  # how often the core's timers are looked at
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
 
@@ -102,20 +105,6 @@ class _Capture:
             return data
 
 
-@dataclasses.dataclass
-class _Sent2xx:
-    """Our 2xx to a re-INVITE: over UDP it is sent again (T1 doubling to T2) until its ACK
-    comes, or for 64*T1 (RFC 3261 13.3.1.4); a retransmitted re-INVITE gets it again."""
-
-    cseq: int
-    data: bytes
-    target: Any
-    sent_at: float
-    next_at: float
-    interval: float = 0.5
-    acked: bool = False
-
-
 class _Linear16(bytes):
     """Audio queued before the answer by ``play_linear16``."""
 
@@ -125,45 +114,22 @@ def _codec_name(payload_type: Any) -> str:
 
 
 class PyVoipCall:
-    """``OutboundCall``; all state lives here and is guarded by the phone's lock."""
+    """``OutboundCall``: the media side and the state the dialer reads; guarded by the
+    phone's lock. The SIP side of the call lives in the phone's core."""
 
     def __init__(self, phone: PyVoipPhone, invite: sm.InviteRequest, vcall: Any) -> None:
         self._phone = phone
         self.invite = invite
-        self.prev_invite: sm.InviteRequest | None = None
         self.vcall = vcall
         self._state = LineState.DIALING
         self._final_status: int | None = None
         self._final_reason: str | None = None
         self._ended_by: EndedBy | None = None
-        self.dialog: sm.Dialog | None = None
-        self.ack: bytes | None = None
-        self.auth_tried = False
-        self.got_response = False
-        self.cancel_sent_at: float | None = None
-        self.ended_at = 0.0
-        self.invite_sent_at = time.monotonic()
-        self.retransmit_interval = 0.5
-        self.retransmit_at = self.invite_sent_at + 0.5
         self.pending_audio: list[bytes] = []
         self.keys = KeyCollector()
         vcall.key_sink = self.keys.add
         self.answered_mono = 0.0
         self.held = False  # the far end put us on hold: no RTP is expected
-        self.sdp_version = 2
-        self.reinvite_ok: _Sent2xx | None = None  # our 200 to the last re-INVITE
-        # where in-dialog requests may come from: the proxy, and the 2xx's Contact
-        self.peer_addrs: set[Address] = set()
-        self.refer: ReferClient | None = None  # a transfer asked for (ivr.sip.refer)
-
-    def in_dialog(self, msg: sm.SipMessage, source: Address) -> bool:
-        """``msg`` belongs to our confirmed dialog: its tags are the dialog's (theirs in
-        From, ours in To) and it comes from the proxy or the far end's Contact."""
-        dialog = self.dialog
-        if dialog is None or source not in self.peer_addrs:
-            return False
-        ours = sm.tag_of(self.invite.from_hdr)
-        return msg.tag("from") == sm.tag_of(dialog.remote) and msg.tag("to") == ours
 
     @property
     def media_counters(self) -> MediaCounters:
@@ -258,42 +224,25 @@ class PyVoipCall:
         return time.monotonic() - last
 
     def cancel(self) -> None:
-        with self._phone.lock:
-            if self._state in (LineState.ENDED, LineState.ANSWERED) or self.cancel_sent_at:
-                return
-            self.cancel_sent_at = time.monotonic()
-            self._phone.send(sm.build_cancel(self.invite))
+        self._phone.command(lambda now: self._phone.core.cancel(self.call_id, now))
 
     def transfer(self, target: str) -> None:
         """Blind transfer: REFER to ``target`` in this call's dialog (once; answered only)."""
-        with self._phone.lock:
-            if self._state is not LineState.ANSWERED or self.dialog is None or self.refer:
-                return
-            via = (self.invite.via_host, self.invite.via_port)
-            contact = f"sip:{self._phone.settings.username}@{via[0]}:{via[1]}"
-            self.refer = ReferClient(self.dialog, target, via, contact)
-            self._phone.send(self.refer.start(time.monotonic()))
+        if self._state is LineState.ANSWERED:
+            self._phone.command(lambda now: self._phone.core.transfer(self.call_id, target, now))
 
     @property
     def transfer_result(self) -> ReferResult | None:
         """None while a transfer is pending (or none was asked for)."""
-        refer = self.refer
-        return None if refer is None else refer.result
+        dialog = self._phone.core.dialog(self.call_id)
+        return None if dialog is None else dialog.transfer_result
 
     def hangup(self) -> None:
-        with self._phone.lock:
-            if self._state is LineState.ANSWERED and self.dialog is not None:
-                via = (self.invite.via_host, self.invite.via_port)
-                bye = (self.dialog.bye(*via) if self.refer is None
-                       else self.dialog.request("BYE", self.refer.bye_cseq, *via))  # fmt: skip
-                self._phone.send(bye)
-                self._phone.end(self, EndedBy.LOCAL_HANGUP)
-            else:
-                self.cancel()
+        self._phone.command(lambda now: self._phone.core.hangup(self.call_id, now))
 
 
 class PyVoipPhone:
-    """``SipPhone`` over pyVoIP 1.6.8."""
+    """``SipPhone`` over pyVoIP 1.6.8: the socket and clock loop around ``SipCore``."""
 
     def __init__(self, settings: SipSettings) -> None:
         self.settings = settings
@@ -305,12 +254,20 @@ class PyVoipPhone:
         self._running = False
         self._stopping = False
         self._housekeeper: threading.Thread | None = None
-        self.proxy_addr: Address = (settings.server, settings.port)
-        self._reg: Registration | None = None
+        self._pending: list[Send] | None = None  # sends held while events are applied
+        self.core = SipCore(
+            (settings.server, settings.port),
+            Credentials(settings.username, settings.password),
+            (settings.local_ip, settings.sip_port),
+        )
+
+    @property
+    def proxy_addr(self) -> Address:
+        return self.core.proxy
 
     @property
     def registration(self) -> RegistrationStatus:
-        reg = self._reg
+        reg = self.core.registration
         if reg is None:
             return REGISTRATION_NOT_USED if self._running else RegistrationStatus("stopped")
         with self.lock:
@@ -333,7 +290,7 @@ class PyVoipPhone:
         try:
             # Resolved once here: no DNS lookup on the receive path, and the address every
             # request from outside a dialog must come from.
-            self.proxy_addr = (socket.gethostbyname(s.server), s.port)
+            self.core.proxy = (socket.gethostbyname(s.server), s.port)
             self._vphone.ivr_sip.start_phone()
         except OSError as exc:
             self._vphone.ivr_sip.stop()
@@ -366,9 +323,7 @@ class PyVoipPhone:
             step_timeout_s=s.register_timeout_s,
         )  # fmt: skip
         with self.lock:
-            self._reg = reg
-            for data in reg.start(time.monotonic()):
-                self.send(data)
+            self._run(self.core.register(reg, time.monotonic()))
             deadline = time.monotonic() + 2 * s.register_timeout_s + 1.0
             while reg.state is RegState.REGISTERING and time.monotonic() < deadline:
                 self.changed.wait(timeout=0.1)
@@ -392,10 +347,9 @@ class PyVoipPhone:
                     break
             for call in list(self._calls.values()):
                 self.end(call, EndedBy.LOCAL_CANCEL)
-            reg = self._reg
+            reg = self.core.registration
             if reg is not None and reg.state is not RegState.STOPPED:
-                for data in reg.stop(time.monotonic()):
-                    self.send(data)
+                self._run(self.core.unregister(time.monotonic()))
                 deadline = time.monotonic() + 2.0  # de-REGISTER: a short wait, not pyVoIP's 30 s
                 while reg.state is RegState.UNREGISTERING and time.monotonic() < deadline:
                     self.changed.wait(timeout=0.1)
@@ -436,14 +390,19 @@ class PyVoipPhone:
         )
         holder: list[PyVoipCall] = []
 
-        def register(vcall: Any) -> None:
+        def register(vcall: Any) -> None:  # under pyVoIP's receive lock: no answer before
             with self.lock:
                 holder.append(PyVoipCall(self, invite, vcall))
                 self._calls[call_id] = holder[0]
+                self._run(self.core.invite(invite, rtp_port, time.monotonic()), strict=True)
 
         try:
             self._vphone.call_with(invite, rtp_port, register)
         except OSError as exc:
+            with self.lock:
+                self._calls.pop(call_id, None)
+                self.core.calls.pop(call_id, None)
+                self._vphone.calls.pop(call_id, None)
             self._vphone.assignedPorts.remove(rtp_port)
             raise DialFailed(f"INVITE for call {call_id} could not be sent: {exc}") from exc
         log.info("call %s: INVITE sent", call_id)
@@ -454,8 +413,92 @@ class PyVoipPhone:
         with self.lock:
             return sum(c.state is LineState.ANSWERED for c in self._calls.values())
 
-    # ------------------------------------------------------------ internals
-    def send(self, data: bytes, target: Address | None = None) -> None:
+    # ------------------------------------------------------------ the loop
+    def command(self, step: Callable[[float], list[Output]]) -> None:
+        """Run one core command with the current time and carry out what it returns."""
+        with self.lock:
+            self._run(step(time.monotonic()))
+
+    def _run(self, outputs: list[Output], strict: bool = False) -> None:
+        """Apply the core's events, then send what it says to send (under the lock): what the
+        far end sees next (our 200, ACK) never runs ahead of the call's state here.
+        ``strict``: a send that fails raises (the first INVITE of a call)."""
+        sends = [item for item in outputs if isinstance(item, Send)]
+        if self._pending is not None:  # an event's own command: sent after the outer sends
+            self._pending += sends
+            for item in outputs:
+                if not isinstance(item, Send):
+                    self._apply(item)
+            return
+        self._pending = sends
+        try:
+            for item in outputs:
+                if not isinstance(item, Send):
+                    self._apply(item)
+        finally:
+            sends, self._pending = self._pending, None
+        for item in sends:
+            self.send(item.data, item.target, strict)
+        self._log_registration()
+        self.changed.notify_all()
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, DialogResponse | DialogRequest):
+            return  # only for requests of our own through SipCore.request: none here yet
+        call = self._calls.get(event.call_id)
+        if call is None:
+            return
+        if isinstance(event, Ringing):
+            if call._state is LineState.DIALING:
+                call._state = LineState.RINGING
+        elif isinstance(event, Answered):
+            self._answered(call, event)
+        elif isinstance(event, Ended):
+            self.end(call, event.by, event.status, event.reason)
+        elif isinstance(event, KeyReceived):
+            if call._state is LineState.ANSWERED:
+                call.keys.add(event.key, KeySource.SIP_INFO)
+        elif isinstance(event, MediaChanged):
+            self._media_changed(call, event)
+
+    def _answered(self, call: PyVoipCall, event: Answered) -> None:
+        """Start the media on the 2xx's SDP, then play what was queued before the answer."""
+        call._final_status, call._final_reason = 200, event.reason
+        if call._state is LineState.ENDED:
+            return
+        try:
+            call.vcall.answered(SIP.SIPMessage(event.ok.raw))
+        except Exception:
+            log.exception("call %s: could not start media", call.call_id)
+            self._run(self.core.hangup(call.call_id, time.monotonic(), EndedBy.ERROR))
+            return
+        dialog = self.core.dialog(call.call_id)
+        if dialog is not None and call.vcall.RTPClients:
+            dialog.codec = _codec_name(call.vcall.RTPClients[0].preference)
+        call._state = LineState.ANSWERED
+        call.answered_mono = time.monotonic()
+        for chunk in call.pending_audio:
+            if isinstance(chunk, _Linear16):
+                call.play_linear16(bytes(chunk))
+            else:
+                call.vcall.write_audio(chunk)
+        call.pending_audio.clear()
+        log.info("call %s answered (%s)", call.call_id, call.codec)
+
+    def _media_changed(self, call: PyVoipCall, event: MediaChanged) -> None:
+        """A re-INVITE answered 200: hold, unhold, a new address or the other G.711 law."""
+        for client in call.vcall.RTPClients:
+            if not event.hold:
+                client.set_remote(event.ip, event.port)
+            client.assoc[event.event_pt] = RTP.PayloadType.EVENT
+            law = _PAYLOAD_TYPES[event.codec]
+            client.assoc[sm.G711[event.codec]] = client.preference = law
+            client.last_rx = time.monotonic()
+        call.held = event.hold
+        log.info("call %s: re-INVITE (%s, %s)", call.call_id,
+                 "hold" if event.hold else event.direction, event.codec.upper())  # fmt: skip
+
+    def send(self, data: bytes, target: Address | None = None, strict: bool = False) -> None:
         target = target or self.proxy_addr
         if log.isEnabledFor(logging.DEBUG):
             log.debug("SIP -> %s:%s\n%s", target[0], target[1],
@@ -463,6 +506,8 @@ class PyVoipPhone:
         try:
             self._vphone.ivr_sip.out.sendto(data, target)
         except OSError as exc:
+            if strict:
+                raise
             log.warning("SIP send to %s:%s failed: %s", target[0], target[1], exc)
 
     def end(
@@ -472,7 +517,7 @@ class PyVoipPhone:
         with self.lock:
             if call._state is LineState.ENDED:
                 return
-            call._state, call._ended_by, call.ended_at = LineState.ENDED, by, time.monotonic()
+            call._state, call._ended_by = LineState.ENDED, by
             if status is not None and call._final_status is None:
                 call._final_status, call._final_reason = status, reason
             for client in call.vcall.RTPClients:
@@ -488,81 +533,16 @@ class PyVoipPhone:
 
     def _on_datagram(self, raw: bytes, source: Address) -> None:
         """Every datagram of the SIP socket, with the address it came from."""
-        try:
-            msg = sm.parse(raw)
-        except ValueError as exc:
-            _bad.warning("malformed", "malformed SIP datagram (%d bytes) from %s:%s dropped: %s",
-                         len(raw), source[0], source[1], exc)  # fmt: skip
-            return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("SIP <- %s:%s\n%s", source[0], source[1],
                       redact_sip(raw.decode(errors="replace")))  # fmt: skip
         with self.lock:
-            call = self._calls.get(msg.call_id)
-            if msg.is_response:
-                self._on_response(msg, source, call)
-            elif call is not None and call.in_dialog(msg, source):
-                self._on_dialog_request(call, msg, source)
-            elif source != self.proxy_addr:
-                # Not ours to answer: a response would go wherever the datagram claims (a
-                # reflector); a request in a dialog of ours from elsewhere is forged.
-                _bad.warning("stranger", "SIP %s from %s:%s (not the proxy %s:%s) dropped",
-                             msg.method, source[0], source[1], *self.proxy_addr)  # fmt: skip
-            elif msg.method == "OPTIONS":
-                self.send(sm.build_response(msg, 200, "OK"), source)
-            elif msg.method == "INVITE":  # we only dial out
-                self.send(sm.build_response(msg, 486, "Busy Here", sm.new_tag()), source)
-            elif msg.method in ("BYE", "INFO", "CANCEL"):
-                self.send(sm.build_response(msg, 481, "Call Does Not Exist"), source)
-            elif msg.method != "ACK":
-                self.send(sm.build_response(msg, 405, "Method Not Allowed"), source)
+            self._run(self.core.receive(raw, source, time.monotonic()))
 
-    def _on_response(self, msg: sm.SipMessage, source: Address, call: PyVoipCall | None) -> None:
-        if source != self.proxy_addr:
-            _bad.warning("stranger", "SIP response from %s:%s (not the proxy %s:%s) dropped",
-                         source[0], source[1], *self.proxy_addr)  # fmt: skip
+    def _log_registration(self) -> None:
+        reg = self.core.registration
+        if reg is None:
             return
-        reg = self._reg
-        if reg is not None and reg.matches(msg):
-            for data in reg.on_response(msg, time.monotonic()):
-                self.send(data)
-            self._log_registration(reg)
-            self.changed.notify_all()
-        elif call is not None and msg.cseq[1] == "INVITE":
-            self._on_invite_response(call, msg)
-        elif call is not None and call.refer is not None and call.refer.matches(msg):
-            call.refer.on_response(msg, time.monotonic())
-
-    def _on_dialog_request(self, call: PyVoipCall, msg: sm.SipMessage, source: Address) -> None:
-        if msg.method == "BYE":
-            self.send(sm.build_response(msg, 200, "OK"), source)
-            self.end(call, EndedBy.REMOTE_BYE)
-        elif msg.method == "INVITE":
-            self._on_reinvite(call, msg, source)
-        elif msg.method == "INFO":
-            self._on_info(call, msg, source)
-        elif msg.method == "NOTIFY" and call.refer is not None:
-            self.send(call.refer.on_notify(msg, time.monotonic()), source)
-        elif msg.method == "ACK":
-            pending = call.reinvite_ok
-            if pending is not None and pending.cseq == msg.cseq[0]:
-                pending.acked = True
-        elif msg.method == "OPTIONS":
-            self.send(sm.build_response(msg, 200, "OK"), source)
-        else:
-            self.send(sm.build_response(msg, 405, "Method Not Allowed"), source)
-
-    def _on_info(self, call: PyVoipCall, msg: sm.SipMessage, source: Address) -> None:
-        """INFO in a dialog: DTMF (dtmf-relay or dtmf) becomes a key; anything else 415."""
-        key = sm.dtmf_of_info(msg)
-        if key is None:
-            self.send(sm.build_response(msg, 415, "Unsupported Media Type"), source)
-            return
-        self.send(sm.build_response(msg, 200, "OK"), source)
-        if call._state is LineState.ANSWERED:
-            call.keys.add(key, KeySource.SIP_INFO)
-
-    def _log_registration(self, reg: Registration) -> None:
         for event in reg.take_events():
             if event.kind == "lost":
                 log.error("SIP registration at %s:%s lost: %s", self.settings.server,
@@ -571,178 +551,12 @@ class PyVoipPhone:
                 log.info("SIP registered at %s:%s as %r (%s)", self.settings.server,
                          self.settings.port, self.settings.username, event.detail)  # fmt: skip
 
-    def _on_reinvite(self, call: PyVoipCall, msg: sm.SipMessage, target: Address) -> None:
-        """Hold, unhold, a new media address or the other G.711 law: 200 with our SDP (the
-        direction mirrored, the codec kept if still offered); an offer with neither PCMU nor
-        PCMA: 488 and the call goes on as it was."""
-        if call.reinvite_ok is not None and call.reinvite_ok.cseq == msg.cseq[0]:
-            self.send(call.reinvite_ok.data, target)  # a retransmission: the same answer
-            return
-        offer = sm.parse_sdp_audio(msg.body) if msg.body.strip() else None
-        clients = call.vcall.RTPClients
-        codec = _codec_name(clients[0].preference) if clients else "pcmu"
-        if offer is not None and offer.payload_of(codec) is None:
-            codec = next((c for c in sm.G711 if offer.payload_of(c) is not None), "")
-            if not codec:
-                self.send(sm.build_response(msg, 488, "Not Acceptable Here"), target)
-                return
-        event_pt = 101
-        direction = "sendrecv"
-        if offer is not None:
-            event_pt = offer.payload_of("telephone-event") or 101
-            direction = offer.direction
-            on_hold = offer.ip == "0.0.0.0" or direction in ("sendonly", "inactive")
-            for client in clients:
-                if not on_hold:
-                    client.set_remote(offer.ip, offer.port)
-                client.assoc[event_pt] = RTP.PayloadType.EVENT
-                client.assoc[sm.G711[codec]] = client.preference = _PAYLOAD_TYPES[codec]
-                client.last_rx = time.monotonic()
-            call.held = on_hold
-            log.info("call %s: re-INVITE (%s, %s)", call.call_id,
-                     "hold" if on_hold else direction, codec.upper())  # fmt: skip
-        port = clients[0].inPort if clients else 0
-        call.sdp_version += 1
-        session = int(call.invite.sdp.split("o=ivr ", 1)[1].split()[0])
-        sdp = sm.sdp_answer(self.settings.local_ip, port, session, session + call.sdp_version,
-                            event_pt, direction, codec)  # fmt: skip
-        contact = f"sip:{self.settings.username}@{self.settings.local_ip}:{self.settings.sip_port}"
-        data = sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp)
-        self.send(data, target)
-        now = time.monotonic()
-        call.reinvite_ok = _Sent2xx(msg.cseq[0], data, target, now, now + 0.5)
-
-    def _on_invite_response(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
-        status, cseq = msg.status, msg.cseq[0]
-        if cseq != call.invite.cseq:  # retransmitted final of the challenged INVITE
-            if status >= 300 and call.prev_invite and cseq == call.prev_invite.cseq:
-                self.send(sm.build_ack_non2xx(call.prev_invite, msg))
-            return
-        call.got_response = True
-        if status < 200:
-            if status >= 180 and call._state is LineState.DIALING:
-                call._state = LineState.RINGING
-                self.changed.notify_all()
-            return
-        if status < 300:
-            self._on_2xx(call, msg)
-            return
-        self.send(sm.build_ack_non2xx(call.invite, msg))  # RFC 3261 17.1.1.3, every copy
-        if call._state is LineState.ENDED:
-            return
-        challenge = msg.header("www-authenticate" if status == 401 else "proxy-authenticate")
-        if status in (401, 407) and challenge and not call.auth_tried and not call.cancel_sent_at:
-            self._retry_with_auth(call, status, challenge)
-            return
-        by = EndedBy.LOCAL_CANCEL if call.cancel_sent_at else EndedBy.REMOTE_REJECT
-        self.end(call, by, status, sm.final_reason(msg))
-
-    def _retry_with_auth(self, call: PyVoipCall, status: int, challenge: str) -> None:
-        """401/407 on INVITE (pyVoIP: 407 hung call(); 401 reused the branch and the wrong
-        digest uri): same Call-ID/From tag, CSeq+1, new branch, digest over the R-URI."""
-        old = call.invite
-        value = sm.authorization_value(
-            sm.parse_challenge(challenge),
-            username=self.settings.username,
-            password=self.settings.password,
-            method="INVITE",
-            uri=old.ruri,
-        )
-        name = "Authorization" if status == 401 else "Proxy-Authorization"
-        call.prev_invite, call.auth_tried, call.got_response = old, True, False
-        call.invite = dataclasses.replace(
-            old, branch=sm.new_branch(), cseq=old.cseq + 1, auth_header=(name, value)
-        )
-        call.invite_sent_at = time.monotonic()
-        call.retransmit_interval, call.retransmit_at = 0.5, call.invite_sent_at + 0.5
-        self.send(call.invite.render())
-
-    def _on_2xx(self, call: PyVoipCall, msg: sm.SipMessage) -> None:
-        """Correct 2xx ACK (pyVoIP: random To-tag, R-URI=To, no Route; docs/sip-notes.md,
-        pitfall 9), sent again for every retransmitted 2xx."""
-        if call.dialog is not None:
-            if call.ack is not None:
-                self.send(call.ack)
-            return
-        call.dialog = sm.Dialog.from_2xx(call.invite, msg)
-        call.peer_addrs = {self.proxy_addr}
-        contact = _literal_address(call.dialog.remote_target)
-        if contact is not None:
-            call.peer_addrs.add(contact)
-        call.ack = call.dialog.ack(self.settings.local_ip, self.settings.sip_port)
-        self.send(call.ack)
-        reason = sm.final_reason(msg)
-        if call._state is LineState.ENDED or call.cancel_sent_at or self._stopping:
-            # the 200 crossed our CANCEL (RFC 3261 9.1): ACK, then BYE
-            self.send(call.dialog.bye(self.settings.local_ip, self.settings.sip_port))
-            self.end(call, EndedBy.LOCAL_CANCEL, 200, reason)
-            return
-        try:
-            call.vcall.answered(SIP.SIPMessage(msg.raw))
-        except Exception:
-            log.exception("call %s: could not start media", call.call_id)
-            self.send(call.dialog.bye(self.settings.local_ip, self.settings.sip_port))
-            self.end(call, EndedBy.ERROR, 200, reason)
-            return
-        call._final_status, call._final_reason = 200, reason
-        call._state = LineState.ANSWERED
-        call.answered_mono = time.monotonic()
-        for chunk in call.pending_audio:
-            if isinstance(chunk, _Linear16):
-                call.play_linear16(bytes(chunk))
-            else:
-                call.vcall.write_audio(chunk)
-        call.pending_audio.clear()
-        log.info("call %s answered (%s)", call.call_id, call.codec)
-        self.changed.notify_all()
-
-    def _resend_2xx(self, call: PyVoipCall, sent: _Sent2xx, now: float) -> None:
-        if now - sent.sent_at > TIMER_B:
-            sent.acked = True  # give up; the media goes on as agreed
-            log.warning("call %s: no ACK for our 200 to the re-INVITE", call.call_id)
-        elif now >= sent.next_at:
-            self.send(sent.data, sent.target)
-            sent.interval = min(sent.interval * 2, 4.0)
-            sent.next_at = now + sent.interval
-
     def _housekeeping(self) -> None:
-        """Timers pyVoIP lacks: INVITE retransmission (Timer A), Timer B, CANCEL grace, and
-        our 2xx to a re-INVITE sent again until its ACK."""
+        """The one clock of the SIP edge: ticks the core's timers, and forgets calls the
+        core has forgotten."""
         while self._running:
-            time.sleep(0.05)
-            now = time.monotonic()
+            time.sleep(TICK_S)
             with self.lock:
-                reg = self._reg
-                if reg is not None and reg.state is not RegState.STOPPED:
-                    for data in reg.tick(now):
-                        self.send(data)
-                    self._log_registration(reg)
-                for call in list(self._calls.values()):
-                    if call._state is LineState.ENDED:
-                        if now - call.ended_at > ENDED_RETENTION:
-                            del self._calls[call.call_id]
-                    elif call.cancel_sent_at and now - call.cancel_sent_at > CANCEL_GRACE:
-                        self.end(call, EndedBy.LOCAL_CANCEL)
-                    elif call.reinvite_ok is not None and not call.reinvite_ok.acked:
-                        self._resend_2xx(call, call.reinvite_ok, now)
-                    elif call.refer is not None:
-                        for data in call.refer.tick(now):
-                            self.send(data)
-                    elif call._state is LineState.DIALING and not call.got_response:
-                        if now - call.invite_sent_at > TIMER_B:
-                            self.end(call, EndedBy.NO_RESPONSE)
-                        elif now >= call.retransmit_at:
-                            self.send(call.invite.render())
-                            call.retransmit_interval = min(call.retransmit_interval * 2, 4.0)
-                            call.retransmit_at = now + call.retransmit_interval
-
-
-def _literal_address(uri: str) -> Address | None:
-    """host:port of a SIP URI when the host is an IP literal (never a DNS lookup)."""
-    hostport = uri.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0]
-    host, _, port = hostport.partition(":")
-    try:
-        ipaddress.ip_address(host)
-        return host, int(port or 5060)
-    except ValueError:
-        return None
+                self._run(self.core.tick(time.monotonic()))
+                for call_id in [c for c in self._calls if c not in self.core.calls]:
+                    del self._calls[call_id]

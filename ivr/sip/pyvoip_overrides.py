@@ -1,8 +1,9 @@
 """pyVoIP 1.6.8 subclassed at its override points: the call (our RTP client, no port release
 on GC), the SIP client (no REGISTER of its own, every datagram with its source to the adapter,
-a sending-only INVITE, random Call-IDs, a clean stop) and the phone (a non-blocking call).
-What each fixes is listed in ``ivr.sip.pyvoip_adapter``, which owns the dialogs and timers
-built on these.
+an INVITE built but not sent here, random Call-IDs, a clean stop) and the phone (a
+non-blocking call).
+The SIP decisions and timers built on these are ``ivr.sip.core``'s; the adapter
+``ivr.sip.pyvoip_adapter`` is the loop between the two.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import SipSettings
 from ivr.sip.media import ENGINE, KeySink, MediaStream
-from ivr.sip.redact import redact_sip
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,10 @@ class IvrSipClient(SIP.SIPClient):
                 log.debug("traceback", exc_info=True)
 
     def invite(self, number: str, ms: Any, sendtype: Any) -> tuple[Any, str, int]:
-        """Build and send the INVITE, return at once (pyVoIP blocked here for 100/180)."""
+        """The INVITE as pyVoIP's call object wants it, not sent: the SIP core sends it (and
+        again, Timer A) once the call is registered (pyVoIP blocked here for 100/180)."""
         invite = self.pending_invite
         assert invite is not None
-        self.out.sendto(invite.render(), (self.server, self.port))
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("SIP -> %s:%s\n%s", self.server, self.port,
-                      redact_sip(invite.render().decode(errors="replace")))  # fmt: skip
         return SIP.SIPMessage(invite.render()), invite.call_id, random.randint(1, 10**9)
 
     def stop(self) -> None:
@@ -154,8 +151,9 @@ class IvrVoipPhone(VoIPPhone):
         self.sip = self.ivr_sip
 
     def call_with(self, invite: sm.InviteRequest, rtp_port: int, on_created: Any) -> Any:
-        """VoIPPhone.call fixed: sends without waiting and, holding the receive lock, registers
-        the call before any response can be processed (docs/sip-notes.md, pitfall 8)."""
+        """VoIPPhone.call fixed: never waits and, holding the receive lock, registers the call
+        (``on_created`` sends the INVITE) before any response can be processed
+        (docs/sip-notes.md, pitfall 8)."""
         medias: Any = {rtp_port: {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA,
                                   101: RTP.PayloadType.EVENT}}  # fmt: skip
         with self.ivr_sip.recvLock:

@@ -126,6 +126,14 @@ class ReferClient:
             return [self.request]
         return []
 
+    def next_wake(self) -> float | None:
+        """When ``tick`` next has work (None: settled), so a timer loop can sleep till then."""
+        if self.result is not None:
+            return None
+        if self.accepted:
+            return self._accepted_at + self.notify_timeout_s + 0.001
+        return min(self._next_at, self._sent_at + TIMER_F + 0.001)
+
     def _settle(self, transferred: bool, detail: str) -> None:
         if self.result is None:
             self.result = ReferResult(transferred, detail)

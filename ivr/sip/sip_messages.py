@@ -344,7 +344,16 @@ class Dialog:
             invite_cseq=invite.cseq,
         )
 
-    def request(self, method: str, cseq: int, via_host: str, via_port: int) -> bytes:
+    def request(
+        self,
+        method: str,
+        cseq: int,
+        via_host: str,
+        via_port: int,
+        extra: tuple[str, ...] = (),
+        body: tuple[str, bytes] | None = None,
+    ) -> bytes:
+        """An in-dialog request; ``extra`` header lines, ``body`` as (content type, bytes)."""
         lines = [
             f"Via: SIP/2.0/UDP {via_host}:{via_port};branch={new_branch()};rport",
             "Max-Forwards: 70",
@@ -356,8 +365,13 @@ class Dialog:
             f"Call-ID: {self.call_id}",
             f"CSeq: {cseq} {method}",
             f"User-Agent: {USER_AGENT}",
+            *extra,
         ]
-        return _render(f"{method} {self.remote_target} SIP/2.0", lines)
+        start = f"{method} {self.remote_target} SIP/2.0"
+        if body is None:
+            return _render(start, lines)
+        lines += [f"Content-Type: {body[0]}", f"Content-Length: {len(body[1])}"]
+        return ("\r\n".join([start, *lines]) + "\r\n\r\n").encode() + body[1]
 
     def ack(self, via_host: str, via_port: int) -> bytes:
         """2xx ACK: R-URI = Contact, Route set, new branch, CSeq number of the INVITE."""
