@@ -351,3 +351,9 @@ ROUTES = [
     RouteSpec("/users", "POST", "admin", users_change, "users_change"),
     RouteSpec("/audit", "GET", "admin", audit_page, "audit"),
 ]
+
+# The analytics pages and the JSON API (their own modules).
+from ivr.console.analytics import ANALYTICS_ROUTES  # noqa: E402
+from ivr.console.api import API_ROUTES  # noqa: E402
+
+ROUTES += [*ANALYTICS_ROUTES, *API_ROUTES]
