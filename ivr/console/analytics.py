@@ -25,16 +25,28 @@ from storage.analytics import (
     ROW_COLUMNS,
     UNKNOWN,
     Figures,
-    figures,
+    Filters,
+    GroupBy,
     iter_rows,
     ranking,
     rows_query,
 )
+from storage.analytics_days import SETTLE_DAYS, quick_figures
 
 PAGE_ROWS = 50
 RANKED = ("executor", "category", "district")
 OUTCOMES = ("satisfied", "unsatisfied", "no_rating", "not_reached", "not_called", "pending")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def figures_of(ctx: Ctx, filters: Filters, by: GroupBy) -> list[Figures]:
+    """The figures of ``filters`` by ``by``: settled days from their daily counts
+    (:mod:`storage.analytics_days`), a day being settled a week after closing or, with a
+    longer survey deadline, two days after it."""
+    config, _ = ctx.console.effective()
+    settle_days = max(SETTLE_DAYS, config.dialing.survey_deadline.days + 2)
+    today = ctx.now.astimezone(config.tz).date()
+    return quick_figures(ctx.console.engine, filters, by, today, ctx.now, settle_days)
 
 
 def params_of(ctx: Ctx) -> Params:
@@ -72,11 +84,10 @@ async def analytics_page(ctx: Ctx) -> Response:
         p = params_of(ctx)
     except BadParam as exc:
         return _bad(ctx, exc)
-    engine = ctx.console.engine
-    groups = figures(engine, p.filters, p.by)
-    total = figures(engine, p.filters, "total")[0]
+    groups = figures_of(ctx, p.filters, p.by)
+    total = figures_of(ctx, p.filters, "total")[0]
     trend_by = trend_grouping(p.filters)
-    trend = groups if p.by == trend_by else figures(engine, p.filters, trend_by)
+    trend = groups if p.by == trend_by else figures_of(ctx, p.filters, trend_by)
     ranked = ranking(groups, p.measure, p.min_count) if p.by in RANKED else []
     return render(ctx, "analytics.html", p=p, groups=groups, total=total, trend=trend,
                   trend_by=trend_by, ranked=ranked, ranked_by=p.by in RANKED,
@@ -116,19 +127,19 @@ async def rows_page(ctx: Ctx) -> Response:
 
 
 # ---- exports -------------------------------------------------------------------------------
-def export_table(p: Params, table: str, engine: Any) -> tuple[list[str], Iterator[list[Any]]]:
+def export_table(ctx: Ctx, p: Params, table: str) -> tuple[list[str], Iterator[list[Any]]]:
     """(header, rows) of one of the page's tables: figures, ranking, trend or rows."""
     if table == "rows":
-        rows = iter_rows(engine, _rows_q(p))
+        rows = iter_rows(ctx.console.engine, _rows_q(p))
         return list(ROW_COLUMNS), ([shown_row(r)[c] for c in ROW_COLUMNS] for r in rows)
     if table == "trend":
-        groups = figures(engine, p.filters, trend_grouping(p.filters))
+        groups = figures_of(ctx, p.filters, trend_grouping(p.filters))
     else:
-        groups = figures(engine, p.filters, p.by)
+        groups = figures_of(ctx, p.filters, p.by)
     if table == "ranking":
         groups = ranking(groups, p.measure, p.min_count)
     if table == "figures":
-        groups = [*groups, replace(figures(engine, p.filters, "total")[0], label="TOTAL")]
+        groups = [*groups, replace(figures_of(ctx, p.filters, "total")[0], label="TOTAL")]
     return list(COLUMNS), iter([figure_row(f) for f in groups])
 
 
@@ -144,7 +155,7 @@ async def export(ctx: Ctx) -> Response:
     described = [*p.described(), ("table", table)]
     if table == "ranking":
         described += [("measure", p.measure), ("min", str(p.min_count))]
-    header, rows = export_table(p, table, ctx.console.engine)
+    header, rows = export_table(ctx, p, table)
     tz = ctx.console.file_config.tz
     name = f"ivr-{table}-{p.filters.date_from}-{p.filters.date_to}.{fmt}"
     disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -176,13 +187,13 @@ async def report_page(ctx: Ctx) -> Response:
         p = params_of(ctx)
     except BadParam as exc:
         return _bad(ctx, exc)
-    engine, f = ctx.console.engine, p.filters
-    groups = figures(engine, f, "executor")
-    total = figures(engine, f, "total")[0]
+    f = p.filters
+    groups = figures_of(ctx, f, "executor")
+    total = figures_of(ctx, f, "total")[0]
     half = f.date_from + timedelta(days=(f.date_to - f.date_from).days // 2)
     after = replace(f, date_from=half + timedelta(days=1))
-    first = {g.key: g for g in figures(engine, replace(f, date_to=half), "executor")}
-    second = {g.key: g for g in figures(engine, after, "executor")}
+    first = {g.key: g for g in figures_of(ctx, replace(f, date_to=half), "executor")}
+    second = {g.key: g for g in figures_of(ctx, after, "executor")}
     if f.date_from == f.date_to:
         second = {}
     return render(ctx, "analytics_report.html", p=p, groups=groups, total=total, first=first,

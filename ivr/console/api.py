@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.responses import JSONResponse, Response
 
-from ivr.console.analytics import shown_row
+from ivr.console.analytics import figures_of, shown_row
 from ivr.console.analytics_params import BadParam, Params, read_params
 from ivr.console.app import Ctx, RouteSpec
 from ivr.console.openapi import SPEC
-from storage.analytics import ROW_COLUMNS, figures, ranking, rows_query
+from storage.analytics import ROW_COLUMNS, ranking, rows_query
 from storage.api_tokens import ApiTokens
 
 MAX_LIMIT = 1000
@@ -55,9 +55,8 @@ async def api_figures(ctx: Ctx) -> Response:
     p = _params(ctx)
     if isinstance(p, Response):
         return p
-    engine = ctx.console.engine
-    groups = figures(engine, p.filters, p.by)
-    total = figures(engine, p.filters, "total")[0]
+    groups = figures_of(ctx, p.filters, p.by)
+    total = figures_of(ctx, p.filters, "total")[0]
     return JSONResponse({"filters": _selection(p), "by": p.by,
                          "groups": [g.as_dict() for g in groups],
                          "total": total.as_dict()})  # fmt: skip
@@ -69,7 +68,7 @@ async def api_ranking(ctx: Ctx) -> Response:
         return p
     if p.by not in ("executor", "category", "district"):
         return _error(400, "by: expected executor, category or district")
-    ranked = ranking(figures(ctx.console.engine, p.filters, p.by), p.measure, p.min_count)
+    ranked = ranking(figures_of(ctx, p.filters, p.by), p.measure, p.min_count)
     return JSONResponse({"filters": _selection(p), "by": p.by, "measure": p.measure,
                          "min": p.min_count,
                          "groups": [g.as_dict() for g in ranked]})  # fmt: skip

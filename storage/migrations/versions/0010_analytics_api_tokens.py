@@ -1,4 +1,7 @@
-"""API tokens (bearer tokens of the JSON API, kept as SHA-256)
+"""API tokens (bearer tokens of the JSON API, kept as SHA-256); daily analytics counts
+
+The counts of settled days (storage/analytics_days.py) start empty: they are filled by the
+first analytics request that needs them, from the surveys, which stay the source of truth.
 
 Revision ID: 0010
 Revises: 0008
@@ -28,7 +31,33 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name"),
         sa.UniqueConstraint("token_hash"),
     )
+    op.create_table(
+        "analytics_days",
+        sa.Column("local_date", sa.Date(), nullable=False),
+        sa.Column("surveys", sa.Integer(), nullable=False),
+        sa.Column("aggregated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("local_date"),
+    )
+    op.create_table(
+        "analytics_day_counts",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("local_date", sa.Date(), nullable=False),
+        sa.Column("dim", sa.String(length=16), nullable=False),
+        sa.Column("key", sa.String(length=300), nullable=True),
+        sa.Column("name", sa.String(length=300), nullable=True),
+        sa.Column("rework", sa.Integer(), nullable=False),
+        sa.Column("bucket", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=64), nullable=True),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_analytics_day_counts_dim_date", "analytics_day_counts", ["dim", "local_date"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_analytics_day_counts_dim_date", table_name="analytics_day_counts")
+    op.drop_table("analytics_day_counts")
+    op.drop_table("analytics_days")
     op.drop_table("api_tokens")
