@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote_plus
 
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from starlette.responses import Response, StreamingResponse
 
@@ -75,6 +77,17 @@ def chart_data(trend: list[Figures], total: Figures) -> dict[str, Any]:
     }
 
 
+def rate_html(value: float | None, ci: tuple[float, float] | None, n: int, href: str) -> Markup:
+    """A rate as the tables show it: the percentage (a link to its rows), its 95 % interval
+    and its count (a function, not a template macro: a page may hold a thousand of them)."""
+    if value is None or ci is None:
+        return Markup('<span class="muted">-</span>')
+    link = escape(href)
+    low, high = 100 * ci[0], 100 * ci[1]
+    return Markup(f'<a href="{link}">{100 * value:.1f} %</a> <span class="ci">[{low:.1f}–'
+                  f'{high:.1f}]</span> <span class="n">n={n}</span>')  # fmt: skip
+
+
 def _bucket(f: Figures, name: str) -> int:
     return int(getattr(f, name))
 
@@ -92,13 +105,27 @@ async def analytics_page(ctx: Ctx) -> Response:
     return render(ctx, "analytics.html", p=p, groups=groups, total=total, trend=trend,
                   trend_by=trend_by, ranked=ranked, ranked_by=p.by in RANKED,
                   outcomes=OUTCOMES, charts=json.dumps(chart_data(trend, total)),
-                  rows_link=lambda by, key, bucket=None: rows_link(p, by, key, bucket))  # fmt: skip
+                  rows_link=RowsLinks(p), group_link=_group_links(p),
+                  rate=rate_html)  # fmt: skip
 
 
-def rows_link(p: Params, by: str, key: str | None, bucket: str | None = None) -> str:
-    """The rows page of one figure: group ``key`` of grouping ``by``, outcome ``bucket``."""
-    return "/analytics/rows?" + p.query(by=by, key=UNKNOWN if key is None else key,
-                                        bucket=bucket, min=None, measure=None)  # fmt: skip
+def _group_links(p: Params) -> Any:
+    """The analytics page of one group (its trend): the selection with that group's filter."""
+    prefix = "/analytics?" + p.query(**{p.by: None})
+    return lambda key: f"{prefix}&{p.by}={quote_plus(key)}"
+
+
+class RowsLinks:
+    """The rows page of one figure: group ``key`` of grouping ``by``, outcome ``bucket``
+    (the query of each group made once: a page of 300 executors has thousands of links)."""
+
+    def __init__(self, p: Params) -> None:
+        selection = p.query(by=None, key=None, bucket=None, min=None, measure=None)
+        self.prefix = f"/analytics/rows?{selection}&"
+
+    def __call__(self, by: str, key: str | None, bucket: str | None = None) -> str:
+        link = f"{self.prefix}by={by}&key={quote_plus(UNKNOWN if key is None else key)}"
+        return link if bucket is None else f"{link}&bucket={bucket}"
 
 
 def _rows_q(p: Params) -> Any:
