@@ -8,7 +8,7 @@ the export links carry the same filters. The numbers come from :mod:`storage.ana
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -59,7 +59,7 @@ def _bad(ctx: Ctx, exc: BadParam) -> Response:
     return render(ctx, "error.html", status=422, message=str(exc))
 
 
-def chart_data(trend: list[Figures], total: Figures) -> dict[str, Any]:
+def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) -> dict[str, Any]:
     """What the page's charts draw (and its tables show): rates in percent, counts as is."""
 
     def pct(v: float | None) -> float | None:
@@ -72,7 +72,10 @@ def chart_data(trend: list[Figures], total: Figures) -> dict[str, Any]:
             "satisfaction": [pct(f.satisfaction) for f in trend],
             "reach": [pct(f.reach) for f in trend],
         },
-        "outcomes": {"labels": list(OUTCOMES), "counts": [_bucket(total, o) for o in OUTCOMES]},
+        "outcomes": {
+            "labels": [t("outcome: " + o) for o in OUTCOMES],
+            "counts": [_bucket(total, o) for o in OUTCOMES],
+        },  # fmt: skip
         "reasons": {"labels": list(reasons), "counts": list(reasons.values())},
     }
 
@@ -104,9 +107,14 @@ async def analytics_page(ctx: Ctx) -> Response:
     ranked = ranking(groups, p.measure, p.min_count) if p.by in RANKED else []
     return render(ctx, "analytics.html", p=p, groups=groups, total=total, trend=trend,
                   trend_by=trend_by, ranked=ranked, ranked_by=p.by in RANKED,
-                  outcomes=OUTCOMES, charts=json.dumps(chart_data(trend, total)),
+                  outcomes=OUTCOMES, charts=_script_json(chart_data(trend, total, ctx.t)),
                   rows_link=RowsLinks(p), group_link=_group_links(p),
                   rate=rate_html)  # fmt: skip
+
+
+def _script_json(value: Any) -> str:
+    """JSON to place inside a <script> element: no "<" can close it."""
+    return json.dumps(value).replace("<", "\\u003c")
 
 
 def _group_links(p: Params) -> Any:
