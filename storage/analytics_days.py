@@ -233,3 +233,24 @@ def _add(counts: Tally, reasons: Reasons, names: Names, by: GroupBy, g: Any, b: 
         reasons[(key, b)][why or b] += n
     if name and by == "executor":
         names[key] = max(name, names.get(key, name))
+
+
+def total_of(groups: Iterable[Figures]) -> Figures:
+    """The total of a grouping's figures (each survey is in exactly one group of a grouping,
+    the unknown group and empty periods included): the ``total`` figures without a query."""
+    counts: Counter[str] = Counter()
+    reached: Counter[str] = Counter()
+    called: Counter[str] = Counter()
+    for g in groups:
+        for name in ("pending", "not_called", "not_reached", "satisfied", "unsatisfied",
+                     "unsatisfied_again", "no_rating"):  # fmt: skip
+            counts[name] += getattr(g, name)
+        reached.update(g.not_reached_reasons)
+        called.update(g.not_called_reasons)
+    return Figures(
+        key="total",
+        label="total",
+        **counts,
+        not_reached_reasons=dict(reached.most_common()),
+        not_called_reasons=dict(called.most_common()),
+    )

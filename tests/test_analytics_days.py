@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.analytics import UNKNOWN, GroupBy, figures
-from storage.analytics_days import forget_days, quick_figures, settle
+from storage.analytics_days import forget_days, quick_figures, settle, total_of
 from storage.models import AnalyticsDay, AnalyticsDayCount
 from storage.store import Store
 from tests.test_analytics import WEEK, A, answer, survey, week  # noqa: F401 - the fixture
@@ -41,9 +41,12 @@ pytestmark = pytest.mark.usefixtures("week")
 @pytest.mark.parametrize("name", list(SELECTIONS), ids=list(SELECTIONS))
 def test_counts_give_the_live_figures(store: Store, name: str) -> None:
     selection = SELECTIONS[name]
+    total = figures(store.engine, selection, "total")[0].as_dict()
     for by in GROUPINGS:
         live = plain(figures(store.engine, selection, by))
-        assert plain(quick_figures(store.engine, selection, by, TODAY, NOW)) == live, by
+        quick = quick_figures(store.engine, selection, by, TODAY, NOW)
+        assert plain(quick) == live, by
+        assert total_of(quick).as_dict() == total, by
     with store.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(AnalyticsDayCount)) > 0
 

@@ -33,7 +33,7 @@ from storage.analytics import (
     ranking,
     rows_query,
 )
-from storage.analytics_days import SETTLE_DAYS, quick_figures
+from storage.analytics_days import SETTLE_DAYS, quick_figures, total_of
 
 PAGE_ROWS = 50
 RANKED = ("executor", "category", "district")
@@ -101,7 +101,7 @@ async def analytics_page(ctx: Ctx) -> Response:
     except BadParam as exc:
         return _bad(ctx, exc)
     groups = figures_of(ctx, p.filters, p.by)
-    total = figures_of(ctx, p.filters, "total")[0]
+    total = total_of(groups)
     trend_by = trend_grouping(p.filters)
     trend = groups if p.by == trend_by else figures_of(ctx, p.filters, trend_by)
     ranked = ranking(groups, p.measure, p.min_count) if p.by in RANKED else []
@@ -174,7 +174,7 @@ def export_table(ctx: Ctx, p: Params, table: str) -> tuple[list[str], Iterator[l
     if table == "ranking":
         groups = ranking(groups, p.measure, p.min_count)
     if table == "figures":
-        groups = [*groups, replace(figures_of(ctx, p.filters, "total")[0], label="TOTAL")]
+        groups = [*groups, replace(total_of(groups), label="TOTAL")]
     return list(COLUMNS), iter([figure_row(f) for f in groups])
 
 
@@ -224,7 +224,7 @@ async def report_page(ctx: Ctx) -> Response:
         return _bad(ctx, exc)
     f = p.filters
     groups = figures_of(ctx, f, "executor")
-    total = figures_of(ctx, f, "total")[0]
+    total = total_of(groups)
     half = f.date_from + timedelta(days=(f.date_to - f.date_from).days // 2)
     after = replace(f, date_from=half + timedelta(days=1))
     first = {g.key: g for g in figures_of(ctx, replace(f, date_to=half), "executor")}

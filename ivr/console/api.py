@@ -20,6 +20,7 @@ from ivr.console.analytics_params import BadParam, Params, read_params
 from ivr.console.app import Ctx, RouteSpec
 from ivr.console.openapi import SPEC
 from storage.analytics import ROW_COLUMNS, ranking, rows_query
+from storage.analytics_days import total_of
 from storage.api_tokens import ApiTokens
 
 MAX_LIMIT = 1000
@@ -56,7 +57,7 @@ async def api_figures(ctx: Ctx) -> Response:
     if isinstance(p, Response):
         return p
     groups = figures_of(ctx, p.filters, p.by)
-    total = figures_of(ctx, p.filters, "total")[0]
+    total = total_of(groups)
     return JSONResponse({"filters": _selection(p), "by": p.by,
                          "groups": [g.as_dict() for g in groups],
                          "total": total.as_dict()})  # fmt: skip
