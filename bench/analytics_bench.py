@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from ivr.console.analytics import shown_row  # noqa: E402
+from ivr.console.analytics import export_rows  # noqa: E402
 from ivr.exports import csv_chunks  # noqa: E402
 from ivr.lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
 from storage.analytics import (  # noqa: E402
@@ -43,7 +43,6 @@ from storage.analytics import (  # noqa: E402
     Filters,
     control_list,
     figures,
-    iter_rows,
     ranking,
     rows_query,
 )
@@ -162,11 +161,7 @@ def main() -> None:
         rows = 0
         size = 0
         q = rows_query(month, bucket="rated")
-        for chunk in csv_chunks(
-            ROW_COLUMNS,
-            ([shown_row(r)[c] for c in ROW_COLUMNS] for r in iter_rows(engine, q)),
-            month.described(),
-        ):
+        for chunk in csv_chunks(ROW_COLUMNS, export_rows(engine, q), month.described()):
             size += len(chunk.encode())
             rows += chunk.count("\r\n")
         elapsed = time.perf_counter() - started

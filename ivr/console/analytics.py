@@ -29,7 +29,6 @@ from storage.analytics import (
     Figures,
     Filters,
     GroupBy,
-    iter_rows,
     ranking,
     rows_query,
 )
@@ -162,11 +161,25 @@ async def rows_page(ctx: Ctx) -> Response:
 
 
 # ---- exports -------------------------------------------------------------------------------
+PHONE = ROW_COLUMNS.index("phone")
+
+
+def export_rows(engine: Any, q: Any, chunk: int = 2000) -> Iterator[list[Any]]:
+    """The rows of ``q`` as lists in :data:`ROW_COLUMNS` order, phones masked, fetched in
+    chunks (a server-side cursor on PostgreSQL): never all in memory."""
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
+        for row in result:
+            values = list(row)
+            phone = values[PHONE]
+            values[PHONE] = mask_phone(phone) if phone else ""
+            yield values
+
+
 def export_table(ctx: Ctx, p: Params, table: str) -> tuple[list[str], Iterator[list[Any]]]:
     """(header, rows) of one of the page's tables: figures, ranking, trend or rows."""
     if table == "rows":
-        rows = iter_rows(ctx.console.engine, _rows_q(p))
-        return list(ROW_COLUMNS), ([shown_row(r)[c] for c in ROW_COLUMNS] for r in rows)
+        return list(ROW_COLUMNS), export_rows(ctx.console.engine, _rows_q(p))
     if table == "trend":
         groups = figures_of(ctx, p.filters, trend_grouping(p.filters))
     else:
