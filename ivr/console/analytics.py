@@ -72,7 +72,7 @@ def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) ->
             "reach": [pct(f.reach) for f in trend],
         },
         "outcomes": {
-            "labels": [t("outcome: " + o) for o in OUTCOMES],
+            "labels": [t(f"outcome: {o}") for o in OUTCOMES],
             "counts": [_bucket(total, o) for o in OUTCOMES],
         },  # fmt: skip
         "reasons": {"labels": list(reasons), "counts": list(reasons.values())},
