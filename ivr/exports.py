@@ -37,7 +37,7 @@ def _text(value: Any, tz: ZoneInfo | None) -> str:
         return f"{value:.4f}".replace(".", ",")
     if isinstance(value, datetime):
         moment = value.astimezone(tz) if tz is not None else value
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
+        return moment.isoformat(sep=" ", timespec="seconds")[:19]  # as %Y-%m-%d %H:%M:%S, faster
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
