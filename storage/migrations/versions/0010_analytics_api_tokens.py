@@ -3,7 +3,7 @@
 The counts of settled days (storage/analytics_days.py) start empty: they are filled by the
 first analytics request that needs them, from the surveys, which stay the source of truth.
 
-Revision ID: 0010
+Revision ID: 0010_analytics
 Revises: 0008
 Create Date: 2026-11-30 19:50:00.000000
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0010_analytics"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
