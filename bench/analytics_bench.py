@@ -10,6 +10,11 @@ categories, ~2 % unsatisfied again, one answered attempt per answered survey) by
 - a filtered export (the rows of one period and bucket, ~100 k rows) streamed to CSV,
   with the process's peak RSS growth.
 
+Then the same through the console as a city controller uses it (``--console``, default on):
+the one-time counting of the settled days (:mod:`storage.analytics_days`), the figures from
+the daily counts, and the analytics page and the printable report as served (the Starlette
+app in process: handler, queries and template; no network).
+
 Prints p50/p95 per query and the export's rows, seconds and memory.
 
     .venv/bin/python bench/analytics_bench.py [--surveys 1700000] [--repeat 20]
@@ -30,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, text  # noqa: E402
 
+from ivr.console.analytics import export_rows  # noqa: E402
 from ivr.exports import csv_chunks  # noqa: E402
 from ivr.lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
 from storage.analytics import (  # noqa: E402
@@ -37,7 +43,6 @@ from storage.analytics import (  # noqa: E402
     Filters,
     control_list,
     figures,
-    iter_rows,
     ranking,
     rows_query,
 )
@@ -156,11 +161,7 @@ def main() -> None:
         rows = 0
         size = 0
         q = rows_query(month, bucket="rated")
-        for chunk in csv_chunks(
-            ROW_COLUMNS,
-            ([r[c] for c in ROW_COLUMNS] for r in iter_rows(engine, q)),
-            month.described(),
-        ):
+        for chunk in csv_chunks(ROW_COLUMNS, export_rows(engine, q), month.described()):
             size += len(chunk.encode())
             rows += chunk.count("\r\n")
         elapsed = time.perf_counter() - started
@@ -170,7 +171,79 @@ def main() -> None:
             f"peak RSS growth {(rss_after - rss_before) / 1024:.0f} MB "
             f"(peak RSS {rss_after / 1024:.0f} MB)"
         )
+        console_figures(engine, args.repeat)
         engine.dispose()
+
+
+def console_figures(engine: Engine, repeat: int) -> None:
+    """The console's paths: daily counts, then the pages as served (today: 2026-12-01)."""
+    from datetime import UTC, datetime
+
+    from starlette.testclient import TestClient
+
+    from ivr.config import parse_config
+    from ivr.console.app import COOKIE, Console, create_app
+    from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
+    from storage.admin import Actor, AdminStore
+    from storage.analytics_days import quick_figures
+
+    now = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    today = date(2026, 12, 1)
+    started = time.perf_counter()
+    quick_figures(engine, Filters(YEAR_START, date(2026, 11, 30)), "total", today, now)
+    print(f"daily counts of the settled days of the year: {time.perf_counter() - started:.1f} s"
+          " (once; then one day a day)")  # fmt: skip
+    month = Filters(date(2026, 10, 1), date(2026, 10, 31))
+    year = Filters(YEAR_START, date(2026, 11, 30))
+    quick: dict[str, Callable[[], object]] = {
+        "counts: month by executor": lambda: quick_figures(engine, month, "executor", today, now),
+        "counts: month by day": lambda: quick_figures(engine, month, "day", today, now),
+        "counts: year by month": lambda: quick_figures(engine, year, "month", today, now),
+        "counts: year by executor": lambda: quick_figures(engine, year, "executor", today, now),
+    }
+    admin = AdminStore(engine)
+    admin.add_user(Actor("bench"), "bench", "viewer", hash_password("bench-password"), now)
+    user = admin.user("bench")
+    assert user is not None
+    config = parse_config({
+        "portal": {"base_url": "http://127.0.0.1:9/api/v1", "token": "t"},
+        "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
+    })  # fmt: skip
+
+    class Clock:
+        def now(self) -> datetime:
+            return now
+
+        def monotonic(self) -> float:
+            return time.monotonic()
+
+    console = Console(engine, config, Clock(), "bench-secret")  # type: ignore[arg-type]
+    client = TestClient(create_app(console))
+    session = Session("bench", new_token(), hash_fingerprint(user.password_hash))
+    client.cookies.set(COOKIE, console.codec.dumps(session))
+    pages = {
+        "page /analytics (last 30 days, by executor)": "/analytics",
+        "page /analytics October by executor": "/analytics?from=2026-10-01&to=2026-10-31",
+        "page /analytics October by category, one executor":
+            "/analytics?from=2026-10-01&to=2026-10-31&by=category&executor=EX-017",
+        "page /analytics year by month": "/analytics?from=2025-12-01&to=2026-11-30&by=month",
+        "page /analytics/report October": "/analytics/report?from=2026-10-01&to=2026-10-31",
+    }  # fmt: skip
+
+    def get(path: str) -> Callable[[], object]:
+        def fetch() -> object:
+            response = client.get(path)
+            assert response.status_code == 200, response.text[:200]
+            return response
+
+        return fetch
+
+    quick.update({name: get(path) for name, path in pages.items()})
+    print(f"{'console path':70} {'p50 ms':>8} {'p95 ms':>8}")
+    for name, fn in quick.items():
+        fn()
+        p50, p95 = timed(fn, repeat)
+        print(f"{name:70} {p50 * 1000:8.0f} {p95 * 1000:8.0f}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from ivr.untrusted import csv_cell, printable
+from ivr.untrusted import _FORMULA_START, csv_cell, printable
 
 BOM = "\ufeff"
 SEPARATOR = ";"
@@ -37,12 +37,23 @@ def _text(value: Any, tz: ZoneInfo | None) -> str:
         return f"{value:.4f}".replace(".", ",")
     if isinstance(value, datetime):
         moment = value.astimezone(tz) if tz is not None else value
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
+        return moment.isoformat(sep=" ", timespec="seconds")[:19]  # as %Y-%m-%d %H:%M:%S, faster
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
     return str(value)
+
+
+def _cell(value: Any, tz: ZoneInfo | None) -> str:
+    """One CSV cell (:func:`_text`, formula-safe); the common cases first, as an export of
+    100 k rows spends its time here."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str and value.isprintable() and not value.startswith(_FORMULA_START):
+        return str(value)
+    return csv_cell(_text(value, tz))
 
 
 def csv_chunks(
@@ -62,7 +73,7 @@ def csv_chunks(
         writer.writerow([])
     writer.writerow([csv_cell(h) for h in header])
     for n, row in enumerate(rows, 1):
-        writer.writerow([csv_cell(_text(v, tz)) for v in row])
+        writer.writerow([_cell(v, tz) for v in row])
         if n % rows_per_chunk == 0:
             yield buffer.getvalue()
             buffer.seek(0)

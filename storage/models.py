@@ -314,3 +314,46 @@ class Comment(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API (``ivr-rating token add``): only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AnalyticsDay(Base):
+    """A settled local day whose surveys are counted in ``analytics_day_counts``."""
+
+    __tablename__ = "analytics_days"
+
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    surveys: Mapped[int] = mapped_column(Integer)
+    aggregated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AnalyticsDayCount(Base):
+    """How many surveys of one settled day fell in one group of one dimension (executor,
+    category, district, or ``total``), round kind, outcome bucket and reason."""
+
+    __tablename__ = "analytics_day_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    local_date: Mapped[date] = mapped_column(Date)
+    dim: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str | None] = mapped_column(String(300))  # None: the portal did not say
+    name: Mapped[str | None] = mapped_column(String(300))  # the executor's name
+    rework: Mapped[int] = mapped_column(Integer)  # 1: round_no > 1
+    bucket: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+
+
+Index("ix_analytics_day_counts_dim_date", AnalyticsDayCount.dim, AnalyticsDayCount.local_date)

@@ -13,13 +13,14 @@ import secrets
 import sys
 
 from ivr.config import Config
+from ivr.console import token_commands
 from ivr.operator import cli_actor
 from storage.admin import ROLES, AdminStore
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-COMMANDS = {"console", "user"}
+COMMANDS = {"console", "user", "token"}
 SECRET_ENV = "IVR_CONSOLE_SECRET"
 
 
@@ -47,6 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p = user_sub.add_parser(verb, help=text)
         p.add_argument("name")
     user_sub.add_parser("list", help="every user, role and whether disabled")
+    token_commands.add_commands(sub)
 
 
 def _password(from_stdin: bool) -> str:
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace, config: Config, store: Store) -> int:
 
     if args.command == "console":
         return serve(args, config, store)
+    if args.command == "token":
+        return token_commands.run(args, store)
     from ivr.console.security import hash_password
 
     admin, now, actor = AdminStore(store.engine), SYSTEM_CLOCK.now(), cli_actor()

@@ -6,6 +6,8 @@ A test checks that every text the templates and the app use has its Russian here
 
 from __future__ import annotations
 
+from ivr.console.i18n_analytics import RU_ANALYTICS
+
 LANGUAGES = ("ru", "en")
 DEFAULT = "ru"
 
@@ -240,6 +242,8 @@ RU: dict[str, str] = {
     "Action": "Действие",
     "{n} entr(ies)": "записей: {n}",
 }
+
+RU.update(RU_ANALYTICS)
 
 
 def translate(text: str, lang: str) -> str:

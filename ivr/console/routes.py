@@ -356,3 +356,9 @@ ROUTES = [
     RouteSpec("/audit", "GET", "admin", audit_page, "audit"),
 ]
 ROUTES += CONTROL_ROUTES
+
+# The analytics pages and the JSON API (their own modules).
+from ivr.console.analytics import ANALYTICS_ROUTES  # noqa: E402
+from ivr.console.api import API_ROUTES  # noqa: E402
+
+ROUTES += [*ANALYTICS_ROUTES, *API_ROUTES]

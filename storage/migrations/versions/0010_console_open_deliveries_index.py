@@ -5,7 +5,7 @@ its portal alarms on every refresh; with a million delivered rows these few are 
 over the whole table. This partial index holds only them, with the columns counted, so the
 count reads a few index pages (EXPLAIN: 4 buffers instead of 1,843; bench/console_bench.py).
 
-Revision ID: 0010_console
+Revision ID: 0010
 Revises: 0008
 Create Date: 2026-11-30 20:05:00.000000
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_console"
+revision: str = "0010"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
