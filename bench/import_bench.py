@@ -32,8 +32,8 @@ GOAL_S, GOAL_MB = 30.0, 200.0
 
 
 def child(db_url: str, base_url: str, page_size: int) -> None:
-    from ivr.importer import import_day
-    from ivr.portal import PortalClient
+    from ivr.campaign.importer import import_day
+    from ivr.portal.client import PortalClient
     from storage.db import make_engine, upgrade
     from storage.store import Store
 

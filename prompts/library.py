@@ -31,7 +31,7 @@ from pydub import AudioSegment
 from pydub.exceptions import CouldntDecodeError
 from pydub.silence import detect_leading_silence
 
-from ivr.errors import IvrError
+from ivr.core.errors import IvrError
 from prompts.catalog import CLIP_NAMES, digit_clip
 
 logger = logging.getLogger(__name__)

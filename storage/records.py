@@ -31,7 +31,7 @@ class NewSurvey:
     executor_name: str | None = None
     address: str | None = None
     category_name: str | None = None  # the prompt catalog's name of ``category`` ("lift")
-    district: str | None = None  # read from the address (ivr.district), None if it names none
+    district: str | None = None  # read from the address (ivr.core.district), None if it names none
 
 
 @dataclass(frozen=True)

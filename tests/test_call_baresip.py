@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
-from ivr.clock import SYSTEM_CLOCK
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
+from ivr.core.clock import SYSTEM_CLOCK
 from ivr.lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone

@@ -20,9 +20,9 @@ import requests
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from ivr.config import WEEKDAYS, load_config
+from ivr.campaign.dialer import Dialer
 from ivr.console.security import hash_password
-from ivr.dialer import Dialer
+from ivr.core.config import WEEKDAYS, load_config
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.store import Store
@@ -80,7 +80,7 @@ def site(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[str, Path]]:
         [
             sys.executable,
             "-m",
-            "ivr.cli",
+            "ivr.entry.cli",
             "--config",
             str(config_path),
             "console",
@@ -130,8 +130,8 @@ def sign_in(browser: Browser, base: str, name: str, password: str | None = None)
 def cli(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """``ivr-rating ARGS`` run in this process (the same code as the installed command; a
     subprocess would only add its start-up time)."""
-    from ivr import app
-    from ivr.cli import main
+    from ivr.entry import app
+    from ivr.entry.cli import main
 
     made = []
     real = app.make_store

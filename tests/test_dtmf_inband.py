@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.dtmf_inband import InbandDetector, alaw_decode, ulaw_decode, validate
+from ivr.core.dtmf_inband import InbandDetector, alaw_decode, ulaw_decode, validate
 from ivr.lab import dtmf_vectors as dv
 from ivr.sip.api import KeyPress, KeySource
 from ivr.sip.keys import DEDUPE_S, KeyCollector

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.intake import ClosedRequest, Rejected, is_dialable, mask_phone, normalize_phone, parse_item
+from ivr.core.intake import (
+    ClosedRequest,
+    Rejected,
+    is_dialable,
+    mask_phone,
+    normalize_phone,
+    parse_item,
+)
 
 # -- normalize_phone ----------------------------------------------------------------------
 

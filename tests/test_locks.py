@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ivr.errors import RunnerLocked
+from ivr.core.errors import RunnerLocked
 from storage.db import make_engine
 from storage.locks import run_once, runner_lock
 

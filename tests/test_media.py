@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pyVoIP import RTP
 
-from ivr.dtmf_inband import alaw_decode, ulaw_decode
+from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.sip.api import KeySource
 from ivr.sip.media import FRAME, MediaEngine, MediaStream, encode_frames, inband_batch
 
@@ -185,7 +185,7 @@ def test_a_bug_in_one_packet_does_not_stop_the_loop(monkeypatch: pytest.MonkeyPa
 def test_batched_first_stage_never_drops_a_frame_the_detector_would_use() -> None:
     """Frames the batch rejects have no candidate block: feeding them instead of a gap gives
     the detector the same keys (the DTMF vectors: every key, speech, noise, near misses)."""
-    from ivr.dtmf_inband import InbandDetector, candidate_frames
+    from ivr.core.dtmf_inband import InbandDetector, candidate_frames
     from ivr.lab.dtmf_vectors import through_line, vectors
 
     for vector in vectors():

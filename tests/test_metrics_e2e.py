@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr.clock import SYSTEM_CLOCK
+from ivr.core.clock import SYSTEM_CLOCK
 from ivr.lab.night_lab import Citizen, NightLab, lab_day
 from storage.db import make_engine
 from storage.heartbeat import list_nodes

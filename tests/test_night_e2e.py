@@ -174,8 +174,8 @@ def test_keys_came_the_way_each_citizen_sent_them(night: NightRun) -> None:
 def test_the_citizen_heard_the_prompt_naming_the_request(night: NightRun) -> None:
     """baresip recorded the call: the opening prompt, with this request's number, is in it."""
     lab = night.lab
-    from ivr.app import make_prompts
-    from ivr.config import load_config
+    from ivr.core.config import load_config
+    from ivr.entry.app import make_prompts
 
     prompts = make_prompts(load_config(lab.config_path, env=lab.env()))
     ((user, citizen),) = lab.baresips.items()

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.delivery import BACKOFF_CAP_S, deliver_due
+from ivr.campaign.delivery import BACKOFF_CAP_S, deliver_due
 from ivr.lab.portal_emulator import PortalEmulator
 from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.portal.client import PortalClient
 from scheduler.jobs import import_job
 from storage.models import Delivery, Survey
 from storage.store import Store

@@ -69,7 +69,7 @@ def write_config(tmp_path: Path, portal: PortalEmulator, prompt_cache: Path) -> 
 def cli(config: Path, *args: str, log: Path) -> subprocess.Popen[str]:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "--config", str(config), *args],
+            [sys.executable, "-m", "ivr.entry.cli", "--config", str(config), *args],
             stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ivr.dtmf_inband import alaw_decode, ulaw_decode
-from ivr.errors import RegistrationFailed
+from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
+from ivr.core.errors import RegistrationFailed
 from ivr.lab.sip_peers import (
     BaresipCitizen,
     Kamailio,

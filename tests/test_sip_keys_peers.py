@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
-from ivr.clock import SYSTEM_CLOCK
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
 from ivr.lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone

@@ -16,11 +16,11 @@ from datetime import timedelta
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, RequestInfo
-from ivr.clock import SYSTEM_CLOCK
-from ivr.errors import DialFailed
-from ivr.policy import decide_unanswered, disposition
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.errors import DialFailed
+from ivr.core.policy import decide_unanswered, disposition
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone

@@ -25,8 +25,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ivr.clock import Clock
-from ivr.config import Config
 from ivr.console import i18n
 from ivr.console.security import (
     Session,
@@ -36,9 +34,11 @@ from ivr.console.security import (
     new_token,
     same_token,
 )
-from ivr.intake import mask_phone
-from ivr.live_settings import apply
-from ivr.windows import CallCalendar
+from ivr.core.clock import Clock
+from ivr.core.config import Config
+from ivr.core.intake import mask_phone
+from ivr.core.live_settings import apply
+from ivr.core.windows import CallCalendar
 from storage.admin import Actor, AdminStore, UserRow
 from storage.store import Store
 

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, select
 
-from ivr.config import Config
-from ivr.intake import mask_phone
-from ivr.windows import CallCalendar, local_day_bounds, next_opening, window_end
+from ivr.core.config import Config
+from ivr.core.intake import mask_phone
+from ivr.core.windows import CallCalendar, local_day_bounds, next_opening, window_end
 from storage.admin import PauseState
 from storage.heartbeat import NodeStatus
 from storage.models import (

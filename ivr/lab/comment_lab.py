@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ivr.dtmf_inband import SAMPLE_RATE
+from ivr.core.dtmf_inband import SAMPLE_RATE
 from ivr.lab import dtmf_vectors as dv
 
 SPEECH_WAV = Path(__file__).resolve().parent / "comment_speech.wav"
@@ -27,7 +27,7 @@ def speech_samples() -> dv.Samples:
 
 def spoken_through_line(law: str) -> dv.Samples:
     """What the citizen's words become after one G.711 encoding (what we can receive)."""
-    from ivr.dtmf_inband import alaw_decode, ulaw_decode
+    from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 
     samples = speech_samples()
     if law == "pcma":

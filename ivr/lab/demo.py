@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ivr.comment_audio import wav_duration_s
+from ivr.core.comment_audio import wav_duration_s
 from ivr.lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
 
 
@@ -111,7 +111,7 @@ def run_console(lab: NightLab, listen: str) -> None:
     import signal
     import subprocess
 
-    base = [sys.executable, "-m", "ivr.cli", "--config", str(lab.config_path)]
+    base = [sys.executable, "-m", "ivr.entry.cli", "--config", str(lab.config_path)]
     for name, role in DEMO_USERS:
         subprocess.run([*base, "user", "add", name, "--role", role, "--password-stdin"],
                        input=f"{name}-{role}-demo\n", text=True, env=lab.env(),

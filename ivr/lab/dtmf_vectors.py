@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ivr.dtmf_inband import DBM0_AMPLITUDE, HIGH, KEYS, LOW, SAMPLE_RATE, ulaw_decode
+from ivr.core.dtmf_inband import DBM0_AMPLITUDE, HIGH, KEYS, LOW, SAMPLE_RATE, ulaw_decode
 
 Samples = npt.NDArray[np.float64]
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ivr.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, RecordOutcome, RequestInfo
-from ivr.clock import SYSTEM_CLOCK
+from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
 from ivr.lab.sip_peers import SippCitizen, find_free_udp_port
 from ivr.sip.api import EndedBy, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipPhone

@@ -46,7 +46,7 @@ class Citizen:
     @property
     def user(self) -> str:
         """The SIP user the dialer calls: E.164 digits without '+'."""
-        from ivr.intake import normalize_phone
+        from ivr.core.intake import normalize_phone
 
         e164 = normalize_phone(self.phone)
         assert e164 is not None, self.phone
@@ -76,8 +76,8 @@ def lab_day(timezone: str = "Europe/Minsk") -> date:
 
     The product runs on the wall clock (survey deadlines, "one answered call a day"), so a lab
     night for a fixed date works only in the week it was written. Tests and the demo use this."""
-    from ivr.clock import SYSTEM_CLOCK
-    from ivr.windows import yesterday
+    from ivr.core.clock import SYSTEM_CLOCK
+    from ivr.core.windows import yesterday
 
     return yesterday(SYSTEM_CLOCK.now(), ZoneInfo(timezone))
 
@@ -227,7 +227,7 @@ class NightLab:
         """When the speaking citizen starts talking, from the answer: the key at 1 s, our
         invitation and tone, then 3 s (a loaded machine's RTP sender runs late: the tone
         may reach the citizen a second or two after its nominal end)."""
-        from ivr.app import PACKAGED_PROMPTS
+        from ivr.entry.app import PACKAGED_PROMPTS
         from prompts.library import PromptLibrary
 
         library = PromptLibrary(PACKAGED_PROMPTS, self.workdir / "prompt-cache", (language,))
@@ -293,7 +293,7 @@ class NightLab:
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run ``ivr-rating --config <lab config> ARGS`` as a separate process."""
         return subprocess.run(
-            [sys.executable, "-m", "ivr.cli", "--config", str(self.config_path), *args],
+            [sys.executable, "-m", "ivr.entry.cli", "--config", str(self.config_path), *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -309,7 +309,7 @@ class NightLab:
                 [
                     sys.executable,
                     "-m",
-                    "ivr.cli",
+                    "ivr.entry.cli",
                     "--config",
                     str(config or self.config_path),
                     *args,
@@ -363,9 +363,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def opening_seconds(lab: NightLab) -> dict[str, float]:
     """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
-    from ivr.app import make_prompts
-    from ivr.callflow import FlowSettings, RequestInfo, opening_parts
-    from ivr.config import load_config
+    from ivr.core.callflow import FlowSettings, RequestInfo, opening_parts
+    from ivr.core.config import load_config
+    from ivr.entry.app import make_prompts
 
     config = load_config(lab.config_path, env=lab.env())
     prompts = make_prompts(config)

@@ -151,7 +151,7 @@ MAX_COMMENT_S = 120.0
 
 def _comment_problem(wav: bytes, headers: dict[str, str]) -> tuple[int, str] | None:
     """Why a comment upload is refused (status, message), or None."""
-    from ivr.comment_audio import wav_duration_s, wav_format_problem
+    from ivr.core.comment_audio import wav_duration_s, wav_format_problem
 
     if headers.get("content-type", "").split(";")[0].strip().lower() != "audio/wav":
         return 415, "Content-Type must be audio/wav"

@@ -11,13 +11,13 @@ import logging
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ivr.config import Config
-from ivr.dialer import describe_next_opening
-from ivr.errors import ConfigError
-from ivr.intake import mask_phone, normalize_phone
-from ivr.live_settings import apply
+from ivr.campaign.dialer import describe_next_opening
+from ivr.core.config import Config
+from ivr.core.errors import ConfigError
+from ivr.core.intake import mask_phone, normalize_phone
+from ivr.core.live_settings import apply
+from ivr.core.windows import format_local
 from ivr.sip.redact import mask_digits
-from ivr.windows import format_local
 from storage.admin import RELOAD, Actor, AdminStore
 from storage.heartbeat import NodeStatus, list_nodes
 from storage.store import Store

@@ -2,7 +2,7 @@
 
 A one-screen summary (where it connects, the next 7 days' call windows in the configured zone
 with holidays, working Saturdays and blackout dates applied, the next import, the warnings);
-``--json`` prints the whole configuration instead (``ivr.config.redacted``, warnings on
+``--json`` prints the whole configuration instead (``ivr.core.config.redacted``, warnings on
 stderr). Secrets never appear: the token and SIP password are ``***`` and the database URL's
 password is hidden. Pure: ``now`` is an argument.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from ivr.config import WEEKDAYS, Config, config_warnings, format_range, safe_url
-from ivr.windows import CallCalendar, format_local, next_daily, plan_days
+from ivr.core.config import WEEKDAYS, Config, config_warnings, format_range, safe_url
+from ivr.core.windows import CallCalendar, format_local, next_daily, plan_days
 
 _KIND = {
     "holiday": "holiday",

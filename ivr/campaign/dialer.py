@@ -16,30 +16,30 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from ivr import metrics
-from ivr.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
-from ivr.clock import Clock
-from ivr.comment_audio import Recording
-from ivr.config import MAX_CHANNELS, Config
-from ivr.errors import SipError
-from ivr.intake import is_dialable, mask_phone
-from ivr.pacing import TokenBucket
-from ivr.policy import (
+from ivr.campaign.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.clock import Clock
+from ivr.core.comment_audio import Recording
+from ivr.core.config import MAX_CHANNELS, Config
+from ivr.core.errors import SipError
+from ivr.core.intake import is_dialable, mask_phone
+from ivr.core.pacing import TokenBucket
+from ivr.core.policy import (
     Final,
     after_no_input,
     counted_attempts,
     decide_unanswered,
     disposition,
 )
-from ivr.sip.api import SipPhone
-from ivr.windows import (
+from ivr.core.windows import (
     CallCalendar,
     can_start_call,
     format_local,
     local_day_bounds,
     next_opening,
 )
+from ivr.entry import metrics
+from ivr.sip.api import SipPhone
 from storage.comments import NewComment
 from storage.store import AttemptResult, DueSurvey, Store
 
@@ -402,8 +402,8 @@ class Dialer:
 
     def _live(self, file_config: Config) -> tuple[datetime | None, Config]:
         """(when the live settings were saved, the file's configuration with them over it)."""
-        from ivr.errors import ConfigError
-        from ivr.live_settings import apply
+        from ivr.core.errors import ConfigError
+        from ivr.core.live_settings import apply
 
         doc, stamp = self.store.live_document()
         try:

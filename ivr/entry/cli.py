@@ -28,11 +28,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ivr import operator
-from ivr.clock import SYSTEM_CLOCK
-from ivr.config import Config, config_warnings, load_config, redacted, safe_url
 from ivr.console import commands as console_commands
-from ivr.errors import (
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.config import Config, config_warnings, load_config, redacted, safe_url
+from ivr.core.errors import (
     ConfigError,
     DatabaseUnavailable,
     ImportStopped,
@@ -41,17 +40,18 @@ from ivr.errors import (
     RunnerLocked,
     SchemaMismatch,
 )
-from ivr.logs import TEXT_FORMAT
-from ivr.windows import format_local, yesterday
+from ivr.core.windows import format_local, yesterday
+from ivr.entry import operator
+from ivr.entry.logs import TEXT_FORMAT
 
 if TYPE_CHECKING:
-    from ivr.heartbeat import NodeProbe
-    from ivr.metrics import CountingPortal
+    from ivr.campaign.heartbeat import NodeProbe
+    from ivr.entry.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
 
-log = logging.getLogger("ivr.cli")
+log = logging.getLogger("ivr.entry.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PORTAL, EXIT_SIP, EXIT_UNDELIVERED = 0, 1, 2, 3, 4, 5
 EXIT_LOCKED, EXIT_DATABASE, EXIT_SCHEMA, EXIT_PIPE = 6, 7, 8, 141
@@ -231,7 +231,7 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_CONFIG
     _FORMATTER.tz = config.tz
     if config.logging.format != "text":
-        from ivr.logs import use_format
+        from ivr.entry.logs import use_format
 
         use_format(config.logging.format)
     try:
@@ -283,7 +283,7 @@ def open_store(config: Config, *, read_only: bool) -> Store:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
-    from ivr import app
+    from ivr.entry import app
     from storage.db import schema_revisions, upgrade
 
     url = make_url(config.database)
@@ -317,7 +317,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "prompts":
         return _prompts(args, config)
 
-    from ivr import app
+    from ivr.entry import app
 
     store = open_store(config, read_only=_read_only(args))
     if args.command == "db":
@@ -342,13 +342,13 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         day = args.date or yesterday(SYSTEM_CLOCK.now(), config.tz)
         return _report(store, args, day)
     if args.command == "purge":
-        from ivr.retention import purge
+        from ivr.campaign.retention import purge
 
         erased = purge(store, args.before, config.tz)
         print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
         return EXIT_OK
     if args.command == "import":
-        from ivr.file_import import UnreadableFile, format_file_summary, import_file
+        from ivr.campaign.file_import import UnreadableFile, format_file_summary, import_file
 
         try:
             summary = import_file(args.file, store, config.tz, SYSTEM_CLOCK.now())
@@ -358,8 +358,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         print(format_file_summary(args.file, summary))
         return EXIT_OK
     if args.command == "deliver":
-        from ivr.delivery import deliver_due
-        from ivr.dialer import node_name
+        from ivr.campaign.delivery import deliver_due
+        from ivr.campaign.dialer import node_name
         from storage.admin import AdminStore
 
         if args.retry_dead is not None:
@@ -399,7 +399,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     for warning in config_warnings(config):
         log.warning("configuration: %s", warning)
     phone = PyVoipPhone(app.sip_settings(config))
-    from ivr.dialer import node_name
+    from ivr.campaign.dialer import node_name
     from storage.locks import node_presence
 
     stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
@@ -409,7 +409,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         app.make_portal(config, stop) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
-        from ivr.metrics import CountingPortal
+        from ivr.entry.metrics import CountingPortal
 
         counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
@@ -443,7 +443,7 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
         for warning in config_warnings(config):
             print(f"warning: {warning}", file=sys.stderr)
         return EXIT_OK
-    from ivr.config_check import summary_text
+    from ivr.entry.config_check import summary_text
 
     print(summary_text(config, args.config, SYSTEM_CLOCK.now()))
     return EXIT_OK
@@ -461,7 +461,7 @@ def _night(
 ) -> int:
     import signal
 
-    from ivr.night import Night, format_summary
+    from ivr.campaign.night import Night, format_summary
 
     night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe, stop)
 
@@ -492,7 +492,7 @@ def _night(
 
 
 def _report(store: Store, args: argparse.Namespace, day: date) -> int:
-    from ivr.intake import mask_phone
+    from ivr.core.intake import mask_phone
 
     header: list[str]
     table: list[list[str]]
@@ -517,13 +517,13 @@ def _report(store: Store, args: argparse.Namespace, day: date) -> int:
             for r in rows
         ]
     if args.csv:
-        from ivr.untrusted import csv_cell
+        from ivr.core.untrusted import csv_cell
 
         w = csv.writer(sys.stdout)
         w.writerow(header)
         w.writerows([csv_cell(cell) for cell in row] for row in table)
         return EXIT_OK
-    from ivr.untrusted import printable
+    from ivr.core.untrusted import printable
 
     table = [[printable(cell) for cell in row] for row in table]
     widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(header)]
@@ -532,7 +532,7 @@ def _report(store: Store, args: argparse.Namespace, day: date) -> int:
     if args.rejected:
         print(f"\n{len(table)} rejected row(s)")
         return EXIT_OK
-    from ivr.delivery import format_outbox
+    from ivr.campaign.delivery import format_outbox
 
     print(f"\n{len(table)} request(s) closed on {day.isoformat()}")
     print(format_outbox(store, day))
@@ -540,8 +540,8 @@ def _report(store: Store, args: argparse.Namespace, day: date) -> int:
 
 
 def _period_report(store: Store, args: argparse.Namespace, config: Config) -> int:
-    from ivr.exports import write_csv, write_xlsx
-    from ivr.period_report import COLUMNS, figure_row, text_table
+    from ivr.campaign.period_report import COLUMNS, figure_row, text_table
+    from ivr.core.exports import write_csv, write_xlsx
     from storage.analytics import Filters, figures
 
     if args.date_from is None or args.date_to is None or args.date is not None:
@@ -576,7 +576,7 @@ def _period_report(store: Store, args: argparse.Namespace, config: Config) -> in
         + "".join(f", {k} {v}" for k, v in filters.described()[2:])
     )
     print("reach = answered/called, satisfaction = satisfied/rated: [95 % Wilson interval]")
-    from ivr.untrusted import printable
+    from ivr.core.untrusted import printable
 
     for line in text_table(groups, total):
         print(printable(line))
@@ -584,7 +584,7 @@ def _period_report(store: Store, args: argparse.Namespace, config: Config) -> in
 
 
 def _prompts(args: argparse.Namespace, config: Config) -> int:
-    from ivr import app
+    from ivr.entry import app
 
     if args.prompts_command == "build":
         from prompts.build import build_placeholders

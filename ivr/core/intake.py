@@ -22,7 +22,7 @@ from typing import Any, Literal
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from ivr.untrusted import has_control, printable, value_depth
+from ivr.core.untrusted import has_control, printable, value_depth
 
 Language = Literal["ru", "be"]
 NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent", "do_not_call"]

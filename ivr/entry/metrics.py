@@ -39,14 +39,20 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from ivr.clock import Clock
-from ivr.errors import ConfigError, PortalAuthError, PortalError, PortalRejected, PortalUnavailable
+from ivr.core.clock import Clock
+from ivr.core.errors import (
+    ConfigError,
+    PortalAuthError,
+    PortalError,
+    PortalRejected,
+    PortalUnavailable,
+)
 from storage.figures import database_reachable, newest_completed_import, outbox_state_counts
 from storage.heartbeat import REGISTRATION_STATES, list_nodes
 from storage.models import DeliveryState
 
 if TYPE_CHECKING:
-    from ivr.heartbeat import NodeProbe
+    from ivr.campaign.heartbeat import NodeProbe
     from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -121,7 +127,7 @@ def count_import(new: int, known: int, rejected: int, not_called: int) -> None:
 
 
 def portal_error_kind(exc: PortalError) -> str:
-    from ivr.portal import MalformedPage
+    from ivr.portal.client import MalformedPage
 
     if isinstance(exc, PortalAuthError):
         return "auth"
@@ -212,7 +218,7 @@ class DatabaseCollector(Collector):
         self.tz = tz
 
     def collect(self) -> Iterable[Metric]:
-        from ivr.windows import local_day_bounds
+        from ivr.core.windows import local_day_bounds
 
         now = self.clock.now()
         try:

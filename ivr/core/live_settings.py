@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ivr.config import WEEKDAYS, Config, TimeRange, _key_of
-from ivr.errors import ConfigError
-from ivr.windows import CallCalendar
+from ivr.core.config import WEEKDAYS, Config, TimeRange, _key_of
+from ivr.core.errors import ConfigError
+from ivr.core.windows import CallCalendar
 
 # Form field -> the configuration key it edits.
 FIELDS: dict[str, str] = {

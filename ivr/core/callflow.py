@@ -1,6 +1,6 @@
 """The survey call as a pure state machine: events in, actions out.
 
-It never touches pyVoIP, files, the database or the clock. The runner (``ivr.call_runner``)
+It never touches pyVoIP, files, the database or the clock. The runner (``ivr.campaign.call_runner``)
 feeds it events and carries out the actions it returns. One call covers one or more requests
 of the same citizen, asked one after another; each gets its own ``RecordOutcome``.
 
@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from ivr.errors import CallFlowError
+from ivr.core.errors import CallFlowError
 from prompts.catalog import category_clip, day_clip, month_clip
 
 SATISFIED_KEY = "1"

@@ -12,7 +12,7 @@ import logging
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ivr.windows import local_day_bounds
+from ivr.core.windows import local_day_bounds
 from storage.db import compact_erased
 from storage.store import Store
 

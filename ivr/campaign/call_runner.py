@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ivr import metrics
-from ivr.callflow import (
+from ivr.core.callflow import (
     Action,
     Answered,
     CallTooLong,
@@ -35,8 +34,9 @@ from ivr.callflow import (
     StopPlayback,
     SurveyCall,
 )
-from ivr.clock import Clock
-from ivr.comment_audio import CommentRecorder, Recording, StopReason
+from ivr.core.clock import Clock
+from ivr.core.comment_audio import CommentRecorder, Recording, StopReason
+from ivr.entry import metrics
 from ivr.sip.api import EndedBy, LineState, OutboundCall, SipPhone
 
 log = logging.getLogger(__name__)

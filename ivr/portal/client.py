@@ -1,7 +1,7 @@
 """The client of the city request portal: pull closed requests, push ratings.
 
 Everything that can go wrong on the wire leaves this module as one of
-:mod:`ivr.errors`' portal errors (unavailable / rejected / auth), each carrying
+:mod:`ivr.core.errors`' portal errors (unavailable / rejected / auth), each carrying
 the URL and the HTTP status, never the token. ``requests`` exceptions are
 translated in exactly one place, :func:`translate_requests_error`.
 
@@ -10,9 +10,9 @@ Pulling retries inside a time budget (``retry_budget_s``, 0 by default: no retry
 page waits an exponential backoff with jitter; the same page (same cursor) is asked again.
 When the next wait would overrun the budget the last error is raised: the caller gives up
 for now and retries the whole day later. A refused token (401/403) is never retried.
-Posting ratings does not retry here: the outbox (:mod:`ivr.delivery`) does.
+Posting ratings does not retry here: the outbox (:mod:`ivr.campaign.delivery`) does.
 
-Every call is bounded (:mod:`ivr.portal_transport`): a wall-clock deadline for the whole
+Every call is bounded (:mod:`ivr.portal.transport`): a wall-clock deadline for the whole
 exchange, body included (``request_deadline_s``: a portal trickling its answer is cut there
 and counts as unavailable); a page is streamed and abandoned past ``max_page_bytes``; a page
 must hold at most the ``limit`` asked for; one import follows at most ``max_pages`` cursors.
@@ -37,8 +37,8 @@ from urllib.parse import quote, urlencode
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ivr.clock import SYSTEM_CLOCK, Clock
-from ivr.errors import (
+from ivr.core.clock import SYSTEM_CLOCK, Clock
+from ivr.core.errors import (
     ImportStopped,
     PortalAuthError,
     PortalError,
@@ -46,14 +46,14 @@ from ivr.errors import (
     PortalRejected,
     PortalUnavailable,
 )
-from ivr.portal_transport import (
+from ivr.core.untrusted import TooDeep, json_loads, printable
+from ivr.portal.transport import (
     BodyTooLarge,
     RequestWatch,
     bounded_session,
     read_capped,
     redact_credentials,
 )
-from ivr.untrusted import TooDeep, json_loads, printable
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class PortalClient:
     def iter_closed(self, closed_from: datetime, closed_to: datetime) -> Iterator[dict[str, Any]]:
         """Yield every item closed in [closed_from, closed_to), page by page, oldest first.
 
-        Items are yielded as the portal sent them, unchecked: :func:`ivr.intake.parse_item`
+        Items are yielded as the portal sent them, unchecked: :func:`ivr.core.intake.parse_item`
         validates each on its own. Both bounds must be timezone-aware."""
         for name, moment in (("closed_from", closed_from), ("closed_to", closed_to)):
             if moment.utcoffset() is None:

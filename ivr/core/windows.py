@@ -18,10 +18,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ivr.config import WEEKDAYS, TimeRange
+from ivr.core.config import WEEKDAYS, TimeRange
 
 if TYPE_CHECKING:
-    from ivr.config import Config
+    from ivr.core.config import Config
 
 
 class CallCalendar:

@@ -2,7 +2,7 @@
 
 CSV: UTF-8 with a byte order mark (Excel otherwise reads it as cp1251), ``;`` between cells
 (the list separator of a Russian locale, where ``,`` is the decimal comma), numbers with a
-decimal comma, and every text cell formula-safe (:func:`ivr.untrusted.csv_cell`). The filters
+decimal comma, and every text cell formula-safe (:func:`ivr.core.untrusted.csv_cell`). The filters
 come first, one ``#;name;value`` row each, then an empty row, then the header and the rows.
 
 XLSX (openpyxl, write-only: rows go to disk as they come): sheet "data" holds the header
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from ivr.untrusted import csv_cell, printable
+from ivr.core.untrusted import csv_cell, printable
 
 BOM = "\ufeff"
 SEPARATOR = ";"

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ivr.importer import ImportSummary, store_items, summary_detail_lines
-from ivr.intake import Rejected, shown_id
-from ivr.untrusted import json_loads, printable
-from ivr.windows import local_date
+from ivr.campaign.importer import ImportSummary, store_items, summary_detail_lines
+from ivr.core.intake import Rejected, shown_id
+from ivr.core.untrusted import json_loads, printable
+from ivr.core.windows import local_date
 from storage.store import Store
 
 _TRUE = frozenset({"true", "1", "yes", "y", "да", "так", "t"})

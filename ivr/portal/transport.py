@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ivr.clock import SYSTEM_CLOCK
+from ivr.core.clock import SYSTEM_CLOCK
 
 CHUNK_BYTES = 64 * 1024
 """How much one streamed read asks for (memory stays within the cap plus one chunk)."""

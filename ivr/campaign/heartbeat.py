@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sqlalchemy import Engine
 
-from ivr.clock import Clock
+from ivr.core.clock import Clock
 from ivr.sip.api import RegistrationStatus
 from storage.heartbeat import NodeHeartbeat, Registration, remove_heartbeat, write_heartbeat
 
 if TYPE_CHECKING:
-    from ivr.dialer import Dialer
+    from ivr.campaign.dialer import Dialer
 
 log = logging.getLogger(__name__)
 

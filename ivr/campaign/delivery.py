@@ -23,10 +23,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from ivr import metrics
-from ivr.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
-from ivr.portal_transport import redact_credentials
-from ivr.untrusted import printable
+from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
+from ivr.core.untrusted import printable
+from ivr.entry import metrics
+from ivr.portal.transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts
 from storage.comments import COMMENTS_BLOCKED_FLAG
 from storage.models import DeliveryState

@@ -13,24 +13,24 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from ivr.call_runner import PromptRenderer
-from ivr.clock import Clock
-from ivr.config import Config
-from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
-from ivr.errors import RegistrationFailed
-from ivr.heartbeat import NodeProbe
-from ivr.importer import (
+from ivr.campaign.call_runner import PromptRenderer
+from ivr.campaign.delivery import RatingSink, deliver_due
+from ivr.campaign.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
+from ivr.campaign.heartbeat import NodeProbe
+from ivr.campaign.importer import (
     ClosedRequestSource,
     ImportSummary,
     import_day,
     rejected_lines,
     summary_detail_lines,
 )
-from ivr.progress import PROGRESS_EVERY_S, progress_line
-from ivr.retention import retention_job
+from ivr.campaign.progress import PROGRESS_EVERY_S, progress_line
+from ivr.campaign.retention import retention_job
+from ivr.core.clock import Clock
+from ivr.core.config import Config
+from ivr.core.errors import RegistrationFailed
+from ivr.core.untrusted import printable
 from ivr.sip.api import SipPhone
-from ivr.untrusted import printable
 from storage.figures import day_progress
 from storage.store import ReportRow, Store
 
@@ -225,7 +225,7 @@ class _Progress:
 
 
 def format_summary(summary: NightSummary, mask: bool = True) -> str:
-    from ivr.intake import mask_phone
+    from ivr.core.intake import mask_phone
 
     lines = [f"Night of {summary.day.isoformat()}"]
     if summary.imported is not None:

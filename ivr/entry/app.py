@@ -8,16 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ivr.clock import Clock
-from ivr.config import Config
-from ivr.heartbeat import HeartbeatWriter, NodeProbe
-from ivr.portal import PortalClient
+from ivr.campaign.heartbeat import HeartbeatWriter, NodeProbe
+from ivr.core.clock import Clock
+from ivr.core.config import Config
+from ivr.portal.client import PortalClient
 from ivr.sip.api import SipSettings
 from prompts.library import PromptLibrary
 from storage.db import make_engine
 from storage.store import Store
 
-PACKAGED_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+PACKAGED_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,12 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     """What every runner (``night``, ``run``) shows of itself while it runs: its heartbeat in
     the database and, at ``metrics.listen``, /metrics, /healthz and /readyz. The runner fills
     the probe in (its dialer) as it comes up."""
-    from ivr.dialer import node_name
+    from ivr.campaign.dialer import node_name
 
     probe = NodeProbe(node_name(config), clock, phone, config.sip.registration)
     server = None
     if config.metrics.listen:
-        from ivr import metrics
+        from ivr.entry import metrics
 
         server = metrics.MetricsServer(
             config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)
