@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, text  # noqa: E402
 
 from ivr.core.exports import csv_chunks  # noqa: E402
-from ivr.lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
+from lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
 from storage.analytics import (  # noqa: E402
     ROW_COLUMNS,
     Filters,

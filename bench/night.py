@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from ivr.core.config import load_config, parse_duration
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from lab.night_lab import Citizen, LabSettings, NightLab
 from storage.db import make_engine
 from storage.store import Store
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ivr.lab.pg import LOCAL_PG, temporary_schema
+from lab.pg import LOCAL_PG, temporary_schema
 from storage.db import make_engine, upgrade
 from storage.store import Store
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ivr.lab.sip_peers import find_free_udp_port
 from ivr.sip.api import SipSettings
+from lab.sip_peers import find_free_udp_port
 
 
 def config_data(**sections: Any) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import pytest
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
 from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
 from ivr.core.clock import SYSTEM_CLOCK
-from ivr.lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone
+from lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
 from prompts.library import PromptLibrary, wav_to_u8
 from tests.helpers import best_match, lab_sip_settings, u8_signal
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ivr.entry.cli import main
-from ivr.lab.sample_requests import make_items
+from lab.sample_requests import make_items
 from storage.db import current_revision, make_engine, upgrade
 from tests.helpers import config_data
 

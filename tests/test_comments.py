@@ -16,9 +16,9 @@ from ivr.campaign.delivery import deliver_due, format_outbox, requeue_dead_lette
 from ivr.campaign.dialer import save_recording
 from ivr.core.comment_audio import Recording
 from ivr.entry.metrics import CountingPortal
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
 from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.comments import NewComment
 from storage.store import NewSurvey, Store
 

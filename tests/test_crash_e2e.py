@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from ivr.core.config import load_config
 from ivr.core.windows import CallCalendar, can_start_call
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.models import Survey, SurveyStatus
 from storage.store import Store

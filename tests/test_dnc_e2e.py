@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.models import CallAttempt
 from storage.store import Store

@@ -23,9 +23,9 @@ from ivr.campaign.importer import ImportSummary, import_day, store_items
 from ivr.campaign.night import Night, NightSummary, format_summary, summarize
 from ivr.core.errors import PortalError
 from ivr.entry.cli import main
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
 from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg

@@ -16,9 +16,9 @@ from ivr.campaign import importer
 from ivr.campaign.delivery import deliver_due
 from ivr.campaign.importer import import_day
 from ivr.entry.cli import main
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
 from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.store import Store
 
 MINSK = ZoneInfo("Europe/Minsk")

@@ -186,7 +186,7 @@ def test_batched_first_stage_never_drops_a_frame_the_detector_would_use() -> Non
     """Frames the batch rejects have no candidate block: feeding them instead of a gap gives
     the detector the same keys (the DTMF vectors: every key, speech, noise, near misses)."""
     from ivr.core.dtmf_inband import InbandDetector, candidate_frames
-    from ivr.lab.dtmf_vectors import through_line, vectors
+    from lab.dtmf_vectors import through_line, vectors
 
     for vector in vectors():
         signal = through_line(vector.signal)  # as G.711 delivers it

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ivr.core.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import Citizen, NightLab, lab_day
+from lab.night_lab import Citizen, NightLab, lab_day
 from storage.db import make_engine
 from storage.heartbeat import list_nodes
 from tests.helpers import free_tcp_port

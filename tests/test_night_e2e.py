@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
+from lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
 from prompts.library import wav_to_u8
 from tests.helpers import best_match, u8_signal
 
@@ -195,7 +195,7 @@ def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -
     # A config pointing at a port nobody listens on (no peers needed: the portal comes first).
     import yaml
 
-    from ivr.lab.sip_peers import find_free_udp_port
+    from lab.sip_peers import find_free_udp_port
 
     cfg = {
         "database": f"sqlite:///{lab.database}",

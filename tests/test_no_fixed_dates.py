@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import NightLab, check_lab_day, lab_day
+from lab.night_lab import NightLab, check_lab_day, lab_day
 
 TESTS = Path(__file__).parent
 # What makes a test module real-clock: it runs the product or the lab on the wall clock.

@@ -22,9 +22,9 @@ import pytest
 
 from ivr.campaign.delivery import deliver_due
 from ivr.core.errors import ImportStopped, PortalRedirected, PortalRejected
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
 from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from scheduler.jobs import import_job
 from storage.bulk import dead_letters
 from storage.store import Store

@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from ivr.core.errors import PortalAuthError, PortalRejected, PortalUnavailable
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
 from ivr.portal.client import _REQUESTS_ERRORS, PortalClient, translate_requests_error
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 3, 1)
@@ -352,7 +352,7 @@ def test_emulator_cli_serves_and_dumps_ratings(tmp_path: Path) -> None:
     items_file = tmp_path / "items.json"
     items_file.write_text(json.dumps(make_items(DAY, "Europe/Minsk", PHONES[:2])))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ivr.lab.portal_emulator", "--port", "0",
+        [sys.executable, "-m", "lab.portal_emulator", "--port", "0",
          "--items", str(items_file), "--token", "cli-token"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.lab.night_lab import lab_day
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.lab.sip_peers import find_free_udp_port
+from lab.night_lab import lab_day
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
+from lab.sip_peers import find_free_udp_port
 
 TOKEN = "test-token"
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, NightLab, lab_day
+from lab.night_lab import Citizen, NightLab, lab_day
 
 pytestmark = pytest.mark.peers
 

@@ -20,15 +20,15 @@ import pytest
 
 from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.core.errors import RegistrationFailed
-from ivr.lab.sip_peers import (
+from ivr.sip import sip_messages as sm
+from ivr.sip.api import EndedBy, LineState, SipSettings
+from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from lab.sip_peers import (
     BaresipCitizen,
     Kamailio,
     SippCitizen,
     find_free_udp_port,
 )
-from ivr.sip import sip_messages as sm
-from ivr.sip.api import EndedBy, LineState, SipSettings
-from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
 from tests.helpers import lab_sip_settings
 
 pytestmark = pytest.mark.peers

@@ -19,9 +19,9 @@ from pathlib import Path
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
 from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
-from ivr.lab.sip_peers import SippCitizen, find_free_udp_port
 from ivr.sip.api import EndedBy, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipPhone
+from lab.sip_peers import SippCitizen, find_free_udp_port
 from prompts.library import PromptLibrary
 
 PROMPTS_ROOT = Path(__file__).resolve().parent.parent.parent / "prompts"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ivr.core.dtmf_inband import SAMPLE_RATE
-from ivr.lab import dtmf_vectors as dv
+from lab import dtmf_vectors as dv
 
 SPEECH_WAV = Path(__file__).resolve().parent / "comment_speech.wav"
 _EVENT_KEYS = "0123456789*#ABCD"

@@ -1,7 +1,7 @@
 """A whole local world for one night: Kamailio (strict), SIPp and baresip citizens, a portal
 emulator with that day's closed requests, and a config.yaml pointing ivr-rating at them.
 
-Used by the demo (``python -m ivr.lab.demo``) and by the end-to-end tests. Everything listens
+Used by the demo (``python -m lab.demo``) and by the end-to-end tests. Everything listens
 on 127.0.0.1 only.
 """
 
@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.lab.sip_peers import BaresipCitizen, Kamailio, SippCitizen, find_free_udp_port
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
+from lab.sip_peers import BaresipCitizen, Kamailio, SippCitizen, find_free_udp_port
 
 TOKEN = "demo-portal-token"
 SIP_PASSWORD = "secret"  # what the lab Kamailio expects

@@ -30,7 +30,7 @@ makes every closed-requests page empty with a fresh next cursor.
 Ratings live in a :class:`RatingBook`; pass ``book=old.book`` to a new emulator on the
 same port to model a portal restarted in the middle of delivery (its database survives).
 
-CLI: ``python -m ivr.lab.portal_emulator --port P --items FILE.json [--token T]
+CLI: ``python -m lab.portal_emulator --port P --items FILE.json [--token T]
 [--dump FILE]`` serves until SIGTERM/SIGINT, prints its base URL on stderr when ready,
 and on exit writes the received ratings as JSON to stdout (or ``--dump``).
 """

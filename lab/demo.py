@@ -1,6 +1,6 @@
 """The README's first command: a whole night against real local peers.
 
-    python -m ivr.lab.demo [--date 2026-11-26] [--workdir DIR] [--keep]
+    python -m lab.demo [--date 2026-11-26] [--workdir DIR] [--keep]
 
 Starts Kamailio (strict: digest auth on REGISTER and INVITE), SIPp and baresip citizens
 (press 1, press 2, press nothing, busy, no answer, decline, hang up early, press 2 and say
@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from ivr.core.comment_audio import wav_duration_s
-from ivr.lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
+from lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

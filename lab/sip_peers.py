@@ -327,7 +327,7 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
     codec = "PCMA" if name == "inband_pcma" or arg.startswith("pcma") else "PCMU"  # 200's SDP
     args = arg.split(":") if arg else []
     if name in ("pt96", "info", "info_dtmf", "inband", "inband_pcma", "hold_unhold", "to_pcma"):
-        from ivr.lab import dtmf_vectors as dv
+        from lab import dtmf_vectors as dv
 
         out = workdir or Path(".")
         out.mkdir(parents=True, exist_ok=True)
@@ -370,7 +370,7 @@ def _scenario(behaviour: str, workdir: Path | None = None) -> str:
                 pcap += '  <pause milliseconds="500"/>\n'
             pcap += _play(DTMF_PCAP.format(args[0]))
     elif name == "speak":  # speak:<law>:<speech_at_ms>[:<bye_at_ms>]: 2 at 1 s, then speaks
-        from ivr.lab.comment_lab import speaking_pcap
+        from lab.comment_lab import speaking_pcap
 
         out = workdir or Path(".")
         out.mkdir(parents=True, exist_ok=True)

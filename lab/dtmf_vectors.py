@@ -1,6 +1,6 @@
 """Test vectors for the in-band DTMF detector: 8 kHz 16-bit WAV files plus ``manifest.json``.
 
-Regenerate the shipped set with ``python -m ivr.lab.dtmf_vectors tests/data/dtmf``; the output
+Regenerate the shipped set with ``python -m lab.dtmf_vectors tests/data/dtmf``; the output
 is deterministic (fixed noise seed). Every signal goes through G.711 mu-law and back, as it
 would on the line. The manifest gives, per file, the keys a conforming detector reports.
 
