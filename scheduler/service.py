@@ -28,11 +28,11 @@ from ivr.campaign.delivery import RatingSink, deliver_due
 from ivr.campaign.dialer import Dialer, node_name, recover_after_restart
 from ivr.campaign.heartbeat import NodeProbe
 from ivr.campaign.importer import ClosedRequestSource
+from ivr.campaign.operator import RELOAD
 from ivr.campaign.retention import retention_job
 from ivr.core.clock import Clock
 from ivr.core.config import Config
 from ivr.core.errors import IvrError
-from ivr.entry.operator import RELOAD
 from ivr.sip.api import SipPhone
 from scheduler.jobs import delivery_job, dial_loop, import_job
 from storage.locks import run_once

@@ -14,8 +14,8 @@ import pytest
 
 from ivr.campaign.delivery import deliver_due, format_outbox, requeue_dead_letters
 from ivr.campaign.dialer import save_recording
+from ivr.campaign.metrics import CountingPortal
 from ivr.core.comment_audio import Recording
-from ivr.entry.metrics import CountingPortal
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items

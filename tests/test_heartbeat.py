@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.heartbeat import HeartbeatWriter, NodeProbe
+from ivr.campaign.operator import status_text
 from ivr.core.config import parse_config
-from ivr.entry.operator import status_text
 from storage.heartbeat import NodeHeartbeat, list_nodes, write_heartbeat
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts

@@ -17,12 +17,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ivr.campaign import metrics
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.heartbeat import STUCK_AFTER_S, NodeProbe
 from ivr.campaign.progress import estimate_finish, progress_line
 from ivr.core.config import parse_config
 from ivr.core.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
-from ivr.entry import metrics
 from ivr.entry.logs import JsonFormatter
 from ivr.portal.client import MalformedPage
 from storage.db import make_engine

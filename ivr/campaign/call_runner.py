@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from ivr.campaign import metrics
 from ivr.core.callflow import (
     Action,
     Answered,
@@ -36,7 +37,6 @@ from ivr.core.callflow import (
 )
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import CommentRecorder, Recording, StopReason
-from ivr.entry import metrics
 from ivr.sip.api import EndedBy, LineState, OutboundCall, SipPhone
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from ivr.campaign import metrics
 from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
 from ivr.core.untrusted import printable
-from ivr.entry import metrics
 from ivr.portal.transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts
 from storage.comments import COMMENTS_BLOCKED_FLAG

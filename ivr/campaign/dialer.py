@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ivr.campaign import metrics
 from ivr.campaign.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
 from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
 from ivr.core.clock import Clock
@@ -38,7 +39,6 @@ from ivr.core.windows import (
     local_day_bounds,
     next_opening,
 )
-from ivr.entry import metrics
 from ivr.sip.api import SipPhone
 from storage.comments import NewComment
 from storage.store import AttemptResult, DueSurvey, Store

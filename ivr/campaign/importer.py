@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 
+from ivr.campaign import metrics
 from ivr.core.district import district_of
 from ivr.core.intake import ClosedRequest, Rejected, parse_item, shown_id
 from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
 from ivr.core.windows import local_date, local_day_bounds
-from ivr.entry import metrics
 from prompts.catalog import category_name
 from storage import bulk
 from storage.bulk import Added, add_surveys, do_not_call_among

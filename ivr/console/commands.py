@@ -12,8 +12,8 @@ import os
 import secrets
 import sys
 
+from ivr.campaign.operator import cli_actor
 from ivr.core.config import Config
-from ivr.entry.operator import cli_actor
 from storage.admin import ROLES, AdminStore
 from storage.store import Store
 

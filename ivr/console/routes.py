@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
+from ivr.campaign.operator import describe_node
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
 from ivr.console.now import SILENT_SHOWN_S, node_alarms, read_now
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
@@ -16,7 +17,6 @@ from ivr.console.security import verify_password as check_password
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.core.intake import mask_phone, normalize_phone
 from ivr.core.live_settings import form_values, preview, validate
-from ivr.entry.operator import describe_node
 from storage.admin import ROLES
 from storage.bulk import dead_letters
 from storage.heartbeat import list_nodes
@@ -301,7 +301,7 @@ async def audit_page(ctx: Ctx) -> Response:
 
 # ---- for administrators' monitoring (no phone number, no request id) ------------------------
 async def metrics(ctx: Ctx) -> Response:
-    from ivr.entry import metrics as m
+    from ivr.campaign import metrics as m
 
     console = ctx.console
     if console.registry is None:
@@ -312,14 +312,14 @@ async def metrics(ctx: Ctx) -> Response:
 
 
 async def healthz(ctx: Ctx) -> Response:
-    from ivr.entry import metrics as m
+    from ivr.campaign import metrics as m
 
     status, text = m.healthz()
     return PlainTextResponse(text, status_code=status)
 
 
 async def readyz(ctx: Ctx) -> Response:
-    from ivr.entry import metrics as m
+    from ivr.campaign import metrics as m
 
     status, text = m.readyz(m.readiness_problems(ctx.console.engine, None))
     return PlainTextResponse(text, status_code=status)

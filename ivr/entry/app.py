@@ -82,7 +82,7 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     probe = NodeProbe(node_name(config), clock, phone, config.sip.registration)
     server = None
     if config.metrics.listen:
-        from ivr.entry import metrics
+        from ivr.campaign import metrics
 
         server = metrics.MetricsServer(
             config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)

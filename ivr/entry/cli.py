@@ -28,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from ivr.campaign import operator
 from ivr.console import commands as console_commands
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.config import Config, config_warnings, load_config, redacted, safe_url
@@ -41,12 +42,11 @@ from ivr.core.errors import (
     SchemaMismatch,
 )
 from ivr.core.windows import format_local, yesterday
-from ivr.entry import operator
 from ivr.entry.logs import TEXT_FORMAT
 
 if TYPE_CHECKING:
     from ivr.campaign.heartbeat import NodeProbe
-    from ivr.entry.metrics import CountingPortal
+    from ivr.campaign.metrics import CountingPortal
     from ivr.sip.api import SipPhone
     from prompts.library import PromptLibrary
     from storage.store import Store
@@ -409,7 +409,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         app.make_portal(config, stop) as portal,
         app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
     ):
-        from ivr.entry.metrics import CountingPortal
+        from ivr.campaign.metrics import CountingPortal
 
         counted = CountingPortal(portal)  # failed portal operations counted by kind
         if args.command == "night":
