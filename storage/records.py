@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from ivr.core.vocabulary import Outcome
 from storage.models import Survey, SurveyStatus
 
 
@@ -136,7 +137,7 @@ def rating_payload(survey: Survey) -> dict[str, Any]:
         "answered_at": iso(survey.answered_at),
         "completed_at": iso(survey.completed_at),
         "attempts": survey.attempts,
-        "return_for_rework": survey.outcome == "unsatisfied",
+        "return_for_rework": survey.outcome == Outcome.UNSATISFIED,
         # Portal API 1.1: set true when a spoken comment follows (storage.comments).
         "comment_expected": False,
         "callback_requested": False,

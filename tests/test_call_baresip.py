@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo, opening_parts
 from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone
 from lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port

@@ -7,8 +7,9 @@ from datetime import datetime
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.policy import disposition
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeySource, LineState
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
 from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port

@@ -37,6 +37,7 @@ from ivr.core.callflow import (
 )
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import CommentRecorder, Recording, StopReason
+from ivr.core.vocabulary import Reason
 from ivr.sip.api import EndedBy, LineState, OutboundCall, SipPhone
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ class _CallDriver:
         ):
             log.info("call %s: no RTP from the far end for %.0f s, ending it",
                      self.call.call_id, self.call.media_idle_s)  # fmt: skip
-            self.feed(RemoteHangup("no_media"))
+            self.feed(RemoteHangup(Reason.NO_MEDIA))
             self.call.hangup()
             return
         if self.playing_until is not None and now >= self.playing_until:

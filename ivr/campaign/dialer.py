@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ivr.campaign import metrics
 from ivr.campaign.call_runner import CallPlan, CallReport, PromptRenderer, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import Recording
 from ivr.core.config import MAX_CHANNELS, Config
@@ -32,6 +32,7 @@ from ivr.core.policy import (
     decide_unanswered,
     disposition,
 )
+from ivr.core.vocabulary import Disposition, Outcome, Reason
 from ivr.core.windows import (
     CallCalendar,
     can_start_call,
@@ -63,7 +64,9 @@ class DialerSettings:
         return cls(
             channels=d.channels,
             max_attempts=d.max_attempts,
-            retry_delay=d.ladder("no_answer")[0] if d.retry_delay is None else d.retry_delay,
+            retry_delay=d.ladder(Disposition.NO_ANSWER)[0]
+            if d.retry_delay is None
+            else d.retry_delay,
             runner=RunnerSettings(
                 ring_timeout_s=d.ring_timeout_s,
                 max_call_s=d.max_call_s,
@@ -154,9 +157,9 @@ class Dialer:
                 # This survey opted_out; every other open one of the number: do_not_call.
                 closed = self.store.opt_out(rec.survey_id, phone, rec.key or "9", answered_at,
                                             now).closed  # fmt: skip
-                metrics.count_outcome("opted_out")
+                metrics.count_outcome(Outcome.OPTED_OUT)
                 for _ in closed:
-                    metrics.count_outcome("not_called")
+                    metrics.count_outcome(Outcome.NOT_CALLED)
                 if closed:
                     log.info("phone %s opted out: request(s) %s not called (do_not_call)",
                              mask_phone(phone), ", ".join(closed))  # fmt: skip
@@ -210,10 +213,10 @@ class Dialer:
         where = ",".join(sv.portal_request_id for sv in surveys)
         phone = mask_phone(surveys[0].phone)
         log.error("request(s) %s: %s is not a dialable number; not called", where, phone)
-        result = AttemptResult(None, None, "not dialable", None, now, "", "failed", None)
+        result = AttemptResult(None, None, "not dialable", None, now, "", Disposition.FAILED, None)
         for survey, attempt_id in zip(surveys, attempt_ids, strict=True):
             self.store.finish_attempt(attempt_id, result)
-            self._record(survey.id, "not_called", None, "disallowed_number", None, now)
+            self._record(survey.id, Outcome.NOT_CALLED, None, Reason.DISALLOWED_NUMBER, None, now)
 
     def _record(
         self,
@@ -298,7 +301,7 @@ class Dialer:
             local_day_bounds(tomorrow, self.config.tz)[0], self.calendar, self.config.tz, max_call
         )
         decision = after_no_input(
-            no_input_calls=history.count("answered"),
+            no_input_calls=history.count(Disposition.ANSWERED),
             allowed_retries=self.config.dialing.retry.no_input_retries,
             counted=counted_attempts(history),
             max_attempts=self.settings.max_attempts,
@@ -306,8 +309,8 @@ class Dialer:
             deadline=self._deadline(survey),
         )
         if isinstance(decision, Final):
-            self._record(survey.id, "no_input", None, None, answered_at, now)
-            return "no_input"
+            self._record(survey.id, Outcome.NO_INPUT, None, None, answered_at, now)
+            return Outcome.NO_INPUT
         self.store.schedule_retry(survey.id, decision.at)
         return f"no_input, one more call at {format_local(decision.at, self.config.tz)}"
 
@@ -380,8 +383,8 @@ class Dialer:
         expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
         if expired:
             log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
-            metrics.OUTCOMES_STORED.labels(outcome="no_answer").inc(len(expired))
-        retry = now + self.config.dialing.ladder("no_answer")[0]
+            metrics.OUTCOMES_STORED.labels(outcome=Outcome.NO_ANSWER).inc(len(expired))
+        retry = now + self.config.dialing.ladder(Disposition.NO_ANSWER)[0]
         # Only claims whose lease ran out (their node died): ours are still running here.
         recovered = self.store.recover_interrupted(
             now,
@@ -512,7 +515,7 @@ def recover_after_restart(store: Store, config: Config, now: datetime) -> None:
     dead = sorted(n for n in store.claiming_nodes() - {node} if not node_is_live(store.engine, n))
     recovered = store.recover_interrupted(
         now,
-        now + config.dialing.ladder("no_answer")[0],
+        now + config.dialing.ladder(Disposition.NO_ANSWER)[0],
         nodes=[node, *dead],
         max_attempts=config.dialing.max_attempts,
         answered_retry_at=next_day_opening(config, now),

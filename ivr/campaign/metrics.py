@@ -47,6 +47,7 @@ from ivr.core.errors import (
     PortalRejected,
     PortalUnavailable,
 )
+from ivr.core.vocabulary import CALL_DISPOSITIONS, Outcome
 from storage.figures import database_reachable, newest_completed_import, outbox_state_counts
 from storage.heartbeat import REGISTRATION_STATES, list_nodes
 from storage.models import DeliveryState
@@ -59,8 +60,8 @@ log = logging.getLogger(__name__)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: nothing here needs them
 
-DISPOSITIONS = ("answered", "busy", "no_answer", "declined", "invalid_number", "failed")
-OUTCOMES = ("satisfied", "unsatisfied", "no_input", "no_answer", "opted_out")
+DISPOSITIONS = tuple(str(d) for d in CALL_DISPOSITIONS)
+OUTCOMES = tuple(str(o) for o in Outcome if o is not Outcome.NOT_CALLED)
 IMPORT_RESULTS = ("new", "known", "rejected", "not_called")
 DELIVERY_RESULTS = ("delivered", "dead", "deferred")
 PORTAL_ERROR_KINDS = ("unavailable", "rejected", "malformed", "auth")

@@ -30,13 +30,14 @@ from ivr.core.clock import Clock
 from ivr.core.config import Config
 from ivr.core.errors import RegistrationFailed
 from ivr.core.untrusted import printable
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import SipPhone
 from storage.figures import day_progress
 from storage.store import ReportRow, Store
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("satisfied", "unsatisfied", "no_input", "no_answer", "opted_out", "not_called")
+OUTCOMES = tuple(str(o) for o in Outcome)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def summarize(store: Store, day: date, imported: ImportSummary | None = None) ->
             summary.unfinished += 1
         else:
             summary.counts[row.outcome] += 1
-    summary.unsatisfied = [r for r in rows if r.outcome == "unsatisfied"]
+    summary.unsatisfied = [r for r in rows if r.outcome == Outcome.UNSATISFIED]
     summary.rejected = store.rejected(day)
     summary.deliveries = dict(Counter(r.delivery for r in rows if r.delivery))
     summary.comments = {k: v for k, v in store.comment_counts().items() if v}

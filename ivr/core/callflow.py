@@ -42,21 +42,13 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ivr.core.errors import CallFlowError
+from ivr.core.vocabulary import Outcome, Reason
 from prompts.catalog import category_clip, day_clip, month_clip
 
 SATISFIED_KEY = "1"
 UNSATISFIED_KEY = "2"
 REPEAT_KEY = "0"
 OPT_OUT_KEY = "9"
-
-
-class Outcome(enum.StrEnum):
-    SATISFIED = "satisfied"
-    UNSATISFIED = "unsatisfied"
-    NO_INPUT = "no_input"
-    NO_ANSWER = "no_answer"
-    OPTED_OUT = "opted_out"
-    NOT_CALLED = "not_called"
 
 
 class State(enum.Enum):
@@ -104,7 +96,7 @@ class InputTimeout:
 class RemoteHangup:
     """The line is gone: BYE from the citizen, or (``no_media``) no RTP for too long."""
 
-    reason: str = "remote_hangup"
+    reason: str = Reason.REMOTE_HANGUP
 
 
 @dataclass(frozen=True)

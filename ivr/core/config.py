@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ivr.core.errors import ConfigError
+from ivr.core.vocabulary import Disposition
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -291,7 +292,7 @@ class DialingConfig(_Section):
 
     def ladder(self, disposition: str) -> tuple[timedelta, ...]:
         explicit = self.retry.model_fields_set
-        if disposition in ("busy", "no_answer", "failed"):
+        if disposition in (Disposition.BUSY, Disposition.NO_ANSWER, Disposition.FAILED):
             if disposition not in explicit and self.retry_delay is not None:
                 return (self.retry_delay,)
             steps: tuple[timedelta, ...] = getattr(self.retry, disposition)

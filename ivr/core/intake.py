@@ -23,9 +23,12 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from ivr.core.untrusted import has_control, printable, value_depth
+from ivr.core.vocabulary import Reason
 
 Language = Literal["ru", "be"]
-NotCalledReason = Literal["invalid_phone", "disallowed_number", "no_consent", "do_not_call"]
+NotCalledReason = Literal[
+    Reason.INVALID_PHONE, Reason.DISALLOWED_NUMBER, Reason.NO_CONSENT, Reason.DO_NOT_CALL
+]
 
 # Column widths of the surveys table: a longer value would break the insert on PostgreSQL.
 MAX_ID_LEN = 200
@@ -203,13 +206,13 @@ def _not_called_reason(
 ) -> NotCalledReason | None:
     # The citizen's own choices first: they stay true whatever the phone looks like.
     if not consent:
-        return "no_consent"
+        return Reason.NO_CONSENT
     if phone is not None and phone in do_not_call:
-        return "do_not_call"
+        return Reason.DO_NOT_CALL
     if phone is None:
-        return "invalid_phone"
+        return Reason.INVALID_PHONE
     if not dialable:
-        return "disallowed_number"
+        return Reason.DISALLOWED_NUMBER
     return None
 
 

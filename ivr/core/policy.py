@@ -19,25 +19,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ivr.core.vocabulary import Disposition, Outcome, Reason
 from ivr.sip.api import EndedBy
 
-NEVER_RETRIED = frozenset({"declined", "invalid_number"})
+NEVER_RETRIED = frozenset({Disposition.DECLINED, Disposition.INVALID_NUMBER})
 
 
-def disposition(answered: bool, final_status: int | None, ended_by: EndedBy | None) -> str:
+def disposition(answered: bool, final_status: int | None, ended_by: EndedBy | None) -> Disposition:
     if answered:
-        return "answered"
+        return Disposition.ANSWERED
     if ended_by is EndedBy.LOCAL_CANCEL:
-        return "no_answer"
+        return Disposition.NO_ANSWER
     if final_status in (486, 600):
-        return "busy"
+        return Disposition.BUSY
     if final_status in (480, 408, 487):
-        return "no_answer"
+        return Disposition.NO_ANSWER
     if final_status == 603:
-        return "declined"
+        return Disposition.DECLINED
     if final_status in (404, 484, 604):
-        return "invalid_number"
-    return "failed"
+        return Disposition.INVALID_NUMBER
+    return Disposition.FAILED
 
 
 @dataclass(frozen=True)
@@ -56,24 +57,24 @@ Ladder = Callable[[str], Sequence[timedelta]]
 
 def counted_attempts(history: Sequence[str]) -> int:
     """Attempts that use up the citizen's allowance: trunk faults do not."""
-    return sum(1 for d in history if d != "failed")
+    return sum(1 for d in history if d != Disposition.FAILED)
 
 
 def retry_delay(history: Sequence[str], ladder: Ladder) -> timedelta:
     """The wait after the last attempt of ``history`` (a list of dispositions, oldest first)."""
     last = history[-1]
-    if last == "failed":
-        failed_steps = ladder("failed")
+    if last == Disposition.FAILED:
+        failed_steps = ladder(Disposition.FAILED)
         run = 0  # consecutive trunk faults at the end
         for d in reversed(history):
-            if d != "failed":
+            if d != Disposition.FAILED:
                 break
             run += 1
         if run <= len(failed_steps):
             return failed_steps[run - 1]
-        steps = ladder("no_answer")
+        steps = ladder(Disposition.NO_ANSWER)
         return steps[min(run - len(failed_steps) - 1, len(steps) - 1)]
-    kind = last if last in ("busy", "no_answer") else "no_answer"
+    kind = last if last in (Disposition.BUSY, Disposition.NO_ANSWER) else Disposition.NO_ANSWER
     steps = ladder(kind)
     same = sum(1 for d in history if d == last)
     return steps[min(same - 1, len(steps) - 1)]
@@ -89,12 +90,12 @@ def decide_unanswered(
     """Decision after an attempt that reached nobody; ``history[-1]`` is its disposition."""
     last = history[-1]
     if last in NEVER_RETRIED:
-        return Final("no_answer", last)
+        return Final(Outcome.NO_ANSWER, last)
     if counted_attempts(history) >= max_attempts:
-        return Final("no_answer", last)
+        return Final(Outcome.NO_ANSWER, last)
     at = now + retry_delay(history, ladder)
     if deadline is not None and at >= deadline:
-        return Final("no_answer", "survey_expired")
+        return Final(Outcome.NO_ANSWER, Reason.SURVEY_EXPIRED)
     return Retry(at)
 
 
@@ -108,9 +109,9 @@ def after_no_input(
 ) -> Retry | Final:
     """An answered call without a valid key: one more call in a later window, if allowed."""
     if no_input_calls > allowed_retries or counted >= max_attempts or next_window is None:
-        return Final("no_input", None)
+        return Final(Outcome.NO_INPUT, None)
     if deadline is not None and next_window >= deadline:
-        return Final("no_input", None)
+        return Final(Outcome.NO_INPUT, None)
     return Retry(next_window)
 
 
