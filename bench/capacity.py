@@ -134,7 +134,7 @@ def one(calls: int, hold: float) -> dict[str, Any]:
         "dropped": float(len(result.dropped) + len(result.errors)),
         "without_outcome": float(calls - len(result.outcomes)),
         "drops": ", ".join(
-            f"{r.ended_by.value if r.ended_by else '-'}/{r.final_status}/{r.events[-1:]}"
+            f"{r.ended_by.value if r.ended_by else '-'}/{r.final_status}"
             for r in result.dropped[:5]
         )
         + "; ".join(result.errors[:3]),

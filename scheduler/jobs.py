@@ -51,10 +51,6 @@ def import_job(
     return done
 
 
-def dial_job(dialer: Dialer, now: datetime) -> int:
-    return dialer.start_due(now)
-
-
 def dial_loop(dialer: Dialer, clock: Clock, stop: threading.Event, poll_s: float = 0.2) -> None:
     """Keeps the channels busy until ``stop``: starts due calls, then sleeps until a channel
     frees (woken at once) or ``poll_s`` passes, so a free channel gets its next call within

@@ -218,14 +218,6 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             )
             return list(s.scalars(q))
 
-    def release_claim(self, survey_id: str) -> None:
-        with self._tx() as s:
-            s.execute(
-                update(Survey)
-                .where(Survey.id == survey_id)
-                .values(claimed_by=None, claim_until=None)
-            )
-
     def expire_overdue(self, now: datetime, deadline: timedelta) -> list[str]:
         """Surveys still pending ``deadline`` after their closing end as no_answer
         (survey_expired). Returns their portal request ids."""

@@ -98,7 +98,6 @@ class CallReport:
     key_sources: str = ""
     outcomes: list[RecordOutcome] = field(default_factory=list)
     prompt_version: str | None = None
-    events: list[str] = field(default_factory=list)
 
     @property
     def answered(self) -> bool:
@@ -148,7 +147,6 @@ class _CallDriver:
         self.key_taken_at: float | None = None  # when the last key came off the line
 
     def feed(self, event: Event) -> None:
-        self.report.events.append(type(event).__name__)
         for action in self.flow.handle(event):
             self.perform(action)
 

@@ -1,7 +1,7 @@
 """The dial loop: keeps up to ``dialing.channels`` survey calls going inside the call windows.
 
 Each attempt is committed as ``dialing`` before its INVITE goes out; its end is written with
-the SIP facts; an unanswered one is retried after ``dialing.retry_delay`` up to
+the SIP facts; an unanswered one is retried along its ladder (``dialing.retry``) up to
 ``dialing.max_attempts``, then given its final ``no_answer``.
 """
 
@@ -53,7 +53,6 @@ LIVE_CHECK_S = 2.0  # how often a node looks for settings saved in the console
 class DialerSettings:
     channels: int
     max_attempts: int
-    retry_delay: timedelta
     runner: RunnerSettings
     dial_prefix: str
     default_language: str
@@ -64,9 +63,6 @@ class DialerSettings:
         return cls(
             channels=d.channels,
             max_attempts=d.max_attempts,
-            retry_delay=d.ladder(Disposition.NO_ANSWER)[0]
-            if d.retry_delay is None
-            else d.retry_delay,
             runner=RunnerSettings(
                 ring_timeout_s=d.ring_timeout_s,
                 max_call_s=d.max_call_s,

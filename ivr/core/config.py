@@ -114,9 +114,6 @@ class TimeRange(BaseModel):
     start: time
     end: time | None  # None means midnight at the end of the day ("24:00")
 
-    def contains(self, t: time) -> bool:
-        return self.start <= t and (self.end is None or t < self.end)
-
 
 def _parse_hhmm(text: str) -> time | None:
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())

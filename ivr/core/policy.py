@@ -113,10 +113,3 @@ def after_no_input(
     if deadline is not None and next_window >= deadline:
         return Final(Outcome.NO_INPUT, None)
     return Retry(next_window)
-
-
-def after_unanswered(
-    disp: str, attempts: int, max_attempts: int, delay: timedelta, now: datetime
-) -> Retry | Final:
-    """One fixed delay for every retry (used until the dialer passes its attempt history)."""
-    return decide_unanswered([disp] * attempts, max_attempts, lambda _kind: (delay,), now)
