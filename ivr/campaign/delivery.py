@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ivr.campaign import metrics
+from ivr.core.backoff import backoff_s
 from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
 from ivr.core.untrusted import printable
 from ivr.portal.transport import redact_credentials
@@ -65,10 +66,7 @@ class DeliveryStats:
 
 
 def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
-    if retry_after is not None:
-        return timedelta(seconds=max(0.0, retry_after))
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(tries, 20))
-    return timedelta(seconds=rng.uniform(ceiling / 2, ceiling))
+    return timedelta(seconds=backoff_s(tries, BACKOFF_BASE_S, BACKOFF_CAP_S, rng, retry_after))
 
 
 def deliver_due(

@@ -37,6 +37,7 @@ from urllib.parse import quote, urlencode
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from ivr.core.backoff import backoff_s
 from ivr.core.clock import SYSTEM_CLOCK, Clock
 from ivr.core.errors import (
     ImportStopped,
@@ -250,13 +251,9 @@ class PortalClient:
                 return self._parse_page(answer, url)
             except (PortalUnavailable, MalformedPage) as exc:
                 retry_after = exc.retry_after if isinstance(exc, PortalUnavailable) else None
-                if retry_after is not None:
-                    wait = retry_after
-                else:
-                    ceiling = min(
-                        self._backoff_cap_s, self._backoff_base_s * 2 ** min(failures, 30)
-                    )
-                    wait = self._rng.uniform(ceiling / 2, ceiling)
+                wait = backoff_s(
+                    failures, self._backoff_base_s, self._backoff_cap_s, self._rng, retry_after
+                )
                 failures += 1
                 left = give_up_at - self._clock.monotonic()
                 if wait > left:
