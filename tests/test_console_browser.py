@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port
+from tests.helpers import config_data, free_tcp_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,15 +42,6 @@ CHROMIUM_ARGS = [
 expect.set_options(timeout=30_000)
 PASSWORDS = {"vera": "viewer-pass-1", "oleg": "operator-pass-1", "anna": "admin-pass-1"}
 ROLES = {"vera": "viewer", "oleg": "operator", "anna": "admin"}
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

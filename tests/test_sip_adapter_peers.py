@@ -29,7 +29,7 @@ from lab.sip_peers import (
     SippCitizen,
     find_free_udp_port,
 )
-from tests.helpers import lab_sip_settings
+from tests.helpers import lab_sip_settings, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -44,13 +44,6 @@ NUMBERS = {
 }
 BARESIP_NUMBER = "375291000099"
 BARESIP_ALAW_NUMBER = "375291000098"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
 
 
 def wait_state(call: PyVoipCall, states: set[LineState], timeout: float) -> LineState:
