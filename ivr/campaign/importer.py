@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ivr.campaign import metrics
 from ivr.core.district import district_of
-from ivr.core.intake import ClosedRequest, Rejected, parse_item, shown_id
+from ivr.core.intake import ClosedRequest, Rejected, parse_item, parse_rfc3339, shown_id
 from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
 from ivr.core.windows import local_date, local_day_bounds
 from prompts.catalog import category_name
@@ -256,8 +256,8 @@ def _day_of(raw: object, tz: ZoneInfo, fallback: date) -> date:
     else ``fallback``."""
     if isinstance(raw, dict) and isinstance(raw.get("closed_at"), str):
         try:
-            moment = datetime.fromisoformat(raw["closed_at"].upper().replace(" ", "T"))
-            if moment.utcoffset() is not None and moment.year >= 2000:
+            moment = parse_rfc3339(raw["closed_at"])
+            if moment.year >= 2000:
                 return local_date(moment, tz)
         except (ValueError, OverflowError):
             return fallback

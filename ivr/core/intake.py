@@ -58,6 +58,24 @@ _RFC3339 = re.compile(
 )
 
 
+class NoUtcOffset(ValueError):
+    """A date-time without its offset: its moment is not known."""
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """The one parser of the portal's date-times: RFC 3339 with a UTC offset ("T", "t" or a
+    space between date and time; "Z" or "z" for UTC) to an aware datetime. Raises
+    :class:`NoUtcOffset` when the offset is missing, ValueError when it is no such date-time
+    (also a well-formed impossible one, such as February 30)."""
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError("not an RFC 3339 date-time")
+    if match["offset"] is None:
+        raise NoUtcOffset("no UTC offset")
+    # 3.11's fromisoformat takes "Z" but neither lower-case "t"/"z" nor a space.
+    return datetime.fromisoformat(value.upper().replace(" ", "T"))
+
+
 def normalize_phone(raw: str, region: str = "BY") -> str | None:
     """The number in E.164 (``+375291234567``), or None if it is not a valid number.
 
@@ -154,14 +172,10 @@ def _shown(value: object) -> str:
 def _parse_closed_at(value: object, now: datetime | None) -> datetime:
     if not isinstance(value, str):
         raise _Invalid(f"closed_at: expected a string, got {type(value).__name__}")
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        raise _Invalid(f"closed_at: not an RFC 3339 date-time: {_shown(value)}")
-    if match["offset"] is None:
-        raise _Invalid(f"closed_at: no UTC offset: {_shown(value)}")
     try:
-        # 3.11's fromisoformat takes "Z" but neither lower-case "t"/"z" nor a space.
-        moment = datetime.fromisoformat(value.upper().replace(" ", "T"))
+        moment = parse_rfc3339(value)
+    except NoUtcOffset:
+        raise _Invalid(f"closed_at: no UTC offset: {_shown(value)}") from None
     except ValueError:
         raise _Invalid(f"closed_at: not an RFC 3339 date-time: {_shown(value)}") from None
     # Year 1 or 9999 cannot even be moved to local time; a closing in the future is a bug.
