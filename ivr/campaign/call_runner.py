@@ -147,7 +147,19 @@ class _CallDriver:
         self.key_taken_at: float | None = None  # when the last key came off the line
 
     def feed(self, event: Event) -> None:
-        for action in self.flow.handle(event):
+        """Every event of a call goes through here: the one place its transitions are logged."""
+        before = self.flow.state
+        actions = self.flow.handle(event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "call %s: %s on %s -> %s: %s",
+                self.call.call_id,
+                type(event).__name__,
+                before.value,
+                self.flow.state.value,
+                ", ".join(type(a).__name__ for a in actions) or "-",
+            )
+        for action in actions:
             self.perform(action)
 
     def perform(self, action: Action) -> None:

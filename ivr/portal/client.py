@@ -285,7 +285,8 @@ class PortalClient:
         headers = {"Idempotency-Key": str(rating["survey_id"])}
         answer = self._exchange("POST", url, headers=headers, json_body=rating)
         self._raise_for_status(answer, url, ok=DELIVERED, what=f"rating for {request_id}")
-        log.info("rating delivered for request %s: HTTP %d", request_id, answer.status)
+        # The outbox logs the one INFO line of a delivery (with the outcome).
+        log.debug("rating posted for request %s: HTTP %d", request_id, answer.status)
         return answer.status
 
     def put_comment(
@@ -306,7 +307,7 @@ class PortalClient:
         self._raise_for_status(
             answer, url, ok=COMMENT_STORED, what=f"comment for request {request_id}"
         )
-        log.info("comment delivered for request %s: HTTP %d", request_id, answer.status)
+        log.debug("comment put for request %s: HTTP %d", request_id, answer.status)
         return answer.status
 
     def _exchange(
