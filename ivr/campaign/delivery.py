@@ -29,8 +29,9 @@ from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected
 from ivr.core.untrusted import printable
 from ivr.portal.transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts
-from storage.comments import COMMENTS_BLOCKED_FLAG
+from storage.comments import COMMENTS_BLOCKED_FLAG, PendingComment
 from storage.models import DeliveryState
+from storage.records import PendingDelivery
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,36 @@ class CommentSink(Protocol):
     def put_comment(
         self, request_id: str, survey_id: str, wav: bytes, duration_s: float, sha256: str
     ) -> int: ...
+
+
+class Outbox(Protocol):
+    """What the delivery loop needs of storage (``storage.store.Store`` is one)."""
+
+    def claim_deliveries(
+        self, now: datetime, limit: int, lease: timedelta = ..., node: str | None = None
+    ) -> list[PendingDelivery]: ...
+    def release_deliveries(self, survey_ids: list[str], at: datetime) -> None: ...
+    def mark_delivered(self, survey_id: str, http_status: int, now: datetime) -> None: ...
+    def mark_dead(
+        self, survey_id: str, http_status: int | None, error: str, now: datetime
+    ) -> None: ...
+    def mark_retry(
+        self, survey_id: str, http_status: int | None, error: str, next_try_at: datetime
+    ) -> None: ...
+    def claim_comments(
+        self, now: datetime, limit: int, lease: timedelta = ..., node: str | None = None
+    ) -> list[PendingComment]: ...
+    def release_comments(self, survey_ids: Sequence[str], at: datetime) -> None: ...
+    def mark_comment(
+        self,
+        survey_id: str,
+        state: str,
+        http_status: int | None,
+        error: str | None,
+        when: datetime,
+    ) -> None: ...
+    def get_flag(self, name: str) -> str | None: ...
+    def set_flag(self, name: str, value: str, now: datetime) -> None: ...
 
 
 @dataclass
@@ -70,7 +101,7 @@ def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timede
 
 
 def deliver_due(
-    store: Store,
+    store: Outbox,
     portal: RatingSink,
     now: datetime,
     limit: int = 200,
@@ -132,7 +163,7 @@ def deliver_due(
 
 
 def deliver_comments(
-    store: Store,
+    store: Outbox,
     portal: CommentSink,
     now: datetime,
     stats: DeliveryStats,
