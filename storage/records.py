@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from ivr.core.vocabulary import Outcome
+from ivr.core.rating import FinishedSurvey, rating_body
 from storage.models import Survey, SurveyStatus
 
 
@@ -124,21 +124,16 @@ def due_query(now: datetime, local_date: date | None) -> Select[Survey]:
 
 
 def rating_payload(survey: Survey) -> dict[str, Any]:
-    """The Rating body of the portal contract for a survey that has its final outcome."""
-
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "survey_id": survey.id,
-        "outcome": survey.outcome,
-        "reason": survey.reason,
-        "digit": survey.digit,
-        "answered_at": iso(survey.answered_at),
-        "completed_at": iso(survey.completed_at),
-        "attempts": survey.attempts,
-        "return_for_rework": survey.outcome == Outcome.UNSATISFIED,
-        # Portal API 1.1: set true when a spoken comment follows (storage.comments).
-        "comment_expected": False,
-        "callback_requested": False,
-    }
+    """The Rating body for a survey that has its final outcome (the rule: ivr.core.rating)."""
+    assert survey.outcome is not None
+    return rating_body(
+        FinishedSurvey(
+            survey.id,
+            survey.outcome,
+            survey.reason,
+            survey.digit,
+            survey.answered_at,
+            survey.completed_at,
+            survey.attempts,
+        )
+    )

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ivr.core.rating import delivery_priority, final_reason
 from ivr.core.vocabulary import Disposition, Outcome, Reason
 from storage.comments import CommentsMixin
 from storage.control import ControlMixin, DoNotCallAdded
@@ -378,10 +379,9 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         answered_at: datetime | None,
         now: datetime,
     ) -> None:
-        if outcome == Outcome.UNSATISFIED and reason is None and survey.previous_survey_id:
+        if survey.previous_survey_id and reason is None:
             previous = s.get(Survey, survey.previous_survey_id)
-            if previous is not None and previous.outcome == Outcome.UNSATISFIED:
-                reason = Reason.UNSATISFIED_AGAIN
+            reason = final_reason(outcome, reason, previous.outcome if previous else None)
         survey.status = SurveyStatus.DONE
         survey.claimed_by = None
         survey.claim_until = None
@@ -397,7 +397,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 portal_request_id=survey.portal_request_id,
                 payload=rating_payload(survey),
                 state=DeliveryState.PENDING,
-                priority=0 if outcome == Outcome.UNSATISFIED else 1,
+                priority=delivery_priority(outcome),
                 tries=0,
                 next_try_at=now,
                 created_at=now,
