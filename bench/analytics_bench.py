@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, text  # noqa: E402
 
 from ivr.console.analytics import export_rows  # noqa: E402
-from ivr.exports import csv_chunks  # noqa: E402
-from ivr.lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
+from ivr.core.exports import csv_chunks  # noqa: E402
+from lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
 from storage.analytics import (  # noqa: E402
     ROW_COLUMNS,
     Filters,
@@ -181,9 +181,9 @@ def console_figures(engine: Engine, repeat: int) -> None:
 
     from starlette.testclient import TestClient
 
-    from ivr.config import parse_config
     from ivr.console.app import COOKIE, Console, create_app
     from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
+    from ivr.core.config import parse_config
     from storage.admin import Actor, AdminStore
     from storage.analytics_days import quick_figures
 

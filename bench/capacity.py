@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/capacity.py [--calls 20,50,100,200,300,500] [--hold 20]
 
-For each N: N of the product's calls at once (``ivr.lab.load``: runner, call flow, real
+For each N: N of the product's calls at once (``lab.load``: runner, call flow, real
 prompts, ``PyVoipPhone`` direct to one SIPp UAS that answers and echoes RTP, nobody presses a
 key), started at 20 calls/s. Our RTP towards SIPp is captured on loopback by a raw socket in
 a separate process (AF_PACKET with a BPF filter, kernel timestamps; needs root), and over the
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ivr.lab.load import run_load
-from ivr.lab.sip_peers import find_free_udp_port
+from lab.load import run_load
+from lab.sip_peers import find_free_udp_port
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -141,7 +141,7 @@ def one(calls: int, hold: float, rtp_base: int) -> dict[str, Any]:
         "dropped": float(len(result.dropped) + len(result.errors)),
         "without_outcome": float(calls - len(result.outcomes)),
         "drops": ", ".join(
-            f"{r.ended_by.value if r.ended_by else '-'}/{r.final_status}/{r.events[-1:]}"
+            f"{r.ended_by.value if r.ended_by else '-'}/{r.final_status}"
             for r in result.dropped[:5]
         )
         + "; ".join(result.errors[:3]),

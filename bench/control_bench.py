@@ -32,10 +32,10 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from analytics_bench import fill, timed  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from ivr.config import parse_config  # noqa: E402
 from ivr.console.app import COOKIE, Console, create_app  # noqa: E402
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token  # noqa: E402
-from ivr.lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
+from ivr.core.config import parse_config  # noqa: E402
+from lab.pg import LOCAL_PG, temporary_schema  # noqa: E402
 from storage.admin import Actor, AdminStore  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 

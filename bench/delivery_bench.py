@@ -20,12 +20,12 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from ivr.delivery import deliver_due  # noqa: E402
-from ivr.importer import ImportSummary, store_items  # noqa: E402
-from ivr.lab.pg import LOCAL_PG, temporary_schema
-from ivr.lab.portal_emulator import PortalEmulator  # noqa: E402
-from ivr.lab.sample_requests import make_items  # noqa: E402
-from ivr.portal import PortalClient  # noqa: E402
+from ivr.campaign.delivery import deliver_due  # noqa: E402
+from ivr.campaign.importer import ImportSummary, store_items  # noqa: E402
+from ivr.portal.client import PortalClient  # noqa: E402
+from lab.pg import LOCAL_PG, temporary_schema
+from lab.portal_emulator import PortalEmulator  # noqa: E402
+from lab.sample_requests import make_items  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.store import Store  # noqa: E402
 

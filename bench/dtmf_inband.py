@@ -15,8 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ivr.dtmf_inband import InbandDetector  # noqa: E402
-from ivr.lab import dtmf_vectors as dv  # noqa: E402
+from ivr.core.dtmf_inband import InbandDetector  # noqa: E402
+from lab import dtmf_vectors as dv  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "data" / "dtmf"
 FRAME = 160

@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from ivr.lab.pg import LOCAL_PG, temporary_schema
-from ivr.lab.portal_emulator import PortalEmulator  # noqa: E402
-from ivr.lab.sample_requests import make_items  # noqa: E402
+from lab.pg import LOCAL_PG, temporary_schema
+from lab.portal_emulator import PortalEmulator  # noqa: E402
+from lab.sample_requests import make_items  # noqa: E402
 
 DAY = date(2026, 3, 1)
 PG_URL = LOCAL_PG
@@ -32,8 +32,8 @@ GOAL_S, GOAL_MB = 30.0, 200.0
 
 
 def child(db_url: str, base_url: str, page_size: int) -> None:
-    from ivr.importer import import_day
-    from ivr.portal import PortalClient
+    from ivr.campaign.importer import import_day
+    from ivr.portal.client import PortalClient
     from storage.db import make_engine, upgrade
     from storage.store import Store
 

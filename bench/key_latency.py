@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call  # noqa: E402
-from ivr.callflow import FlowSettings, RecordOutcome, RequestInfo  # noqa: E402
-from ivr.clock import SYSTEM_CLOCK  # noqa: E402
-from ivr.lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port  # noqa: E402
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call  # noqa: E402
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo  # noqa: E402
+from ivr.core.clock import SYSTEM_CLOCK  # noqa: E402
 from ivr.sip.api import SipSettings  # noqa: E402
 from ivr.sip.pyvoip_adapter import PyVoipPhone  # noqa: E402
+from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port  # noqa: E402
 from prompts.library import PromptLibrary  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.store import NewSurvey, Store  # noqa: E402

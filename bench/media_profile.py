@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/media_profile.py --calls 100 [--hold 15] [--cprofile]
 
-Runs ``ivr.lab.load.run_load`` (as ``bench/capacity.py`` does, without the capture) and,
+Runs ``lab.load.run_load`` (as ``bench/capacity.py`` does, without the capture) and,
 over the window when all calls are up, reports each kind of thread's CPU (from
 /proc/self/task, so no profiler overhead) as % of one core: the media loop, the channel
 threads (call runners), the SIP receiver and its timers. With ``--cprofile`` the media
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ivr.lab.load import run_load
 from ivr.sip import media
+from lab.load import run_load
 
 TICK = os.sysconf("SC_CLK_TCK")
 

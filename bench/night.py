@@ -18,8 +18,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ivr.config import load_config, parse_duration
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab
+from ivr.core.config import load_config, parse_duration
+from lab.night_lab import Citizen, LabSettings, NightLab
 from storage.db import make_engine
 from storage.store import Store
 
@@ -59,7 +59,7 @@ def run_once(workdir: Path, n: int, channels: int) -> dict[str, float]:
                 elif a.ended_at is not None:
                     rings.append((a.ended_at - a.started_at).total_seconds())
         store.engine.dispose()
-    from ivr.app import make_prompts
+    from ivr.entry.app import make_prompts
 
     prompts = make_prompts(config)
     opening = (

@@ -21,11 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab
-from ivr.lab.pg import temporary_schema
-from ivr.lab.sip_peers import SippCitizen, find_free_udp_port, require_binary
-from ivr.windows import yesterday
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.windows import yesterday
+from lab.night_lab import Citizen, LabSettings, NightLab
+from lab.pg import temporary_schema
+from lab.sip_peers import SippCitizen, find_free_udp_port, require_binary
 from storage.db import make_engine
 from storage.store import Store
 

@@ -31,7 +31,7 @@ from pydub import AudioSegment
 from pydub.exceptions import CouldntDecodeError
 from pydub.silence import detect_leading_silence
 
-from ivr.errors import IvrError
+from ivr.core.errors import IvrError
 from prompts.catalog import CLIP_NAMES, digit_clip
 
 logger = logging.getLogger(__name__)
@@ -122,17 +122,6 @@ def _trim(segment: Any) -> Any:
         segment.reverse(), silence_threshold=threshold, chunk_size=10
     )
     return segment[max(0, start - TRIM_PAD_MS) : min(len(segment), end + TRIM_PAD_MS)]
-
-
-def convert(path: Path) -> bytes:
-    """Decode, trim, normalise and quantise one recording to u8 (no caching)."""
-    return _quantise(_normalised(path))
-
-
-def convert_linear16(path: Path) -> bytes:
-    """Decode, trim and normalise one recording to signed 16-bit little-endian: what the
-    media engine encodes straight to G.711 (the u8 step cost ~14-20 dB of SNR)."""
-    return _linear16(_normalised(path))
 
 
 def _linear16(samples: npt.NDArray[np.float64]) -> bytes:

@@ -8,12 +8,12 @@ import threading
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ivr.clock import Clock
-from ivr.delivery import DeliveryStats, RatingSink, deliver_due
-from ivr.dialer import Dialer
-from ivr.errors import ImportStopped, PortalError, PortalMisconfigured
-from ivr.importer import ClosedRequestSource, import_day
-from ivr.windows import yesterday
+from ivr.campaign.delivery import DeliveryStats, RatingSink, deliver_due
+from ivr.campaign.dialer import Dialer
+from ivr.campaign.importer import ClosedRequestSource, import_day
+from ivr.core.clock import Clock
+from ivr.core.errors import ImportStopped, PortalError, PortalMisconfigured
+from ivr.core.windows import yesterday
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ def import_job(
             log.error("import of %s failed, will retry later: %s", day, exc)
             break
     return done
-
-
-def dial_job(dialer: Dialer, now: datetime) -> int:
-    return dialer.start_due(now)
 
 
 def dial_loop(dialer: Dialer, clock: Clock, stop: threading.Event, poll_s: float = 0.2) -> None:

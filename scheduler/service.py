@@ -23,16 +23,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ivr.call_runner import PromptRenderer
-from ivr.clock import Clock
-from ivr.config import Config
-from ivr.delivery import RatingSink, deliver_due
-from ivr.dialer import Dialer, node_name, recover_after_restart
-from ivr.errors import IvrError
-from ivr.heartbeat import NodeProbe
-from ivr.importer import ClosedRequestSource
-from ivr.operator import RELOAD
-from ivr.retention import retention_job
+from ivr.campaign.call_runner import PromptRenderer
+from ivr.campaign.delivery import RatingSink, deliver_due
+from ivr.campaign.dialer import Dialer, node_name, recover_after_restart
+from ivr.campaign.heartbeat import NodeProbe
+from ivr.campaign.importer import ClosedRequestSource
+from ivr.campaign.operator import RELOAD
+from ivr.campaign.retention import retention_job
+from ivr.core.clock import Clock
+from ivr.core.config import Config
+from ivr.core.errors import IvrError
 from ivr.sip.api import SipPhone
 from scheduler.jobs import delivery_job, dial_loop, import_job
 from storage.locks import run_once

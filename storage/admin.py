@@ -5,7 +5,7 @@ Used by the console and by the CLI (``pause``, ``resume``, ``dnc``, ``reload``, 
 ``cli:<os user>``), when, from which address, what, and the values before and after.
 Phone numbers are stored in full (the list needs them) and shown masked by the callers. What an
 operator types (a note, a pause reason) is stored with its control characters escaped
-(:func:`ivr.untrusted.operator_text`).
+(:func:`ivr.core.untrusted.operator_text`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ivr.untrusted import operator_text
+from ivr.core.untrusted import operator_text
 from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
     AuditEntry,

@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from ivr.untrusted import operator_text
+from ivr.core.untrusted import operator_text
 from prompts.catalog import category_label
 from storage.models import CallAttempt, ControlReview, Survey, SurveyStatus
 

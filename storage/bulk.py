@@ -17,6 +17,7 @@ from datetime import date, datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from ivr.core.vocabulary import Outcome, Reason
 from storage.models import Delivery, DeliveryState, DoNotCall, Survey, SurveyStatus
 from storage.store import NewSurvey, Store
 
@@ -47,9 +48,6 @@ class Added:
     changed: tuple[str, ...] = ()  # a known closing whose data now differs: those fields
     superseded: int = 0  # earlier rounds still waiting for a call, closed by this closing
 
-
-SUPERSEDED = "superseded"
-"""``not_called`` reason of a round whose request was closed again before it was called."""
 
 # Fields compared when a known closing arrives again (the column, the name shown).
 _COMPARED = (
@@ -121,12 +119,12 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
             for r in earlier:  # still waiting for its call: this closing replaces it
                 if r["status"] == SurveyStatus.PENDING and r["not_called_reason"] is None:
                     r["status"] = SurveyStatus.DONE
-                    r["not_called_reason"] = SUPERSEDED
+                    r["not_called_reason"] = Reason.SUPERSEDED
                     if r["stored"]:
                         supersede_stored.append(str(r["id"]))
                     superseded += 1
             later_known = any(_closed(r) > new.closed_at for r in known)
-            reason = new.not_called_reason or (SUPERSEDED if later_known else None)
+            reason = new.not_called_reason or (Reason.SUPERSEDED if later_known else None)
             row: dict[str, object] = {
                 "id": str(uuid.uuid4()),
                 "portal_request_id": new.portal_request_id,
@@ -174,12 +172,14 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
             s.flush()
             for survey, reason_text in finished:
                 # The outcome-and-outbox write of every final outcome, in this transaction.
-                store._finish(s, survey, "not_called", None, reason_text, None, now)
+                store._finish(s, survey, Outcome.NOT_CALLED, None, reason_text, None, now)
         for survey_id in supersede_stored:
             earlier_round = s.get(Survey, survey_id, with_for_update=True)
             # Claimed for a call since it was read: that call is about its own closing.
             if earlier_round is not None and earlier_round.status == SurveyStatus.PENDING:
-                store._finish(s, earlier_round, "not_called", None, SUPERSEDED, None, now)
+                store._finish(
+                    s, earlier_round, Outcome.NOT_CALLED, None, Reason.SUPERSEDED, None, now
+                )
     return result
 
 

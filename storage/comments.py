@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
+from storage import queue
 from storage.base import StoreBase
 from storage.models import Comment, Delivery, DeliveryState, Survey, SurveyStatus
 
@@ -116,12 +117,7 @@ class CommentsMixin(StoreBase):
                 .order_by(Comment.recorded_at)
                 .limit(limit)
             )
-            if s.get_bind().dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True, of=Comment)
-            rows = list(s.scalars(q))
-            for c in rows:
-                c.next_try_at = now + lease
-                c.claimed_by = node
+            rows = queue.claim(s, q, now, lease, node, of=Comment)
             return [
                 PendingComment(
                     c.survey_id, c.portal_request_id, c.path or "", c.duration_s, c.sha256, c.tries
@@ -133,20 +129,11 @@ class CommentsMixin(StoreBase):
         if not survey_ids:
             return
         with self._tx() as s:
-            s.execute(
-                update(Comment)
-                .where(Comment.survey_id.in_(survey_ids), Comment.state == DeliveryState.PENDING)
-                .values(next_try_at=at, claimed_by=None)
-            )
+            queue.release(s, Comment, survey_ids, at)
 
     def release_node_comments(self, node: str, now: datetime) -> int:
         with self._tx() as s:
-            result = s.execute(
-                update(Comment)
-                .where(Comment.claimed_by == node, Comment.state == DeliveryState.PENDING)
-                .values(next_try_at=now, claimed_by=None)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return queue.release_node(s, Comment, node, now)
 
     def mark_comment(
         self,
@@ -160,15 +147,7 @@ class CommentsMixin(StoreBase):
         with self._tx() as s:
             c = s.get(Comment, survey_id)
             assert c is not None
-            c.state = state
-            c.claimed_by = None
-            c.tries += 1
-            c.http_status = http_status
-            c.last_error = error
-            if state == DeliveryState.DELIVERED:
-                c.delivered_at = when
-            else:
-                c.next_try_at = when
+            queue.record_try(c, state, http_status, error, when)
 
     def requeue_dead_comments(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
         """Dead comments to send again (all when ``ids`` is empty; request or survey ids), and
@@ -180,10 +159,7 @@ class CommentsMixin(StoreBase):
             if ids:
                 q = q.where(or_(Comment.portal_request_id.in_(ids), Comment.survey_id.in_(ids)))
             rows = list(s.scalars(q))
-            for c in rows:
-                c.state = DeliveryState.PENDING
-                c.next_try_at = now
-                c.claimed_by = None
+            queue.requeue(rows, now)
         self.clear_comments_blocked()
         return [c.portal_request_id for c in rows]
 

@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ivr.core.vocabulary import Outcome, Reason
 from storage.base import StoreBase
 from storage.models import DoNotCall, LiveSettings, ServiceFlag, Survey, SurveyStatus
 
-DO_NOT_CALL = "do_not_call"
 CAMPAIGN = "campaign"
 
 
@@ -68,7 +68,7 @@ class ControlMixin(StoreBase):
             added = self._list(s, phone, "ivr", now, "key 9 in a survey call")
             asked = s.get(Survey, survey_id, with_for_update=True)
             if asked is not None and asked.status != SurveyStatus.DONE:
-                self._finish(s, asked, "opted_out", digit, None, answered_at, now)
+                self._finish(s, asked, Outcome.OPTED_OUT, digit, None, answered_at, now)
             return DoNotCallAdded(added, self._close_open(s, phone, now, in_call=True))
 
     def _list(self, s: Session, phone: str, source: str, now: datetime, note: str | None) -> bool:
@@ -89,7 +89,7 @@ class ControlMixin(StoreBase):
             )
         )
         for row in rows:
-            self._finish(s, row, "not_called", None, DO_NOT_CALL, None, now)
+            self._finish(s, row, Outcome.NOT_CALLED, None, Reason.DO_NOT_CALL, None, now)
         return [r.portal_request_id for r in rows]
 
     def remove_do_not_call(self, phone: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from ivr.errors import RunnerLocked
+from ivr.core.errors import RunnerLocked
 
 
 @contextmanager

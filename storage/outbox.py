@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 
+from storage import queue
 from storage.base import StoreBase
 from storage.models import Delivery, DeliveryState
 from storage.records import PendingDelivery
@@ -32,12 +33,7 @@ class OutboxMixin(StoreBase):
                 .order_by(Delivery.priority, Delivery.created_at)
                 .limit(limit)
             )
-            if s.get_bind().dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            rows = list(s.scalars(q))
-            for d in rows:
-                d.next_try_at = now + lease
-                d.claimed_by = node
+            rows = queue.claim(s, q, now, lease, node)
             return [
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in rows
@@ -48,22 +44,13 @@ class OutboxMixin(StoreBase):
         if not survey_ids:
             return
         with self._tx() as s:
-            s.execute(
-                update(Delivery)
-                .where(Delivery.survey_id.in_(survey_ids), Delivery.state == DeliveryState.PENDING)
-                .values(next_try_at=at, claimed_by=None)
-            )
+            queue.release(s, Delivery, survey_ids, at)
 
     def release_node_deliveries(self, node: str, now: datetime) -> int:
         """On start: the ratings this node had claimed when it stopped (a crash mid-post) are
         due again now, not when their lease runs out. Returns how many."""
         with self._tx() as s:
-            result = s.execute(
-                update(Delivery)
-                .where(Delivery.claimed_by == node, Delivery.state == DeliveryState.PENDING)
-                .values(next_try_at=now, claimed_by=None)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return queue.release_node(s, Delivery, node, now)
 
     def pending_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
         with self._tx() as s:
@@ -88,10 +75,7 @@ class OutboxMixin(StoreBase):
             if ids:
                 q = q.where(or_(Delivery.portal_request_id.in_(ids), Delivery.survey_id.in_(ids)))
             rows = list(s.scalars(q))
-            for d in rows:
-                d.state = DeliveryState.PENDING
-                d.next_try_at = now
-                d.claimed_by = None
+            queue.requeue(rows, now)
             return [d.portal_request_id for d in rows]
 
     def delivery_counts(self) -> dict[str, int]:
@@ -100,9 +84,7 @@ class OutboxMixin(StoreBase):
             return {state: int(n) for state, n in rows}
 
     def mark_delivered(self, survey_id: str, http_status: int, now: datetime) -> None:
-        self._set_delivery(
-            survey_id, DeliveryState.DELIVERED, http_status, None, now, delivered=True
-        )
+        self._set_delivery(survey_id, DeliveryState.DELIVERED, http_status, None, now)
 
     def mark_dead(self, survey_id: str, http_status: int | None, error: str, now: datetime) -> None:
         self._set_delivery(survey_id, DeliveryState.DEAD, http_status, error, now)
@@ -119,17 +101,8 @@ class OutboxMixin(StoreBase):
         http_status: int | None,
         error: str | None,
         when: datetime,
-        delivered: bool = False,
     ) -> None:
         with self._tx() as s:
             d = s.get(Delivery, survey_id)
             assert d is not None
-            d.state = state
-            d.claimed_by = None
-            d.tries += 1
-            d.http_status = http_status
-            d.last_error = error
-            if delivered:
-                d.delivered_at = when
-            else:
-                d.next_try_at = when
+            queue.record_try(d, state, http_status, error, when)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from ivr.core.rating import FinishedSurvey, rating_body
 from storage.models import Survey, SurveyStatus
 
 
@@ -31,7 +32,7 @@ class NewSurvey:
     executor_name: str | None = None
     address: str | None = None
     category_name: str | None = None  # the prompt catalog's name of ``category`` ("lift")
-    district: str | None = None  # read from the address (ivr.district), None if it names none
+    district: str | None = None  # read from the address (ivr.core.district), None if it names none
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,16 @@ def due_query(now: datetime, local_date: date | None) -> Select[Survey]:
 
 
 def rating_payload(survey: Survey) -> dict[str, Any]:
-    """The Rating body of the portal contract for a survey that has its final outcome."""
-
-    def iso(value: datetime | None) -> str | None:
-        return None if value is None else value.isoformat()
-
-    return {
-        "survey_id": survey.id,
-        "outcome": survey.outcome,
-        "reason": survey.reason,
-        "digit": survey.digit,
-        "answered_at": iso(survey.answered_at),
-        "completed_at": iso(survey.completed_at),
-        "attempts": survey.attempts,
-        "return_for_rework": survey.outcome == "unsatisfied",
-        # Portal API 1.1: set true when a spoken comment follows (storage.comments).
-        "comment_expected": False,
-        # The citizen asked for a person and none could take the call (ivr.callflow).
-        "callback_requested": survey.reason == "callback_requested",
-    }
+    """The Rating body for a survey that has its final outcome (the rule: ivr.core.rating)."""
+    assert survey.outcome is not None
+    return rating_body(
+        FinishedSurvey(
+            survey.id,
+            survey.outcome,
+            survey.reason,
+            survey.digit,
+            survey.answered_at,
+            survey.completed_at,
+            survey.attempts,
+        )
+    )

@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ivr.core.rating import delivery_priority, final_reason
+from ivr.core.vocabulary import Disposition, Outcome, Reason
 from storage.comments import CommentsMixin
-from storage.control import DO_NOT_CALL, ControlMixin, DoNotCallAdded
+from storage.control import ControlMixin, DoNotCallAdded
 from storage.models import (
     CallAttempt,
     Delivery,
@@ -174,7 +176,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             for row in rows:
                 assert row.phone is not None
                 if row.phone in listed:
-                    self._finish(s, row, "not_called", None, DO_NOT_CALL, None, now)
+                    self._finish(s, row, Outcome.NOT_CALLED, None, Reason.DO_NOT_CALL, None, now)
                     continue
                 if row.phone not in groups and len(groups) >= max_calls:
                     continue
@@ -196,7 +198,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                         attempt_no=row.attempts,
                         started_at=now,
                         keys="",
-                        disposition="dialing",
+                        disposition=Disposition.DIALING,
                         node=node,
                     )
                     s.add(attempt)
@@ -217,14 +219,6 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             )
             return list(s.scalars(q))
 
-    def release_claim(self, survey_id: str) -> None:
-        with self._tx() as s:
-            s.execute(
-                update(Survey)
-                .where(Survey.id == survey_id)
-                .values(claimed_by=None, claim_until=None)
-            )
-
     def expire_overdue(self, now: datetime, deadline: timedelta) -> list[str]:
         """Surveys still pending ``deadline`` after their closing end as no_answer
         (survey_expired). Returns their portal request ids."""
@@ -240,7 +234,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 )
             )
             for row in rows:
-                self._finish(s, row, "no_answer", None, "survey_expired", None, now)
+                self._finish(s, row, Outcome.NO_ANSWER, None, Reason.SURVEY_EXPIRED, None, now)
             return [r.portal_request_id for r in rows]
 
     def erase_phones(self, finished_before: datetime) -> int:
@@ -305,7 +299,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 attempt_no=survey.attempts,
                 started_at=now,
                 keys="",
-                disposition="dialing",
+                disposition=Disposition.DIALING,
             )
             s.add(attempt)
             s.flush()
@@ -339,7 +333,9 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         with self._tx() as s:
             s.execute(
                 update(CallAttempt)
-                .where(CallAttempt.id.in_(attempt_ids), CallAttempt.disposition == "dialing")
+                .where(
+                    CallAttempt.id.in_(attempt_ids), CallAttempt.disposition == Disposition.DIALING
+                )
                 .values(answered_at=answered_at, sip_call_id=sip_call_id)
             )
 
@@ -383,10 +379,9 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         answered_at: datetime | None,
         now: datetime,
     ) -> None:
-        if outcome == "unsatisfied" and reason is None and survey.previous_survey_id:
+        if survey.previous_survey_id and reason is None:
             previous = s.get(Survey, survey.previous_survey_id)
-            if previous is not None and previous.outcome == "unsatisfied":
-                reason = "unsatisfied_again"
+            reason = final_reason(outcome, reason, previous.outcome if previous else None)
         survey.status = SurveyStatus.DONE
         survey.claimed_by = None
         survey.claim_until = None
@@ -402,7 +397,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 portal_request_id=survey.portal_request_id,
                 payload=rating_payload(survey),
                 state=DeliveryState.PENDING,
-                priority=0 if outcome == "unsatisfied" else 1,
+                priority=delivery_priority(outcome),
                 tries=0,
                 next_try_at=now,
                 created_at=now,
@@ -458,13 +453,14 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
             stuck = list(
                 s.scalars(
                     select(CallAttempt).where(
-                        CallAttempt.disposition == "dialing", CallAttempt.survey_id.in_(ids)
+                        CallAttempt.disposition == Disposition.DIALING,
+                        CallAttempt.survey_id.in_(ids),
                     )
                 )
             )
             answered: set[str] = set()
             for attempt in stuck:
-                attempt.disposition = "interrupted"
+                attempt.disposition = Disposition.INTERRUPTED
                 attempt.ended_at = now
                 if attempt.answered_at is not None:
                     answered.add(attempt.survey_id)
@@ -475,10 +471,13 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                 counted = s.scalar(
                     select(func.count())
                     .select_from(CallAttempt)
-                    .where(CallAttempt.survey_id == sv.id, CallAttempt.disposition != "failed")
+                    .where(
+                        CallAttempt.survey_id == sv.id,
+                        CallAttempt.disposition != Disposition.FAILED,
+                    )
                 )
                 if max_attempts is not None and int(counted or 0) >= max_attempts:
-                    self._finish(s, sv, "no_answer", None, "interrupted", None, now)
+                    self._finish(s, sv, Outcome.NO_ANSWER, None, Reason.INTERRUPTED, None, now)
                 else:
                     sv.status = SurveyStatus.PENDING
                     sv.next_attempt_at = retry_at

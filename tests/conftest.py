@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ivr.lab.pg import LOCAL_PG, temporary_schema
+from lab.pg import LOCAL_PG, temporary_schema
 from storage.db import make_engine, upgrade
 from storage.store import Store
 
@@ -30,7 +30,7 @@ def pg_schema_url() -> Iterator[str]:
         schema.__exit__(None, None, None)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ivr.sqlite'}"
@@ -51,3 +51,12 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def store(engine: Engine) -> Store:
     return Store(engine)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the PostgreSQL server is marked ``postgres`` (so that
+    ``-m "not peers and not postgres"`` runs with nothing but the virtualenv): the ``postgresql``
+    case of ``db_url`` is marked where it is declared, a test using ``pg_schema_url`` here."""
+    for item in items:
+        if "pg_schema_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)

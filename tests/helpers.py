@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
-from ivr.lab.sip_peers import find_free_udp_port
 from ivr.sip.api import SipSettings
+from lab.sip_peers import find_free_udp_port
 
 
 def config_data(**sections: Any) -> dict[str, Any]:
@@ -78,3 +80,28 @@ def http_get(url: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+class _Process(Protocol):
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    *,
+    poll: float = 0.05,
+    process: _Process | None = None,
+) -> None:
+    """The one wait of the tests: poll ``predicate`` until true, fail naming ``what`` after
+    ``timeout`` seconds (a deadline, never a fixed sleep), or at once when ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from ivr.importer import ImportSummary, store_items
+from ivr.campaign.importer import ImportSummary, store_items
 from storage.analytics import (
     UNKNOWN,
     Filters,
@@ -81,7 +81,7 @@ def survey(
     not_called: str | None = None,
     closed: datetime | None = None,
 ) -> str:
-    from ivr.district import district_of
+    from ivr.core.district import district_of
     from prompts.catalog import category_name
 
     closed_at = closed or datetime(2026, 11, day, closed_hour, tzinfo=UTC)

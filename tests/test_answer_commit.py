@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from ivr.dialer import Dialer, recover_after_restart
-from ivr.windows import local_day_bounds
+from ivr.campaign.dialer import Dialer, recover_after_restart
+from ivr.core.windows import local_day_bounds
 from storage.store import Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, add, cfg
@@ -109,7 +109,7 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     import threading
     import time
 
-    from ivr.night import Night
+    from ivr.campaign.night import Night
     from tests.test_import import InMemorySource
     from tests.test_privacy import AcceptingSink
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo, opening_parts
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo, opening_parts
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone
+from lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
 from prompts.library import PromptLibrary, wav_to_u8
 from tests.helpers import best_match, lab_sip_settings, u8_signal
 

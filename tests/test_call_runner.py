@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from ivr.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
-from ivr.policy import disposition
+from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.policy import disposition
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from ivr.callflow import (
+from ivr.core.callflow import (
     _TABLE,
     Answered,
     CallTooLong,
@@ -34,7 +34,7 @@ from ivr.callflow import (
     TransferFailed,
     request_parts,
 )
-from ivr.errors import CallFlowError
+from ivr.core.errors import CallFlowError
 
 SETTINGS = FlowSettings(input_timeout_s=5.0, max_repeats=2)
 REQ = RequestInfo("s1", "4071")

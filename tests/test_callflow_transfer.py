@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.callflow import (
+from ivr.core.callflow import (
     CALLBACK_REQUESTED,
     TRANSFERRED,
     Answered,

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from ivr.cli import main
-from ivr.lab.sample_requests import make_items
+from ivr.entry.cli import main
+from lab.sample_requests import make_items
 from storage.db import current_revision, make_engine, upgrade
 from tests.helpers import config_data
 
@@ -33,7 +33,7 @@ def ivr(
     """``ivr-rating ARGS`` in a fresh process; the environment has no secret unless given."""
     base = {k: v for k, v in os.environ.items() if k not in SECRETS}
     return subprocess.run(
-        [sys.executable, "-m", "ivr.cli", *args],
+        [sys.executable, "-m", "ivr.entry.cli", *args],
         env={**base, "PYTHONPATH": str(ROOT), **(env or {})},
         cwd=cwd or ROOT,
         capture_output=True,
@@ -203,7 +203,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     path = prepared_database(tmp_path)
     base = {k: v for k, v in os.environ.items() if k not in SECRETS}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ivr.cli", "--config", str(path), "report", "--date", TODAY],
+        [sys.executable, "-m", "ivr.entry.cli", "--config", str(path), "report", "--date", TODAY],
         env={**base, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ivr.comment_audio import (
+from ivr.core.comment_audio import (
     CommentRecorder,
     Recording,
     StopReason,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.lab.comment_lab import spoken_through_line
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.comment_lab import spoken_through_line
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from tests.helpers import best_match
 
 pytestmark = pytest.mark.peers

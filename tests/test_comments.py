@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ivr.comment_audio import Recording
-from ivr.delivery import deliver_due, format_outbox, requeue_dead_letters
-from ivr.dialer import save_recording
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.metrics import CountingPortal
-from ivr.portal import PortalClient
+from ivr.campaign.delivery import deliver_due, format_outbox, requeue_dead_letters
+from ivr.campaign.dialer import save_recording
+from ivr.campaign.metrics import CountingPortal
+from ivr.core.comment_audio import Recording
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.comments import NewComment
 from storage.store import NewSurvey, Store
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ivr.cli import main
-from ivr.config import load_config, parse_config, parse_duration
-from ivr.errors import ConfigError
+from ivr.core.config import load_config, parse_config, parse_duration
+from ivr.core.errors import ConfigError
+from ivr.entry.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"PORTAL_TOKEN": "tok-secret-1", "SIP_PASSWORD": "sip-secret-2"}

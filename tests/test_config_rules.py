@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.config import config_warnings, load_config, parse_config
-from ivr.config_check import summary_text
-from ivr.errors import ConfigError
+from ivr.core.config import config_warnings, load_config, parse_config
+from ivr.core.errors import ConfigError
+from ivr.core.windows import CallCalendar, format_local, next_daily, plan_days
+from ivr.entry.config_check import summary_text
 from ivr.sip.api import SipSettings
-from ivr.windows import CallCalendar, format_local, next_daily, plan_days
 from tests.helpers import config_data
 
 ENV = {"PORTAL_TOKEN": "tok-secret-1", "SIP_PASSWORD": "sip-secret-2"}
@@ -271,7 +271,7 @@ def test_format_local(moment: datetime, zone: str, shown: str) -> None:
 
 
 def test_log_lines_carry_the_same_local_time() -> None:
-    from ivr.cli import _LocalTimeFormatter
+    from ivr.entry.cli import _LocalTimeFormatter
 
     formatter = _LocalTimeFormatter("%(asctime)s %(levelname)s %(message)s")
     formatter.tz = MINSK

@@ -14,12 +14,12 @@ import pytest
 from openpyxl import load_workbook
 from starlette.testclient import TestClient
 
-from ivr.config import parse_config
+from ivr.campaign.period_report import COLUMNS, figure_row
 from ivr.console.app import Console, create_app
 from ivr.console.openapi import SPEC
 from ivr.console.security import hash_password
-from ivr.exports import read_csv
-from ivr.period_report import COLUMNS, figure_row
+from ivr.core.config import parse_config
+from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.analytics import ROW_COLUMNS, figures, ranking
 from storage.api_tokens import ApiTokens
@@ -180,7 +180,7 @@ def test_token_command_prints_the_token_once_and_audits(
 ) -> None:
     import yaml
 
-    from ivr.cli import main
+    from ivr.entry.cli import main
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(config_data(database=f"sqlite:///{tmp_path / 'db.sqlite'}")))

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
 
-from ivr.exports import read_csv
+from ivr.core.exports import read_csv
 from storage.analytics import ROW_COLUMNS, Filters, figures
 from storage.db import make_engine
 from storage.store import Store

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,14 +19,14 @@ import requests
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from ivr.config import WEEKDAYS, load_config
+from ivr.campaign.dialer import Dialer
 from ivr.console.security import hash_password
-from ivr.dialer import Dialer
+from ivr.core.config import WEEKDAYS, load_config
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port
+from tests.helpers import config_data, free_tcp_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,15 +42,6 @@ CHROMIUM_ARGS = [
 expect.set_options(timeout=30_000)
 PASSWORDS = {"vera": "viewer-pass-1", "oleg": "operator-pass-1", "anna": "admin-pass-1"}
 ROLES = {"vera": "viewer", "oleg": "operator", "anna": "admin"}
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -80,7 +70,7 @@ def site(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[str, Path]]:
         [
             sys.executable,
             "-m",
-            "ivr.cli",
+            "ivr.entry.cli",
             "--config",
             str(config_path),
             "console",
@@ -130,8 +120,8 @@ def sign_in(browser: Browser, base: str, name: str, password: str | None = None)
 def cli(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """``ivr-rating ARGS`` run in this process (the same code as the installed command; a
     subprocess would only add its start-up time)."""
-    from ivr import app
-    from ivr.cli import main
+    from ivr.entry import app
+    from ivr.entry.cli import main
 
     made = []
     real = app.make_store

@@ -17,12 +17,12 @@ from openpyxl import load_workbook
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
-from ivr.config import parse_config
 from ivr.console import control as control_module
 from ivr.console.app import COOKIE, Console, create_app
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
-from ivr.errors import ConfigError
-from ivr.exports import read_csv
+from ivr.core.config import parse_config
+from ivr.core.errors import ConfigError
+from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.control_list import clean_note
 from storage.db import make_engine, upgrade
@@ -336,7 +336,7 @@ def test_a_bad_request_url_names_the_key(template: str) -> None:
 def test_user_add_with_the_controller_role(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ivr.cli import main
+    from ivr.entry.cli import main
 
     path = tmp_path / "config.yaml"
     db = f"sqlite:///{tmp_path / 'ivr.sqlite'}"
@@ -363,7 +363,7 @@ def test_the_comment_file_is_what_the_node_recorded(site: tuple[Console, Seeded]
 
 
 def test_the_example_configuration_documents_the_default_link() -> None:
-    from ivr.config import load_config
+    from ivr.core.config import load_config
 
     root = Path(__file__).resolve().parent.parent
     env = {"PORTAL_TOKEN": "t", "SIP_PASSWORD": "p"}

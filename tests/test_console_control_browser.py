@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from ivr.console.security import hash_password
-from ivr.exports import read_csv
+from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.models import ControlReview
@@ -60,7 +60,7 @@ def site(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[str, Seeded]]:
     port = free_tcp_port()
     log = (tmp_path / "console.log").open("w")
     env = {**os.environ, "IVR_CONSOLE_SECRET": "browser-test-secret"}
-    command = [sys.executable, "-m", "ivr.cli", "--config", str(config_path), "console",
+    command = [sys.executable, "-m", "ivr.entry.cli", "--config", str(config_path), "console",
                "--listen", f"127.0.0.1:{port}"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"

@@ -22,7 +22,7 @@ import requests
 from playwright.sync_api import expect
 
 from ivr.console.security import hash_password
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from tests.helpers import free_tcp_port
@@ -68,7 +68,7 @@ def start_console(lab: NightLab) -> tuple[str, subprocess.Popen[str]]:
         [
             sys.executable,
             "-m",
-            "ivr.cli",
+            "ivr.entry.cli",
             "--config",
             str(lab.config_path),
             "console",

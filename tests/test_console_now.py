@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.config import parse_config
 from ivr.console.app import Console
 from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent, finish_in_windows, read_now
-from ivr.windows import CallCalendar
+from ivr.core.config import parse_config
+from ivr.core.windows import CallCalendar
 from storage.store import NewSurvey, Store
 from tests.helpers import config_data
 from tests.test_console_routes import NOW, client_as, console, template_db  # noqa: F401

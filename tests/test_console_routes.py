@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from ivr.config import parse_config
 from ivr.console.app import COOKIE, Console, create_app, may
 from ivr.console.routes import ROUTES
 from ivr.console.security import (
@@ -25,6 +24,7 @@ from ivr.console.security import (
     hash_password,
     new_token,
 )
+from ivr.core.config import parse_config
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.models import AuditEntry

@@ -14,9 +14,9 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 from starlette.testclient import TestClient
 
-from ivr import operator
+from ivr.campaign import operator
 from ivr.console.app import Console, create_app
-from ivr.untrusted import has_control, operator_text, printable
+from ivr.core.untrusted import has_control, operator_text, printable
 from storage.models import AuditEntry, DoNotCall
 from tests.test_console_routes import NOW, client_as, console, template_db  # noqa: F401
 

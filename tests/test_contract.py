@@ -18,11 +18,11 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ivr.comment_audio import Recording
-from ivr.errors import PortalRejected
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.core.comment_audio import Recording
+from ivr.core.errors import PortalRejected
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "portal-api.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())

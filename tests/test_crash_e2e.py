@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ivr.config import load_config
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
-from ivr.windows import CallCalendar, can_start_call
+from ivr.core.config import load_config
+from ivr.core.windows import CallCalendar, can_start_call
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.models import Survey, SurveyStatus
 from storage.store import Store

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.cli import main
-from ivr.delivery import deliver_due
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.campaign.delivery import deliver_due
+from ivr.entry.cli import main
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.db import make_engine
 from storage.store import NewSurvey, Store
 from tests.helpers import config_data

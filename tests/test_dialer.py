@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.config import Config, parse_config
-from ivr.dialer import Dialer
-from ivr.heartbeat import NodeProbe
+from ivr.campaign.dialer import Dialer
+from ivr.campaign.heartbeat import NodeProbe
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.config import Config, parse_config
 from ivr.sip.api import EndedBy, LineState, RegistrationStatus
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
@@ -283,8 +283,8 @@ def test_night_stops_with_registration_failed_once_the_loss_outlasts_the_limit(
     store: Store,
 ) -> None:
     """``night`` exits 4 (RegistrationFailed) when registration cannot be recovered."""
-    from ivr.errors import RegistrationFailed
-    from ivr.night import Night
+    from ivr.campaign.night import Night
+    from ivr.core.errors import RegistrationFailed
 
     add(store, 1, INSIDE)
     config = cfg()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from ivr.dialer import Dialer
+from ivr.campaign.dialer import Dialer
 from ivr.sip.api import KeySource
 from storage.store import DueSurvey, NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts

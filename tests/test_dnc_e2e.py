@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.models import CallAttempt
 from storage.store import Store
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -84,14 +85,6 @@ def test_listed_and_opted_out_numbers_get_no_invite(
         }
         for out in (added.stdout, night.stdout, night.stderr):
             assert "291000021" not in out and "291000022" not in out  # numbers masked
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(

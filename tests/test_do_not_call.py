@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, date, datetime, timedelta
 
-from ivr import operator
-from ivr.dialer import Dialer
+from ivr.campaign import operator
+from ivr.campaign.dialer import Dialer
 from storage.store import AttemptResult, NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg

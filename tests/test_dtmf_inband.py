@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.dtmf_inband import InbandDetector, alaw_decode, ulaw_decode, validate
-from ivr.lab import dtmf_vectors as dv
+from ivr.core.dtmf_inband import InbandDetector, alaw_decode, ulaw_decode, validate
 from ivr.sip.api import KeyPress, KeySource
 from ivr.sip.keys import DEDUPE_S, KeyCollector
+from lab import dtmf_vectors as dv
 from prompts.catalog import CLIP_NAMES
 from prompts.library import PromptLibrary
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.exports import csv_chunks, read_csv, write_csv, write_xlsx
+from ivr.core.exports import csv_chunks, read_csv, write_csv, write_xlsx
 
 HEADER = ("id", "name", "rate", "closed", "day", "n")
 ROWS = [

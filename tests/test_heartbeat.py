@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from ivr.config import parse_config
-from ivr.dialer import Dialer
-from ivr.heartbeat import HeartbeatWriter, NodeProbe
-from ivr.operator import status_text
+from ivr.campaign.dialer import Dialer
+from ivr.campaign.heartbeat import HeartbeatWriter, NodeProbe
+from ivr.campaign.operator import status_text
+from ivr.core.config import parse_config
 from storage.heartbeat import NodeHeartbeat, list_nodes, write_heartbeat
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts

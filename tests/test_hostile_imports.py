@@ -16,16 +16,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr import importer
-from ivr.cli import main
-from ivr.delivery import deliver_due
-from ivr.dialer import Dialer
-from ivr.errors import PortalError
-from ivr.importer import ImportSummary, import_day, store_items
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.night import Night, NightSummary, format_summary, summarize
-from ivr.portal import PortalClient
+from ivr.campaign import importer
+from ivr.campaign.delivery import deliver_due
+from ivr.campaign.dialer import Dialer
+from ivr.campaign.importer import ImportSummary, import_day, store_items
+from ivr.campaign.night import Night, NightSummary, format_summary, summarize
+from ivr.core.errors import PortalError
+from ivr.entry.cli import main
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg

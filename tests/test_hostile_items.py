@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.file_import import UnreadableFile, items_of
-from ivr.intake import ClosedRequest, Rejected, is_dialable, normalize_phone, parse_item
-from ivr.untrusted import TooDeep, csv_cell, has_control, json_loads, printable
+from ivr.campaign.file_import import UnreadableFile, items_of
+from ivr.core.intake import ClosedRequest, Rejected, is_dialable, normalize_phone, parse_item
+from ivr.core.untrusted import TooDeep, csv_cell, has_control, json_loads, printable
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 

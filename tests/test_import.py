@@ -12,13 +12,13 @@ import pytest
 import yaml
 from sqlalchemy.exc import IntegrityError
 
-from ivr import importer
-from ivr.cli import main
-from ivr.delivery import deliver_due
-from ivr.importer import import_day
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.campaign import importer
+from ivr.campaign.delivery import deliver_due
+from ivr.campaign.importer import import_day
+from ivr.entry.cli import main
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from storage.store import Store
 
 MINSK = ZoneInfo("Europe/Minsk")
@@ -202,8 +202,8 @@ def test_an_unreadable_file_fails_clearly(
 def test_report_shows_dead_letters_with_the_portal_answer(
     config_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ivr.app import make_store
-    from ivr.config import load_config
+    from ivr.core.config import load_config
+    from ivr.entry.app import make_store
     from storage.db import upgrade
 
     config = load_config(config_path)

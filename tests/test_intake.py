@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.intake import ClosedRequest, Rejected, is_dialable, mask_phone, normalize_phone, parse_item
+from ivr.core.intake import (
+    ClosedRequest,
+    NoUtcOffset,
+    Rejected,
+    is_dialable,
+    mask_phone,
+    normalize_phone,
+    parse_item,
+    parse_rfc3339,
+)
 
 # -- normalize_phone ----------------------------------------------------------------------
 
@@ -397,3 +406,31 @@ def test_an_over_long_category_is_cut_not_rejected() -> None:
     item = parse_item(raw | {"category": "Лифт " * 100})
     assert isinstance(item, ClosedRequest) and item.category is not None
     assert len(item.category) == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-29T10:00:00+03:00", datetime(2026, 11, 29, 7, 0, tzinfo=UTC)),
+        ("2026-11-29t07:00:00z", datetime(2026, 11, 29, 7, 0, tzinfo=UTC)),
+        ("2026-11-29 07:00:00.5Z", datetime(2026, 11, 29, 7, 0, 0, 500000, tzinfo=UTC)),
+    ],
+    ids=["offset", "lower-case", "space-fraction"],
+)
+def test_the_one_date_time_parser_reads_rfc3339(text: str, expected: datetime) -> None:
+    assert parse_rfc3339(text) == expected  # fixed date: a parsed value, not a day to run for
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("2026-11-29T10:00:00", NoUtcOffset),
+        ("2026-02-30T10:00:00Z", ValueError),
+        ("29.11.2026 10:00", ValueError),
+        ("2026-11-29T10:00:00+0300", ValueError),
+    ],
+    ids=["no-offset", "february-30", "not-rfc3339", "offset-without-colon"],
+)
+def test_the_one_date_time_parser_refuses(text: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_rfc3339(text)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.config import parse_config
-from ivr.dialer import Dialer
-from ivr.errors import ConfigError
-from ivr.live_settings import apply, form_values, preview, validate
+from ivr.campaign.dialer import Dialer
+from ivr.core.config import parse_config
+from ivr.core.errors import ConfigError
+from ivr.core.live_settings import apply, form_values, preview, validate
 from storage.admin import Actor, AdminStore
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
@@ -131,7 +131,7 @@ def test_cli_changes_are_audited_as_the_os_user(
     import getpass
     import io
 
-    from ivr.cli import main
+    from ivr.entry.cli import main
     from storage.db import make_engine
 
     path = tmp_path / "config.yaml"

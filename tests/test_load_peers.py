@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.load import run_load
 from ivr.sip.api import EndedBy
+from lab.load import run_load
 
 pytestmark = pytest.mark.peers
 

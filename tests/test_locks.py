@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from ivr.errors import RunnerLocked
+from ivr.core.errors import RunnerLocked
 from storage.db import make_engine
 from storage.locks import run_once, runner_lock
 
@@ -41,7 +42,9 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
         "from storage.locks import runner_lock\n"
         f"with runner_lock(make_engine('{url}')): os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=False)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # Killed by its own SIGKILL while holding the lock (not an import error or a refusal).
+    assert child.returncode == -signal.SIGKILL, child.stderr
     engine = make_engine(url)
     with runner_lock(engine):
         pass

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pyVoIP import RTP
 
-from ivr.dtmf_inband import alaw_decode, ulaw_decode
+from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.sip.api import KeySource
 from ivr.sip.media import FRAME, MediaEngine, MediaStream, encode_frames, inband_batch
 
@@ -187,8 +187,8 @@ def test_a_bug_in_one_packet_does_not_stop_the_loop(monkeypatch: pytest.MonkeyPa
 def test_batched_first_stage_never_drops_a_frame_the_detector_would_use() -> None:
     """Frames the batch rejects have no candidate block: feeding them instead of a gap gives
     the detector the same keys (the DTMF vectors: every key, speech, noise, near misses)."""
-    from ivr.dtmf_inband import InbandDetector, candidate_frames
-    from ivr.lab.dtmf_vectors import through_line, vectors
+    from ivr.core.dtmf_inband import InbandDetector, candidate_frames
+    from lab.dtmf_vectors import through_line, vectors
 
     for vector in vectors():
         signal = through_line(vector.signal)  # as G.711 delivers it
@@ -229,7 +229,7 @@ def vector_streams(
 ) -> tuple[list[Any], list[MediaStream], list[list[tuple[str, KeySource]]]]:
     """One stream per DTMF vector, each fed its vector in ``pt``'s law, all batched together
     as the engine does after each round of reads."""
-    from ivr.lab.dtmf_vectors import vectors
+    from lab.dtmf_vectors import vectors
 
     found: list[list[tuple[str, KeySource]]] = []
     streams = []
@@ -252,7 +252,7 @@ def feed_rounds(coded: list[list[bytes]], streams: list[MediaStream], pt: int) -
 def test_keys_of_every_dtmf_vector_found_while_listening_batched_across_streams(
     law: str, pt: int
 ) -> None:
-    from ivr.lab import dtmf_vectors
+    from lab import dtmf_vectors
 
     encode = dtmf_vectors.ulaw_encode if law == "ulaw" else dtmf_vectors.alaw_encode
     coded, streams, found = vector_streams(encode, pt)
@@ -266,7 +266,7 @@ def test_no_detector_work_while_not_listening(monkeypatch: pytest.MonkeyPatch) -
     """Not listening (no key awaited), received audio is not decoded, gated or analysed at
     all; RFC 4733 keys still count. Listening again, the same audio gives its keys."""
     import ivr.sip.media as media
-    from ivr.lab import dtmf_vectors
+    from lab import dtmf_vectors
 
     work: list[str] = []
 

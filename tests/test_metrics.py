@@ -17,14 +17,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr import metrics
-from ivr.config import parse_config
-from ivr.dialer import Dialer
-from ivr.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
-from ivr.heartbeat import STUCK_AFTER_S, NodeProbe
-from ivr.logs import JsonFormatter
-from ivr.portal import MalformedPage
-from ivr.progress import estimate_finish, progress_line
+from ivr.campaign import metrics
+from ivr.campaign.dialer import Dialer
+from ivr.campaign.heartbeat import STUCK_AFTER_S, NodeProbe
+from ivr.campaign.progress import estimate_finish, progress_line
+from ivr.core.config import parse_config
+from ivr.core.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
+from ivr.entry.logs import JsonFormatter
+from ivr.portal.client import MalformedPage
 from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store
@@ -263,7 +263,7 @@ def test_day_progress_counts(store: Store) -> None:
 def test_prompt_conversion_is_logged_at_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ivr.app import PACKAGED_PROMPTS
+    from ivr.entry.app import PACKAGED_PROMPTS
     from prompts.library import PromptLibrary
 
     library = PromptLibrary(PACKAGED_PROMPTS, tmp_path / "cache", ("ru",))
@@ -298,7 +298,7 @@ def test_console_registry_shows_every_node_from_its_heartbeat(store: Store) -> N
 
 
 def test_a_busy_metrics_port_is_a_configuration_error() -> None:
-    from ivr.errors import ConfigError
+    from ivr.core.errors import ConfigError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -311,7 +311,7 @@ def test_a_busy_metrics_port_is_a_configuration_error() -> None:
 def test_night_logs_progress_every_30_s_of_its_clock(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ivr.night import Night, _Progress
+    from ivr.campaign.night import Night, _Progress
 
     clock = FakeClock(NOW)
     config = parse_config(config_data())
@@ -324,7 +324,7 @@ def test_night_logs_progress_every_30_s_of_its_clock(
         while store.status_counts().get("done:satisfied", 0) < done:
             n = store.status_counts().get("done:satisfied", 0)
             store.record_outcome(ids[n], "satisfied", "1", None, clock.now(), clock.now())
-        with caplog.at_level(logging.INFO, logger="ivr.night"):
+        with caplog.at_level(logging.INFO, logger="ivr.campaign.night"):
             progress.maybe_log(clock.now())
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress")]
     assert lines == [

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.night_lab import Citizen, NightLab, lab_day
+from ivr.core.clock import SYSTEM_CLOCK
+from lab.night_lab import Citizen, NightLab, lab_day
 from storage.db import make_engine
 from storage.heartbeat import list_nodes
-from tests.helpers import free_tcp_port
+from tests.helpers import free_tcp_port, wait_until
 from tests.helpers import http_get as get
 
 pytestmark = pytest.mark.peers
@@ -47,16 +45,6 @@ def value(scraped: dict[Any, float], name: str, **labels: str) -> float:
     return scraped.get((name, tuple(sorted(labels.items()))), float("nan"))
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if proc.poll() is not None:
-            raise AssertionError(f"the night exited ({proc.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 def test_metrics_of_a_running_night_match_its_outcomes(tmp_path: Path) -> None:
     port = free_tcp_port()
     base = f"http://127.0.0.1:{port}"
@@ -73,7 +61,7 @@ def test_metrics_of_a_running_night_match_its_outcomes(tmp_path: Path) -> None:
         proc = lab.popen("night", "--date", lab.day.isoformat(), "--delivery-deadline", "300")
         log_path = tmp_path / "runner-0.log"
         try:
-            wait_for("/healthz", lambda: _answers(base + "/healthz"), 60, proc)
+            wait_until(lambda: _answers(base + "/healthz"), 60, "/healthz", process=proc)
             assert get(base + "/healthz") == (200, "ok\n")
             assert get(base + "/nothing")[0] == 404
 
@@ -85,7 +73,7 @@ def test_metrics_of_a_running_night_match_its_outcomes(tmp_path: Path) -> None:
                     and value(scraped, "ivr_delivery_backlog") == 3
                 )
 
-            wait_for("every call of the night to end", night_done, 240, proc)
+            wait_until(night_done, 240, "every call of the night to end", process=proc)
             status, text = get(base + "/metrics")
             scraped = samples(text)
 
@@ -178,7 +166,7 @@ def test_the_service_serves_metrics_and_heartbeats_until_sigterm(tmp_path: Path)
     with NightLab(tmp_path, lab_day(), citizens, with_bad_items=False, overrides=overrides) as lab:
         proc = lab.popen("run")
         try:
-            wait_for("/readyz", lambda: _answers(base + "/readyz"), 60, proc)
+            wait_until(lambda: _answers(base + "/readyz"), 60, "/readyz", process=proc)
 
             def rated() -> bool:
                 scraped = samples(get(base + "/metrics")[1])
@@ -188,7 +176,7 @@ def test_the_service_serves_metrics_and_heartbeats_until_sigterm(tmp_path: Path)
                     and value(scraped, "ivr_deliveries_total", result="delivered") == 1
                 )
 
-            wait_for("the satisfied citizen's call and rating", rated, 120, proc)
+            wait_until(rated, 120, "the satisfied citizen's call and rating", process=proc)
             scraped = samples(get(base + "/metrics")[1])
             assert value(scraped, "ivr_calls_started_total") == 1
             assert value(scraped, "ivr_delivery_backlog") == 0

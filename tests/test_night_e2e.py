@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
+from lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
 from prompts.library import wav_to_u8
 from tests.helpers import best_match, u8_signal
 
@@ -174,8 +174,8 @@ def test_keys_came_the_way_each_citizen_sent_them(night: NightRun) -> None:
 def test_the_citizen_heard_the_prompt_naming_the_request(night: NightRun) -> None:
     """baresip recorded the call: the opening prompt, with this request's number, is in it."""
     lab = night.lab
-    from ivr.app import make_prompts
-    from ivr.config import load_config
+    from ivr.core.config import load_config
+    from ivr.entry.app import make_prompts
 
     prompts = make_prompts(load_config(lab.config_path, env=lab.env()))
     ((user, citizen),) = lab.baresips.items()
@@ -195,7 +195,7 @@ def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -
     # A config pointing at a port nobody listens on (no peers needed: the portal comes first).
     import yaml
 
-    from ivr.lab.sip_peers import find_free_udp_port
+    from lab.sip_peers import find_free_udp_port
 
     cfg = {
         "database": f"sqlite:///{lab.database}",

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import NightLab, check_lab_day, lab_day
+from lab.night_lab import NightLab, check_lab_day, lab_day
 
 TESTS = Path(__file__).parent
 # What makes a test module real-clock: it runs the product or the lab on the wall clock.
 # (A test that only sleeps on SYSTEM_CLOCK but passes ``now`` explicitly is not one of them.)
-REAL_CLOCK = re.compile(r"\bNightLab\b|\blab\.(cli|popen)\(|\"ivr\.cli\"|\blab_day\(")
+REAL_CLOCK = re.compile(r"\bNightLab\b|\blab\.(cli|popen)\(|\"ivr\.entry\.cli\"|\blab_day\(")
 DATE_LITERAL = re.compile(r"\bdate(?:time)?\(\s*(?:19|20)\d\d\s*,|\b(?:19|20)\d\d-[01]\d-[0-3]\d\b")
 ALLOWED = "# fixed date:"  # a literal that is not a day to run for (e.g. a spoken date)
 

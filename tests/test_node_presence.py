@@ -14,9 +14,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from ivr.config import Config
-from ivr.dialer import node_name, recover_after_restart
-from ivr.errors import RunnerLocked
+from ivr.campaign.dialer import node_name, recover_after_restart
+from ivr.core.config import Config
+from ivr.core.errors import RunnerLocked
 from storage.locks import node_is_live, node_presence
 from storage.store import Store
 from tests.test_dialer import INSIDE, add, cfg
@@ -30,7 +30,7 @@ def named(name: str | None) -> Config:
 
 
 def test_the_default_node_name_is_unique_per_process() -> None:
-    code = "from tests.test_node_presence import named; from ivr.dialer import node_name; "
+    code = "from tests.test_node_presence import named; from ivr.campaign.dialer import node_name; "
     code += "print(node_name(named(None)))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip()  # fmt: skip

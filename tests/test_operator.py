@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr.cli import main
-from ivr.config import load_config
-from ivr.dialer import Dialer
+from ivr.campaign.dialer import Dialer
+from ivr.core.config import load_config
+from ivr.entry.cli import main
 from storage.db import make_engine, upgrade
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.pacing import TokenBucket
+from ivr.core.pacing import TokenBucket
 
 
 def test_burst_then_rate() -> None:

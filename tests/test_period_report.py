@@ -9,8 +9,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from ivr.cli import main
-from ivr.exports import read_csv
+from ivr.core.exports import read_csv
+from ivr.entry.cli import main
 from storage.db import make_engine
 from storage.models import Survey
 from storage.store import AttemptResult, Store

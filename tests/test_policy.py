@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ivr.config import parse_config
-from ivr.policy import (
+from ivr.core.config import parse_config
+from ivr.core.policy import (
     Final,
     Retry,
     after_no_input,

@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.delivery import deliver_due
-from ivr.errors import ImportStopped, PortalRedirected, PortalRejected
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.campaign.delivery import deliver_due
+from ivr.core.errors import ImportStopped, PortalRedirected, PortalRejected
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from scheduler.jobs import import_job
 from storage.bulk import dead_letters
 from storage.store import Store
@@ -298,8 +298,8 @@ def test_a_stop_ends_the_retry_wait(store: Store, portal: PortalEmulator) -> Non
 def test_loopback_http_is_fine_and_logs_no_warning(
     portal: PortalEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from ivr.app import make_portal
-    from ivr.config import parse_config
+    from ivr.core.config import parse_config
+    from ivr.entry.app import make_portal
     from tests.helpers import config_data
 
     config = parse_config(config_data(portal={"base_url": portal.base_url, "token": TOKEN}), {})
@@ -309,13 +309,13 @@ def test_loopback_http_is_fine_and_logs_no_warning(
 
 
 def test_insecure_http_allowed_warns_at_every_start(caplog: pytest.LogCaptureFixture) -> None:
-    from ivr.app import make_portal
-    from ivr.config import parse_config
+    from ivr.core.config import parse_config
+    from ivr.entry.app import make_portal
     from tests.helpers import config_data
 
     portal = {"base_url": "http://portal.example/api", "token": "t", "allow_insecure_http": True}
     config = parse_config(config_data(portal=portal), {})
-    caplog.set_level(logging.WARNING, logger="ivr.app")
+    caplog.set_level(logging.WARNING, logger="ivr.entry.app")
     for _ in range(2):
         make_portal(config).close()
     warnings = [r for r in caplog.records if "unencrypted" in r.getMessage()]

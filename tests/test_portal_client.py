@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from ivr.errors import PortalAuthError, PortalRejected, PortalUnavailable
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import _REQUESTS_ERRORS, PortalClient, translate_requests_error
+from ivr.core.errors import PortalAuthError, PortalRejected, PortalUnavailable
+from ivr.portal.client import _REQUESTS_ERRORS, PortalClient, translate_requests_error
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 3, 1)
@@ -73,7 +73,7 @@ def client_for(portal: PortalEmulator, **kwargs: Any) -> PortalClient:
 def test_iter_closed_pages_through_the_window_oldest_first(
     portal: PortalEmulator, page_size: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ivr.portal")
+    caplog.set_level(logging.INFO, logger="ivr.portal.client")
     with client_for(portal, page_size=page_size) as client:
         got = list(client.iter_closed(DAY_START, DAY_END))
 
@@ -303,7 +303,7 @@ def test_every_requests_exception_is_mapped_explicitly() -> None:
     unmapped = {cls.__name__ for cls in _requests_exception_classes()} - {
         cls.__name__ for cls in _REQUESTS_ERRORS
     }
-    assert not unmapped, f"add these to ivr.portal._REQUESTS_ERRORS: {sorted(unmapped)}"
+    assert not unmapped, f"add these to ivr.portal.client._REQUESTS_ERRORS: {sorted(unmapped)}"
 
 
 @pytest.mark.parametrize("cls", _requests_exception_classes(), ids=lambda cls: cls.__name__)
@@ -352,7 +352,7 @@ def test_emulator_cli_serves_and_dumps_ratings(tmp_path: Path) -> None:
     items_file = tmp_path / "items.json"
     items_file.write_text(json.dumps(make_items(DAY, "Europe/Minsk", PHONES[:2])))
     process = subprocess.Popen(
-        [sys.executable, "-m", "ivr.lab.portal_emulator", "--port", "0",
+        [sys.executable, "-m", "lab.portal_emulator", "--port", "0",
          "--items", str(items_file), "--token", "cli-token"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ivr.config import load_config, parse_config
-from ivr.errors import ConfigError
-from ivr.portal_transport import redact_credentials
+from ivr.core.config import load_config, parse_config
+from ivr.core.errors import ConfigError
+from ivr.portal.transport import redact_credentials
 from tests.helpers import config_data
 
 ROOT = Path(__file__).resolve().parent.parent

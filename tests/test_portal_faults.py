@@ -18,14 +18,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr.delivery import BACKOFF_CAP_S, deliver_due
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.campaign.delivery import BACKOFF_CAP_S, deliver_due
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from scheduler.jobs import import_job
 from storage.models import Delivery, Survey
 from storage.store import Store
 from tests.fakes import FakeClock
+from tests.helpers import wait_until
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 3, 1)
@@ -255,7 +256,7 @@ def test_portal_killed_and_restarted_mid_delivery(
     client = client_for(portal, clock, timeout_s=10.0)
     worker = threading.Thread(target=deliver_due, args=(store, client, NOW), daemon=True)
     worker.start()
-    wait_for(lambda: portal.rating_posts >= 6, what="the 6th rating to reach the portal")
+    wait_until(lambda: portal.rating_posts >= 6, 10, "the 6th rating to reach the portal")
     portal.stop()  # killed; the stalled rating may or may not be recorded
     worker.join(timeout=15)
     assert not worker.is_alive()
@@ -279,15 +280,6 @@ def test_portal_killed_and_restarted_mid_delivery(
 
 def portal_base(port: int) -> str:
     return f"http://127.0.0.1:{port}/api/v1"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    event = threading.Event()
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
-    while not condition():
-        if datetime.now(UTC) > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        event.wait(0.01)
 
 
 def test_an_unsatisfied_result_goes_first_and_carries_return_for_rework(

@@ -8,17 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ivr.lab.night_lab import lab_day
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.lab.sip_peers import find_free_udp_port
+from lab.night_lab import lab_day
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
+from lab.sip_peers import find_free_udp_port
+from tests.helpers import wait_until
 
 TOKEN = "test-token"
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,18 +69,10 @@ def write_config(tmp_path: Path, portal: PortalEmulator, prompt_cache: Path) -> 
 def cli(config: Path, *args: str, log: Path) -> subprocess.Popen[str]:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ivr.cli", "--config", str(config), *args],
+            [sys.executable, "-m", "ivr.entry.cli", "--config", str(config), *args],
             stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def trickled_get_in_progress(portal: PortalEmulator) -> bool:
@@ -95,7 +87,7 @@ def test_sigterm_ends_night_in_the_middle_of_a_trickled_page(
     log = tmp_path / "night.log"
     proc = cli(config, "night", "--date", lab_day().isoformat(), log=log)
     try:
-        wait_for(lambda: trickled_get_in_progress(portal), "night's first page request")
+        wait_until(lambda: trickled_get_in_progress(portal), 120, "night's first page request")
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=SLACK_S)
     finally:
@@ -116,9 +108,9 @@ def test_run_starts_while_the_catch_up_import_hangs_and_sigterm_ends_both(
     log = tmp_path / "run.log"
     proc = cli(config, "run", log=log)
     try:
-        wait_for(lambda: trickled_get_in_progress(portal), "the catch-up import's request")
+        wait_until(lambda: trickled_get_in_progress(portal), 120, "the catch-up import's request")
         # The service is up (scheduler running, dial loop started) while the import hangs.
-        wait_for(lambda: "service running" in log.read_text(), "the service to start", 30)
+        wait_until(lambda: "service running" in log.read_text(), 30, "the service to start")
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=SLACK_S)

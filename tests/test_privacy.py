@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ivr.cli import main
-from ivr.night import Night
+from ivr.campaign.night import Night
+from ivr.entry.cli import main
 from storage.db import make_engine, upgrade
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts

@@ -18,7 +18,7 @@ import pytest
 from pydub import AudioSegment
 from pydub.generators import Sine
 
-from ivr.errors import IvrError
+from ivr.core.errors import IvrError
 from prompts.build import build_placeholders
 from prompts.catalog import CLIP_NAMES, CLIPS, LANGUAGES
 from prompts.library import (

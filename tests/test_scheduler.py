@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from ivr.config import parse_config
-from ivr.dialer import Dialer
-from ivr.lab.portal_emulator import PortalEmulator
-from ivr.lab.sample_requests import make_items
-from ivr.portal import PortalClient
+from ivr.campaign.dialer import Dialer
+from ivr.core.config import parse_config
+from ivr.portal.client import PortalClient
+from lab.portal_emulator import PortalEmulator
+from lab.sample_requests import make_items
 from scheduler.jobs import days_to_import, import_job
 from scheduler.service import build_scheduler
 from storage.store import Store

@@ -4,22 +4,14 @@ come, and a clean SIGTERM that lets the call in progress finish and be delivered
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, NightLab, lab_day
+from lab.night_lab import Citizen, NightLab, lab_day
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_service_imports_yesterday_calls_and_stops_cleanly(tmp_path: Path) -> None:

@@ -18,18 +18,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ivr.dtmf_inband import alaw_decode, ulaw_decode
-from ivr.errors import RegistrationFailed
-from ivr.lab.sip_peers import (
+from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
+from ivr.core.errors import RegistrationFailed
+from ivr.sip import sip_messages as sm
+from ivr.sip.api import EndedBy, LineState, SipSettings
+from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from lab.sip_peers import (
     BaresipCitizen,
     Kamailio,
     SippCitizen,
     find_free_udp_port,
 )
-from ivr.sip import sip_messages as sm
-from ivr.sip.api import EndedBy, LineState, SipSettings
-from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
-from tests.helpers import lab_sip_settings
+from tests.helpers import lab_sip_settings, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -44,13 +44,6 @@ NUMBERS = {
 }
 BARESIP_NUMBER = "375291000099"
 BARESIP_ALAW_NUMBER = "375291000098"
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
 
 
 def wait_state(call: PyVoipCall, states: set[LineState], timeout: float) -> LineState:

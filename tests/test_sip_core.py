@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from ivr.policy import disposition
+from ivr.core.policy import disposition
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy
 from ivr.sip.core import ENDED_RETENTION, SipCore

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
-from ivr.clock import SYSTEM_CLOCK
-from ivr.lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port
 from prompts.library import PromptLibrary
-from tests.helpers import lab_sip_settings
+from tests.helpers import lab_sip_settings, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -34,13 +35,6 @@ NUMBERS = {
     "inband_pcma:28#": "375291100009",
     "to_pcma:6": "375291100010",
 }
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
 
 
 def threads() -> set[str]:
@@ -127,11 +121,13 @@ def test_keys_arrive_by_every_path(
     call = answered(phone, behaviour)
     assert call.codec == ("PCMA" if "pcma" in behaviour else "PCMU")  # as the citizen answered
     assert keys_of(call, len(expected), 8) == expected
-    time.sleep(0)  # nothing else arrives: the peer sent each key once
     call.hangup()
     if behaviour.startswith("info"):
         # SIPp waited for our 200 to its INFO (a missing answer would be retransmitted)
         wait_until(lambda: "SIP/2.0 200 OK" in citizens[behaviour].messages(), 3, "200 to INFO")
+    # Nothing else arrived until the call ended: each key the peer sent counts once (an
+    # RFC 4733 end packet is sent three times, an INFO retransmitted while unanswered).
+    assert call.take_keys() == []
 
 
 def test_hold_and_unhold_reinvites_are_answered_200_and_the_call_goes_on(

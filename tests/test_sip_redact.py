@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ivr.errors import DialFailed
+from ivr.core.errors import DialFailed
 from ivr.sip.pyvoip_adapter import PyVoipPhone
 from ivr.sip.redact import mask_digits, redact_sip
 from tests.helpers import lab_sip_settings

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from ivr.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.callflow import FlowSettings, RequestInfo
-from ivr.clock import SYSTEM_CLOCK
-from ivr.errors import DialFailed
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
-from ivr.policy import decide_unanswered, disposition
+from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.errors import DialFailed
+from ivr.core.policy import decide_unanswered, disposition
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.store import Store
 from tests.fakes import FakePrompts

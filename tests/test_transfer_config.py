@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ivr.config import load_config, parse_config
-from ivr.config_check import summary_text
-from ivr.errors import ConfigError
+from ivr.core.config import load_config, parse_config
+from ivr.core.errors import ConfigError
+from ivr.entry.config_check import summary_text
 from tests.test_config import ENV, ROOT, minimal
 
 
@@ -88,7 +88,7 @@ def test_config_check_tells_whether_and_where_a_citizen_is_transferred() -> None
 
 
 def test_the_dialer_gets_the_operators_line_only_when_on() -> None:
-    from ivr.dialer import DialerSettings
+    from ivr.campaign.dialer import DialerSettings
 
     assert DialerSettings.from_config(parse_config(minimal(), env=ENV)).runner.operator is None
     line = DialerSettings.from_config(parse_config(on(), env=ENV)).runner.operator

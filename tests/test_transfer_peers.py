@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day, opening_seconds
-from ivr.lab.sip_peers import BaresipCitizen, wait_for
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day, opening_seconds
+from lab.sip_peers import BaresipCitizen, wait_for
 
 pytestmark = pytest.mark.peers
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ivr.call_runner import CallPlan, CallReport, OperatorLine, RunnerSettings, run_call
-from ivr.callflow import (
+from ivr.campaign.call_runner import CallPlan, CallReport, OperatorLine, RunnerSettings, run_call
+from ivr.core.callflow import (
     CALLBACK_REQUESTED,
     TRANSFERRED,
     FlowSettings,

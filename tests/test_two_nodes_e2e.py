@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.night_lab import Citizen, LabSettings, NightLab, lab_day
-from ivr.lab.sip_peers import find_free_udp_port
+from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.sip_peers import find_free_udp_port
 from storage.db import make_engine
 from storage.store import Store
 

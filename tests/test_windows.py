@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.config import parse_range
-from ivr.windows import (
+from ivr.core.config import parse_range
+from ivr.core.windows import (
     CallCalendar,
     can_start_call,
     local_day_bounds,
@@ -149,8 +149,8 @@ def test_no_calls_on_a_holiday_and_calls_on_a_working_saturday() -> None:
 
 
 def test_calendar_from_config_and_bad_country() -> None:
-    from ivr.config import parse_config
-    from ivr.errors import ConfigError
+    from ivr.core.config import parse_config
+    from ivr.core.errors import ConfigError
 
     base = {
         "portal": {"base_url": "http://127.0.0.1:9", "token": "t"},

@@ -18,11 +18,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from starlette.responses import Response, StreamingResponse
 
+from ivr.campaign.period_report import COLUMNS, figure_row
 from ivr.console.analytics_params import BadParam, Params, read_params, trend_grouping
 from ivr.console.app import Ctx, RouteSpec, render
-from ivr.exports import csv_chunks, write_xlsx
-from ivr.intake import mask_phone
-from ivr.period_report import COLUMNS, figure_row
+from ivr.core.exports import csv_chunks, write_xlsx
+from ivr.core.intake import mask_phone
 from storage.analytics import (
     ROW_COLUMNS,
     UNKNOWN,

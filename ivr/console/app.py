@@ -27,8 +27,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ivr.clock import Clock
-from ivr.config import Config
 from ivr.console import i18n
 from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent
 from ivr.console.security import (
@@ -39,10 +37,12 @@ from ivr.console.security import (
     new_token,
     same_token,
 )
-from ivr.intake import mask_phone
-from ivr.live_settings import apply
-from ivr.untrusted import printable
-from ivr.windows import CallCalendar
+from ivr.core.clock import Clock
+from ivr.core.config import Config
+from ivr.core.intake import mask_phone
+from ivr.core.live_settings import apply
+from ivr.core.untrusted import printable
+from ivr.core.windows import CallCalendar
 from storage.admin import Actor, AdminStore, PauseState, UserRow
 from storage.store import Store
 

@@ -12,9 +12,9 @@ import os
 import secrets
 import sys
 
-from ivr.config import Config
+from ivr.campaign.operator import cli_actor
 from ivr.console import token_commands
-from ivr.operator import cli_actor
+from ivr.core.config import Config
 from storage.admin import ROLES, AdminStore
 from storage.store import Store
 
@@ -61,7 +61,7 @@ def _password(from_stdin: bool) -> str:
 
 
 def run(args: argparse.Namespace, config: Config, store: Store) -> int:
-    from ivr.clock import SYSTEM_CLOCK
+    from ivr.core.clock import SYSTEM_CLOCK
 
     if args.command == "console":
         return serve(args, config, store)
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace, config: Config, store: Store) -> int:
 def serve(args: argparse.Namespace, config: Config, store: Store) -> int:
     import uvicorn
 
-    from ivr.clock import SYSTEM_CLOCK
     from ivr.console.app import Console, create_app
+    from ivr.core.clock import SYSTEM_CLOCK
 
     secret = os.environ.get(SECRET_ENV, "")
     if not secret:

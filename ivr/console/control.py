@@ -22,10 +22,10 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from ivr.config import Config
 from ivr.console.app import Ctx, RouteSpec, render
-from ivr.exports import csv_chunks, write_xlsx
-from ivr.intake import mask_phone
+from ivr.core.config import Config
+from ivr.core.exports import csv_chunks, write_xlsx
+from ivr.core.intake import mask_phone
 from prompts.catalog import category_label
 from storage.analytics import UNKNOWN, Filters, iter_rows
 from storage.control_list import (

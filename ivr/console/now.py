@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, func, select
 
-from ivr.config import Config
-from ivr.intake import mask_phone
-from ivr.operator import ago
-from ivr.windows import CallCalendar, local_day_bounds, next_opening, window_end
+from ivr.campaign.operator import ago
+from ivr.core.config import Config
+from ivr.core.intake import mask_phone
+from ivr.core.windows import CallCalendar, local_day_bounds, next_opening, window_end
 from storage.admin import PauseState
 from storage.heartbeat import NodeStatus, list_nodes
 from storage.models import (

@@ -16,9 +16,9 @@ from ivr.console.security import Session, hash_fingerprint, hash_password, new_t
 from ivr.console.security import verify_password as check_password
 from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
-from ivr.intake import mask_phone, normalize_phone
-from ivr.live_settings import form_values, preview, validate
-from ivr.windows import format_local
+from ivr.core.intake import mask_phone, normalize_phone
+from ivr.core.live_settings import form_values, preview, validate
+from ivr.core.windows import format_local
 from storage.admin import ROLES
 from storage.bulk import dead_letters
 
@@ -305,7 +305,7 @@ async def audit_page(ctx: Ctx) -> Response:
 
 # ---- for administrators' monitoring (no phone number, no request id) ------------------------
 async def metrics(ctx: Ctx) -> Response:
-    from ivr import metrics as m
+    from ivr.campaign import metrics as m
 
     console = ctx.console
     if console.registry is None:
@@ -316,14 +316,14 @@ async def metrics(ctx: Ctx) -> Response:
 
 
 async def healthz(ctx: Ctx) -> Response:
-    from ivr import metrics as m
+    from ivr.campaign import metrics as m
 
     status, text = m.healthz()
     return PlainTextResponse(text, status_code=status)
 
 
 async def readyz(ctx: Ctx) -> Response:
-    from ivr import metrics as m
+    from ivr.campaign import metrics as m
 
     status, text = m.readyz(m.readiness_problems(ctx.console.engine, None))
     return PlainTextResponse(text, status_code=status)

@@ -2,7 +2,7 @@
 references to do-not-call entries (a page never holds a full number, even in a form).
 
 Every text cell of an export has its control characters escaped, and a CSV cell never starts
-like a formula (:mod:`ivr.untrusted`), whatever an operator or the portal wrote into it."""
+like a formula (:mod:`ivr.core.untrusted`), whatever an operator or the portal wrote into it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from ivr.untrusted import csv_cell, printable
+from ivr.core.untrusted import csv_cell, printable
 
 if TYPE_CHECKING:
     from ivr.console.app import Ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ivr.operator import cli_actor
+from ivr.campaign.operator import cli_actor
 from storage.api_tokens import ApiTokens
 from storage.store import Store
 
@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def run(args: argparse.Namespace, store: Store) -> int:
-    from ivr.clock import SYSTEM_CLOCK
+    from ivr.core.clock import SYSTEM_CLOCK
 
     tokens, now, actor = ApiTokens(store.engine), SYSTEM_CLOCK.now(), cli_actor()
     try:

@@ -40,7 +40,7 @@ import numpy as np
 import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular imports)
 from pyVoIP import RTP
 
-from ivr.dtmf_inband import ALAW, ULAW, InbandDetector, candidate_frames
+from ivr.core.dtmf_inband import ALAW, ULAW, InbandDetector, candidate_frames
 from ivr.sip.api import KeySource
 from ivr.sip.ratelog import RateLimitedLog
 from ivr.sip.rtp_guard import MediaCounters, SourceLock, header_problem, payload_of

@@ -38,7 +38,7 @@ import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular 
 from pyVoIP import RTP, SIP
 from pyVoIP.VoIP.VoIP import CallState
 
-from ivr.errors import DialFailed, RegistrationFailed, SipError
+from ivr.core.errors import DialFailed, RegistrationFailed, SipError
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import (
     REGISTRATION_NOT_USED,

@@ -1,0 +1,1 @@
+"""Orchestration of a campaign night: import, dial, run calls, deliver ratings, retention."""

@@ -1,0 +1,322 @@
+"""The nightly import: one local day of closed requests from the portal into storage.
+
+Each item is validated on its own; a bad one is stored as rejected with its reason and the
+import goes on: nothing raised while handling one item leaves its batch. Re-importing a day is
+harmless: a request closing already known is skipped (if it now carries other data, the summary
+names the fields). A later closing of a request supersedes its earlier round still waiting for
+a call. A portal error stops the import (what was stored stays) and propagates to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+
+from ivr.campaign import metrics
+from ivr.core.district import district_of
+from ivr.core.intake import ClosedRequest, Rejected, parse_item, parse_rfc3339, shown_id
+from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
+from ivr.core.windows import local_date, local_day_bounds
+from prompts.catalog import category_name
+from storage import bulk
+from storage.bulk import Added, add_surveys, do_not_call_among
+from storage.store import NewSurvey, Store
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+"""Items stored per transaction (one existence query, one insert round)."""
+
+_IMPORT_LOCK = threading.Lock()
+
+SHOWN_REJECTED = 50
+"""Rejected items listed in a summary; ``report --rejected`` lists them all."""
+
+
+class ClosedRequestSource(Protocol):
+    def iter_closed(
+        self, closed_from: datetime, closed_to: datetime
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+@dataclass
+class ImportSummary:
+    day: date
+    seen: int = 0
+    new: int = 0
+    known: int = 0
+    rejected: int = 0
+    not_called: int = 0
+    not_called_reasons: Counter[str] = field(default_factory=Counter)
+    rejected_reasons: list[tuple[str | None, str]] = field(default_factory=list)
+    # Known closings that arrived again with other data: (request id, changed fields).
+    changed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    superseded: int = 0  # earlier rounds closed as not_called (superseded) by a new closing
+
+
+def import_day(
+    day: date,
+    source: ClosedRequestSource,
+    store: Store,
+    tz: ZoneInfo,
+    now: datetime,
+    batch_size: int = BATCH_SIZE,
+) -> ImportSummary:
+    """Import one local day; the day is marked complete only if the portal gave every page.
+
+    A portal error propagates after what was fetched so far is stored: the next try skips it."""
+    start, end = local_day_bounds(day, tz)
+    summary = ImportSummary(day)
+    # The scheduled import and the periodic retry of incomplete days never overlap here.
+    with _IMPORT_LOCK:
+        store.begin_import(day, now)
+        try:
+            store_items(source.iter_closed(start, end), day, store, tz, now, summary, batch_size)
+        finally:  # what was stored before a portal failure counts too
+            metrics.count_import(summary.new, summary.known, summary.rejected, summary.not_called)
+        store.complete_import(day, now, summary.seen - summary.rejected, summary.rejected)
+    log.info(
+        "import of %s done: %d items, %d new, %d already known (%d with other data), "
+        "%d rejected, %d not to be called, %d earlier round(s) superseded",
+        day,
+        summary.seen,
+        summary.new,
+        summary.known,
+        len(summary.changed),
+        summary.rejected,
+        summary.not_called,
+        summary.superseded,
+    )
+    return summary
+
+
+def store_items(
+    raws: Iterable[object],
+    day: date,
+    store: Store,
+    tz: ZoneInfo,
+    now: datetime,
+    summary: ImportSummary,
+    batch_size: int = BATCH_SIZE,
+) -> None:
+    """Validate and store raw items in batches, counting into ``summary``.
+
+    Each item is judged on its own: a bad one is stored as rejected (for its own local day if
+    its date can be read, else ``day``) and the rest go on. If the source fails half-way, the
+    items already received are stored before the error propagates. A batch is stored once:
+    if storing it fails (the database is gone), that error propagates as it is."""
+    batch: list[object] = []
+    try:
+        for raw in raws:
+            batch.append(raw)
+            if len(batch) >= batch_size:
+                full, batch = batch, []
+                _store_batch(full, day, store, tz, now, summary)
+    except BaseException:
+        # The source failed (or we were interrupted) with items received but not stored.
+        received, batch = batch, []
+        if received:
+            _store_batch(received, day, store, tz, now, summary)
+        raise
+    if batch:
+        _store_batch(batch, day, store, tz, now, summary)
+
+
+def _store_batch(
+    raws: list[object],
+    day: date,
+    store: Store,
+    tz: ZoneInfo,
+    now: datetime,
+    summary: ImportSummary,
+) -> None:
+    # A raw item may already be a Rejected (a file row the reader could not make into one).
+    parsed = [raw if isinstance(raw, Rejected) else parse_item(raw, now=now) for raw in raws]
+    listed = do_not_call_among(
+        store, (item.phone for item in parsed if isinstance(item, ClosedRequest))
+    )
+    if listed:  # judged again, now knowing which numbers are on the do-not-call list
+        parsed = [
+            parse_item(raw, listed, now)
+            if isinstance(item, ClosedRequest) and item.phone in listed
+            else item
+            for raw, item in zip(raws, parsed, strict=True)
+        ]
+    good: list[tuple[ClosedRequest, NewSurvey]] = []
+    for item in parsed:
+        summary.seen += 1
+        if isinstance(item, Rejected):
+            _reject(item.portal_id, item.reason, item.raw, day, store, tz, now, summary)
+            continue
+        try:
+            good.append((item, _new_survey(item, tz)))
+        except Exception as exc:  # one item, whatever went wrong, is rejected
+            reason = f"item: unreadable ({type(exc).__name__})"
+            _reject(item.portal_id, reason, item.raw, day, store, tz, now, summary)
+    if not good:
+        return
+    added: list[Added | None]  # None: rejected by the database
+    try:
+        added = list(add_surveys(store, [new for _, new in good], now))
+    except Exception as exc:
+        # Someone else stored part of this batch meanwhile, or one row breaks the database:
+        # one at a time, so one bad row costs only itself.
+        log.warning("batch of %d items failed (%s); storing them one by one", len(good), exc)
+        added = [_add_one(item, new, day, store, tz, now, summary) for item, new in good]
+    for (item, _), result in zip(good, added, strict=True):
+        if result is None:
+            continue
+        summary.superseded += result.superseded
+        if result.new:
+            summary.new += 1
+            if item.not_called_reason is not None:
+                summary.not_called += 1
+                summary.not_called_reasons[item.not_called_reason] += 1
+                log.info("request %s not called: %s", item.portal_id, item.not_called_reason)
+        else:
+            summary.known += 1
+            if result.changed:
+                summary.changed.append((item.portal_id, result.changed))
+                log.warning(
+                    "request %s closed at %s arrived again with other %s; the stored data is kept",
+                    item.portal_id,
+                    item.closed_at.isoformat(),
+                    ", ".join(result.changed),
+                )
+
+
+def _add_one(
+    item: ClosedRequest,
+    new: NewSurvey,
+    day: date,
+    store: Store,
+    tz: ZoneInfo,
+    now: datetime,
+    summary: ImportSummary,
+) -> Added | None:
+    try:
+        return bulk.add_surveys(store, [new], now)[0]  # the same write, for this row alone
+    except IntegrityError:
+        return Added(new=False)  # stored by a concurrent import (another node) meanwhile
+    except Exception as exc:  # one item, whatever the database said
+        reason = f"storage: {type(exc).__name__}"
+        _reject(item.portal_id, reason, item.raw, day, store, tz, now, summary)
+        return None
+
+
+def _reject(
+    portal_id: str | None,
+    reason: str,
+    raw: object,
+    day: date,
+    store: Store,
+    tz: ZoneInfo,
+    now: datetime,
+    summary: ImportSummary,
+) -> None:
+    portal_id = shown_id(portal_id)
+    reason = printable(reason)
+    summary.rejected += 1
+    summary.rejected_reasons.append((portal_id, reason))
+    log.warning("portal item rejected (request %s): %s", portal_id or "?", reason)
+    when = _day_of(raw, tz, day)
+    try:
+        store.add_rejected(when, portal_id, reason, _keepable(raw), now)
+    except Exception:  # the rejection is counted and logged; the import goes on
+        log.exception("request %s: the rejected item could not be kept", portal_id or "?")
+        try:  # without its raw content, which is what a database may refuse
+            store.add_rejected(when, portal_id, reason, {"unstorable": True}, now)
+        except Exception:
+            log.exception("request %s: not even its reason could be kept", portal_id or "?")
+
+
+def _keepable(raw: object) -> object:
+    """The raw item as it may be kept in the database (JSON, and not nested too deep)."""
+    if value_depth(raw, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return {"unstorable": "nested too deep"}
+    blob = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
+    try:
+        blob.encode()
+    except UnicodeEncodeError:  # lone surrogates (JSON "\\ud800"): no database takes them
+        return json.loads(blob.encode(errors="replace").decode())
+    return raw
+
+
+def _day_of(raw: object, tz: ZoneInfo, fallback: date) -> date:
+    """The local day a raw item closed on, if its closed_at can be read (and is a real date);
+    else ``fallback``."""
+    if isinstance(raw, dict) and isinstance(raw.get("closed_at"), str):
+        try:
+            moment = parse_rfc3339(raw["closed_at"])
+            if moment.year >= 2000:
+                return local_date(moment, tz)
+        except (ValueError, OverflowError):
+            return fallback
+    return fallback
+
+
+def _new_survey(item: ClosedRequest, tz: ZoneInfo) -> NewSurvey:
+    return NewSurvey(
+        portal_request_id=item.portal_id,
+        request_number=item.number,
+        closed_at=item.closed_at,
+        local_date=local_date(item.closed_at, tz),
+        phone_raw=item.phone_raw,
+        phone=item.phone,
+        language=item.language,
+        category=item.category,
+        not_called_reason=item.not_called_reason,
+        executor_id=item.executor_id,
+        executor_name=item.executor_name,
+        address=item.address,
+        category_name=category_name(item.category),
+        district=district_of(item.address),
+    )
+
+
+def summary_detail_lines(summary: ImportSummary, day: date | None) -> list[str]:
+    """The summary's changed, superseded and rejected items, for a terminal (escaped).
+
+    ``day``: the local day the rejected items are kept for (None: each for its own day)."""
+    lines: list[str] = []
+    if summary.changed:
+        lines.append("  Known requests that arrived again with other data (stored data kept):")
+        for pid, fields in summary.changed[:SHOWN_REJECTED]:
+            lines.append(f"    {printable(pid)}: {', '.join(fields)} changed")
+        if len(summary.changed) > SHOWN_REJECTED:
+            lines.append(f"    ... and {len(summary.changed) - SHOWN_REJECTED} more (see the log)")
+    if summary.superseded:
+        lines.append(
+            f"  {summary.superseded} earlier round(s) not yet called were superseded by a new "
+            "closing (not_called, superseded)"
+        )
+    lines.extend(rejected_lines(summary.rejected_reasons, day))
+    return lines
+
+
+def rejected_lines(
+    rejected: Sequence[tuple[str | None, str]], day: date | None, title: str = "Rejected:"
+) -> list[str]:
+    """At most :data:`SHOWN_REJECTED` rejected items, then how many more and how to list them."""
+    if not rejected:
+        return []
+    lines = [f"  {title}"]
+    for pid, reason in rejected[:SHOWN_REJECTED]:
+        lines.append(f"    {printable(pid) if pid else '(no id)'}: {printable(reason)}")
+    hidden = len(rejected) - SHOWN_REJECTED
+    if hidden > 0:
+        date_arg = day.isoformat() if day is not None else "D"
+        lines.append(
+            f"    ... and {hidden} more: `ivr-rating report --rejected --date {date_arg}` "
+            "lists every one with its reason"
+        )
+    return lines

@@ -1,0 +1,604 @@
+"""``ivr-rating``: the command line. Logging handlers are set here and nowhere else.
+
+Exit codes: 0 done; 1 unexpected error; 2 bad configuration or arguments; 3 portal
+unreachable, refused the token or redirected, or the import was stopped by a signal (nothing is
+lost: running again imports the rest); 4 SIP registration failed; 5 results left undelivered
+(kept in the outbox; ``ivr-rating deliver`` or the service sends them later); 6 another runner
+already works on this SQLite database; 7 the database cannot be reached; 8 the database schema
+is not this version's (``ivr-rating db upgrade``); 141 the output pipe was closed (``| head``).
+
+``--config`` and ``-v`` are taken before or after the subcommand (every subparser, including
+ones added later, inherits them through :class:`_Parser`). The read-only commands (``report``,
+``status``, ``dnc list``) change no schema; the commands that use neither the portal nor SIP do
+not need their secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from ivr.campaign import operator
+from ivr.console import commands as console_commands
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.core.config import Config, config_warnings, load_config, redacted, safe_url
+from ivr.core.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    ImportStopped,
+    PortalError,
+    RegistrationFailed,
+    RunnerLocked,
+    SchemaMismatch,
+)
+from ivr.core.windows import format_local, yesterday
+from ivr.entry.logs import TEXT_FORMAT
+
+if TYPE_CHECKING:
+    from ivr.campaign.heartbeat import NodeProbe
+    from ivr.campaign.metrics import CountingPortal
+    from ivr.sip.api import SipPhone
+    from prompts.library import PromptLibrary
+    from storage.store import Store
+
+log = logging.getLogger("ivr.entry.cli")
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PORTAL, EXIT_SIP, EXIT_UNDELIVERED = 0, 1, 2, 3, 4, 5
+EXIT_LOCKED, EXIT_DATABASE, EXIT_SCHEMA, EXIT_PIPE = 6, 7, 8, 141
+# Commands that use neither the portal nor SIP: they run without those secrets.
+NO_SECRETS = frozenset(
+    {"report", "status", "dnc", "pause", "resume", "reload", "db", "import", "purge"}
+)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-26, got {text!r}") from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ivr-rating")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subparser (argparse makes them of the parent's class) also takes ``--config`` and
+    ``-v``, so they work after the subcommand too. Its defaults are SUPPRESS: a subparser
+    never overwrites what was given before the subcommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        default: Any = argparse.SUPPRESS
+        self.add_argument(
+            "--config", type=Path, default=default, help="YAML configuration (config.yaml)"
+        )
+        self.add_argument("-v", "--verbose", action="store_true", default=default,
+                          help="debug logging")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = _Parser(
+        prog="ivr-rating",
+        description="Phones citizens after their request is closed and records their rating.",
+    )
+    p.set_defaults(config=Path("config.yaml"), verbose=False)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser(
+        "check", help="validate the configuration; a summary (secrets are not shown)"
+    )
+    check.add_argument("--json", action="store_true", help="the whole configuration as JSON")
+
+    db = sub.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="create or upgrade the schema (alembic)")
+
+    night = sub.add_parser("night", help="import one local day, call everyone, deliver, summarise")
+    night.add_argument("--date", type=_date, required=True, help="local date the requests closed")
+    night.add_argument(
+        "--delivery-deadline",
+        type=float,
+        default=60.0,
+        help="seconds to keep retrying delivery at the end (default 60)",
+    )
+
+    sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
+    operator.add_commands(sub)
+    console_commands.add_commands(sub)
+
+    report = sub.add_parser(
+        "report",
+        help="one row per request of a day (--date), or a period's figures by group (--from/--to)",
+    )
+    report.add_argument(
+        "--date", type=_date, help="one local day: one row per request (default: yesterday)"
+    )
+    report.add_argument("--from", dest="date_from", type=_date, help="first local closing day")
+    report.add_argument("--to", dest="date_to", type=_date, help="last local closing day")
+    report.add_argument(
+        "--by",
+        choices=("executor", "category", "district", "day", "week", "month"),
+        default="executor",
+        help="period report: one row per executor, category, district, day, week or month",
+    )
+    report.add_argument("--executor", help="period report: only this executor id (or unknown)")
+    report.add_argument("--category", help="period report: only this category (or unknown)")
+    report.add_argument("--district", help="period report: only this district (or unknown)")
+    report.add_argument(
+        "--csv",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="CSV (--date: on stdout; a period: for Excel, into FILE or on stdout)",
+    )
+    report.add_argument("--xlsx", type=Path, metavar="FILE", help="period report as XLSX")
+    report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
+    report.add_argument(
+        "--rejected", action="store_true", help="every rejected portal or file row with its reason"
+    )
+
+    deliver = sub.add_parser("deliver", help="post pending results to the portal now")
+    deliver.add_argument(
+        "--retry-dead",
+        nargs="*",
+        metavar="ID",
+        help="first send dead letters again, once what the portal refused is fixed: all of "
+        "them, or those of these request (or survey) ids",
+    )
+
+    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
+    purge.add_argument("--before", type=_date, required=True,
+                       help="surveys finished before this local date")  # fmt: skip
+
+    imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
+    imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
+
+    prompts = sub.add_parser("prompts", help="prompt recordings")
+    prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
+    prompts_sub.add_parser("check", help="every clip present, decodable and not too long")
+    build = prompts_sub.add_parser("build", help="synthesise placeholder clips with espeak-ng")
+    build.add_argument("--out", type=Path, default=None, help="folder (default: prompts.dir)")
+    return p
+
+
+class _LocalTimeFormatter(logging.Formatter):
+    """Log times in the configured zone, written as everywhere else (``format_local``)."""
+
+    tz: ZoneInfo = ZoneInfo("UTC")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return format_local(datetime.fromtimestamp(record.created, self.tz), self.tz)
+
+
+_FORMATTER = _LocalTimeFormatter(TEXT_FORMAT)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FORMATTER)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    if not verbose:
+        for noisy in ("apscheduler", "urllib3", "alembic", "pydub"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _error(prefix: str, exc: BaseException) -> None:
+    for line in str(exc).splitlines() or [""]:
+        print(f"{prefix}: {line}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `ivr-rating report | head`: the reader is gone. Send what is left in our buffer
+        # nowhere (so the flush at exit cannot fail again) and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = load_config(args.config, need_secrets=args.command not in NO_SECRETS)
+    except ConfigError as exc:
+        _error("configuration error", exc)
+        return EXIT_CONFIG
+    _FORMATTER.tz = config.tz
+    if config.logging.format != "text":
+        from ivr.entry.logs import use_format
+
+        use_format(config.logging.format)
+    try:
+        return _dispatch(args, config)
+    except PortalError as exc:
+        print(f"portal error: {exc}", file=sys.stderr)
+        return EXIT_PORTAL
+    except ImportStopped as exc:
+        print(
+            f"stopped: {exc}; what was fetched is stored, run again to import the rest",
+            file=sys.stderr,
+        )
+        return EXIT_PORTAL
+    except RegistrationFailed as exc:
+        print(f"SIP registration failed: {exc}", file=sys.stderr)
+        return EXIT_SIP
+    except ConfigError as exc:
+        _error("configuration error", exc)
+        return EXIT_CONFIG
+    except RunnerLocked as exc:
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except DatabaseUnavailable as exc:
+        print(f"database unreachable: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except SchemaMismatch as exc:
+        print(f"database schema: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
+    except (OperationalError, InterfaceError) as exc:  # the database went away mid-command
+        print(f"database error: {safe_url(config.database)}: {_db_reason(exc)}", file=sys.stderr)
+        return EXIT_DATABASE
+
+
+def _db_reason(exc: BaseException) -> str:
+    """The driver's first line (psycopg's "connection refused"), never the SQL or its values."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+
+
+def _read_only(args: argparse.Namespace) -> bool:
+    return args.command in ("report", "status") or (
+        args.command == "dnc" and args.dnc_command == "list"
+    )
+
+
+def open_store(config: Config, *, read_only: bool) -> Store:
+    """The store, reachable and on this version's schema: upgraded, or for a read-only command
+    checked (a read-only command changes nothing, not even the schema)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from ivr.entry import app
+    from storage.db import schema_revisions, upgrade
+
+    url = make_url(config.database)
+    if (
+        read_only
+        and url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+    ):
+        if not Path(url.database).exists():
+            raise SchemaMismatch(
+                f"no database at {url.database}: run `ivr-rating db upgrade` (or a night) first"
+            )
+    store = app.make_store(config)
+    try:
+        current, head = schema_revisions(store.engine)
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"{safe_url(config.database)}: {_db_reason(exc)}") from None
+    if not read_only:
+        upgrade(store.engine)  # every other command works on an up-to-date schema
+    elif current != head:
+        raise SchemaMismatch(
+            f"the database is at revision {current or '(empty)'}, this version needs {head}: "
+            "run `ivr-rating db upgrade`"
+        )
+    return store
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "config":
+        return _config_check(args, config)
+    if args.command == "prompts":
+        return _prompts(args, config)
+
+    from ivr.entry import app
+
+    store = open_store(config, read_only=_read_only(args))
+    if args.command == "db":
+        print("database schema is up to date")
+        return EXIT_OK
+    if args.command in operator.COMMANDS:
+        code, text = operator.run(args, config, store, SYSTEM_CLOCK.now())
+        print(text)
+        return code
+    if args.command in console_commands.COMMANDS:
+        return console_commands.run(args, config, store)
+    if args.command == "report":
+        if args.date_from is not None or args.date_to is not None:
+            return _period_report(store, args, config)
+        if args.xlsx is not None or args.csv not in (None, "-"):
+            print(
+                "report: give [--date D] (one row per request, --csv on stdout) or "
+                "--from D --to D [--by ...] [--csv [FILE] | --xlsx FILE]",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        day = args.date or yesterday(SYSTEM_CLOCK.now(), config.tz)
+        return _report(store, args, day)
+    if args.command == "purge":
+        from ivr.campaign.retention import purge
+
+        erased = purge(store, args.before, config.tz)
+        print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
+        return EXIT_OK
+    if args.command == "import":
+        from ivr.campaign.file_import import UnreadableFile, format_file_summary, import_file
+
+        try:
+            summary = import_file(args.file, store, config.tz, SYSTEM_CLOCK.now())
+        except UnreadableFile as exc:
+            print(f"cannot read the file: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(format_file_summary(args.file, summary))
+        return EXIT_OK
+    if args.command == "deliver":
+        from ivr.campaign.delivery import deliver_due
+        from ivr.campaign.dialer import node_name
+        from storage.admin import AdminStore
+
+        if args.retry_dead is not None:
+            try:  # audited as the OS user, in the transaction that re-queues
+                requeued = AdminStore(store.engine).retry_dead(
+                    operator.cli_actor(), SYSTEM_CLOCK.now(), args.retry_dead
+                )
+            except ValueError as exc:
+                print(f"{exc} (see `ivr-rating report`)", file=sys.stderr)
+                return EXIT_ERROR
+            print(f"re-queued {len(requeued)} dead letter(s): {', '.join(requeued) or '-'}")
+        with app.make_portal(config) as portal:
+            stats = deliver_due(store, portal, SYSTEM_CLOCK.now(), limit=100_000,
+                                node=node_name(config))  # fmt: skip
+        counts = store.delivery_counts()
+        print(
+            f"delivered {stats.delivered}, dead {stats.dead}, deferred {stats.deferred}; "
+            f"outbox now: {counts}"
+        )
+        comments = store.comment_counts()
+        if any(comments.values()):
+            print(
+                f"comments delivered {stats.comments_delivered}, dead {stats.comments_dead}"
+                f"{' (waiting: 404 on the comment path)' if stats.comments_blocked else ''}; "
+                f"comments now: {comments}"
+            )
+        waiting = counts.get("pending") or (comments["pending"] and not stats.comments_blocked)
+        return EXIT_UNDELIVERED if waiting else EXIT_OK
+
+    prompts = app.make_prompts(config)
+    problems = prompts.check()
+    if problems:
+        raise ConfigError("prompts", "; ".join(problems))
+    from ivr.sip.pyvoip_adapter import PyVoipPhone
+    from storage.locks import runner_lock
+
+    for warning in config_warnings(config):
+        log.warning("configuration: %s", warning)
+    phone = PyVoipPhone(app.sip_settings(config))
+    from ivr.campaign.dialer import node_name
+    from storage.locks import node_presence
+
+    stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
+    with (
+        runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
+        app.make_portal(config, stop) as portal,
+        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
+    ):
+        from ivr.campaign.metrics import CountingPortal
+
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
+        if args.command == "night":
+            return _night(config, store, counted, phone, prompts, args, probe, stop)
+        phone.start()
+        try:
+            from scheduler.service import run_service
+
+            def reload_config() -> Config:
+                return load_config(args.config)
+
+            return run_service(
+                config,
+                store,
+                counted,
+                counted,
+                phone,
+                prompts,
+                SYSTEM_CLOCK,
+                reload_config,
+                probe,
+                stop,
+            )
+        finally:
+            phone.stop()
+
+
+def _config_check(args: argparse.Namespace, config: Config) -> int:
+    if args.json:
+        print(json.dumps(redacted(config), indent=2, ensure_ascii=False))
+        for warning in config_warnings(config):
+            print(f"warning: {warning}", file=sys.stderr)
+        return EXIT_OK
+    from ivr.entry.config_check import summary_text
+
+    print(summary_text(config, args.config, SYSTEM_CLOCK.now()))
+    return EXIT_OK
+
+
+def _night(
+    config: Config,
+    store: Store,
+    portal: CountingPortal,
+    phone: SipPhone,
+    prompts: PromptLibrary,
+    args: argparse.Namespace,
+    probe: NodeProbe,
+    stop: threading.Event,
+) -> int:
+    import signal
+
+    from ivr.campaign.night import Night, format_summary
+
+    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe, stop)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: no new calls; finishing the calls in progress", signum)
+        night.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    imported = night.prepare(args.date)  # the portal first: no SIP needed to find it down
+    if store.unfinished(args.date):
+        phone.start()
+        try:
+            summary = night.finish(args.date, imported, args.delivery_deadline)
+        finally:
+            phone.stop()
+    else:
+        summary = night.finish(args.date, imported, args.delivery_deadline)
+    print(format_summary(summary))
+    if summary.undelivered:
+        print(
+            f"{summary.undelivered} result(s) not yet delivered; they are kept and sent by "
+            "`ivr-rating deliver` or the service",
+            file=sys.stderr,
+        )
+        return EXIT_UNDELIVERED
+    return EXIT_OK if summary.unfinished == 0 else EXIT_ERROR
+
+
+def _report(store: Store, args: argparse.Namespace, day: date) -> int:
+    from ivr.core.intake import mask_phone
+
+    header: list[str]
+    table: list[list[str]]
+    if args.rejected:
+        header = ["request_id", "reason"]
+        table = [[pid or "", reason] for pid, reason in store.rejected(day)]
+    else:
+        rows = store.report_rows(day)
+        header = ["request_id", "number", "phone", "attempts", "outcome", "reason", "key",
+                  "delivered"]  # fmt: skip
+        table = [
+            [
+                r.portal_request_id,
+                r.request_number,
+                (r.phone if args.show_phones else mask_phone(r.phone)) if r.phone else "",
+                str(r.attempts),
+                r.outcome or f"({r.status})",
+                r.reason or "",
+                r.digit or "",
+                r.delivery or "",
+            ]
+            for r in rows
+        ]
+    if args.csv:
+        from ivr.core.untrusted import csv_cell
+
+        w = csv.writer(sys.stdout)
+        w.writerow(header)
+        w.writerows([csv_cell(cell) for cell in row] for row in table)
+        return EXIT_OK
+    from ivr.core.untrusted import printable
+
+    table = [[printable(cell) for cell in row] for row in table]
+    widths = [max([len(h), *(len(row[i]) for row in table)]) for i, h in enumerate(header)]
+    for row in [header, *table]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    if args.rejected:
+        print(f"\n{len(table)} rejected row(s)")
+        return EXIT_OK
+    from ivr.campaign.delivery import format_outbox
+
+    print(f"\n{len(table)} request(s) closed on {day.isoformat()}")
+    print(format_outbox(store, day))
+    return EXIT_OK
+
+
+def _period_report(store: Store, args: argparse.Namespace, config: Config) -> int:
+    from ivr.campaign.period_report import COLUMNS, figure_row, text_table
+    from ivr.core.exports import write_csv, write_xlsx
+    from storage.analytics import Filters, figures
+
+    if args.date_from is None or args.date_to is None or args.date is not None:
+        print("report: a period needs both --from and --to (and no --date)", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.date_to < args.date_from:
+        print("report: --to is before --from", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.csv is not None and args.xlsx is not None:
+        print("report: either --csv or --xlsx", file=sys.stderr)
+        return EXIT_CONFIG
+    filters = Filters(args.date_from, args.date_to, args.executor, args.category, args.district)
+    groups = figures(store.engine, filters, args.by)
+    described = [*filters.described(), ("by", args.by), ("time zone", config.timezone)]
+    rows = [figure_row(f) for f in groups]
+    if args.xlsx is not None:
+        write_xlsx(args.xlsx, COLUMNS, rows, described, config.tz)
+        print(f"{len(rows)} group(s) written to {args.xlsx}")
+        return EXIT_OK
+    if args.csv == "-":
+        write_csv(sys.stdout.buffer, COLUMNS, rows, described, config.tz)
+        sys.stdout.flush()
+        return EXIT_OK
+    if args.csv is not None:
+        with open(args.csv, "wb") as out:
+            write_csv(out, COLUMNS, rows, described, config.tz)
+        print(f"{len(rows)} group(s) written to {args.csv}")
+        return EXIT_OK
+    (total,) = figures(store.engine, filters, "total")
+    print(
+        f"Closed {filters.date_from}..{filters.date_to} ({config.timezone}), by {args.by}"
+        + "".join(f", {k} {v}" for k, v in filters.described()[2:])
+    )
+    print("reach = answered/called, satisfaction = satisfied/rated: [95 % Wilson interval]")
+    from ivr.core.untrusted import printable
+
+    for line in text_table(groups, total):
+        print(printable(line))
+    return EXIT_OK
+
+
+def _prompts(args: argparse.Namespace, config: Config) -> int:
+    from ivr.entry import app
+
+    if args.prompts_command == "build":
+        from prompts.build import build_placeholders
+
+        out = args.out or config.prompts.dir or app.PACKAGED_PROMPTS
+        paths = build_placeholders(out, config.prompts.languages)
+        print(f"built {len(paths)} placeholder clip(s) under {out}")
+        return EXIT_OK
+    problems = app.make_prompts(config).check()
+    for p in problems:
+        print(p, file=sys.stderr)
+    print("prompts OK" if not problems else f"{len(problems)} problem(s)")
+    return EXIT_OK if not problems else EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

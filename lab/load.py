@@ -1,0 +1,133 @@
+"""Many of the product's survey calls at once against one SIPp UAS that answers every call and
+echoes our RTP back like a handset (SIPp ``-rtp_echo``), nobody pressing a key.
+
+Each call is what a dialer channel does: ``run_call`` (runner, call flow, real prompts,
+``PyVoipPhone`` direct to the trunk) on its own thread, started at ``calls_per_second``. The
+calls are held by a long input timeout until ``max_call_s``; the flow then says goodbye and
+records its outcome. Used by ``bench/capacity.py`` (with a capture) and by the CI load test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
+from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.clock import SYSTEM_CLOCK
+from ivr.sip.api import EndedBy, SipSettings
+from ivr.sip.pyvoip_adapter import PyVoipPhone
+from lab.sip_peers import SippCitizen, find_free_udp_port
+from prompts.library import PromptLibrary
+
+PROMPTS_ROOT = Path(__file__).resolve().parent.parent.parent / "prompts"
+
+
+@dataclass
+class LoadResult:
+    calls: int
+    reports: list[CallReport] = field(default_factory=list)
+    outcomes: dict[str, RecordOutcome] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    all_up_at: float = 0.0  # wall clock (time.time) when the last call was answered
+    first_end_at: float = 0.0  # wall clock when the first call ended
+    cpu_s: float = 0.0  # this process's CPU seconds in the all-calls-up window
+    window_s: float = 0.0
+    rss_mb: float = 0.0  # peak resident set size in the window
+
+    @property
+    def dropped(self) -> list[CallReport]:
+        """Calls that did not last until we ended them (the far end or the media gave up)."""
+        return [r for r in self.reports if not r.answered or r.ended_by is not EndedBy.LOCAL_HANGUP]
+
+
+def _cpu_seconds() -> float:
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_load(
+    workdir: Path,
+    calls: int,
+    hold_s: float,
+    calls_per_second: float = 20.0,
+    rtp_base: int = 10000,  # below the ephemeral ports (32768-60999) other sockets take
+    sipp_media_port: int | None = None,
+) -> LoadResult:
+    """``calls`` survey calls at once, each held ``hold_s`` after the last one is up."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    prompts = PromptLibrary(PROMPTS_ROOT, workdir / "prompt-cache", ["ru"])
+    prompts.render_linear16("ru", ["greeting", "about_request", "number:4071", "question"])
+    ramp_s = calls / calls_per_second
+    settings = RunnerSettings(
+        ring_timeout_s=30,
+        max_call_s=ramp_s + hold_s + 12.0,
+        flow=FlowSettings(input_timeout_s=3600, max_repeats=0, offer_opt_out=False),
+        closing_grace_s=10.0,
+    )  # the product's poll (20 ms per call) and media timeout
+    result = LoadResult(calls)
+    lock = threading.Lock()
+    with SippCitizen(workdir, "silent", [], media_port=sipp_media_port) as sipp:
+        phone = PyVoipPhone(
+            SipSettings(
+                server="127.0.0.1", port=sipp.sip_port, username="dialer", password="",
+                local_ip="127.0.0.1", sip_port=find_free_udp_port(), rtp_port_low=rtp_base,
+                rtp_port_high=rtp_base + 2 * calls + 100, register=False,
+            )
+        )  # fmt: skip
+        phone.start()
+
+        def one(i: int) -> None:
+            plan = CallPlan(f"37529{i:07d}", (RequestInfo(f"s{i}", "4071"),), "ru")
+
+            def sink(rec: RecordOutcome, at: datetime | None) -> None:
+                with lock:
+                    result.outcomes[rec.survey_id] = rec
+
+            try:
+                report = run_call(phone, plan, prompts, settings, SYSTEM_CLOCK, sink)
+            except Exception as exc:  # noqa: BLE001  (counted: a load run reports, not raises)
+                with lock:
+                    result.errors.append(repr(exc))
+                return
+            with lock:
+                result.reports.append(report)
+                if not result.first_end_at:
+                    result.first_end_at = time.time()
+
+        try:
+            with ThreadPoolExecutor(calls, thread_name_prefix="channel") as pool:
+                for i in range(calls):
+                    pool.submit(one, i)
+                    time.sleep(1.0 / calls_per_second)
+                # all up: every call answered (the phone's calls table) or ended
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if phone.answered_calls() + len(result.reports) + len(result.errors) >= calls:
+                        break
+                    time.sleep(0.05)
+                time.sleep(1.0)
+                result.all_up_at = time.time()
+                cpu0, t0 = _cpu_seconds(), time.monotonic()
+                rss = _rss_mb()
+                while time.monotonic() - t0 < hold_s:  # calls end at max_call_s, later
+                    time.sleep(0.5)
+                    rss = max(rss, _rss_mb())
+                result.cpu_s, result.window_s = _cpu_seconds() - cpu0, time.monotonic() - t0
+                result.rss_mb = rss
+        finally:
+            phone.stop()
+    return result

@@ -1,0 +1,154 @@
+"""The tree tells the architecture: the pure core imports no edge, the lab stays out of the product.
+
+Read from the source with :mod:`ast` (every import, also those inside functions and under
+``TYPE_CHECKING``), so nothing is imported to check it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ("ivr", "scheduler", "storage", "prompts")
+
+# What the core may lean on besides the standard library: itself, the SIP interface (enums and a
+# Protocol, checked pure below), the prompt catalogue (plain data), and libraries that do no I/O.
+CORE_MAY_IMPORT = (
+    "ivr.core",
+    "ivr.sip.api",
+    "prompts.catalog",
+    "pydantic",
+    "yaml",
+    "numpy",
+    "phonenumbers",
+    "holidays",
+    "openpyxl",
+    "sqlalchemy.engine",  # make_url: parses and checks the database URL in the settings
+    "sqlalchemy.exc",
+)
+# Standard-library modules that do I/O the core must not do itself.
+CORE_FORBIDDEN_STDLIB = ("socket", "subprocess", "http", "urllib.request", "ssl", "asyncio")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_of(path: Path) -> str:
+    name = _module_name(path)
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _imports(path: Path, package: str | None = None) -> set[str]:
+    """Every module ``path`` imports, absolute, including ``from pkg import module`` forms."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _package_of(path) if package is None else package
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package.replace(".", "/")).rglob("*.py"))
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _is_stdlib(name: str) -> bool:
+    import sys
+
+    return name.split(".")[0] in sys.stdlib_module_names
+
+
+def _core_violations(path: Path, package: str | None = None) -> list[str]:
+    names = _imports(path, package)
+    bad = []
+    for name in sorted(names):
+        if name == "__future__" or _within(name, CORE_MAY_IMPORT):
+            continue
+        if _is_stdlib(name):
+            if _within(name, CORE_FORBIDDEN_STDLIB):
+                bad.append(name)
+            continue
+        # ``from ivr.core import x`` yields "ivr" and "ivr.core.x"; a bare parent is no import.
+        if any(_within(o, (name,)) and _within(o, CORE_MAY_IMPORT) for o in names):
+            continue
+        bad.append(name)
+    return bad
+
+
+@pytest.mark.parametrize("path", _files("ivr.core"), ids=lambda p: p.name)
+def test_the_core_imports_no_edge(path: Path) -> None:
+    assert _core_violations(path) == [], f"{path.relative_to(ROOT)} reaches out of the core"
+
+
+def test_the_sip_interface_the_core_uses_is_pure() -> None:
+    names = _imports(ROOT / "ivr" / "sip" / "api.py")
+    assert all(_is_stdlib(n) for n in names), sorted(n for n in names if not _is_stdlib(n))
+
+
+def test_the_checker_sees_an_edge_import(tmp_path: Path) -> None:
+    """The rule is not vacuous: an edge import, even inside a function, is reported."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from . import windows\n"
+        "def f():\n    from ivr.portal.client import PortalClient\n    import requests\n"
+    )
+    assert _core_violations(sample, "ivr.core") == [
+        "ivr.portal.client",
+        "ivr.portal.client.PortalClient",
+        "requests",
+    ]
+
+
+@pytest.mark.parametrize("package", PRODUCT)
+def test_the_product_never_imports_the_lab(package: str) -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(
+            n for n in _imports(p) if _within(n, ("lab", "tests", "bench"))
+        )
+        for p in _files(package)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_lab_lives_outside_the_product_package() -> None:
+    assert not (ROOT / "ivr" / "lab").exists()
+    assert (ROOT / "lab" / "night_lab.py").is_file()
+
+
+# Each role may import the roles below it, never one above: core < edges (portal, sip) <
+# orchestration (campaign) < entry points and the console. (scheduler/ builds jobs over the
+# campaign and is started by the entry points.)
+ABOVE = {
+    "ivr.core": ("ivr.campaign", "ivr.portal", "ivr.entry", "ivr.console", "scheduler", "storage"),
+    "ivr.portal": ("ivr.campaign", "ivr.entry", "ivr.console", "ivr.sip", "scheduler", "storage"),
+    "ivr.sip": ("ivr.campaign", "ivr.entry", "ivr.console", "ivr.portal", "scheduler", "storage"),
+    "ivr.campaign": ("ivr.entry", "ivr.console", "scheduler"),
+    "scheduler": ("ivr.entry", "ivr.console"),
+    "storage": ("ivr.campaign", "ivr.entry", "ivr.console", "ivr.portal", "ivr.sip", "scheduler"),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ABOVE))
+def test_no_arrow_runs_back_up(role: str) -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(n for n in _imports(p) if _within(n, ABOVE[role]))
+        for p in _files(role)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
