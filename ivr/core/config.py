@@ -12,252 +12,104 @@ unquoted ``10:30`` as the number 630, which is refused with the key named.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import string
-from datetime import date, datetime, time, timedelta
+from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from ivr.core.config_sections import (
+    REQUEST_URL_FIELDS as REQUEST_URL_FIELDS,
+)
+from ivr.core.config_sections import (
+    ControlConfig as ControlConfig,
+)
+from ivr.core.config_sections import (
+    LoggingConfig as LoggingConfig,
+)
+from ivr.core.config_sections import (
+    MetricsConfig as MetricsConfig,
+)
+from ivr.core.config_sections import (
+    PortalConfig as PortalConfig,
+)
+from ivr.core.config_sections import (
+    Section as Section,
+)
+from ivr.core.config_sections import (
+    SipConfig as SipConfig,
+)
+from ivr.core.config_sections import (
+    TransferConfig as TransferConfig,
+)
+from ivr.core.config_sections import (
+    is_loopback_host as is_loopback_host,
+)
+from ivr.core.config_values import (
+    WEEKDAYS as WEEKDAYS,
+)
+from ivr.core.config_values import (
+    CalendarDate as CalendarDate,
+)
+from ivr.core.config_values import (
+    Days as Days,
+)
+from ivr.core.config_values import (
+    Duration as Duration,
+)
+from ivr.core.config_values import (
+    Seconds as Seconds,
+)
+from ivr.core.config_values import (
+    TimeRange as TimeRange,
+)
+from ivr.core.config_values import (
+    WindowRange as WindowRange,
+)
+from ivr.core.config_values import (
+    days_value as days_value,
+)
+from ivr.core.config_values import (
+    format_range as format_range,
+)
+from ivr.core.config_values import (
+    parse_duration as parse_duration,
+)
+from ivr.core.config_values import (
+    parse_hhmm as parse_hhmm,
+)
+from ivr.core.config_values import (
+    parse_range as parse_range,
+)
+from ivr.core.config_values import (
+    safe_url as safe_url,
+)
+from ivr.core.config_values import (
+    unquoted_time as unquoted_time,
+)
+from ivr.core.config_values import (
+    weekday_ranges as weekday_ranges,
+)
 from ivr.core.errors import ConfigError
 from ivr.core.vocabulary import Disposition
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 # The keys whose ${VARIABLE} may be unset for commands that use neither the portal nor SIP.
 SECRET_KEYS = frozenset({"portal.token", "sip.password"})
 SUPPORTED_DATABASES = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
 
 
-def parse_duration(value: object) -> timedelta:
-    """'20m', '1h30m', '45s', '2d' or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if _NUMBER.fullmatch(text):
-            return timedelta(seconds=float(text))
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-            return timedelta(seconds=sum(float(n) * unit[u] for n, u in parts))
-    raise ValueError("expected a duration like 20m, 1h30m or 45s")
-
-
-def _seconds(value: object) -> float:
-    return parse_duration(value).total_seconds()
-
-
-def _days(value: object) -> object:
-    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
-        span = parse_duration(value)
-        if span % timedelta(days=1):
-            raise ValueError("expected a whole number of days, like 90 or 90d")
-        return span.days
-    return value
-
-
-def _date(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"not a date: {value.strip()[:20]!r} (expected YYYY-MM-DD)") from None
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-CalendarDate = Annotated[date, BeforeValidator(_date)]
-# A number of seconds that also takes units: "2m" and 120 are the same.
-Seconds = Annotated[float, BeforeValidator(_seconds)]
-Days = Annotated[int, BeforeValidator(_days)]
-
-
-def _unquoted_time(value: int) -> str:
-    """YAML 1.1 reads 10:30 as 10*60+30: name what was probably meant."""
-    return (
-        f'write times in quotes ("{value // 60}:{value % 60:02d}"); unquoted, YAML reads '
-        f"{value // 60}:{value % 60:02d} as the number {value}"
-    )
-
-
-def safe_url(url: str) -> str:
-    """A database URL fit to print: its password replaced by ***."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "(not a database URL)"
-
-
-class TimeRange(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    start: time
-    end: time | None  # None means midnight at the end of the day ("24:00")
-
-    def contains(self, t: time) -> bool:
-        return self.start <= t and (self.end is None or t < self.end)
-
-
-def _parse_hhmm(text: str) -> time | None:
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
-    if not m:
-        raise ValueError(f"expected HH:MM, got {text!r}")
-    hh, mm = int(m.group(1)), int(m.group(2))
-    if (hh, mm) == (24, 0):
-        return None
-    if hh > 23 or mm > 59:
-        raise ValueError(f"not a time of day: {text!r}")
-    return time(hh, mm)
-
-
-def parse_range(value: object) -> TimeRange:
-    if isinstance(value, TimeRange):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(_unquoted_time(value))
-    if not isinstance(value, str) or value.count("-") != 1:
-        raise ValueError('expected a range like "09:00-13:00"')
-    a, b = value.split("-")
-    start, end = _parse_hhmm(a), _parse_hhmm(b)
-    if start is None:
-        raise ValueError(f"a range cannot start at 24:00: {value!r}")
-    if end is not None and end <= start:
-        raise ValueError(f"range ends before it starts: {value!r}")
-    return TimeRange(start=start, end=end)
-
-
-WindowRange = Annotated[TimeRange, BeforeValidator(parse_range)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PortalConfig(_Section):
-    # token and allow_insecure_http come before base_url: its check reads them.
-    token: SecretStr
-    allow_insecure_http: bool = False
-    base_url: str
-    timeout_s: Seconds = Field(10.0, gt=0)
-    page_size: int = Field(200, ge=1, le=1000)
-    retry_budget_s: Seconds = Field(120.0, ge=0, le=3600)
-    lookback_days: int = Field(3, ge=1, le=31)
-    request_deadline_s: Seconds = Field(60.0, gt=0, le=3600)
-    max_page_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_pages: int = Field(1000, ge=1)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, v: str, info: ValidationInfo) -> str:
-        if not re.match(r"https?://", v):
-            raise ValueError("expected an http(s):// URL")
-        parts = urlsplit(v)
-        if "@" in parts.netloc:
-            # Never echo it: the part before '@' is a user name and maybe a password.
-            raise ValueError(
-                "credentials in the URL are not allowed (user:password@); "
-                "the portal gets portal.token as a bearer token"
-            )
-        token = info.data.get("token")
-        has_token = isinstance(token, SecretStr) and bool(token.get_secret_value())
-        if (
-            parts.scheme == "http"
-            and has_token
-            and not is_loopback_host(parts.hostname or "")
-            and not info.data.get("allow_insecure_http", False)
-        ):
-            raise ValueError(
-                "a plain http:// portal off this machine would get the token in clear text; "
-                "use https:// (or set portal.allow_insecure_http: true)"
-            )
-        return v.rstrip("/")
-
-    @property
-    def insecure(self) -> bool:
-        """A plain-http portal off this machine (allowed only by allow_insecure_http)."""
-        parts = urlsplit(self.base_url)
-        return parts.scheme == "http" and not is_loopback_host(parts.hostname or "")
-
-
-def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class SipConfig(_Section):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    server: str
-    port: int = Field(5060, ge=1, le=65535)
-    username: str
-    password: SecretStr
-    local_ip: str
-    sip_port: int = Field(5062, ge=1, le=65535)
-    rtp_ports: str = "21000-21999"
-    caller_id: str | None = None
-    # YAML key "register" (a pydantic attribute of that name would shadow BaseModel.register).
-    registration: bool = Field(True, alias="register")
-    # The SIP user part dialled for a citizen: E.164 without '+', after this prefix.
-    dial_prefix: str = ""
-    register_expires_s: int = Field(300, ge=30, le=86400)
-    # A night whose registration stays lost this long stops with exit code 4.
-    register_give_up_s: float = Field(300.0, gt=0)
-
-    @field_validator("local_ip")
-    @classmethod
-    def _reachable(cls, v: str) -> str:
-        try:
-            address = ipaddress.ip_address(v.strip())
-        except ValueError:
-            return v.strip()  # a host name
-        if address.is_unspecified:
-            raise ValueError(
-                f"{v.strip()} is not an address the SIP server can reach: give this machine's "
-                "address as the server sees it (e.g. 192.0.2.10)"
-            )
-        return str(address)
-
-    @field_validator("rtp_ports")
-    @classmethod
-    def _ports(cls, v: str) -> str:
-        m = re.fullmatch(r"(\d+)-(\d+)", v.strip())
-        if not m or not (1024 <= int(m.group(1)) <= int(m.group(2)) <= 65535):
-            raise ValueError('expected a port range like "21000-21999"')
-        return v.strip()
-
-    @property
-    def rtp_range(self) -> tuple[int, int]:
-        low, high = self.rtp_ports.split("-")
-        return int(low), int(high)
-
-
-class RetryLadder(_Section):
+class RetryLadder(Section):
     """Waits before the next call, per disposition of the last one; the last step repeats."""
 
     busy: tuple[Duration, ...] = (timedelta(minutes=20), timedelta(minutes=40))
@@ -278,7 +130,7 @@ class RetryLadder(_Section):
 MAX_CHANNELS = 200
 
 
-class DialingConfig(_Section):
+class DialingConfig(Section):
     channels: int = Field(4, ge=1, le=MAX_CHANNELS)
     ring_timeout_s: Seconds = Field(30.0, gt=0, le=300)
     max_attempts: int = Field(3, ge=1, le=20)
@@ -301,7 +153,7 @@ class DialingConfig(_Section):
         raise ValueError(f"no retry ladder for {disposition!r}")
 
 
-class CalendarConfig(_Section):
+class CalendarConfig(Section):
     # Public holidays (and transferred days off) of this country, from the `holidays` package.
     holidays: str | None = "BY"
     # Holidays use this weekday's windows; Saturdays made working days use `working_weekends_as`.
@@ -328,30 +180,30 @@ class CalendarConfig(_Section):
         return v.upper()
 
 
-class NodeConfig(_Section):
+class NodeConfig(Section):
     # Names this runner in claims and logs; default: <host>-<pid>, unique per process.
     name: str | None = None
     # Days after which finished surveys lose their phone numbers (outcomes are kept).
     retention_days: Days = Field(90, ge=1)
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     import_at: time = time(8, 30)
 
     @field_validator("import_at", mode="before")
     @classmethod
     def _hhmm(cls, v: object) -> object:
         if isinstance(v, int) and not isinstance(v, bool):
-            raise ValueError(_unquoted_time(v))
+            raise ValueError(unquoted_time(v))
         if isinstance(v, str):
-            parsed = _parse_hhmm(v)
+            parsed = parse_hhmm(v)
             if parsed is None:
                 raise ValueError("expected HH:MM before 24:00")
             return parsed
         return v
 
 
-class IvrConfig(_Section):
+class IvrConfig(Section):
     default_language: Literal["ru", "be"] = "ru"
     input_timeout_s: Seconds = Field(6.0, gt=0, le=60)
     max_repeats: int = Field(2, ge=0, le=5)
@@ -366,128 +218,10 @@ class IvrConfig(_Section):
     operator_transfer: bool = False
 
 
-_SIP_URI = re.compile(r"sips?:(?:[^@\s;<>\"]+@)?[A-Za-z0-9.\-\[\]:]+(?:;[^\s<>\"]*)?")
-
-
-def _default_transfer_hours() -> dict[str, tuple[TimeRange, ...]]:
-    return _weekday_ranges({d: (parse_range("09:00-18:00"),) for d in WEEKDAYS[:5]})
-
-
-class TransferConfig(_Section):
-    """Where a citizen who presses 3 is sent (SIP REFER), and when someone is there."""
-
-    # Per weekday, "HH:MM-HH:MM" ranges in `timezone`, like call_windows.
-    hours: dict[str, tuple[WindowRange, ...]] = Field(default_factory=_default_transfer_hours)
-    # The operators' line as a SIP URI ("sip:operator@pbx.example"); empty: no transfer.
-    target: str = ""
-
-    @field_validator("hours")
-    @classmethod
-    def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
-        return _weekday_ranges(v)
-
-    def is_open(self, now: datetime, tz: ZoneInfo) -> bool:
-        """An operator can take a call at ``now`` (an aware datetime), by ``hours`` in ``tz``."""
-        local = now.astimezone(tz)
-        ranges = self.hours.get(WEEKDAYS[local.weekday()], ())
-        return any(r.contains(local.time().replace(tzinfo=None)) for r in ranges)
-
-    @field_validator("target")
-    @classmethod
-    def _sip_uri(cls, v: str) -> str:
-        v = v.strip()
-        if v and not _SIP_URI.fullmatch(v):
-            raise ValueError('expected a SIP URI like "sip:operator@pbx.example"')
-        return v
-
-
-class PromptsConfig(_Section):
+class PromptsConfig(Section):
     dir: Path | None = None  # default: the recordings shipped in the package
     cache_dir: Path = Path("var/prompt-cache")
     languages: tuple[Literal["ru", "be"], ...] = ("ru", "be")
-
-
-def format_range(r: TimeRange) -> str:
-    end = "24:00" if r.end is None else r.end.strftime("%H:%M")
-    return f"{r.start.strftime('%H:%M')}-{end}"
-
-
-def _union(a: TimeRange, b: TimeRange) -> TimeRange:
-    end = None if a.end is None or b.end is None else max(a.end, b.end)
-    return TimeRange(start=min(a.start, b.start), end=end)
-
-
-def _weekday_ranges(v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
-    """Every weekday's ranges, sorted; an unknown weekday or overlapping ranges are refused."""
-    unknown = sorted(set(v) - set(WEEKDAYS))
-    if unknown:
-        raise ValueError(f"unknown weekday {unknown[0]!r}; use {', '.join(WEEKDAYS)}")
-    windows = {d: tuple(sorted(v.get(d, ()), key=lambda r: r.start)) for d in WEEKDAYS}
-    for day, ranges in windows.items():
-        for a, b in zip(ranges, ranges[1:], strict=False):
-            if a.end is None or b.start < a.end:
-                raise ValueError(
-                    f"{day}: {format_range(a)} and {format_range(b)} overlap; write them "
-                    f"as one range ({format_range(_union(a, b))})"
-                )
-    return windows
-
-
-class MetricsConfig(_Section):
-    # host:port of /metrics, /healthz and /readyz on each runner; empty: off
-    listen: str = ""
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            return v
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError('expected host:port like "127.0.0.1:9120", or "" for off')
-        return v
-
-
-class LoggingConfig(_Section):
-    format: Literal["text", "json"] = "text"
-
-
-REQUEST_URL_FIELDS = frozenset({"request_id", "number"})
-
-
-class ControlConfig(_Section):
-    # The request in the portal, linked from the console's control list: {request_id} (the
-    # portal's id) and/or {number} (the number people quote); "" for no link.
-    request_url: str = "https://115.xn--90ais/request/{request_id}"
-
-    @field_validator("request_url")
-    @classmethod
-    def _template(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            return v
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-            raise ValueError('expected an http(s):// URL with {request_id} or {number}, or ""')
-        try:
-            fields = {f for _, f, spec, conv in string.Formatter().parse(v) if f is not None}
-        except ValueError as exc:
-            raise ValueError(f"not a URL template: {exc}") from None
-        unknown = fields - REQUEST_URL_FIELDS
-        if unknown or not fields:
-            raise ValueError(
-                f"expected {{request_id}} or {{number}} in the URL (got {sorted(fields)})"
-            )
-        return v
-
-    def link(self, request_id: str, number: str) -> str | None:
-        """The request's address in the portal (each value URL-quoted), or None."""
-        if not self.request_url:
-            return None
-        return self.request_url.format(
-            request_id=quote(request_id, safe=""), number=quote(number, safe="")
-        )
 
 
 def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
@@ -495,7 +229,7 @@ def _default_windows() -> dict[str, tuple[TimeRange, ...]]:
     return {d: weekday for d in WEEKDAYS[:5]} | {"sat": (parse_range("10:00-16:00"),), "sun": ()}
 
 
-class Config(_Section):
+class Config(Section):
     timezone: str = "Europe/Minsk"
     # Left out of repr: it may carry a password (print it with safe_url).
     database: str = Field("sqlite:///var/ivr-rating.sqlite", repr=False)
@@ -538,8 +272,8 @@ class Config(_Section):
     # A field validator, not a model one: it runs (and reports) even when other keys are wrong.
     @field_validator("call_windows")
     @classmethod
-    def _days(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
-        windows = _weekday_ranges(v)
+    def days_value(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+        windows = weekday_ranges(v)
         if not any(windows.values()):
             raise ValueError("no day has a call window; nobody would ever be called")
         return windows
