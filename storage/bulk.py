@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Outcome, Reason
+from storage.errors import mapped
 from storage.models import Delivery, DeliveryState, DoNotCall, Survey, SurveyStatus
 from storage.store import NewSurvey, Store
 
@@ -80,9 +81,14 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
     closing of a known request starts a new round linked to the latest earlier one, and
     closes every earlier round still waiting for a call (not being dialled) as ``not_called``
     (``superseded``): one call and one rating per closing, never two calls about one request.
-    A closing older than a stored round is kept the same way, as superseded. Raises on a
-    database error (nothing of the batch is then written): the caller falls back to one item
-    at a time."""
+    A closing older than a stored round is kept the same way, as superseded. A database error
+    raises the project's :class:`~ivr.core.errors.StorageError` (nothing of the batch is then
+    written): the caller falls back to one item at a time."""
+    with mapped():
+        return _add_surveys(store, news, now)
+
+
+def _add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[Added]:
     ids = sorted({n.portal_request_id for n in news})
     # Every round of these requests, stored or added by this batch, by request.
     rounds: dict[str, list[dict[str, object]]] = {}

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from sqlalchemy.exc import IntegrityError
 
 from ivr.campaign import importer
 from ivr.campaign.delivery import deliver_due
 from ivr.campaign.importer import import_day
+from ivr.core.errors import StorageRefused
 from ivr.entry.cli import main
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
@@ -93,7 +93,7 @@ def test_a_batch_the_database_refuses_is_stored_one_by_one(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*args: Any) -> list[bool]:
-        raise IntegrityError("INSERT", {}, Exception("duplicate key (a concurrent import)"))
+        raise StorageRefused("IntegrityError: duplicate key (a concurrent import)")
 
     monkeypatch.setattr(importer, "add_surveys", refuse)
     items = make_items(DAY, "Europe/Minsk", PHONES[:4])

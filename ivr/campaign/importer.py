@@ -19,10 +19,9 @@ from datetime import date, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
-
 from ivr.campaign import metrics
 from ivr.core.district import district_of
+from ivr.core.errors import AlreadyStored
 from ivr.core.intake import ClosedRequest, Rejected, parse_item, parse_rfc3339, shown_id
 from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
 from ivr.core.windows import local_date, local_day_bounds
@@ -205,7 +204,7 @@ def _add_one(
 ) -> Added | None:
     try:
         return bulk.add_surveys(store, [new], now)[0]  # the same write, for this row alone
-    except IntegrityError:
+    except AlreadyStored:
         return Added(new=False)  # stored by a concurrent import (another node) meanwhile
     except Exception as exc:  # one item, whatever the database said
         reason = f"storage: {type(exc).__name__}"

@@ -18,6 +18,8 @@ Split by whose fault it is and whether a retry can help::
     +-- StorageError             the database refused something we relied on
     |   +-- DatabaseUnavailable  cannot connect (server down, wrong host, login refused)
     |   +-- SchemaMismatch       the schema is not the one this version needs (db upgrade)
+    |   +-- AlreadyStored        a row with this key is stored already (a concurrent writer)
+    |   +-- StorageRefused       the database refused a write (a constraint, a value it cannot hold)
     +-- RunnerLocked             another runner already works on this database
 """
 
@@ -135,6 +137,15 @@ class DatabaseUnavailable(StorageError):
 
 class SchemaMismatch(StorageError):
     """The database's schema is not this version's (a read-only command does not upgrade)."""
+
+
+class AlreadyStored(StorageError):
+    """A row with this key is stored already: another node or import wrote it meanwhile."""
+
+
+class StorageRefused(StorageError):
+    """The database refused a statement for its data (a constraint, a value it cannot hold);
+    the same statement will be refused again."""
 
 
 class RunnerLocked(IvrError):
