@@ -24,7 +24,7 @@ from ivr.sip.pyvoip_adapter import PyVoipPhone
 from lab.sip_peers import SippCitizen, find_free_udp_port
 from prompts.library import PromptLibrary
 
-PROMPTS_ROOT = Path(__file__).resolve().parent.parent.parent / "prompts"
+PROMPTS_ROOT = Path(__file__).resolve().parent.parent / "prompts"
 
 
 @dataclass
