@@ -110,6 +110,18 @@ class ControlReview(Base):
 
 # The console's Now: surveys finished today by outcome (index-only) and the completion rate.
 Index("ix_surveys_completed_at", Survey.completed_at, Survey.outcome)
+# The control list: the requests returned for rework by day, with (PostgreSQL) what the list
+# sorts and filters on and its summary groups by, read index-only.
+CONTROL_ROWS = text("outcome = 'unsatisfied'")
+CONTROL_COVERED = ["closed_at", "id", "reason", "round_no", "executor_id", "executor_name",
+                   "category", "category_name"]  # fmt: skip
+Index(
+    "ix_surveys_control",
+    Survey.local_date,
+    postgresql_where=CONTROL_ROWS,
+    postgresql_include=CONTROL_COVERED,
+    sqlite_where=CONTROL_ROWS,
+)
 
 
 class CallAttempt(Base):
