@@ -18,7 +18,7 @@ from pathlib import Path
 from pydub import AudioSegment
 from pydub.generators import Sine
 
-from prompts.catalog import CLIPS, LANGUAGES
+from prompts.catalog import CLIPS, LANGUAGES, Clip
 from prompts.library import SAMPLE_RATE, PromptError
 
 logger = logging.getLogger(__name__)
@@ -61,14 +61,19 @@ def synthesise(text: str, lang: str, *, espeak: str = "espeak-ng", wpm: int = SP
 
 
 def build_placeholders(
-    root: Path, languages: Sequence[str] = LANGUAGES, *, espeak: str = "espeak-ng"
+    root: Path,
+    languages: Sequence[str] = LANGUAGES,
+    *,
+    espeak: str = "espeak-ng",
+    clips: Sequence[Clip] = CLIPS,
 ) -> list[Path]:
-    """Write ``root/<lang>/<clip>.wav`` for every catalog clip; return the paths written."""
+    """Write ``root/<lang>/<clip>.wav`` for every catalog clip (or those of ``clips``); return
+    the paths written."""
     written: list[Path] = []
     for lang in languages:
         out_dir = root / lang
         out_dir.mkdir(parents=True, exist_ok=True)
-        for clip in CLIPS:
+        for clip in clips:
             if lang not in clip.text:
                 raise PromptError("no text in the catalog", lang=lang, clip=clip.name)
             if clip.tone_hz is not None:

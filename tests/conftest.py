@@ -3,17 +3,27 @@ parametrized fixture (model: APScheduler's tests/conftest.py)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from lab.pg import LOCAL_PG, temporary_schema
-from storage.db import make_engine, upgrade
+from storage.db import create_private_file, make_engine, upgrade
 from storage.store import Store
 
 PG_URL = LOCAL_PG
+
+# Property tests: thorough in CI (scripts/test.sh sets CI), fewer examples at a desk. Neither
+# has a deadline: a loaded machine makes one example slow, which says nothing about the code.
+settings.register_profile("ci", deadline=None, max_examples=100, print_blob=True)
+settings.register_profile("dev", deadline=None, max_examples=25)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture
@@ -38,10 +48,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
+@pytest.fixture(scope="session")
+def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file upgraded to head once per session: each test's ``engine`` starts from a
+    copy of it (a second of alembic per test saved, the schema the same)."""
+    path = tmp_path_factory.mktemp("template") / "ivr.sqlite"
+    eng = make_engine(f"sqlite:///{path}")
     upgrade(eng)
+    eng.dispose()  # the last connection closed folds the WAL into the file
+    return path
+
+
+@pytest.fixture
+def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An engine on a fresh database at head: a copy of the session's SQLite file, or a fresh
+    PostgreSQL schema upgraded here."""
+    database = make_url(db_url).database
+    if make_url(db_url).get_backend_name() == "sqlite" and database:
+        template: Path = request.getfixturevalue("sqlite_at_head")
+        create_private_file(Path(database))  # 0600 as the product makes it; the copy keeps it
+        shutil.copyfile(template, database)
+        eng = make_engine(db_url)
+    else:
+        eng = make_engine(db_url)
+        upgrade(eng)
     yield eng
     # No test may leave a connection checked out.
     assert eng.pool.checkedout() == 0  # type: ignore[attr-defined]

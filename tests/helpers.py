@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.error
@@ -23,6 +24,13 @@ def config_data(**sections: Any) -> dict[str, Any]:
         "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
     }
     return {**data, **sections}
+
+
+def examples(thorough: int) -> int:
+    """``max_examples`` for a property test whose examples are costly: ``thorough`` in CI
+    (``CI`` set, as scripts/test.sh does), a third of it at a desk (the ``dev`` profile of
+    tests/conftest.py)."""
+    return thorough if os.environ.get("CI") else max(5, thorough // 3)
 
 
 def lab_sip_settings(

@@ -28,6 +28,7 @@ from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
+from tests.helpers import examples
 from tests.test_dialer import INSIDE, cfg
 from tests.test_hostile_items import any_items, json_values
 
@@ -334,7 +335,7 @@ def test_a_rejected_item_with_lone_surrogates_is_kept_with_its_content(store: St
 
 
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

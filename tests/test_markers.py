@@ -1,0 +1,29 @@
+"""The suite's markers: every registered one is used (``--strict-markers`` refuses an
+unregistered one), so that ``-m "not peers and not postgres"`` means what it says."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def registered_markers() -> list[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lines: list[str] = config["tool"]["pytest"]["ini_options"]["markers"]
+    return [line.split(":", 1)[0].strip() for line in lines]
+
+
+def test_the_two_selection_markers_are_registered() -> None:
+    assert {"peers", "postgres"} <= set(registered_markers())
+
+
+def test_every_registered_marker_is_used() -> None:
+    sources = "\n".join(
+        p.read_text()
+        for p in sorted((ROOT / "tests").glob("*.py"))
+        if p.name != Path(__file__).name
+    )
+    unused = [name for name in registered_markers() if f"pytest.mark.{name}" not in sources]
+    assert unused == []
