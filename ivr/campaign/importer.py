@@ -15,16 +15,16 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ivr.campaign import metrics
 from ivr.core.district import district_of
-from ivr.core.errors import AlreadyStored
+from ivr.core.errors import AlreadyStored, ImportStopped, PortalError, PortalMisconfigured
 from ivr.core.intake import ClosedRequest, Rejected, parse_item, parse_rfc3339, shown_id
 from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
-from ivr.core.windows import local_date, local_day_bounds
+from ivr.core.windows import local_date, local_day_bounds, yesterday
 from prompts.catalog import category_name
 from storage import bulk
 from storage.bulk import Added, add_surveys, do_not_call_among
@@ -96,6 +96,38 @@ def import_day(
         summary.superseded,
     )
     return summary
+
+
+def days_to_import(store: Store, now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
+    """Yesterday and the days before it within the look-back that have no completed import."""
+    last = yesterday(now, tz)
+    days = [last - timedelta(days=i) for i in range(lookback_days)]
+    return sorted(d for d in days if not store.import_completed(d))
+
+
+def import_missing_days(
+    store: Store, source: ClosedRequestSource, tz: ZoneInfo, now: datetime, lookback_days: int = 3
+) -> int:
+    """Import every day in the look-back that has no completed import. Returns days imported.
+
+    A portal failure is logged (an ALARM line for a refused token or a redirect) and a stop
+    (SIGTERM) ends it between pages; either way the day stays
+    incomplete, so the next run (or the next scheduled import) picks it up again."""
+    done = 0
+    for day in days_to_import(store, now, tz, lookback_days):
+        try:
+            import_day(day, source, store, tz, now)
+            done += 1
+        except PortalMisconfigured as exc:  # the token or portal.base_url
+            log.error("ALARM: import of %s refused by the portal: %s", day, exc)
+            break
+        except ImportStopped as exc:
+            log.info("import of %s stopped; the day is imported later: %s", day, exc)
+            break
+        except PortalError as exc:
+            log.error("import of %s failed, will retry later: %s", day, exc)
+            break
+    return done
 
 
 def store_items(
