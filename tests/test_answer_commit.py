@@ -109,6 +109,7 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     import threading
     import time
 
+    from ivr.campaign.campaign import Campaign
     from ivr.campaign.night import Night
     from tests.test_import import InMemorySource
     from tests.test_privacy import AcceptingSink
@@ -116,13 +117,13 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     add(store, 1, INSIDE)
     store.schedule_retry(store.due_surveys(INSIDE, 1)[0].id, INSIDE + timedelta(days=1))
     clock = FakeClock(INSIDE)
-    night = Night(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
-                  FakePrompts(), clock)  # fmt: skip
+    night = Night(Campaign(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
+                  FakePrompts(), clock))  # fmt: skip
     day = INSIDE.astimezone(cfg().tz).date()
     runner = threading.Thread(target=night.finish, args=(day, night.prepare(day), 1.0))
     runner.start()
     deadline = time.monotonic() + 30
-    while night._dialer is None and time.monotonic() < deadline:
+    while night.campaign.dialer.last_round is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # let it enter its wait for the next window
     night.request_stop()

@@ -283,13 +283,14 @@ def test_night_stops_with_registration_failed_once_the_loss_outlasts_the_limit(
     store: Store,
 ) -> None:
     """``night`` exits 4 (RegistrationFailed) when registration cannot be recovered."""
+    from ivr.campaign.campaign import Campaign
     from ivr.campaign.night import Night
     from ivr.core.errors import RegistrationFailed
 
     add(store, 1, INSIDE)
     config = cfg()
     phone = FakePhone([])
-    night = Night(config, store, None, None, phone, FakePrompts(), FakeClock(INSIDE))  # type: ignore[arg-type]
+    night = Night(Campaign(config, store, None, None, phone, FakePrompts(), FakeClock(INSIDE)))  # type: ignore[arg-type]
     phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 299.0)
     night._check_registration()  # not yet: retried with backoff
     phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 301.0)

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.campaign import importer
+from ivr.campaign.campaign import Campaign
 from ivr.campaign.delivery import deliver_due
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.importer import ImportSummary, import_day, store_items
@@ -69,7 +70,8 @@ def test_hostile_items_in_a_real_portal_page_are_rejected_one_by_one(store: Stor
         portal.fail_next(1, 200, body=json.dumps(page).encode())
         with PortalClient(portal.base_url, "test-token", timeout_s=5, page_size=50) as c:
             # What `ivr-rating night` does before any call (no SIP needed).
-            night = Night(cfg(), store, c, c, FakePhone([]), FakePrompts(), FakeClock(NOW))
+            campaign = Campaign(cfg(), store, c, c, FakePhone([]), FakePrompts(), FakeClock(NOW))
+            night = Night(campaign)
             summary = night.prepare(DAY)
     assert store.import_completed(DAY)
     text = format_summary(summarize(store, DAY, summary))

@@ -13,7 +13,7 @@ import yaml
 
 from ivr.campaign import importer
 from ivr.campaign.delivery import deliver_due
-from ivr.campaign.importer import import_day
+from ivr.campaign.importer import ImportSummary, import_day
 from ivr.core.errors import StorageRefused
 from ivr.entry.cli import main
 from ivr.portal.client import PortalClient
@@ -43,6 +43,28 @@ def test_do_not_call_is_checked_on_the_normalised_number_and_reported(store: Sto
     assert ratings["REQ-1000001"]["outcome"] == "not_called"
     assert ratings["REQ-1000001"]["reason"] == "do_not_call"
     assert [s.portal_request_id for s in store.due_surveys(NOW, 10)] == ["REQ-1000002"]
+
+
+def test_a_batch_with_a_listed_number_is_parsed_once_and_consent_comes_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = make_items(DAY, "Europe/Minsk", PHONES[:3])
+    items[1]["consent_to_calls"] = False  # listed too: the citizen's own "no" is the reason
+    for phone in PHONES[:2]:
+        store.add_do_not_call(phone, "citizen", NOW)
+    parsed: list[object] = []
+    parse = importer.parse_item
+
+    def counting(raw: object, *args: Any, **kwargs: Any) -> object:
+        parsed.append(raw)
+        return parse(raw, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "parse_item", counting)
+    summary = ImportSummary(DAY)
+    importer.store_items(items, DAY, store, MINSK, NOW, summary)
+    assert len(parsed) == 3
+    assert summary.not_called_reasons == {"do_not_call": 1, "no_consent": 1}
+    assert [s.portal_request_id for s in store.due_surveys(NOW, 10)] == ["REQ-1000003"]
 
 
 def test_a_page_repeating_the_previous_one_creates_no_duplicates(store: Store) -> None:

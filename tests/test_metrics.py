@@ -311,12 +311,13 @@ def test_a_busy_metrics_port_is_a_configuration_error() -> None:
 def test_night_logs_progress_every_30_s_of_its_clock(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from ivr.campaign.campaign import Campaign
     from ivr.campaign.night import Night, _Progress
 
     clock = FakeClock(NOW)
     config = parse_config(config_data())
     ids = [survey(store, f"R{i}", f"+37529100000{i}") for i in range(4)]
-    night = Night(config, store, None, None, FakePhone([]), FakePrompts(), clock)  # type: ignore[arg-type]
+    night = Night(Campaign(config, store, None, None, FakePhone([]), FakePrompts(), clock))  # type: ignore[arg-type]
     progress = _Progress(night, DAY)
     # (seconds on the night's clock, surveys finished by then)
     for t, done in ((0, 0), (10, 1), (29, 1), (30, 2), (45, 2), (60, 2)):

@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ivr.campaign.delivery import deliver_due
+from ivr.campaign.importer import import_missing_days as import_job
 from ivr.core.errors import ImportStopped, PortalRedirected, PortalRejected
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
-from scheduler.jobs import import_job
 from storage.bulk import dead_letters
 from storage.store import Store
 

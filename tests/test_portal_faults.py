@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.campaign.delivery import BACKOFF_CAP_S, deliver_due
+from ivr.campaign.importer import import_missing_days as import_job
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
-from scheduler.jobs import import_job
 from storage.models import Delivery, Survey
 from storage.store import Store
 from tests.fakes import FakeClock

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ivr.campaign.campaign import Campaign
 from ivr.campaign.night import Night
 from ivr.entry.cli import main
 from storage.db import make_engine, upgrade
@@ -101,8 +102,8 @@ def test_retention_runs_at_the_end_of_night(store: Store) -> None:
     survey(store, "R-001", "+375291234567", OLD)  # past node.retention_days (90)
     survey(store, "R-002", "+375297654321", NOW - timedelta(days=10))
     clock = FakeClock(NOW)
-    night = Night(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
-                  FakePrompts(), clock)  # fmt: skip
+    night = Night(Campaign(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
+                  FakePrompts(), clock))  # fmt: skip
     day = date(2026, 11, 26)
     night.finish(day, night.prepare(day), delivery_deadline_s=5)
     phones = {r.portal_request_id: r.phone for r in store.report_rows()}

@@ -7,12 +7,13 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from ivr.campaign.dialer import Dialer
+from ivr.campaign.campaign import Campaign
+from ivr.campaign.importer import days_to_import
+from ivr.campaign.importer import import_missing_days as import_job
 from ivr.core.config import parse_config
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
-from scheduler.jobs import days_to_import, import_job
 from scheduler.service import build_scheduler
 from storage.store import Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
@@ -27,10 +28,10 @@ def config(**over: object):  # type: ignore[no-untyped-def]
 
 def test_import_job_is_a_coalesced_cron_in_the_configured_zone(store: Store) -> None:
     cfg = config()
-    dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg, FakeClock())
-    sched = build_scheduler(cfg, store, None, None, dialer, FakeClock())  # type: ignore[arg-type]
+    campaign = Campaign(cfg, store, None, None, FakePhone([]), FakePrompts(), FakeClock())  # type: ignore[arg-type]
+    sched = build_scheduler(campaign)
     jobs = {j.id: j for j in sched.get_jobs()}
-    assert set(jobs) == {"import", "import-retry", "dial", "deliver", "retention"}
+    assert set(jobs) == {"import", "import-retry", "dial", "deliver", "expire", "retention"}
     imp = jobs["import"]
     assert isinstance(imp.trigger, CronTrigger)
     assert str(imp.trigger.timezone) == "Europe/Minsk"
@@ -43,7 +44,7 @@ def test_import_job_is_a_coalesced_cron_in_the_configured_zone(store: Store) -> 
     nxt = imp.trigger.get_next_fire_time(None, datetime(2026, 11, 27, 0, 0, tzinfo=UTC))
     assert nxt is not None
     assert nxt.astimezone(MINSK).replace(tzinfo=None) == datetime(2026, 11, 28, 2, 15)
-    dialer.drain()
+    campaign.drain()
 
 
 def test_days_to_import_are_yesterday_and_the_missed_ones(store: Store) -> None:
@@ -87,9 +88,9 @@ def test_failed_import_leaves_the_day_to_retry(store: Store) -> None:
 def test_the_catch_up_import_is_a_job_due_at_start_not_a_call_before_it(store: Store) -> None:
     cfg = config()
     clock = FakeClock()
-    dialer = Dialer(store, FakePhone([]), FakePrompts(), cfg, clock)
-    sched = build_scheduler(cfg, store, None, None, dialer, clock)  # type: ignore[arg-type]
+    campaign = Campaign(cfg, store, None, None, FakePhone([]), FakePrompts(), clock)  # type: ignore[arg-type]
+    sched = build_scheduler(campaign)
     retry = {j.id: j for j in sched.get_jobs()}["import-retry"]
     assert retry.next_run_time == clock.now()  # the first run is the catch-up, at start
     assert retry.max_instances == 1
-    dialer.drain()
+    campaign.drain()

@@ -132,7 +132,6 @@ class Dialer:
         self.lease = self._lease()
         self._flag_read_at = float("-inf")
         self._flag_paused = False
-        self._housekeeping_at = float("-inf")
         self.last_round: float | None = None  # monotonic time of the last start_due (/readyz)
 
     # ---- one call -----------------------------------------------------------------------
@@ -348,7 +347,6 @@ class Dialer:
         or when a call could not end before its window closes. Starts are paced by
         ``dialing.calls_per_second``; surveys of one phone go into one call."""
         self.last_round = self.clock.monotonic()
-        self._housekeeping(now)
         self._live_check()
         if self.paused.is_set() or self._paused_flag(now) or not self._can_dial():
             return 0
@@ -386,30 +384,6 @@ class Dialer:
             self._flag_read_at = mono
             self._flag_paused = self.store.get_flag("paused") == "1"
         return self._flag_paused
-
-    def _housekeeping(self, now: datetime) -> None:
-        """Every 30 s: end overdue surveys (deadline), recover dead nodes' claims."""
-        mono = self.clock.monotonic()
-        if mono - self._housekeeping_at < 30.0:
-            return
-        self._housekeeping_at = mono
-        expired = self.store.expire_overdue(now, self.config.dialing.survey_deadline)
-        if expired:
-            log.info("%d survey(s) passed their deadline: no_answer (survey_expired)", len(expired))
-            metrics.OUTCOMES_STORED.labels(outcome=Outcome.NO_ANSWER).inc(len(expired))
-        retry = now + self.config.dialing.ladder(Disposition.NO_ANSWER)[0]
-        # Only claims whose lease ran out (their node died): ours are still running here.
-        recovered = self.store.recover_interrupted(
-            now,
-            retry,
-            expired_only=True,
-            max_attempts=self.settings.max_attempts,
-            answered_retry_at=next_day_opening(self.config, now),
-        )
-        if recovered:
-            log.warning(
-                "%d attempt(s) of a node that stopped answering closed as interrupted", recovered
-            )
 
     def _lease(self) -> timedelta:
         """A claim outlives the longest possible call, then another node may recover it."""

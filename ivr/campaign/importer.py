@@ -15,16 +15,23 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ivr.campaign import metrics
 from ivr.core.district import district_of
-from ivr.core.errors import AlreadyStored
-from ivr.core.intake import ClosedRequest, Rejected, parse_item, parse_rfc3339, shown_id
+from ivr.core.errors import AlreadyStored, ImportStopped, PortalError, PortalMisconfigured
+from ivr.core.intake import (
+    ClosedRequest,
+    Rejected,
+    parse_item,
+    parse_rfc3339,
+    shown_id,
+    with_do_not_call,
+)
 from ivr.core.untrusted import MAX_JSON_DEPTH, printable, value_depth
-from ivr.core.windows import local_date, local_day_bounds
+from ivr.core.windows import local_date, local_day_bounds, yesterday
 from prompts.catalog import category_name
 from storage import bulk
 from storage.bulk import Added, add_surveys, do_not_call_among
@@ -98,6 +105,50 @@ def import_day(
     return summary
 
 
+@dataclass(frozen=True)
+class _DayImport:
+    """What every step of storing one day's items needs: the day rejected items fall back to,
+    where and when they are stored, and the summary they are counted into."""
+
+    day: date
+    store: Store
+    tz: ZoneInfo
+    now: datetime
+    summary: ImportSummary
+
+
+def days_to_import(store: Store, now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
+    """Yesterday and the days before it within the look-back that have no completed import."""
+    last = yesterday(now, tz)
+    days = [last - timedelta(days=i) for i in range(lookback_days)]
+    return sorted(d for d in days if not store.import_completed(d))
+
+
+def import_missing_days(
+    store: Store, source: ClosedRequestSource, tz: ZoneInfo, now: datetime, lookback_days: int = 3
+) -> int:
+    """Import every day in the look-back that has no completed import. Returns days imported.
+
+    A portal failure is logged (an ALARM line for a refused token or a redirect) and a stop
+    (SIGTERM) ends it between pages; either way the day stays
+    incomplete, so the next run (or the next scheduled import) picks it up again."""
+    done = 0
+    for day in days_to_import(store, now, tz, lookback_days):
+        try:
+            import_day(day, source, store, tz, now)
+            done += 1
+        except PortalMisconfigured as exc:  # the token or portal.base_url
+            log.error("ALARM: import of %s refused by the portal: %s", day, exc)
+            break
+        except ImportStopped as exc:
+            log.info("import of %s stopped; the day is imported later: %s", day, exc)
+            break
+        except PortalError as exc:
+            log.error("import of %s failed, will retry later: %s", day, exc)
+            break
+    return done
+
+
 def store_items(
     raws: Iterable[object],
     day: date,
@@ -113,121 +164,102 @@ def store_items(
     its date can be read, else ``day``) and the rest go on. If the source fails half-way, the
     items already received are stored before the error propagates. A batch is stored once:
     if storing it fails (the database is gone), that error propagates as it is."""
+    ctx = _DayImport(day, store, tz, now, summary)
     batch: list[object] = []
     try:
         for raw in raws:
             batch.append(raw)
             if len(batch) >= batch_size:
                 full, batch = batch, []
-                _store_batch(full, day, store, tz, now, summary)
+                _store_batch(full, ctx)
     except BaseException:
         # The source failed (or we were interrupted) with items received but not stored.
         received, batch = batch, []
         if received:
-            _store_batch(received, day, store, tz, now, summary)
+            _store_batch(received, ctx)
         raise
     if batch:
-        _store_batch(batch, day, store, tz, now, summary)
+        _store_batch(batch, ctx)
 
 
-def _store_batch(
-    raws: list[object],
-    day: date,
-    store: Store,
-    tz: ZoneInfo,
-    now: datetime,
-    summary: ImportSummary,
-) -> None:
+def _parse_batch(raws: list[object], ctx: _DayImport) -> list[ClosedRequest | Rejected]:
+    """Each raw item parsed once; then, knowing which of their numbers are on the do-not-call
+    list (one query), those are marked not to be called."""
     # A raw item may already be a Rejected (a file row the reader could not make into one).
-    parsed = [raw if isinstance(raw, Rejected) else parse_item(raw, now=now) for raw in raws]
+    parsed = [raw if isinstance(raw, Rejected) else parse_item(raw, now=ctx.now) for raw in raws]
     listed = do_not_call_among(
-        store, (item.phone for item in parsed if isinstance(item, ClosedRequest))
+        ctx.store, (item.phone for item in parsed if isinstance(item, ClosedRequest))
     )
-    if listed:  # judged again, now knowing which numbers are on the do-not-call list
-        parsed = [
-            parse_item(raw, listed, now)
-            if isinstance(item, ClosedRequest) and item.phone in listed
-            else item
-            for raw, item in zip(raws, parsed, strict=True)
-        ]
+    if not listed:
+        return parsed
+    return [with_do_not_call(i, listed) if isinstance(i, ClosedRequest) else i for i in parsed]
+
+
+def _store_batch(raws: list[object], ctx: _DayImport) -> None:
+    summary = ctx.summary
     good: list[tuple[ClosedRequest, NewSurvey]] = []
-    for item in parsed:
+    for item in _parse_batch(raws, ctx):
         summary.seen += 1
         if isinstance(item, Rejected):
-            _reject(item.portal_id, item.reason, item.raw, day, store, tz, now, summary)
+            _reject(item.portal_id, item.reason, item.raw, ctx)
             continue
         try:
-            good.append((item, _new_survey(item, tz)))
+            good.append((item, _new_survey(item, ctx.tz)))
         except Exception as exc:  # one item, whatever went wrong, is rejected
-            reason = f"item: unreadable ({type(exc).__name__})"
-            _reject(item.portal_id, reason, item.raw, day, store, tz, now, summary)
+            _reject(item.portal_id, f"item: unreadable ({type(exc).__name__})", item.raw, ctx)
     if not good:
         return
     added: list[Added | None]  # None: rejected by the database
     try:
-        added = list(add_surveys(store, [new for _, new in good], now))
+        added = list(add_surveys(ctx.store, [new for _, new in good], ctx.now))
     except Exception as exc:
         # Someone else stored part of this batch meanwhile, or one row breaks the database:
         # one at a time, so one bad row costs only itself.
         log.warning("batch of %d items failed (%s); storing them one by one", len(good), exc)
-        added = [_add_one(item, new, day, store, tz, now, summary) for item, new in good]
+        added = [_add_one(item, new, ctx) for item, new in good]
     for (item, _), result in zip(good, added, strict=True):
-        if result is None:
-            continue
-        summary.superseded += result.superseded
-        if result.new:
-            summary.new += 1
-            if item.not_called_reason is not None:
-                summary.not_called += 1
-                summary.not_called_reasons[item.not_called_reason] += 1
-                log.info("request %s not called: %s", item.portal_id, item.not_called_reason)
-        else:
-            summary.known += 1
-            if result.changed:
-                summary.changed.append((item.portal_id, result.changed))
-                log.warning(
-                    "request %s closed at %s arrived again with other %s; the stored data is kept",
-                    item.portal_id,
-                    item.closed_at.isoformat(),
-                    ", ".join(result.changed),
-                )
+        if result is not None:
+            _count(item, result, summary)
 
 
-def _add_one(
-    item: ClosedRequest,
-    new: NewSurvey,
-    day: date,
-    store: Store,
-    tz: ZoneInfo,
-    now: datetime,
-    summary: ImportSummary,
-) -> Added | None:
+def _count(item: ClosedRequest, result: Added, summary: ImportSummary) -> None:
+    summary.superseded += result.superseded
+    if result.new:
+        summary.new += 1
+        if item.not_called_reason is not None:
+            summary.not_called += 1
+            summary.not_called_reasons[item.not_called_reason] += 1
+            log.info("request %s not called: %s", item.portal_id, item.not_called_reason)
+    else:
+        summary.known += 1
+        if result.changed:
+            summary.changed.append((item.portal_id, result.changed))
+            log.warning(
+                "request %s closed at %s arrived again with other %s; the stored data is kept",
+                item.portal_id,
+                item.closed_at.isoformat(),
+                ", ".join(result.changed),
+            )
+
+
+def _add_one(item: ClosedRequest, new: NewSurvey, ctx: _DayImport) -> Added | None:
     try:
-        return bulk.add_surveys(store, [new], now)[0]  # the same write, for this row alone
+        return bulk.add_surveys(ctx.store, [new], ctx.now)[0]  # the same write, for this row alone
     except AlreadyStored:
         return Added(new=False)  # stored by a concurrent import (another node) meanwhile
     except Exception as exc:  # one item, whatever the database said
-        reason = f"storage: {type(exc).__name__}"
-        _reject(item.portal_id, reason, item.raw, day, store, tz, now, summary)
+        _reject(item.portal_id, f"storage: {type(exc).__name__}", item.raw, ctx)
         return None
 
 
-def _reject(
-    portal_id: str | None,
-    reason: str,
-    raw: object,
-    day: date,
-    store: Store,
-    tz: ZoneInfo,
-    now: datetime,
-    summary: ImportSummary,
-) -> None:
+def _reject(portal_id: str | None, reason: str, raw: object, ctx: _DayImport) -> None:
     portal_id = shown_id(portal_id)
     reason = printable(reason)
-    summary.rejected += 1
-    summary.rejected_reasons.append((portal_id, reason))
+    ctx.summary.rejected += 1
+    ctx.summary.rejected_reasons.append((portal_id, reason))
     log.warning("portal item rejected (request %s): %s", portal_id or "?", reason)
-    when = _day_of(raw, tz, day)
+    when = _day_of(raw, ctx.tz, ctx.day)
+    store, now = ctx.store, ctx.now
     try:
         store.add_rejected(when, portal_id, reason, _keepable(raw), now)
     except Exception:  # the rejection is counted and logged; the import goes on

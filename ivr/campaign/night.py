@@ -2,36 +2,23 @@
 then erase the phone numbers past ``node.retention_days`` (as the service does nightly).
 
 Used by ``ivr-rating night --date D``. The long-running service (``scheduler.service``) runs
-the same pieces on APScheduler jobs instead.
+the same campaign steps (:mod:`ivr.campaign.campaign`) on APScheduler jobs instead.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from ivr.campaign.call_runner import PromptRenderer
-from ivr.campaign.delivery import RatingSink, deliver_due
-from ivr.campaign.dialer import Dialer, describe_next_opening, node_name, recover_after_restart
-from ivr.campaign.heartbeat import NodeProbe
-from ivr.campaign.importer import (
-    ClosedRequestSource,
-    ImportSummary,
-    import_day,
-    rejected_lines,
-    summary_detail_lines,
-)
+from ivr.campaign.campaign import EXPIRE_EVERY_S, Campaign
+from ivr.campaign.dialer import describe_next_opening
+from ivr.campaign.importer import ImportSummary, rejected_lines, summary_detail_lines
 from ivr.campaign.progress import PROGRESS_EVERY_S, progress_line
-from ivr.campaign.retention import retention_job
-from ivr.core.clock import Clock
-from ivr.core.config import Config
 from ivr.core.errors import RegistrationFailed
 from ivr.core.untrusted import printable
 from ivr.core.vocabulary import Outcome
-from ivr.sip.api import SipPhone
 from storage.figures import day_progress
 from storage.store import ReportRow, Store
 
@@ -72,46 +59,29 @@ def summarize(store: Store, day: date, imported: ImportSummary | None = None) ->
 
 
 class Night:
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        source: ClosedRequestSource,
-        sink: RatingSink,
-        phone: SipPhone,
-        prompts: PromptRenderer,
-        clock: Clock,
-        probe: NodeProbe | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.config = config
-        self.probe = probe
-        self.store = store
-        self.source = source
-        self.sink = sink
-        self.phone = phone
-        self.prompts = prompts
-        self.clock = clock
-        self.node = node_name(config)
-        # Set on SIGTERM: no new calls; give it to the portal client too, to end the import.
-        self.stop = stop if stop is not None else threading.Event()
-        self._dialer: Dialer | None = None
+    """Drives a :class:`Campaign` through one date: recover, import, dial until every survey
+    of the date is final (expiring and delivering as it goes), deliver, erase old numbers."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.config = campaign.config
+        self.store = campaign.store
+        self.clock = campaign.clock
+        self._expired_at = float("-inf")
 
     def request_stop(self) -> None:
         """SIGTERM: no new calls; wakes the dial loop at once, even while it waits for the next
         call window (up to 30 s)."""
-        self.stop.set()
-        if self._dialer is not None:
-            self._dialer.wake()
+        self.campaign.request_stop()
 
     def prepare(self, day: date) -> ImportSummary:
         """Recover from an earlier crash, import the day, deliver what is already final.
 
         Needs no SIP: a portal failure surfaces here, before any call."""
         now = self.clock.now()
-        recover_after_restart(self.store, self.config, now)
-        imported = import_day(day, self.source, self.store, self.config.tz, now)
-        deliver_due(self.store, self.sink, now, node=self.node)
+        self.campaign.recover(now)
+        imported = self.campaign.import_day(day, now)
+        self.campaign.deliver(now)
         return imported
 
     def finish(
@@ -120,22 +90,21 @@ class Night:
         """Dial until every survey of the day is final, then deliver what is left."""
         self._dial(day)
         self._flush(delivery_deadline_s)
-        retention_job(self.store, self.clock.now(), self.config.node.retention_days)
+        self.campaign.erase_old(self.clock.now())
         return summarize(self.store, day, imported)
 
     def _dial(self, day: date) -> None:
-        with Dialer(self.store, self.phone, self.prompts, self.config, self.clock) as dialer:
-            self._dialer = dialer
-            if self.probe is not None:
-                self.probe.dialer = dialer
+        campaign = self.campaign
+        try:
             announced_wait = False
             progress = _Progress(self, day)
-            while not self.stop.is_set():
+            while not campaign.stop.is_set():
                 now = self.clock.now()
                 progress.maybe_log(now)
                 self._check_registration()
-                started = dialer.start_due(now, day)
-                active = dialer.active_calls()
+                self._expire(now)
+                started = campaign.dial_due(now, day)
+                active = campaign.dialer.active_calls()
                 if active == 0 and started == 0:
                     if self.store.unfinished(day) == 0:
                         break
@@ -147,19 +116,28 @@ class Night:
                         announced_wait = True
                 else:
                     announced_wait = False
-                deliver_due(self.store, self.sink, now, node=self.node)
-                idle = min(dialer.seconds_until_work(now, day), progress.seconds_left())
-                dialer.wait(idle if active == 0 else 0.2)
-            if self.stop.is_set():
+                campaign.deliver(now)
+                idle = min(campaign.dialer.seconds_until_work(now, day), progress.seconds_left())
+                campaign.dialer.wait(idle if active == 0 else 0.2)
+            if campaign.stop.is_set():
                 log.info(
                     "stopping: no new calls; %d call(s) in progress finish first",
-                    dialer.active_calls(),
+                    campaign.dialer.active_calls(),
                 )
+        finally:
+            campaign.drain()
+
+    def _expire(self, now: datetime) -> None:
+        """The campaign's expiry, every ``EXPIRE_EVERY_S`` (the first at once)."""
+        mono = self.clock.monotonic()
+        if mono - self._expired_at >= EXPIRE_EVERY_S:
+            self._expired_at = mono
+            self.campaign.expire(now)
 
     def _check_registration(self) -> None:
         """A registration lost longer than ``register_give_up_s`` ends the night (exit 4);
         until then no call starts and the registration is retried with backoff."""
-        reg = self.phone.registration
+        reg = self.campaign.phone.registration
         limit = self.config.sip.register_give_up_s
         if reg.lost_for_s is not None and reg.lost_for_s > limit:
             raise RegistrationFailed(
@@ -176,7 +154,7 @@ class Night:
         start = self.clock.monotonic()
         while self.clock.monotonic() - start < deadline_s:
             now = self.clock.now()
-            stats = deliver_due(self.store, self.sink, now, node=self.node)
+            stats = self.campaign.deliver(now)
             pending = self.store.delivery_counts().get("pending", 0)
             if not stats.comments_blocked:  # comments that wait for the operator do not count
                 pending += self.store.comment_counts().get("pending", 0)

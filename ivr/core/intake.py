@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -312,3 +312,14 @@ def parse_item(
         return Rejected(shown_id(raw.get("id")), str(exc), raw)
     except Exception as exc:  # a case this parser did not foresee: still one item, rejected
         return Rejected(shown_id(raw.get("id")), f"item: unreadable ({type(exc).__name__})", raw)
+
+
+def with_do_not_call(item: ClosedRequest, do_not_call: Container[str]) -> ClosedRequest:
+    """``item`` as :func:`parse_item` judges it knowing ``do_not_call`` (the list is looked up
+    once per batch, after parsing): a listed number is not called, unless the citizen's own
+    missing consent came first."""
+    if item.phone is None or item.phone not in do_not_call:
+        return item
+    if item.not_called_reason == Reason.NO_CONSENT:
+        return item
+    return replace(item, not_called_reason=Reason.DO_NOT_CALL)

@@ -1,4 +1,5 @@
-"""Wiring: builds the edges (store, portal client, SIP phone, prompts) from the configuration."""
+"""The composition root: builds the edges (store, portal client, SIP phone, prompts) and, from
+them, the one :class:`~ivr.campaign.campaign.Campaign` that ``night`` and ``run`` drive."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ivr.campaign.campaign import Campaign
 from ivr.campaign.heartbeat import HeartbeatWriter, NodeProbe
 from ivr.core.clock import Clock
-from ivr.core.config import Config
+from ivr.core.config import Config, config_warnings
+from ivr.core.errors import ConfigError
 from ivr.portal.client import PortalClient
 from ivr.sip.api import SipSettings
 from prompts.library import PromptLibrary
@@ -96,3 +99,31 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
         if server is not None:
             server.stop()
             metrics.unregister_runner()
+
+
+@contextmanager
+def campaign_node(config: Config, store: Store, clock: Clock) -> Iterator[Campaign]:
+    """A node (``night`` or ``run``) for the length of the ``with``: its campaign over the SIP
+    phone (not yet started), the portal, the runner lock, its presence, heartbeat and metrics.
+    The campaign's ``stop`` (set on SIGTERM) is the portal client's too: it ends an import."""
+    from ivr.campaign.dialer import node_name
+    from ivr.campaign.metrics import CountingPortal
+    from ivr.sip.pyvoip_adapter import PyVoipPhone
+    from storage.locks import node_presence, runner_lock
+
+    prompts = make_prompts(config)
+    problems = prompts.check()
+    if problems:
+        raise ConfigError("prompts", "; ".join(problems))
+    for warning in config_warnings(config):
+        log.warning("configuration: %s", warning)
+    phone = PyVoipPhone(sip_settings(config))
+    stop = threading.Event()
+    with (
+        runner_lock(store.engine),
+        node_presence(store.engine, node_name(config)),
+        make_portal(config, stop) as portal,
+        runner_edges(config, store, phone, clock) as probe,
+    ):
+        counted = CountingPortal(portal)  # failed portal operations counted by kind
+        yield Campaign(config, store, counted, counted, phone, prompts, clock, probe, stop)

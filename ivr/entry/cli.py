@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import threading
 from datetime import date, datetime
 from pathlib import Path
 from types import FrameType
@@ -75,10 +74,7 @@ from ivr.entry.logs import TEXT_FORMAT
 from ivr.entry.store_commands import STORE_COMMANDS
 
 if TYPE_CHECKING:
-    from ivr.campaign.heartbeat import NodeProbe
-    from ivr.campaign.metrics import CountingPortal
-    from ivr.sip.api import SipPhone
-    from prompts.library import PromptLibrary
+    from ivr.campaign.campaign import Campaign
     from storage.store import Store
 
 log = logging.getLogger("ivr.entry.cli")
@@ -360,55 +356,22 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_node(args: argparse.Namespace, config: Config, store: Store) -> int:
-    """``night`` or ``run``: a node with its SIP phone, portal, lock, presence and metrics."""
-    from ivr.entry import app
+    """``night`` or ``run``: one campaign, built by the composition root, driven by either."""
+    from ivr.entry.app import campaign_node
 
-    prompts = app.make_prompts(config)
-    problems = prompts.check()
-    if problems:
-        raise ConfigError("prompts", "; ".join(problems))
-    from ivr.sip.pyvoip_adapter import PyVoipPhone
-    from storage.locks import runner_lock
-
-    for warning in config_warnings(config):
-        log.warning("configuration: %s", warning)
-    phone = PyVoipPhone(app.sip_settings(config))
-    from ivr.campaign.dialer import node_name
-    from storage.locks import node_presence
-
-    stop = threading.Event()  # set by SIGTERM/SIGINT: also ends an import in progress
-    with (
-        runner_lock(store.engine),
-        node_presence(store.engine, node_name(config)),
-        app.make_portal(config, stop) as portal,
-        app.runner_edges(config, store, phone, SYSTEM_CLOCK) as probe,
-    ):
-        from ivr.campaign.metrics import CountingPortal
-
-        counted = CountingPortal(portal)  # failed portal operations counted by kind
+    with campaign_node(config, store, SYSTEM_CLOCK) as campaign:
         if args.command == "night":
-            return _night(config, store, counted, phone, prompts, args, probe, stop)
-        phone.start()
+            return _night(campaign, args)
+        campaign.phone.start()
         try:
             from scheduler.service import run_service
 
             def reload_config() -> Config:
                 return load_config(args.config)
 
-            return run_service(
-                config,
-                store,
-                counted,
-                counted,
-                phone,
-                prompts,
-                SYSTEM_CLOCK,
-                reload_config,
-                probe,
-                stop,
-            )
+            return run_service(campaign, reload_config)
         finally:
-            phone.stop()
+            campaign.phone.stop()
 
 
 def _config_check(args: argparse.Namespace, config: Config) -> int:
@@ -423,21 +386,13 @@ def _config_check(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _night(
-    config: Config,
-    store: Store,
-    portal: CountingPortal,
-    phone: SipPhone,
-    prompts: PromptLibrary,
-    args: argparse.Namespace,
-    probe: NodeProbe,
-    stop: threading.Event,
-) -> int:
+def _night(campaign: Campaign, args: argparse.Namespace) -> int:
     import signal
 
     from ivr.campaign.night import Night, format_summary
 
-    night = Night(config, store, portal, portal, phone, prompts, SYSTEM_CLOCK, probe, stop)
+    night = Night(campaign)
+    store, phone = campaign.store, campaign.phone
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: no new calls; finishing the calls in progress", signum)
