@@ -439,6 +439,7 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
         answered call a day) when given."""
         with self._tx() as s:
             q = select(Survey).where(Survey.status == SurveyStatus.DIALING)
+            names: list[str] | None = None
             if expired_only:
                 q = q.where(Survey.claim_until < now)
             elif node is not None or nodes is not None:
@@ -458,6 +459,16 @@ class Store(OutboxMixin, CommentsMixin, ControlMixin):
                     )
                 )
             )
+            if names is not None:
+                # Killed after the outcome was stored but before the line was closed: the
+                # survey is done, its attempt was left dialing. It was interrupted too.
+                stuck += s.scalars(
+                    select(CallAttempt).where(
+                        CallAttempt.disposition == Disposition.DIALING,
+                        CallAttempt.node.in_(names),
+                        CallAttempt.survey_id.not_in(ids),
+                    )
+                )
             answered: set[str] = set()
             for attempt in stuck:
                 attempt.disposition = Disposition.INTERRUPTED

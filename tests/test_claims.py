@@ -204,3 +204,20 @@ def test_a_restarted_node_takes_back_its_delivery_claims_at_once(store: Store) -
     store.mark_delivered(again[0].survey_id, 201, later)
     assert store.release_node_deliveries("node-a", later) == 3  # the delivered one stays so
     assert store.delivery_counts() == {"delivered": 1, "pending": 5}
+
+
+def test_a_kill_after_the_outcome_was_stored_closes_that_nodes_attempt(store: Store) -> None:
+    add(store, "R1", "+375291000001")
+    add(store, "R2", "+375291000002")
+    (a,) = store.claim_due(NOW, 1, "node-a", LEASE)
+    (b,) = store.claim_due(NOW, 1, "node-b", LEASE)
+    # Both citizens pressed 1; node-a was killed before it closed its line, node-b is still
+    # hanging up.
+    for call in (a, b):
+        store.record_outcome(call.surveys[0].id, "satisfied", "1", None, NOW, NOW)
+    retry_at = NOW + timedelta(minutes=20)
+    assert store.recover_interrupted(NOW, retry_at, node="node-a") == 1
+    assert store.attempt_history(a.surveys[0].id) == ["interrupted"]
+    assert store.attempt_history(b.surveys[0].id) == ["dialing"]  # another node's live call
+    rows = {r.portal_request_id: r for r in store.report_rows()}
+    assert rows["R1"].outcome == rows["R2"].outcome == "satisfied"  # the answer stands
