@@ -95,3 +95,25 @@ def test_the_dialer_gets_the_operators_line_only_when_on() -> None:
     assert line is not None and line.target == "sip:operator@127.0.0.1"
     assert line.is_open(datetime(2026, 11, 30, 7, 0, tzinfo=UTC))  # Mon 10:00 in Minsk
     assert not line.is_open(datetime(2026, 11, 29, 7, 0, tzinfo=UTC))  # Sunday
+
+
+@pytest.mark.parametrize(
+    ("utc", "expected"),
+    [
+        (datetime(2027, 1, 6, 7, 0, tzinfo=UTC), True),  # Wed 10:00 in Minsk, a working day
+        (datetime(2027, 1, 7, 7, 0, tzinfo=UTC), False),  # Thu: Orthodox Christmas (BY)
+        (datetime(2026, 12, 31, 7, 0, tzinfo=UTC), False),  # Thu: a blackout date
+    ],
+    ids=["working-day", "public-holiday", "blackout"],
+)
+def test_nobody_takes_a_transfer_on_a_holiday_or_blackout(utc: datetime, expected: bool) -> None:
+    from ivr.campaign.dialer import operator_line
+
+    data = on()
+    data["calendar"] = {
+        **data.get("calendar", {}),
+        "holidays": "BY",
+        "blackout_dates": ["2026-12-31"],
+    }
+    line = operator_line(parse_config(data, env=ENV))
+    assert line is not None and line.is_open(utc) is expected

@@ -58,11 +58,18 @@ LIVE_CHECK_S = 2.0  # how often a node looks for settings saved in the console
 
 def operator_line(config: Config) -> OperatorLine | None:
     """3 "talk to an operator" when ``ivr.operator_transfer`` is on (``transfer.target`` is
-    then required by the configuration), with ``transfer.hours`` in ``timezone``."""
+    then required by the configuration), with ``transfer.hours`` in ``timezone``; closed on
+    the calendar's public holidays and blackout dates, when nobody is at the desk."""
     if not config.ivr.operator_transfer or not config.transfer.target:
         return None
     transfer, tz = config.transfer, config.tz
-    return OperatorLine(transfer.target, lambda at: transfer.is_open(at, tz))
+    calendar = CallCalendar.from_config(config)
+
+    def is_open(at: datetime) -> bool:
+        day_off = calendar.kind(at.astimezone(tz).date()) in ("holiday", "blackout")
+        return not day_off and transfer.is_open(at, tz)
+
+    return OperatorLine(transfer.target, is_open)
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ class Config(Section):
     # A field validator, not a model one: it runs (and reports) even when other keys are wrong.
     @field_validator("call_windows")
     @classmethod
-    def days_value(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+    def _weekdays(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
         windows = weekday_ranges(v)
         if not any(windows.values()):
             raise ValueError("no day has a call window; nobody would ever be called")

@@ -192,7 +192,7 @@ class TransferConfig(Section):
 
     @field_validator("hours")
     @classmethod
-    def days_value(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
+    def _weekdays(cls, v: dict[str, tuple[TimeRange, ...]]) -> dict[str, tuple[TimeRange, ...]]:
         return weekday_ranges(v)
 
     def is_open(self, now: datetime, tz: ZoneInfo) -> bool:
