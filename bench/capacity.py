@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import socket
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from lab.load import run_load
-from lab.sip_peers import find_free_udp_port
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
+
+from lab.load import run_load  # noqa: E402
+from lab.sip_peers import find_free_udp_port  # noqa: E402
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26

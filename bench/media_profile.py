@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ivr.sip import media
-from lab.load import run_load
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
+
+from ivr.sip import media  # noqa: E402
+from lab.load import run_load  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from ivr.core.config import load_config, parse_duration
-from lab.night_lab import Citizen, LabSettings, NightLab
-from storage.db import make_engine
-from storage.store import Store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
+
+from ivr.core.config import load_config, parse_duration  # noqa: E402
+from lab.night_lab import Citizen, LabSettings, NightLab  # noqa: E402
+from storage.db import make_engine  # noqa: E402
+from storage.store import Store  # noqa: E402
 
 # A realistic mix: most answer and press a key, some are silent, busy or away.
 MIX = (

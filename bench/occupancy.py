@@ -15,19 +15,22 @@ import argparse
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ivr.core.clock import SYSTEM_CLOCK
-from ivr.core.windows import yesterday
-from lab.night_lab import Citizen, LabSettings, NightLab
-from lab.pg import temporary_schema
-from lab.sip_peers import SippCitizen, find_free_udp_port, require_binary
-from storage.db import make_engine
-from storage.store import Store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
+
+from ivr.core.clock import SYSTEM_CLOCK  # noqa: E402
+from ivr.core.windows import yesterday  # noqa: E402
+from lab.night_lab import Citizen, LabSettings, NightLab  # noqa: E402
+from lab.pg import temporary_schema  # noqa: E402
+from lab.sip_peers import SippCitizen, find_free_udp_port, require_binary  # noqa: E402
+from storage.db import make_engine  # noqa: E402
+from storage.store import Store  # noqa: E402
 
 RANDOM_RING = '<pause distribution="uniform" min="2000" max="8000"/>'
 
