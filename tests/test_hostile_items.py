@@ -12,8 +12,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ivr.campaign.file_import import UnreadableFile, items_of
 from ivr.core.intake import ClosedRequest, Rejected, is_dialable, normalize_phone, parse_item

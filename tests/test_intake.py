@@ -7,8 +7,7 @@ from typing import Any
 
 import phonenumbers
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from ivr.core.intake import (
     ClosedRequest,

@@ -29,8 +29,7 @@ from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port
-from tests.helpers import http_get as get
+from tests.helpers import config_data, free_tcp_port, http_get as get
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 11, 25)

@@ -21,8 +21,7 @@ from ivr.core.clock import SYSTEM_CLOCK
 from lab.night_lab import Citizen, NightLab, lab_day
 from storage.db import make_engine
 from storage.heartbeat import list_nodes
-from tests.helpers import free_tcp_port, wait_until
-from tests.helpers import http_get as get
+from tests.helpers import free_tcp_port, http_get as get, wait_until
 
 pytestmark = pytest.mark.peers
 

@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 from ivr.campaign.campaign import Campaign
-from ivr.campaign.importer import days_to_import
-from ivr.campaign.importer import import_missing_days as import_job
+from ivr.campaign.importer import days_to_import, import_missing_days as import_job
 from ivr.core.config import parse_config
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator

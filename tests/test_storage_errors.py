@@ -6,8 +6,7 @@ import inspect
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import exc as sa
-from sqlalchemy import insert, select
+from sqlalchemy import exc as sa, insert, select
 
 from ivr.core.errors import AlreadyStored, DatabaseUnavailable, StorageError, StorageRefused
 from storage.errors import mapped, translate

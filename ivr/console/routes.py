@@ -12,8 +12,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
 from ivr.console.control import CONTROL_ROUTES
 from ivr.console.now import SILENT_SHOWN_S, node_row, now_figures
-from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
-from ivr.console.security import verify_password as check_password
+from ivr.console.security import (
+    Session,
+    hash_fingerprint,
+    hash_password,
+    new_token,
+    verify_password as check_password,
+)
 from ivr.console.signins import audit_sign_in
 from ivr.console.tables import dnc_ref, find_dnc, table_response
 from ivr.core.intake import mask_phone, normalize_phone

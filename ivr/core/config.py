@@ -30,74 +30,30 @@ from sqlalchemy.exc import ArgumentError
 
 from ivr.core.config_sections import (
     REQUEST_URL_FIELDS as REQUEST_URL_FIELDS,
-)
-from ivr.core.config_sections import (
     ControlConfig as ControlConfig,
-)
-from ivr.core.config_sections import (
     LoggingConfig as LoggingConfig,
-)
-from ivr.core.config_sections import (
     MetricsConfig as MetricsConfig,
-)
-from ivr.core.config_sections import (
     PortalConfig as PortalConfig,
-)
-from ivr.core.config_sections import (
     Section as Section,
-)
-from ivr.core.config_sections import (
     SipConfig as SipConfig,
-)
-from ivr.core.config_sections import (
     TransferConfig as TransferConfig,
-)
-from ivr.core.config_sections import (
     is_loopback_host as is_loopback_host,
 )
 from ivr.core.config_values import (
     WEEKDAYS as WEEKDAYS,
-)
-from ivr.core.config_values import (
     CalendarDate as CalendarDate,
-)
-from ivr.core.config_values import (
     Days as Days,
-)
-from ivr.core.config_values import (
     Duration as Duration,
-)
-from ivr.core.config_values import (
     Seconds as Seconds,
-)
-from ivr.core.config_values import (
     TimeRange as TimeRange,
-)
-from ivr.core.config_values import (
     WindowRange as WindowRange,
-)
-from ivr.core.config_values import (
     days_value as days_value,
-)
-from ivr.core.config_values import (
     format_range as format_range,
-)
-from ivr.core.config_values import (
     parse_duration as parse_duration,
-)
-from ivr.core.config_values import (
     parse_hhmm as parse_hhmm,
-)
-from ivr.core.config_values import (
     parse_range as parse_range,
-)
-from ivr.core.config_values import (
     safe_url as safe_url,
-)
-from ivr.core.config_values import (
     unquoted_time as unquoted_time,
-)
-from ivr.core.config_values import (
     weekday_ranges as weekday_ranges,
 )
 from ivr.core.errors import ConfigError

@@ -42,32 +42,14 @@ from ivr.core.errors import (
 from ivr.core.windows import format_local
 from ivr.entry.exits import (
     EXIT_CONFIG as EXIT_CONFIG,
-)
-from ivr.entry.exits import (
     EXIT_DATABASE as EXIT_DATABASE,
-)
-from ivr.entry.exits import (
     EXIT_ERROR as EXIT_ERROR,
-)
-from ivr.entry.exits import (
     EXIT_LOCKED as EXIT_LOCKED,
-)
-from ivr.entry.exits import (
     EXIT_OK as EXIT_OK,
-)
-from ivr.entry.exits import (
     EXIT_PIPE as EXIT_PIPE,
-)
-from ivr.entry.exits import (
     EXIT_PORTAL as EXIT_PORTAL,
-)
-from ivr.entry.exits import (
     EXIT_SCHEMA as EXIT_SCHEMA,
-)
-from ivr.entry.exits import (
     EXIT_SIP as EXIT_SIP,
-)
-from ivr.entry.exits import (
     EXIT_UNDELIVERED as EXIT_UNDELIVERED,
 )
 from ivr.entry.logs import TEXT_FORMAT

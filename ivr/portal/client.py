@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterator
-from collections.abc import Set as AbstractSet
+from collections.abc import Iterator, Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
