@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -25,8 +22,9 @@ from ivr.core.config import WEEKDAYS, load_config
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.store import Store
+from tests.console_process import console_process
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port, wait_until
+from tests.helpers import config_data, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,40 +61,9 @@ def site(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[str, Path]]:
     for name, password in PASSWORDS.items():
         admin.add_user(Actor("test"), name, ROLES[name], hash_password(password), now)
     engine.dispose()
-    port = free_tcp_port()
-    log = (tmp_path / "console.log").open("w")
     env = {**os.environ, "IVR_CONSOLE_SECRET": "browser-test-secret"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ivr.entry.cli",
-            "--config",
-            str(config_path),
-            "console",
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{base}/login", timeout=2).status_code == 200
-        except requests.RequestException:
-            return proc.poll() is not None
-
-    try:
-        wait_until(up, 60, "the console to answer")
-        assert proc.poll() is None, (tmp_path / "console.log").read_text()
+    with console_process(config_path, tmp_path, env) as (base, _):
         yield base, config_path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture

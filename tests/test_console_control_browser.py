@@ -8,14 +8,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -27,8 +24,9 @@ from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.models import ControlReview
 from storage.store import Store
+from tests.console_process import console_process
 from tests.control_seed import PHONE, Seeded, seed
-from tests.helpers import config_data, free_tcp_port
+from tests.helpers import config_data
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS, csrf_of, wait_until
 
 expect.set_options(timeout=30_000)
@@ -57,28 +55,9 @@ def site(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[str, Seeded]]:
     for name, (role, password) in USERS.items():
         AdminStore(engine).add_user(Actor("test"), name, role, hash_password(password), now)
     engine.dispose()
-    port = free_tcp_port()
-    log = (tmp_path / "console.log").open("w")
     env = {**os.environ, "IVR_CONSOLE_SECRET": "browser-test-secret"}
-    command = [sys.executable, "-m", "ivr.entry.cli", "--config", str(config_path), "console",
-               "--listen", f"127.0.0.1:{port}"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{base}/login", timeout=2).status_code == 200
-        except requests.RequestException:
-            return proc.poll() is not None
-
-    try:
-        wait_until(up, 60, "the console to answer")
-        assert proc.poll() is None, (tmp_path / "console.log").read_text()
+    with console_process(config_path, tmp_path, env) as (base, _):
         yield base, seeded
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture

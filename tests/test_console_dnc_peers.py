@@ -11,21 +11,18 @@ node calls the other citizen, and the listed one gets no INVITE."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from ivr.console.security import hash_password
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
-from tests.helpers import free_tcp_port
+from tests.console_process import console_process
 from tests.test_console_browser import (  # noqa: F401
     PASSWORDS,
     ROLES,
@@ -61,85 +58,51 @@ def lab(tmp_path: Path, pg_schema_url: str) -> Iterator[NightLab]:
         yield lab
 
 
-def start_console(lab: NightLab) -> tuple[str, subprocess.Popen[str]]:
-    port = free_tcp_port()
-    log = (lab.workdir / "console.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ivr.entry.cli",
-            "--config",
-            str(lab.config_path),
-            "console",
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**lab.env(), "IVR_CONSOLE_SECRET": "dnc-peers-secret"},
-        text=True,
-    )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return requests.get(f"{base}/login", timeout=2).status_code == 200
-        except requests.RequestException:
-            return proc.poll() is not None
-
-    wait_until(up, 60, "the console to answer")
-    assert proc.poll() is None, (lab.workdir / "console.log").read_text()
-    return base, proc
-
-
 def test_a_number_listed_in_the_console_is_not_dialled_by_a_running_node(
     lab: NightLab, browser, artifacts: Path
 ) -> None:
     shot = lambda page, name: page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)  # noqa: E731
-    base, console = start_console(lab)
-    node = None
-    try:
-        operator = sign_in(browser, base, "oleg")
-        operator.fill("#pause-form input[name=reason]", "проверка списка")
-        operator.click("#pause-form button")
-        expect(operator.locator("#pause-banner")).to_contain_text("проверка списка")
+    env = {**lab.env(), "IVR_CONSOLE_SECRET": "dnc-peers-secret"}
+    with console_process(lab.config_path, lab.workdir, env) as (base, _):
+        node = None
+        try:
+            operator = sign_in(browser, base, "oleg")
+            operator.fill("#pause-form input[name=reason]", "проверка списка")
+            operator.click("#pause-form button")
+            expect(operator.locator("#pause-banner")).to_contain_text("проверка списка")
 
-        node = lab.popen("run")
-        # The node shows up alive and has imported both requests; paused, it calls nobody.
-        expect(operator.locator("#nodes")).to_contain_text(NODE, timeout=90_000)
-        due = operator.locator("#progress tr", has_text="К звонку сейчас")
-        expect(due).to_contain_text("2", timeout=120_000)
-        assert node.poll() is None
+            node = lab.popen("run")
+            # The node shows up alive and has imported both requests; paused, it calls nobody.
+            expect(operator.locator("#nodes")).to_contain_text(NODE, timeout=90_000)
+            due = operator.locator("#progress tr", has_text="К звонку сейчас")
+            expect(due).to_contain_text("2", timeout=120_000)
+            assert node.poll() is None
 
-        operator.goto("/dnc")
-        operator.fill("#dnc-add input[name=phone]", "8 029 100-00-41")
-        operator.fill("#dnc-add input[name=note]", "попросил не звонить")
-        operator.click("#dnc-add button")
-        expect(operator.locator(".msg")).to_contain_text("Добавлен")
-        expect(operator.locator("#dnc")).to_contain_text("+37529*****41")
-        shot(operator, "11-dnc-listed-while-node-runs")
+            operator.goto("/dnc")
+            operator.fill("#dnc-add input[name=phone]", "8 029 100-00-41")
+            operator.fill("#dnc-add input[name=note]", "попросил не звонить")
+            operator.click("#dnc-add button")
+            expect(operator.locator(".msg")).to_contain_text("Добавлен")
+            expect(operator.locator("#dnc")).to_contain_text("+37529*****41")
+            shot(operator, "11-dnc-listed-while-node-runs")
 
-        operator.goto("/")
-        operator.click("text=Возобновить обзвон")
-        expect(operator.locator("#pause-banner")).to_contain_text("Обзвон идёт")
+            operator.goto("/")
+            operator.click("text=Возобновить обзвон")
+            expect(operator.locator("#pause-banner")).to_contain_text("Обзвон идёт")
 
-        def control_rated() -> bool:
-            assert node is not None and node.poll() is None, "the node died"
-            return any(r[0] for r in lab.portal.ratings if r[2].get("outcome") == "satisfied")
+            def control_rated() -> bool:
+                assert node is not None and node.poll() is None, "the node died"
+                return any(r[0] for r in lab.portal.ratings if r[2].get("outcome") == "satisfied")
 
-        wait_until(control_rated, 180, "the other citizen's rating at the portal")
-        wait_until(lambda: len(lab.portal.ratings) == 2, 60, "both ratings at the portal")
-        expect(operator.locator("#progress")).to_contain_text("не звонили", timeout=30_000)
-        shot(operator, "12-now-after-the-listed-number")
-        audited(browser, base, artifacts)
-    finally:
-        if node is not None:
-            node.send_signal(signal.SIGTERM)
-            node.wait(timeout=120)
-        console.terminate()
-        console.wait(timeout=30)
+            wait_until(control_rated, 180, "the other citizen's rating at the portal")
+            wait_until(lambda: len(lab.portal.ratings) == 2, 60, "both ratings at the portal")
+            expect(operator.locator("#progress")).to_contain_text("не звонили", timeout=30_000)
+            shot(operator, "12-now-after-the-listed-number")
+            audited(browser, base, artifacts)
+        finally:
+            if node is not None:
+                node.send_signal(signal.SIGTERM)
+                node.wait(timeout=120)
 
     assert invites_to(lab, CONTROL) == 1
     assert invites_to(lab, LISTED) == 0
