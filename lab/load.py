@@ -20,6 +20,7 @@ from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_c
 from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.sip.api import EndedBy, SipSettings
+from ivr.sip.media_client import MEDIA
 from ivr.sip.pyvoip_adapter import PyVoipPhone
 from lab.sip_peers import SippCitizen, find_free_udp_port
 from prompts.library import PromptLibrary
@@ -35,7 +36,7 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     all_up_at: float = 0.0  # wall clock (time.time) when the last call was answered
     first_end_at: float = 0.0  # wall clock when the first call ended
-    cpu_s: float = 0.0  # this process's CPU seconds in the all-calls-up window
+    cpu_s: float = 0.0  # CPU seconds of this process and its media process in the window
     window_s: float = 0.0
     rss_mb: float = 0.0  # peak resident set size in the window
 
@@ -45,18 +46,28 @@ class LoadResult:
         return [r for r in self.reports if not r.answered or r.ended_by is not EndedBy.LOCAL_HANGUP]
 
 
+def _ours() -> list[str]:
+    """This process and its media process: the product's CPU and memory are both's."""
+    return ["self"] if MEDIA.pid is None else ["self", str(MEDIA.pid)]
+
+
 def _cpu_seconds() -> float:
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks
+    total = 0.0
+    for pid in _ours():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks
+    return total
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0.0
+    for pid in _ours():
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def run_load(

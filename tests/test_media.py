@@ -265,7 +265,7 @@ def test_keys_of_every_dtmf_vector_found_while_listening_batched_across_streams(
 def test_no_detector_work_while_not_listening(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not listening (no key awaited), received audio is not decoded, gated or analysed at
     all; RFC 4733 keys still count. Listening again, the same audio gives its keys."""
-    import ivr.sip.media as media
+    import ivr.sip.media_stream as media
     from lab import dtmf_vectors
 
     work: list[str] = []

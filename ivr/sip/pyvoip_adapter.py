@@ -10,13 +10,13 @@ defect each replaces, pitfalls 4-25). This module only:
 * sends the datagrams the core returns, and applies its events to the calls: state,
   ``Answered`` starts the media, ``Ended`` stops it and releases the RTP port,
   ``KeyReceived`` (INFO) is a key, ``MediaChanged`` (re-INVITE) moves or re-codes the RTP;
-* owns the media side of a call over pyVoIP's classes, subclassed at their override points
-  in ``ivr.sip.pyvoip_overrides``: ``MediaStream`` (``ivr.sip.media``) instead of pyVoIP's
-  RTPClient, every call's RTP on the process's one media loop, sent on an absolute clock
+* owns the media side of a call (``ivr.sip.pyvoip_call``) over pyVoIP's classes, subclassed
+  at their override points in ``ivr.sip.pyvoip_overrides``: a stream of the media process
+  (``ivr.sip.remote_stream``, ``ivr.sip.media_process``) instead of pyVoIP's RTPClient,
+  every call's RTP on one media loop in its own interpreter, sent on an absolute clock
   (pitfall 19), only the far end's well-formed RTP heard (pitfalls 22, 23), telephone-event
-  >= 16 ignored (pitfall 12), PCMA sent A-law encoded (pitfall 13); while a comment is
-  recorded ``_Capture`` keeps the far end's audio (16-bit) from once our queued prompt has
-  been sent. We offer PCMU and PCMA; the far end's answer picks.
+  >= 16 ignored (pitfall 12), PCMA sent A-law encoded (pitfall 13). We offer PCMU and PCMA;
+  the far end's answer picks.
 
 A blind transfer (``PyVoipCall.transfer``) is the core's too: the REFER of
 ``ivr.sip.refer`` runs in the call's dialog (``ivr.sip.dialog``).
@@ -43,20 +43,17 @@ from ivr.sip import sip_messages as sm
 from ivr.sip.api import (
     REGISTRATION_NOT_USED,
     EndedBy,
-    KeyPress,
     KeySource,
     LineState,
     RegistrationStatus,
     SipSettings,
 )
 from ivr.sip.core import SipCore
-from ivr.sip.keys import KeyCollector
-from ivr.sip.media import ENGINE, MediaStream
+from ivr.sip.media_client import media_service
+from ivr.sip.pyvoip_call import Linear16, PyVoipCall, codec_name
 from ivr.sip.pyvoip_overrides import IvrVoipPhone
 from ivr.sip.redact import mask_digits, redact_sip
-from ivr.sip.refer import ReferResult
 from ivr.sip.registration import Registration, RegState
-from ivr.sip.rtp_guard import MediaCounters
 from ivr.sip.sip_events import (
     Address,
     Answered,
@@ -77,168 +74,6 @@ log = logging.getLogger(__name__)
 TICK_S = 0.05  # how often the core's timers are looked at
 
 _PAYLOAD_TYPES = {"pcmu": RTP.PayloadType.PCMU, "pcma": RTP.PayloadType.PCMA}
-
-
-class _Capture:
-    """A stream's ``audio_sink`` while a comment is recorded: keeps the far end's 16-bit audio
-    from the first frame received after everything we queued to play has been sent (what
-    comes back while our prompt still goes out may be its echo, and is not the comment)."""
-
-    def __init__(self, stream: MediaStream) -> None:
-        self._stream = stream
-        self._armed = True
-        self._lock = threading.Lock()
-        self._audio = bytearray()
-
-    def __call__(self, linear: bytes) -> None:  # the media engine's thread
-        if self._armed:
-            if self._stream.queued_s > 0:
-                return
-            self._armed = False
-        with self._lock:
-            self._audio += linear
-
-    def take(self) -> bytes:
-        with self._lock:
-            data = bytes(self._audio)
-            self._audio.clear()
-            return data
-
-
-class _Linear16(bytes):
-    """Audio queued before the answer by ``play_linear16``."""
-
-
-def _codec_name(payload_type: Any) -> str:
-    return "pcma" if payload_type == RTP.PayloadType.PCMA else "pcmu"
-
-
-class PyVoipCall:
-    """``OutboundCall``: the media side and the state the dialer reads; guarded by the
-    phone's lock. The SIP side of the call lives in the phone's core."""
-
-    def __init__(self, phone: PyVoipPhone, invite: sm.InviteRequest, vcall: Any) -> None:
-        self._phone = phone
-        self.invite = invite
-        self.vcall = vcall
-        self._state = LineState.DIALING
-        self._final_status: int | None = None
-        self._final_reason: str | None = None
-        self._ended_by: EndedBy | None = None
-        self.pending_audio: list[bytes] = []
-        self.keys = KeyCollector()
-        vcall.key_sink = self.keys.add
-        self.answered_mono = 0.0
-        self.held = False  # the far end put us on hold: no RTP is expected
-
-    @property
-    def media_counters(self) -> MediaCounters:
-        """RTP datagrams taken and dropped (runt, malformed, foreign) so far."""
-        total = MediaCounters()
-        for client in self.vcall.RTPClients:
-            for name in ("received", "runt", "malformed", "foreign"):
-                setattr(total, name, getattr(total, name) + getattr(client.counters, name))
-        return total
-
-    @property
-    def call_id(self) -> str:
-        return self.invite.call_id
-
-    @property
-    def state(self) -> LineState:
-        return self._state
-
-    @property
-    def final_status(self) -> int | None:
-        return self._final_status
-
-    @property
-    def final_reason(self) -> str | None:
-        return self._final_reason
-
-    @property
-    def ended_by(self) -> EndedBy | None:
-        return self._ended_by
-
-    @property
-    def codec(self) -> str | None:
-        """The G.711 law we send, as the far end's answer chose it ("PCMU"/"PCMA")."""
-        clients = self.vcall.RTPClients
-        return _codec_name(clients[0].preference).upper() if clients else None
-
-    def play(self, audio: bytes) -> None:
-        with self._phone.lock:
-            if self._state is LineState.ANSWERED:
-                self.vcall.write_audio(audio)
-            elif self._state is not LineState.ENDED:
-                self.pending_audio.append(audio)
-
-    def play_linear16(self, audio: bytes) -> None:
-        """Queue signed 16-bit little-endian 8 kHz audio: encoded straight to G.711."""
-        with self._phone.lock:
-            if self._state is LineState.ANSWERED:
-                for client in self.vcall.RTPClients:
-                    client.write_linear16(audio)
-            elif self._state is not LineState.ENDED:
-                self.pending_audio.append(_Linear16(audio))
-
-    def stop_audio(self) -> None:
-        with self._phone.lock:
-            self.pending_audio.clear()
-            for client in self.vcall.RTPClients:
-                client.drop_queued_audio()
-
-    def take_keys(self) -> list[KeyPress]:
-        return self.keys.take()
-
-    def wait_for_key(self, timeout: float) -> None:
-        self.keys.wait(timeout)
-
-    def listen_for_keys(self, on: bool) -> None:
-        """In-band detection on this call's streams only while a key is awaited (issue 11)."""
-        with self._phone.lock:
-            self.vcall.listening = on  # for streams made later, at the answer
-            for client in self.vcall.RTPClients:
-                client.listening = on
-
-    def start_capture(self) -> None:
-        for client in self.vcall.RTPClients:
-            client.audio_sink = _Capture(client)
-
-    def take_audio(self) -> bytes:
-        return b"".join(
-            sink.take()
-            for sink in (client.audio_sink for client in self.vcall.RTPClients)
-            if isinstance(sink, _Capture)
-        )
-
-    def stop_capture(self) -> None:
-        for client in self.vcall.RTPClients:
-            client.audio_sink = None
-
-    @property
-    def media_idle_s(self) -> float:
-        if self.held or self._state is not LineState.ANSWERED:
-            return 0.0
-        last: float = max([self.answered_mono, *(c.last_rx for c in self.vcall.RTPClients)])
-        return time.monotonic() - last
-
-    def cancel(self) -> None:
-        self._phone.command(lambda now: self._phone.core.cancel(self.call_id, now))
-
-    def transfer(self, target: str) -> None:
-        """Blind transfer: REFER to ``target`` in this call's dialog (once; answered only)."""
-        if self._state is LineState.ANSWERED:
-            self._phone.command(lambda now: self._phone.core.transfer(self.call_id, target, now))
-
-    @property
-    def transfer_result(self) -> ReferResult | None:
-        """None while a transfer is pending (or none was asked for)."""
-        dialog = self._phone.core.dialog(self.call_id)
-        return None if dialog is None else dialog.transfer_result
-
-    def hangup(self) -> None:
-        self._phone.command(lambda now: self._phone.core.hangup(self.call_id, now))
 
 
 class PyVoipPhone:
@@ -299,7 +134,7 @@ class PyVoipPhone:
             ) from exc
         self._vphone.NSD = True
         self._running = True
-        ENGINE.acquire()
+        media_service().acquire()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="ivr SIP timers", daemon=True
         )
@@ -358,7 +193,7 @@ class PyVoipPhone:
             self._housekeeper.join(timeout=2.0)
         self._vphone.ivr_sip.stop()
         if self._vphone.NSD:
-            ENGINE.release()
+            media_service().release()
         self._vphone.NSD = False
         log.info("SIP phone on %s:%s stopped", self.settings.local_ip, self.settings.sip_port)
 
@@ -474,11 +309,11 @@ class PyVoipPhone:
             return
         dialog = self.core.dialog(call.call_id)
         if dialog is not None and call.vcall.RTPClients:
-            dialog.codec = _codec_name(call.vcall.RTPClients[0].preference)
+            dialog.codec = codec_name(call.vcall.RTPClients[0].preference)
         call._state = LineState.ANSWERED
         call.answered_mono = time.monotonic()
         for chunk in call.pending_audio:
-            if isinstance(chunk, _Linear16):
+            if isinstance(chunk, Linear16):
                 call.play_linear16(bytes(chunk))
             else:
                 call.vcall.write_audio(chunk)
@@ -490,10 +325,7 @@ class PyVoipPhone:
         for client in call.vcall.RTPClients:
             if not event.hold:
                 client.set_remote(event.ip, event.port)
-            client.assoc[event.event_pt] = RTP.PayloadType.EVENT
-            law = _PAYLOAD_TYPES[event.codec]
-            client.assoc[sm.G711[event.codec]] = client.preference = law
-            client.last_rx = time.monotonic()
+            client.renegotiate(event.event_pt, sm.G711[event.codec], _PAYLOAD_TYPES[event.codec])
         call.held = event.hold
         log.info("call %s: re-INVITE (%s, %s)", call.call_id,
                  "hold" if event.hold else event.direction, event.codec.upper())  # fmt: skip

@@ -21,7 +21,10 @@ from pyVoIP.VoIP.VoIP import CallState, VoIPCall, VoIPPhone
 
 from ivr.sip import sip_messages as sm
 from ivr.sip.api import SipSettings
-from ivr.sip.media import ENGINE, KeySink, MediaStream
+from ivr.sip.media import ENGINE, MediaStream
+from ivr.sip.media_client import IN_PROCESS, MEDIA
+from ivr.sip.media_stream import KeySink
+from ivr.sip.remote_stream import RemoteStream
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +37,17 @@ class IvrVoipCall(VoIPCall):
         self, codecs: Any, ip: str, port: int, request: Any, baseport: int
     ) -> None:
         # pyVoIP's RTPClient (two threads per call, a relative sleep) is replaced by a stream
-        # of the process's one media loop (docs/sip-notes.md, pitfall 19).
+        # of the one media loop, in the media process (docs/sip-notes.md, pitfall 19).
         clients: list[Any] = self.RTPClients  # duck-typed: the adapter uses what both have
         for index in range(len(request.body["c"])):
-            clients.append(
-                MediaStream(
-                    ENGINE,
-                    codecs,
-                    ip,
-                    port,
-                    request.body["c"][index]["address"],
-                    baseport + index,
-                    key_sink=self.key_sink,
-                )
+            where = (ip, port, request.body["c"][index]["address"], baseport + index)
+            stream: MediaStream | RemoteStream = (
+                MediaStream(ENGINE, codecs, *where, key_sink=self.key_sink)
+                if IN_PROCESS
+                else RemoteStream(MEDIA, codecs, *where, key_sink=self.key_sink)
             )
-            clients[-1].listening = self.listening
+            stream.listening = self.listening
+            clients.append(stream)
 
     def __del__(self) -> None:
         # Fix: pyVoIP releases the ports again on GC and raises ValueError if already released;
