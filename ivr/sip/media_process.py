@@ -29,6 +29,7 @@ died): it never outlives the node.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import pickle
@@ -44,6 +45,7 @@ from ivr.sip.media import MediaEngine
 from ivr.sip.media_codec import Chunk
 from ivr.sip.media_stream import MediaStream
 
+PROCESS_NAME = "ivr-media"
 STATS_S = 0.25  # how often counters and last_rx go to the product
 MAX_MESSAGE = 1 << 16  # bytes; audio goes in pieces of CLIP_PIECE
 CLIP_PIECE = 48 * 1024
@@ -195,9 +197,18 @@ class MediaServer:
             self.emit(("closed", sid, stats_row(sid, stream)))
 
 
+def _name_process() -> None:
+    """``ivr-media`` in ``ps``/``top`` (PR_SET_NAME), not one more ``python``."""
+    try:
+        ctypes.CDLL(None).prctl(15, PROCESS_NAME.encode(), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve(sock: socket.socket, log_level: int) -> None:
     """The media process's main: until ``quit`` or the product's end closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's: it stops us
+    _name_process()
     server = MediaServer(sock)
     root = logging.getLogger()
     root.addHandler(_Forwarder(server.emit))
