@@ -7,6 +7,11 @@ over the window when all calls are up, reports each kind of thread's CPU (from
 /proc/self/task, so no profiler overhead) as % of one core: the media loop, the channel
 threads (call runners), the SIP receiver and its timers. With ``--cprofile`` the media
 thread runs under cProfile (which slows it) and its top functions are printed.
+
+The loop is instrumented in this process, so this runs the engine in-process
+(``IVR_MEDIA_IN_PROCESS=1``, the design before the media process): it profiles the loop's
+own work (CPU per packet, a tick's work), which is the same code in the media process;
+``bench/capacity.py`` measures the product as it runs, with the media process.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
+os.environ.setdefault("IVR_MEDIA_IN_PROCESS", "1")  # the loop instrumented here, in-process
 
 from ivr.sip import media  # noqa: E402
 from lab.load import run_load  # noqa: E402

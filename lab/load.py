@@ -37,6 +37,7 @@ class LoadResult:
     all_up_at: float = 0.0  # wall clock (time.time) when the last call was answered
     first_end_at: float = 0.0  # wall clock when the first call ended
     cpu_s: float = 0.0  # CPU seconds of this process and its media process in the window
+    media_cpu_s: float = 0.0  # of which the media process's
     window_s: float = 0.0
     rss_mb: float = 0.0  # peak resident set size in the window
 
@@ -51,9 +52,9 @@ def _ours() -> list[str]:
     return ["self"] if MEDIA.pid is None else ["self", str(MEDIA.pid)]
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds(pids: list[str] | None = None) -> float:
     total = 0.0
-    for pid in _ours():
+    for pid in pids or _ours():
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks
@@ -132,12 +133,15 @@ def run_load(
                     time.sleep(0.05)
                 time.sleep(1.0)
                 result.all_up_at = time.time()
+                media = _ours()[1:]
                 cpu0, t0 = _cpu_seconds(), time.monotonic()
+                media0 = _cpu_seconds(media) if media else 0.0
                 rss = _rss_mb()
                 while time.monotonic() - t0 < hold_s:  # calls end at max_call_s, later
                     time.sleep(0.5)
                     rss = max(rss, _rss_mb())
                 result.cpu_s, result.window_s = _cpu_seconds() - cpu0, time.monotonic() - t0
+                result.media_cpu_s = _cpu_seconds(media) - media0 if media else 0.0
                 result.rss_mb = rss
         finally:
             phone.stop()

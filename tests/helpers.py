@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ivr.sip.api import SipSettings
+from ivr.sip.media_process import PROCESS_NAME
 from lab.sip_peers import find_free_udp_port
 
 
@@ -24,6 +26,13 @@ def config_data(**sections: Any) -> dict[str, Any]:
         "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
     }
     return {**data, **sections}
+
+
+def media_processes() -> set[int]:
+    """The media processes (``ivr-media``) ``ps`` lists on this machine."""
+    out = subprocess.run(["ps", "-C", PROCESS_NAME, "-o", "pid="], capture_output=True,
+                         text=True, check=False).stdout  # fmt: skip
+    return {int(pid) for pid in out.split()}
 
 
 def examples(thorough: int) -> int:

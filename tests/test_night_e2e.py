@@ -16,7 +16,7 @@ import pytest
 
 from lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
 from prompts.library import wav_to_u8
-from tests.helpers import best_match, u8_signal
+from tests.helpers import best_match, media_processes, u8_signal
 
 pytestmark = pytest.mark.peers
 
@@ -50,6 +50,7 @@ class NightRun:
     invites_after_first: int
     invites_after_second: int
     ratings_after_first: int
+    media_left: set[int]  # media processes started by the runs and still there after them
 
 
 def count_invites(lab: NightLab) -> int:
@@ -61,12 +62,14 @@ def count_invites(lab: NightLab) -> int:
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightRun]:
     workdir = tmp_path_factory.mktemp("night")
+    before = media_processes()
     with NightLab(workdir, lab_day()) as lab:
         lab.arm_baresips(opening_seconds(lab))
         first = lab.cli("night", "--date", lab.day.isoformat())
         invites1, ratings1 = count_invites(lab), len(lab.portal.ratings)
         second = lab.cli("night", "--date", lab.day.isoformat())
-        yield NightRun(lab, first, second, invites1, count_invites(lab), ratings1)
+        left = media_processes() - before
+        yield NightRun(lab, first, second, invites1, count_invites(lab), ratings1, left)
 
 
 def test_night_exits_zero_and_prints_the_summary(night: NightRun) -> None:
@@ -77,6 +80,11 @@ def test_night_exits_zero_and_prints_the_summary(night: NightRun) -> None:
     assert "Unsatisfied (sent back for rework and control):" in out
     assert out.count("request REQ-") == 4  # the four unsatisfied rows
     assert "spoken comments: delivered 1" in out
+
+
+def test_no_media_process_outlives_the_night(night: NightRun) -> None:
+    """The calls' media ran in a process of its own; it ended with ``night``."""
+    assert night.media_left == set()
 
 
 def test_each_outcome_posted_matches_what_the_citizen_did(night: NightRun) -> None:

@@ -167,9 +167,9 @@ class MediaProcess:
 
     def acquire(self) -> None:
         with self._lock:
-            self._users += 1
             if self._link is None:
-                self._link = MediaLink(self)
+                self._link = MediaLink(self)  # raises RuntimeError if it does not start
+            self._users += 1
 
     def release(self) -> None:
         with self._lock:

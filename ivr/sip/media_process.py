@@ -207,7 +207,10 @@ def _name_process() -> None:
 
 def serve(sock: socket.socket, log_level: int) -> None:
     """The media process's main: until ``quit`` or the product's end closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's: it stops us
+    # Ctrl-C and a service manager's SIGTERM (sent to the whole group) are the node's: it
+    # lets its calls finish, then stops us; we end with it in any case (its socket closes)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _name_process()
     server = MediaServer(sock)
     root = logging.getLogger()

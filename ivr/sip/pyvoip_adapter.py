@@ -132,9 +132,13 @@ class PyVoipPhone:
             raise SipError(
                 f"cannot use SIP socket {s.local_ip}:{s.sip_port} (registrar {where}): {exc}"
             ) from exc
+        try:
+            media_service().acquire()
+        except RuntimeError as exc:
+            self._vphone.ivr_sip.stop()
+            raise SipError(f"cannot start the calls' media: {exc}") from exc
         self._vphone.NSD = True
         self._running = True
-        media_service().acquire()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="ivr SIP timers", daemon=True
         )
