@@ -24,6 +24,7 @@ from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
 from storage.db import make_engine
 from storage.models import Survey, SurveyStatus
 from storage.store import Store
+from tests.helpers import media_processes, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -58,6 +59,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         tmp_path, lab_day(), citizens, settings=settings, with_bad_items=False, overrides=overrides
     ) as lab:
         kills = 0
+        media_before = media_processes()
         for _ in range(20):
             proc = lab.popen("night", "--date", lab.day.isoformat())
             deadline = time.monotonic() + rng.uniform(1.5, 6.0)
@@ -67,6 +69,8 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
                 proc.kill()
                 kills += 1
             proc.wait(timeout=30)
+        # the killed nights' media processes ended with them (their socket closed)
+        wait_until(lambda: media_processes() <= media_before, 10, "no orphan media process")
         # The rest of the night: everyone is called who may be called today. A citizen whose
         # answered call was cut by a kill waits for tomorrow's window (one answered call a day),
         # so once only they are left, the night is stopped and finished with a deadline that
