@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ def far_end() -> Iterator[socket.socket]:
 
 
 def test_prompt_keys_comment_audio_and_counters_cross_the_process_boundary(
-    far_end: socket.socket,
+    far_end: socket.socket, caplog: pytest.LogCaptureFixture
 ) -> None:
     keys: list[tuple[str, KeySource]] = []
     MEDIA.acquire()
@@ -94,6 +95,7 @@ def test_prompt_keys_comment_audio_and_counters_cross_the_process_boundary(
         far_end.sendto(b"", ours)  # a runt: counted over there, the count seen here
         wait_until(lambda: stream.counters.runt == 1, 3, "the runt to be counted")
         assert stream.counters.received >= 6 and not stream.failed
+        wait_until(lambda: "runt datagram" in caplog.text, 3, "the media process's log line")
     finally:
         stream.stop()
         MEDIA.release()
@@ -167,3 +169,24 @@ def test_media_process_dying_mid_call_ends_it_cleanly_and_the_next_call_works(
     assert MEDIA.pid not in (None, killed) and call.media_idle_s < 2
     call.hangup()
     wait_until(lambda: call.state is LineState.ENDED, 5, "the hang-up")
+
+
+def test_a_long_prompt_crosses_in_pieces_once_and_plays_whole() -> None:
+    """The wire's side of a clip: pieces put back together, sent once for many plays."""
+    from ivr.sip.media_client import MediaLink
+    from ivr.sip.media_process import CLIP_PIECE, MediaServer
+
+    prompt = tone16(5.0)  # 80000 bytes: two pieces
+    assert len(prompt) > CLIP_PIECE
+    sent: list[tuple[Any, ...]] = []
+    link = MediaLink.__new__(MediaLink)  # its wire only: no process
+    link.lock, link.clips = threading.Lock(), OrderedDict()
+    link.send = lambda message, fds=None: sent.append(message) or True  # type: ignore[method-assign]
+    for sid in (1, 2):
+        link.play(sid, prompt, 2)
+    assert [m[0] for m in sent] == ["clip", "clip", "play", "play"]
+    server = MediaServer.__new__(MediaServer)
+    server.clips, server._partial = {}, {}
+    for message in sent[:2]:
+        server.handle(message, [])
+    assert server.clips[sent[2][2]] == (prompt, 2)
