@@ -312,13 +312,13 @@ def test_streams_start_on_the_loop_ticks_spread_over_the_phases() -> None:
 
 
 def test_media_thread_takes_the_highest_priority_it_is_allowed() -> None:
-    from ivr.sip.media import MEDIA_RT_PRIORITY, _raise_priority
+    from ivr.sip.media import MEDIA_RT_PRIORITY, raise_priority
 
     seen: list[tuple[str, int, int]] = []
 
     def media_thread() -> None:
         tid = threading.get_native_id()
-        how = _raise_priority()
+        how = raise_priority()
         seen.append((how, os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
 
     thread = threading.Thread(target=media_thread)

@@ -42,7 +42,7 @@ PHASES = 4  # ticks per packet time: a stream's packets are all due on one of th
 
 
 # ------------------------------------------------------------------ the loop
-def _raise_priority() -> str:
+def raise_priority() -> str:
     """The calling (media) thread ahead of every ordinary thread for the CPU: real-time
     round-robin where permitted (root or CAP_SYS_NICE; as Asterisk's ``-p`` and PipeWire's
     data threads), else nice -10, else as it is. It sleeps most of each tick and the
@@ -154,7 +154,7 @@ class MediaEngine:
             stream.sock.close()
 
     def _run(self) -> None:
-        _raise_priority()
+        raise_priority()
         tick = self._epoch
         while self._running:
             now = self._monotonic()

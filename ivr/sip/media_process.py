@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ivr.sip.api import KeySource
-from ivr.sip.media import MediaEngine
+from ivr.sip.media import MediaEngine, raise_priority
 from ivr.sip.media_codec import Chunk
 from ivr.sip.media_stream import MediaStream
 
@@ -217,5 +217,8 @@ def serve(sock: socket.socket, log_level: int) -> None:
     root.addHandler(_Forwarder(server.emit))
     root.setLevel(log_level)
     gc.freeze()  # what the imports made is never garbage: later passes skip it
+    # This thread shares the interpreter with the loop only: at the loop's priority, it never
+    # waits for a core while holding the GIL the loop needs (no priority inversion here).
+    raise_priority()
     server.emit(("ready",))
     server.run()
