@@ -24,6 +24,7 @@ from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_c
 from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
+from ivr.sip import media_client
 from ivr.sip.api import EndedBy, KeySource, LineState, SipSettings
 from ivr.sip.media_client import MEDIA
 from ivr.sip.media_codec import FRAME, encode_frames
@@ -143,9 +144,17 @@ def survey_call(phone: PyVoipPhone, tmp_path: Path, out: list[Any]) -> threading
 
 
 @pytest.mark.peers
+@pytest.mark.parametrize("restart_after_s", [0.0, 1e9], ids=["restarted-at-once", "on-next-call"])
 def test_media_process_dying_mid_call_ends_it_cleanly_and_the_next_call_works(
-    phone: PyVoipPhone, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    phone: PyVoipPhone,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    restart_after_s: float,
 ) -> None:
+    """A process that served long enough is replaced at once; one that died young, when the
+    next call needs it."""
+    monkeypatch.setattr(media_client, "RESTART_AFTER_S", restart_after_s)
     caplog.set_level(logging.INFO)
     out: list[Any] = []
     thread = survey_call(phone, tmp_path, out)
@@ -162,6 +171,8 @@ def test_media_process_dying_mid_call_ends_it_cleanly_and_the_next_call_works(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "media process" in errors[0].getMessage()
 
+    if restart_after_s == 0.0:
+        wait_until(lambda: MEDIA.pid not in (None, killed), 10, "a new media process at once")
     call = phone.dial("375290000002")  # the next call: a new media process serves it
     wait_until(lambda: call.state is LineState.ANSWERED, 10, "the next call to be answered")
     call.play_linear16(tone16(1.0))
