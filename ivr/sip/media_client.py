@@ -3,7 +3,7 @@ sending it commands, and one reader thread that hands its events to the calls' s
 (``ivr.sip.remote_stream``).
 
 The process is started by the first phone that needs media (``acquire``, at the phone's
-start: a spawn takes ~1 s, never inside a call's answer) and stopped by the last one
+start: a spawn takes ~0.1 s, never inside a call's answer) and stopped by the last one
 (``release``). If it dies, every stream it served is marked failed (the call runner ends
 those calls as it ends any call whose media stopped: ``no_media``; keys already received
 are already the call's), one ERROR is logged, and a new process is started for later calls.
