@@ -17,7 +17,8 @@ from pathlib import Path
 from sqlalchemy import Engine, case, func, select
 
 from storage.admin import Actor, AdminStore, audit
-from storage.analytics import UNKNOWN, AnySelect, Filters, control_query, mark_reviewed_in
+from storage.analytics import UNKNOWN, AnySelect, Filters
+from storage.control_entries import control_query, mark_reviewed_in
 from storage.models import Comment, ControlReview, Survey
 
 NOTE_MAX = 500

@@ -9,19 +9,9 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from ivr.campaign.importer import ImportSummary, store_items
-from storage.analytics import (
-    UNKNOWN,
-    Filters,
-    control_counts,
-    control_list,
-    figures,
-    iter_rows,
-    mark_reviewed,
-    periods,
-    ranking,
-    rows_query,
-    wilson,
-)
+from storage.analytics import UNKNOWN, Filters, figures, periods, ranking, wilson
+from storage.analytics_rows import iter_rows, rows_query
+from storage.control_entries import control_counts, control_list, mark_reviewed
 from storage.models import ControlReview, Survey
 from storage.store import AttemptResult, NewSurvey, Store
 

@@ -21,7 +21,8 @@ from ivr.console.security import hash_password
 from ivr.core.config import parse_config
 from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
-from storage.analytics import ROW_COLUMNS, figures, ranking
+from storage.analytics import figures, ranking
+from storage.analytics_rows import ROW_COLUMNS
 from storage.api_tokens import ApiTokens
 from storage.store import Store
 from tests.fakes import FakeClock

@@ -16,7 +16,8 @@ from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
 
 from ivr.core.exports import read_csv
-from storage.analytics import ROW_COLUMNS, Filters, figures
+from storage.analytics import Filters, figures
+from storage.analytics_rows import ROW_COLUMNS
 from storage.db import make_engine
 from storage.store import Store
 from tests.test_analytics import A, B, answer, attempt, survey

@@ -385,7 +385,8 @@ def test_the_page_summary_agrees_with_the_control_counts(store: Store, tmp_path:
     filter, before and after a review, and the choices of the period."""
     from datetime import date
 
-    from storage.analytics import Filters, control_counts, mark_reviewed
+    from storage.analytics import Filters
+    from storage.control_entries import control_counts, mark_reviewed
     from storage.control_list import control_summary
 
     seeded = seed(store, tmp_path / "comments", NOW)

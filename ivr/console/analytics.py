@@ -23,16 +23,9 @@ from ivr.console.analytics_params import BadParam, Params, read_params, trend_gr
 from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
-from storage.analytics import (
-    ROW_COLUMNS,
-    UNKNOWN,
-    Figures,
-    Filters,
-    GroupBy,
-    ranking,
-    rows_query,
-)
+from storage.analytics import UNKNOWN, Figures, Filters, GroupBy, ranking
 from storage.analytics_days import SETTLE_DAYS, quick_figures, total_of
+from storage.analytics_rows import ROW_COLUMNS, rows_query
 
 PAGE_ROWS = 50
 RANKED = ("executor", "category", "district")

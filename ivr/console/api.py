@@ -19,8 +19,9 @@ from ivr.console.analytics import figures_of, shown_row
 from ivr.console.analytics_params import BadParam, Params, read_params
 from ivr.console.app import Ctx, RouteSpec
 from ivr.console.openapi import SPEC
-from storage.analytics import ROW_COLUMNS, ranking, rows_query
+from storage.analytics import ranking
 from storage.analytics_days import total_of
+from storage.analytics_rows import ROW_COLUMNS, rows_query
 from storage.api_tokens import ApiTokens
 
 MAX_LIMIT = 1000

@@ -27,7 +27,8 @@ from ivr.core.config import Config
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
 from prompts.catalog import category_label
-from storage.analytics import UNKNOWN, Filters, iter_rows
+from storage.analytics import UNKNOWN, Filters
+from storage.analytics_rows import iter_rows
 from storage.control_list import (
     control_page_query,
     control_rows_query,

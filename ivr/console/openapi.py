@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ivr.console.analytics_params import BUCKETS
-from storage.analytics import GROUPINGS, ROW_COLUMNS
+from storage.analytics import GROUPINGS
+from storage.analytics_rows import ROW_COLUMNS
 
 _NUM = {"type": ["number", "null"]}
 _INT = {"type": "integer", "minimum": 0}

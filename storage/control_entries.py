@@ -1,0 +1,129 @@
+"""The control list's entries: every request returned for rework (an unsatisfied answer) of
+a selection, unsatisfied again first, then the newest closing; and a controller's review."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, case, func, insert, select, update
+
+from ivr.core.untrusted import operator_text
+from storage.analytics import AnySelect, Filters, _where
+from storage.analytics_rows import _key_path
+from storage.models import ControlReview, Survey
+
+
+@dataclass(frozen=True)
+class ControlEntry:
+    """A request returned for rework (an unsatisfied answer), with its review."""
+
+    survey_id: str
+    portal_request_id: str
+    request_number: str
+    executor_id: str | None
+    executor_name: str | None
+    category: str | None
+    address: str | None
+    phone: str | None
+    closed_at: datetime
+    called_at: datetime | None
+    digit: str | None
+    key_sources: str | None
+    round_no: int
+    again: bool  # unsatisfied again after rework
+    reviewed_at: datetime | None
+    reviewed_by: str | None
+    note: str | None
+
+    @property
+    def reviewed(self) -> bool:
+        return self.reviewed_at is not None
+
+
+def control_query(filters: Filters, reviewed: bool | None = None) -> AnySelect:
+    """Every request returned for rework of ``filters``: unsatisfied again first, then the
+    newest closing first. ``reviewed``: only those (not) yet reviewed."""
+    again = case((Survey.reason == "unsatisfied_again", 1), else_=0)
+    q: AnySelect = (
+        select(
+            Survey.id.label("survey_id"),
+            Survey.portal_request_id,
+            Survey.request_number,
+            Survey.executor_id,
+            Survey.executor_name,
+            Survey.category,
+            Survey.address,
+            Survey.phone,
+            Survey.closed_at,
+            Survey.answered_at.label("called_at"),
+            Survey.digit,
+            _key_path().label("key_sources"),
+            Survey.round_no,
+            again.label("again"),
+            ControlReview.reviewed_at,
+            ControlReview.reviewed_by,
+            ControlReview.note,
+        )
+        .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
+        .where(Survey.outcome == "unsatisfied", *_where(filters))
+        .order_by(again.desc(), Survey.closed_at.desc(), Survey.id)
+    )
+    if reviewed is True:
+        q = q.where(ControlReview.survey_id.is_not(None))
+    elif reviewed is False:
+        q = q.where(ControlReview.survey_id.is_(None))
+    return q
+
+
+def control_list(
+    engine: Engine,
+    filters: Filters,
+    reviewed: bool | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ControlEntry]:
+    q = control_query(filters, reviewed)
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
+    with engine.connect() as conn:
+        return [
+            ControlEntry(**{**row, "again": bool(row["again"])})
+            for row in conn.execute(q).mappings()
+        ]
+
+
+def control_counts(engine: Engine, filters: Filters) -> tuple[int, int]:
+    """(returned for rework, of them not yet reviewed) for ``filters``."""
+    sub = control_query(filters).order_by(None).subquery()
+    q = select(func.count(), func.count().filter(sub.c.reviewed_at.is_(None)))
+    with engine.connect() as conn:
+        total, unreviewed = conn.execute(q).one()
+    return int(total), int(unreviewed)
+
+
+def mark_reviewed(engine: Engine, survey_id: str, by: str, note: str | None, now: datetime) -> bool:
+    """Mark a request returned for rework as reviewed (again: the note and time replaced).
+
+    False if there is no such survey with an unsatisfied answer."""
+    with engine.begin() as conn:
+        return mark_reviewed_in(conn, survey_id, by, note, now)
+
+
+def mark_reviewed_in(conn: Any, survey_id: str, by: str, note: str | None, now: datetime) -> bool:
+    """:func:`mark_reviewed` inside the caller's transaction (with its audit row)."""
+    outcome = conn.scalar(select(Survey.outcome).where(Survey.id == survey_id))
+    if outcome != "unsatisfied":
+        return False
+    exists = conn.scalar(
+        select(ControlReview.survey_id).where(ControlReview.survey_id == survey_id)
+    )
+    values = {"reviewed_at": now, "reviewed_by": by, "note": operator_text(note, 2000)}
+    if exists is None:
+        conn.execute(insert(ControlReview).values(survey_id=survey_id, **values))
+    else:
+        conn.execute(
+            update(ControlReview).where(ControlReview.survey_id == survey_id).values(**values)
+        )
+    return True
