@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, select, update
+from sqlalchemy import Engine, and_, case, func, insert, or_, select, update
 
 from ivr.core.untrusted import operator_text
-from storage.analytics import AnySelect, Filters, _where
+from storage.analytics import AnySelect, Filters, _category_key, _where
+from storage.analytics_days import _date_of, _month_of
 from storage.analytics_rows import _key_path
-from storage.models import ControlReview, Survey
+from storage.models import AnalyticsDayCount, AnalyticsMonthCount, ControlReview, Survey
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,42 @@ def mark_reviewed_in(conn: Any, survey_id: str, by: str, note: str | None, now: 
     values = {"reviewed_at": now, "reviewed_by": by, "note": operator_text(note, 2000)}
     if exists is None:
         conn.execute(insert(ControlReview).values(survey_id=survey_id, **values))
+        _count_review(conn, survey_id)
     else:
         conn.execute(
             update(ControlReview).where(ControlReview.survey_id == survey_id).values(**values)
         )
     return True
+
+
+def _count_review(conn: Any, survey_id: str) -> None:
+    """Add a new review to the ``reviewed`` of its survey's counted day and summed month, in
+    each dimension (nothing when the day is not counted: it is read from the surveys)."""
+    day, executor, category, district, round_no, reason = conn.execute(
+        select(
+            Survey.local_date,
+            Survey.executor_id,
+            _category_key(),
+            Survey.district,
+            Survey.round_no,
+            Survey.reason,
+        ).where(Survey.id == survey_id)  # fmt: skip
+    ).one()
+    for table, when in ((AnalyticsDayCount, day), (AnalyticsMonthCount, _month_of(day))):
+        groups = or_(
+            table.dim == "total",
+            and_(table.dim == "executor", table.key.is_not_distinct_from(executor)),
+            and_(table.dim == "category", table.key.is_not_distinct_from(category)),
+            and_(table.dim == "district", table.key.is_not_distinct_from(district)),
+        )
+        conn.execute(
+            update(table)
+            .where(
+                _date_of(table) == when,
+                table.bucket == "unsatisfied",
+                groups,
+                table.rework == (1 if round_no > 1 else 0),
+                table.reason.is_not_distinct_from(reason),
+            )  # fmt: skip
+            .values(reviewed=table.reviewed + 1)
+        )

@@ -122,6 +122,18 @@ Index(
     postgresql_include=CONTROL_COVERED,
     sqlite_where=CONTROL_ROWS,
 )
+# The control list's pages in its order (newest closing first; unsatisfied again read first
+# from the same index), a page after the last one shown (keyset), never an OFFSET.
+CONTROL_ORDER_COVERED = ["local_date", "reason", "round_no", "executor_id", "category",
+                         "category_name"]  # fmt: skip
+Index(
+    "ix_surveys_control_order",
+    Survey.closed_at,
+    Survey.id,
+    postgresql_where=CONTROL_ROWS,
+    postgresql_include=CONTROL_ORDER_COVERED,
+    sqlite_where=CONTROL_ROWS,
+)
 
 
 class CallAttempt(Base):
@@ -366,6 +378,39 @@ class AnalyticsDayCount(Base):
     bucket: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     n: Mapped[int] = mapped_column(Integer)
+    # Of them (bucket unsatisfied), how many a controller has reviewed: counted with the day,
+    # then kept right by each new review (storage.control_entries.mark_reviewed_in).
+    reviewed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 Index("ix_analytics_day_counts_dim_date", AnalyticsDayCount.dim, AnalyticsDayCount.local_date)
+
+
+class AnalyticsMonth(Base):
+    """A calendar month all of whose days are counted, rolled up in ``analytics_month_counts``."""
+
+    __tablename__ = "analytics_months"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # its first day
+    aggregated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AnalyticsMonthCount(Base):
+    """The sum of the daily counts of one month (``month``: its first day), per dimension,
+    group, round kind, outcome bucket and reason: a year is 12 rows per group, not 365."""
+
+    __tablename__ = "analytics_month_counts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    month: Mapped[date] = mapped_column(Date)
+    dim: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str | None] = mapped_column(String(300))
+    name: Mapped[str | None] = mapped_column(String(300))
+    rework: Mapped[int] = mapped_column(Integer)
+    bucket: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    reviewed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+Index("ix_analytics_month_counts_dim_month", AnalyticsMonthCount.dim, AnalyticsMonthCount.month)

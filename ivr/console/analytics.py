@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -24,7 +24,7 @@ from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
 from storage.analytics import UNKNOWN, Figures, Filters, GroupBy, ranking
-from storage.analytics_days import SETTLE_DAYS, quick_figures, total_of
+from storage.analytics_days import SETTLE_DAYS, quick_figures, roll_up, settle, total_of
 from storage.analytics_rows import ROW_COLUMNS, rows_query
 
 PAGE_ROWS = 50
@@ -37,10 +37,24 @@ def figures_of(ctx: Ctx, filters: Filters, by: GroupBy) -> list[Figures]:
     """The figures of ``filters`` by ``by``: settled days from their daily counts
     (:mod:`storage.analytics_days`), a day being settled a week after closing or, with a
     longer survey deadline, two days after it."""
+    today, settle_days = _settling(ctx)
+    return quick_figures(ctx.console.engine, filters, by, today, ctx.now, settle_days)
+
+
+def _settling(ctx: Ctx) -> tuple[date, int]:
+    """(today, the days after which a day is settled) as the console's configuration says."""
     config, _ = ctx.console.effective()
     settle_days = max(SETTLE_DAYS, config.dialing.survey_deadline.days + 2)
-    today = ctx.now.astimezone(config.tz).date()
-    return quick_figures(ctx.console.engine, filters, by, today, ctx.now, settle_days)
+    return ctx.now.astimezone(config.tz).date(), settle_days
+
+
+def count_settled(ctx: Ctx, filters: Filters) -> None:
+    """Count the settled days of ``filters``' period not counted yet, and sum its whole months
+    (what the control list's summary reads besides the recent days)."""
+    today, settle_days = _settling(ctx)
+    engine, f = ctx.console.engine, filters
+    settle(engine, f.date_from, f.date_to, today, ctx.now, settle_days)
+    roll_up(engine, f.date_from, f.date_to, ctx.now)
 
 
 def params_of(ctx: Ctx) -> Params:

@@ -22,6 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from ivr.console.analytics import count_settled
 from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.config import Config
 from ivr.core.exports import csv_chunks, write_xlsx
@@ -163,6 +164,7 @@ async def control_page(ctx: Ctx) -> Response:
     fmt = ctx.request.query_params.get("format")
     if fmt in ("csv", "xlsx"):
         return await export(ctx, view, fmt)
+    count_settled(ctx, view.filters)
     summary = control_summary(ctx.console.engine, view.filters)
     total, unreviewed = summary.total, summary.unreviewed
     shown = {None: total, False: unreviewed, True: total - unreviewed}[view.reviewed]
