@@ -64,6 +64,12 @@ Reasons = dict[tuple[str | None, str], Counter[str]]
 Names = dict[str | None, str]
 
 
+def settle_days_for(survey_deadline: timedelta) -> int:
+    """The days after which a local day is settled: a week, or two days after the survey
+    deadline (``dialing.survey_deadline``) if that is longer."""
+    return max(SETTLE_DAYS, survey_deadline.days + 2)
+
+
 def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 

@@ -24,7 +24,7 @@ from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
 from storage.analytics import UNKNOWN, Figures, Filters, GroupBy, ranking
-from storage.analytics_days import SETTLE_DAYS, quick_figures, roll_up, settle, total_of
+from storage.analytics_days import quick_figures, roll_up, settle, settle_days_for, total_of
 from storage.analytics_rows import ROW_COLUMNS, rows_query
 
 PAGE_ROWS = 50
@@ -44,8 +44,7 @@ def figures_of(ctx: Ctx, filters: Filters, by: GroupBy) -> list[Figures]:
 def _settling(ctx: Ctx) -> tuple[date, int]:
     """(today, the days after which a day is settled) as the console's configuration says."""
     config, _ = ctx.console.effective()
-    settle_days = max(SETTLE_DAYS, config.dialing.survey_deadline.days + 2)
-    return ctx.now.astimezone(config.tz).date(), settle_days
+    return ctx.now.astimezone(config.tz).date(), settle_days_for(config.dialing.survey_deadline)
 
 
 def count_settled(ctx: Ctx, filters: Filters) -> None:

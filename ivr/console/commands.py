@@ -13,14 +13,14 @@ import secrets
 import sys
 
 from ivr.campaign.operator import cli_actor
-from ivr.console import token_commands
+from ivr.console import analytics_commands, token_commands
 from ivr.core.config import Config
 from storage.admin import ROLES, AdminStore
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-COMMANDS = {"console", "user", "token"}
+COMMANDS = {"console", "user", "token", "analytics"}
 SECRET_ENV = "IVR_CONSOLE_SECRET"
 
 
@@ -49,6 +49,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("name")
     user_sub.add_parser("list", help="every user, role and whether disabled")
     token_commands.add_commands(sub)
+    analytics_commands.add_commands(sub)
 
 
 def _password(from_stdin: bool) -> str:
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace, config: Config, store: Store) -> int:
         return serve(args, config, store)
     if args.command == "token":
         return token_commands.run(args, store)
+    if args.command == "analytics":
+        return analytics_commands.run(args, config, store, SYSTEM_CLOCK.now())
     from ivr.console.security import hash_password
 
     admin, now, actor = AdminStore(store.engine), SYSTEM_CLOCK.now(), cli_actor()
