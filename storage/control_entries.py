@@ -4,10 +4,10 @@ a selection, unsatisfied again first, then the newest closing; and a controller'
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, case, func, insert, literal, or_, select, tuple_, update
 
 from ivr.core.untrusted import operator_text
 from storage.analytics import AnySelect, Filters, _category_key, _where
@@ -69,13 +69,88 @@ def control_query(filters: Filters, reviewed: bool | None = None) -> AnySelect:
         )
         .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
         .where(Survey.outcome == "unsatisfied", *_where(filters))
-        .order_by(again.desc(), Survey.closed_at.desc(), Survey.id)
+        .order_by(again.desc(), Survey.closed_at.desc(), Survey.id.desc())
     )
     if reviewed is True:
         q = q.where(ControlReview.survey_id.is_not(None))
     elif reviewed is False:
         q = q.where(ControlReview.survey_id.is_(None))
     return q
+
+
+@dataclass(frozen=True)
+class Mark:
+    """An entry's place in the list's order (unsatisfied again first, then closed_at and id
+    descending): a page starts after the last entry of the one before, or ends before the
+    first entry of the one after."""
+
+    again: bool
+    closed_at: datetime
+    survey_id: str
+
+    def token(self) -> str:
+        return f"{int(self.again)},{self.closed_at.astimezone(UTC).isoformat()},{self.survey_id}"
+
+    @staticmethod
+    def parse(text: str) -> Mark | None:
+        """The mark of :meth:`token` (None if ``text`` is not one)."""
+        again, _, rest = text.partition(",")
+        closed, _, survey_id = rest.partition(",")
+        try:
+            moment = datetime.fromisoformat(closed)
+        except ValueError:
+            return None
+        if again not in ("0", "1") or not survey_id or moment.tzinfo is None:
+            return None
+        return Mark(again == "1", moment, survey_id[:36])
+
+
+def control_page_ids(
+    conn: Any, filters: Filters, reviewed: bool | None, limit: int,
+    after: Mark | None = None, before: Mark | None = None,
+) -> list[str]:  # fmt: skip
+    """The ids of one page of the list: the first, the one after ``after`` or the one before
+    ``before``, read in the list's order from ``ix_surveys_control_order`` (keyset, no
+    OFFSET: a deep page costs what the first does). The entries unsatisfied again are one
+    part, the others the next; each is read newest first (oldest first backwards)."""
+    mark, back = (before, True) if before is not None else (after, False)
+    parts = [False, True] if back else [True, False]
+    if mark is not None:
+        parts = parts[parts.index(mark.again) :]
+    found: list[str] = []
+    for again in parts:
+        here = mark if mark is not None and mark.again == again else None
+        q = _part_ids(filters, reviewed, again, here, back).limit(limit - len(found))
+        found += [str(i) for i in conn.scalars(q)]
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _part_ids(filters: Filters, reviewed: bool | None, again: bool, mark: Mark | None,
+              back: bool) -> AnySelect:  # fmt: skip
+    is_again = Survey.reason == "unsatisfied_again"
+    first = datetime.combine(filters.date_from - timedelta(days=1), time(), UTC)
+    last = datetime.combine(filters.date_to + timedelta(days=2), time(), UTC)
+    q: AnySelect = select(Survey.id).where(
+        Survey.outcome == "unsatisfied",
+        is_again if again else or_(Survey.reason.is_(None), ~is_again),
+        *_where(filters),
+        # Any time zone's local day lies within these bounds: the index is read in them only.
+        Survey.closed_at >= first,
+        Survey.closed_at < last,
+    )
+    if reviewed is not None:
+        q = q.outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
+        found = ControlReview.survey_id
+        q = q.where(found.is_not(None) if reviewed else found.is_(None))
+    if mark is not None:
+        key = tuple_(Survey.closed_at, Survey.id)
+        at = tuple_(literal(mark.closed_at, Survey.closed_at.type), literal(mark.survey_id))
+        q = q.where(key > at if back else key < at)
+    if back:
+        return q.order_by(Survey.closed_at, Survey.id)
+    return q.order_by(Survey.closed_at.desc(), Survey.id.desc())
 
 
 def control_list(

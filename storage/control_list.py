@@ -20,7 +20,7 @@ from sqlalchemy import Engine, case, func, select
 from storage.admin import Actor, AdminStore, audit
 from storage.analytics import UNKNOWN, AnySelect, Filters, _where
 from storage.analytics_days import Counts, _date_of, _in_ranges, counted_parts, counts_where
-from storage.control_entries import control_query, mark_reviewed_in
+from storage.control_entries import Mark, control_page_ids, control_query, mark_reviewed_in
 from storage.models import AnalyticsDayCount, AnalyticsMonthCount, Comment, ControlReview, Survey
 
 NOTE_MAX = 500
@@ -43,12 +43,25 @@ def control_rows_query(filters: Filters, reviewed: bool | None = None) -> AnySel
     )
 
 
+def read_control_page(conn: Any, filters: Filters, reviewed: bool | None, limit: int,
+                 after: str = "", before: str = "") -> list[dict[str, Any]]:  # fmt: skip
+    """One page of :func:`control_rows_query`: the first, the one after the entry marked
+    ``after`` or the one before ``before`` (:meth:`Mark.token`). Its ids are read in the
+    list's order first (:func:`control_page_ids`), then only its rows whole, with their key
+    path and comment. A page before that would be short is the first page."""
+    later, earlier = Mark.parse(after), Mark.parse(before)
+    ids = control_page_ids(conn, filters, reviewed, limit, later, earlier)
+    if earlier is not None and len(ids) < limit:
+        ids = control_page_ids(conn, filters, reviewed, limit)
+    q = control_rows_query(filters, reviewed).where(Survey.id.in_(ids))
+    return [dict(row) for row in conn.execute(q).mappings()]
+
+
 def control_page_query(
     filters: Filters, reviewed: bool | None, limit: int, offset: int
 ) -> AnySelect:
-    """One page of :func:`control_rows_query`: the page's ids are sorted and cut first (a
-    sort of narrow rows, however deep the page), then only the page's rows are read whole,
-    with their key path and comment."""
+    """Page ``offset / limit`` of :func:`control_rows_query` by its number (a link without
+    its mark): the page's ids sorted and cut first, then only the page's rows read whole."""
     ids = control_query(filters, reviewed).with_only_columns(Survey.id).limit(limit)
     ids = ids.offset(offset)
     return control_rows_query(filters, reviewed).where(Survey.id.in_(ids.scalar_subquery()))

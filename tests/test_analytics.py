@@ -11,7 +11,13 @@ from sqlalchemy import Engine, insert, select
 from ivr.campaign.importer import ImportSummary, store_items
 from storage.analytics import UNKNOWN, Filters, figures, periods, ranking, wilson
 from storage.analytics_rows import iter_rows, rows_query
-from storage.control_entries import control_counts, control_list, mark_reviewed
+from storage.control_entries import (
+    Mark,
+    control_counts,
+    control_list,
+    control_page_ids,
+    mark_reviewed,
+)
 from storage.models import ControlReview, Survey
 from storage.store import AttemptResult, NewSurvey, Store
 
@@ -281,6 +287,38 @@ def test_mark_reviewed_with_a_note(store: Store, week: dict[str, str]) -> None:
     unreviewed = control_list(store.engine, WEEK, reviewed=False)
     assert [e.survey_id for e in unreviewed] == [week["s6"], week["s11"]]
     assert [e.survey_id for e in control_list(store.engine, WEEK, reviewed=True)] == [week["s3"]]
+
+
+@pytest.mark.parametrize("reviewed", [None, False, True], ids=["all", "unreviewed", "reviewed"])
+def test_keyset_pages_walk_the_list_in_its_order(
+    store: Store, week: dict[str, str], reviewed: bool | None
+) -> None:
+    """Pages read after the last entry shown (and before the first) give the list's order,
+    also through entries closed at the same moment and across the unsatisfied-again part."""
+    for pid in ("R30", "R31", "R32"):  # three closed at the same moment
+        sid = survey(store, pid, 4, A, "Лифт", closed_hour=11)
+        answer(store, sid, "unsatisfied", "2")
+        if pid != "R32":
+            assert mark_reviewed(store.engine, sid, "kira", None, NOW)
+    assert mark_reviewed(store.engine, week["s3"], "kira", None, NOW)
+    assert mark_reviewed(store.engine, week["s6"], "kira", None, NOW)
+    period = Filters(date(2026, 10, 1), date(2026, 11, 30))
+    for f in (period, Filters(period.date_from, period.date_to, executor="EX-A")):
+        entries = control_list(store.engine, f, reviewed)
+        mark = {e.survey_id: Mark(e.again, e.closed_at, e.survey_id) for e in entries}
+        pages: list[list[str]] = []
+        with store.engine.connect() as conn:
+            while ids := control_page_ids(conn, f, reviewed, 2, mark[pages[-1][-1]] if pages
+                                          else None):  # fmt: skip
+                pages.append(ids)
+            assert [i for page in pages for i in page] == [e.survey_id for e in entries]
+            for earlier, later in zip(pages, pages[1:], strict=False):
+                back = control_page_ids(conn, f, reviewed, 2, before=mark[later[0]])
+                assert back[::-1] == earlier
+    assert len(pages) >= 2
+    some = Mark(True, NOW, week["s6"])
+    assert Mark.parse(some.token()) == some
+    assert Mark.parse("1,yesterday,x") is None and Mark.parse("") is None
 
 
 # ---- time zone: a closing just before and just after local midnight -----------------------

@@ -399,3 +399,36 @@ def test_the_page_summary_agrees_with_the_control_counts(store: Store, tmp_path:
     summary = control_summary(store.engine, Filters(date(2026, 10, 1), date(2026, 11, 26)))
     assert summary.executors == [("EX-B", "=ЖЭС № 2"), ("EX-A", "ЖЭС № 1"), ("unknown", "unknown")]
     assert summary.categories == ["heating", "lift", "Ремонт крыши", "unknown"]
+
+
+def test_pages_follow_the_entry_shown_last(
+    site: tuple[Console, Seeded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next page starts after the last entry shown and the previous one ends before the
+    first (keyset links); a page number without its mark (an old link) still works."""
+    import html
+
+    import ivr.console.control as control
+
+    monkeypatch.setattr(control, "PAGE_SIZE", 1)
+    console, seeded = site
+    client, _ = client_as(console, "viewer")
+
+    def link(page: str, text: str) -> str:
+        found = re.search(rf'<a href="([^"]+)">[^<]*{text}', page)
+        assert found is not None, text
+        return html.unescape(found.group(1))
+
+    page = client.get(LIST).text
+    shown = numbers(page)
+    for _ in seeded.order()[1:]:
+        following = link(page, "вперёд")
+        assert "after=" in following
+        page = client.get(following).text
+        shown += numbers(page)
+    assert shown == seeded.order() and "вперёд" not in page.split('class="pages"')[-1]
+    for expected in reversed(seeded.order()[:-1]):
+        page = client.get(link(page, "← назад")).text
+        assert numbers(page) == [expected]
+    assert numbers(client.get(f"{LIST}?page=3").text) == [seeded.order()[2]]
+    assert numbers(client.get(f"{LIST}?page=2&after=garbage").text) == seeded.order()[:1]

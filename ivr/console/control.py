@@ -30,10 +30,12 @@ from ivr.core.intake import mask_phone
 from prompts.catalog import category_label
 from storage.analytics import UNKNOWN, Filters
 from storage.analytics_rows import iter_rows
+from storage.control_entries import Mark
 from storage.control_list import (
     control_page_query,
     control_rows_query,
     control_summary,
+    read_control_page,
     recording,
     review,
 )
@@ -61,13 +63,16 @@ class View:
     reviewed: bool | None = None
     page: int = 1
     errors: list[str] = field(default_factory=list)
+    after: str = ""  # the page follows this entry (storage.control_entries.Mark)
+    before: str = ""  # the page precedes this one
 
     def params(self, **over: Any) -> dict[str, str]:
         f = self.filters
         out = {"from": f.date_from.isoformat(), "to": f.date_to.isoformat(),
                "executor": f.executor or "", "category": f.category or "",
                "round": f.round or "",
-               "reviewed": {True: "yes", False: "no", None: ""}[self.reviewed]}  # fmt: skip
+               "reviewed": {True: "yes", False: "no", None: ""}[self.reviewed],
+               "after": self.after, "before": self.before}  # fmt: skip
         out.update({k: str(v) for k, v in over.items()})
         return {k: v for k, v in out.items() if v}
 
@@ -111,7 +116,9 @@ def read_view(ctx: Ctx, query: Mapping[str, str]) -> View:
     )
     reviewed = {"yes": True, "no": False}.get(query.get("reviewed", ""))
     page = query.get("page", "1")[:7]  # at most 9,999,999 pages
-    return View(filters, reviewed, int(page) if page.isdigit() and int(page) > 0 else 1, errors)
+    number = int(page) if page.isdigit() and int(page) > 0 else 1
+    after, before = (query.get(k, "")[:120] for k in ("after", "before"))
+    return View(filters, reviewed, number, errors, after, before)
 
 
 def _category(row: Mapping[str, Any]) -> str:
@@ -152,11 +159,27 @@ def cells(ctx: Ctx, e: Mapping[str, Any]) -> list[Any]:
 
 
 def _rows(ctx: Ctx, view: View) -> list[dict[str, Any]]:
-    q = control_page_query(view.filters, view.reviewed, PAGE_SIZE, (view.page - 1) * PAGE_SIZE)
+    """The page's rows: the first page, or the page after (before) the marked entry; a page
+    number without a mark (an old link) is found by its offset."""
     config, _ = ctx.console.effective()
+    f, reviewed = view.filters, view.reviewed
     with ctx.console.engine.connect() as conn:
-        rows = [dict(row) for row in conn.execute(q).mappings()]
+        if view.page == 1 or view.after or view.before:
+            rows = read_control_page(conn, f, reviewed, PAGE_SIZE, view.after, view.before)
+        else:
+            q = control_page_query(f, reviewed, PAGE_SIZE, (view.page - 1) * PAGE_SIZE)
+            rows = [dict(row) for row in conn.execute(q).mappings()]
     return [entry(ctx, config, row) for row in rows]
+
+
+def marks(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The marks of the page's first and last entries (for the links to the pages around)."""
+    if not rows:
+        return "", ""
+    first, last = (
+        Mark(bool(r["again"]), r["closed_at"], r["survey_id"]) for r in (rows[0], rows[-1])
+    )
+    return first.token(), last.token()
 
 
 async def control_page(ctx: Ctx) -> Response:
@@ -168,11 +191,15 @@ async def control_page(ctx: Ctx) -> Response:
     summary = control_summary(ctx.console.engine, view.filters)
     total, unreviewed = summary.total, summary.unreviewed
     shown = {None: total, False: unreviewed, True: total - unreviewed}[view.reviewed]
+    rows = _rows(ctx, view)
+    first, last = marks(rows)
     return render(
         ctx,
         "control.html",
         view=view,
-        rows=_rows(ctx, view),
+        rows=rows,
+        first_mark=first,
+        last_mark=last,
         total=total,
         unreviewed=unreviewed,
         shown=shown,
