@@ -7,7 +7,8 @@
   not have it: they are dropped here and counted again when next needed (the surveys stay the
   source of truth, nothing is lost);
 - ``ix_surveys_control_order``: the requests returned for rework by (closed_at, id), covering
-  what the list filters on, so a page is read in the list's order after the last one shown.
+  what the list filters on, so a page is read in the list's order after the last one shown;
+  ``ix_surveys_control_executor``: the same for one executor's list.
 
 Revision ID: 0013
 Revises: 0012
@@ -64,9 +65,18 @@ def upgrade() -> None:
         postgresql_include=COVERED,
         sqlite_where=UNSATISFIED,
     )
+    op.create_index(
+        "ix_surveys_control_executor",
+        "surveys",
+        ["executor_id", "closed_at", "id"],
+        postgresql_where=UNSATISFIED,
+        postgresql_include=["local_date", "reason", "round_no"],
+        sqlite_where=UNSATISFIED,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_surveys_control_executor", table_name="surveys")
     op.drop_index("ix_surveys_control_order", table_name="surveys")
     op.drop_index("ix_analytics_month_counts_dim_month", table_name="analytics_month_counts")
     op.drop_table("analytics_month_counts")
