@@ -5,8 +5,8 @@ A local day is *settled* once it is at least ``settle_days`` old and every surve
 final outcome: its surveys no longer change. The first request that needs a settled day counts
 its surveys once into ``analytics_day_counts`` and notes the day in ``analytics_days``: for each
 dimension (executor, category, district, and ``total``) one row per group, round kind, outcome
-bucket and reason. Once every day of a calendar
-month is counted, its counts are summed once into ``analytics_month_counts``
+bucket and reason (and, of the unsatisfied, how many are reviewed). Once every day of a
+calendar month is counted, its counts are summed once into ``analytics_month_counts``
 (:func:`roll_up`), so a year by executor reads about 12 rows per group instead of 365.
 Figures then add the sums of the period's whole months, the counts of its other settled days
 and the live figures of its other days (the recent ones and any not yet settled), and the
