@@ -209,3 +209,19 @@ def test_rebuild_command_counts_a_corrected_day_again(
     with store.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "analytics.rebuild")) == 1  # fmt: skip
+
+
+def test_an_outcome_that_changes_on_a_day_not_settled_is_seen_at_once(
+    store: Store, ids: dict[str, str]
+) -> None:
+    """R8's day waits for its call, so it is read from the surveys: its outcome, when it
+    comes (unsatisfied: a request returned for rework), is in the figures and the control
+    list's totals at once, next to the counted days."""
+    settle(store.engine, WEEK.date_from, WEEK.date_to, TODAY, NOW)
+    roll_up(store.engine, WEEK.date_from, WEEK.date_to, NOW)
+    answer(store, ids["s8"], "unsatisfied", "2")
+    for by in GROUPINGS:
+        quick = quick_figures(store.engine, WEEK, by, TODAY, NOW)
+        assert plain(quick) == plain(figures(store.engine, WEEK, by)), by
+    agree_with_the_surveys(store, (WEEK.date_from, WEEK.date_to))
+    assert control_counts(store.engine, WEEK) == (4, 4)
