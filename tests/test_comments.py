@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.campaign.call_end import save_recording
 from ivr.campaign.delivery import deliver_due, format_outbox, requeue_dead_letters
-from ivr.campaign.dialer import save_recording
 from ivr.campaign.metrics import CountingPortal
 from ivr.core.comment_audio import Recording
 from ivr.portal.client import PortalClient
