@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ivr.campaign import metrics
 from ivr.campaign.call_runner import CallReport
-from ivr.core.callflow import RecordOutcome
+from ivr.core.call_events import RecordOutcome
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import Recording
 from ivr.core.config import Config

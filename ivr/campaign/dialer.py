@@ -25,7 +25,8 @@ from ivr.campaign.call_runner import (
     RunnerSettings,
     run_call,
 )
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import Recording
 from ivr.core.config import MAX_CHANNELS, Config
