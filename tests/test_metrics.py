@@ -24,7 +24,7 @@ from ivr.campaign.progress import estimate_finish, progress_line
 from ivr.core.config import parse_config
 from ivr.core.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
 from ivr.entry.logs import JsonFormatter
-from ivr.portal.client import MalformedPage
+from ivr.portal.answers import MalformedPage
 from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store

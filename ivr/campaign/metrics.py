@@ -128,7 +128,7 @@ def count_import(new: int, known: int, rejected: int, not_called: int) -> None:
 
 
 def portal_error_kind(exc: PortalError) -> str:
-    from ivr.portal.client import MalformedPage
+    from ivr.portal.answers import MalformedPage
 
     if isinstance(exc, PortalAuthError):
         return "auth"
