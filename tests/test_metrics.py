@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr.campaign import metrics
+from ivr.campaign import gauges, metrics
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.heartbeat import STUCK_AFTER_S, NodeProbe
 from ivr.campaign.progress import estimate_finish, progress_line
@@ -77,7 +77,7 @@ def start(serve: list[Server], registry: CollectorRegistry, ready: metrics.Ready
 def test_database_figures_over_http(store: Store, serve: list[Server]) -> None:
     clock = FakeClock(NOW)
     registry = CollectorRegistry()
-    registry.register(metrics.DatabaseCollector(store.engine, clock, MINSK))
+    registry.register(gauges.DatabaseCollector(store.engine, clock, MINSK))
     base = start(serve, registry, lambda: [])
 
     before = scrape(base + "/metrics")
@@ -108,7 +108,7 @@ def test_runner_gauges_and_readiness(store: Store, serve: list[Server]) -> None:
     config = parse_config(config_data(dialing={"channels": 4}))
     probe = NodeProbe("n1", clock, FakePhone([]), registration_required=True)
     registry = CollectorRegistry()
-    registry.register(metrics.RunnerCollector(probe))
+    registry.register(gauges.RunnerCollector(probe))
     base = start(serve, registry, lambda: metrics.readiness_problems(store.engine, probe))
 
     assert get(base + "/healthz") == (200, "ok\n")
@@ -282,7 +282,7 @@ def test_console_registry_shows_every_node_from_its_heartbeat(store: Store) -> N
             store.engine,
             NodeHeartbeat(name, "h", 1, "0.1.0", NOW, seen, 2, 4, reg),  # type: ignore[arg-type]
         )
-    text = metrics.exposition(metrics.console_registry(store.engine, clock, MINSK))[0].decode()
+    text = metrics.exposition(gauges.console_registry(store.engine, clock, MINSK))[0].decode()
     got = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
