@@ -72,8 +72,9 @@ def _group_by_phone(
     return groups
 
 
-def _start_attempt(s: Session, row: Survey, node: str, until: datetime, now: datetime) -> int:
-    """Mark ``row`` as being dialled by ``node`` and write its attempt (``dialing``)."""
+def start_attempt(s: Session, row: Survey, node: str, until: datetime, now: datetime) -> int:
+    """Mark ``row`` as being dialled by ``node`` until ``until`` and write its attempt
+    (``dialing``), in ``s``: the start of every attempt (``ClaimsMixin.claim_due``)."""
     row.status = SurveyStatus.DIALING
     row.claimed_by = node
     row.claim_until = until
@@ -162,7 +163,7 @@ class ClaimsMixin(StoreBase):
                     select(func.pg_try_advisory_xact_lock(func.hashtext(phone)))
                 ):
                     continue  # another node is claiming this number right now
-                attempt_ids = [_start_attempt(s, row, node, now + lease, now) for row in rows]
+                attempt_ids = [start_attempt(s, row, node, now + lease, now) for row in rows]
                 # The DueSurvey carries the attempt count before this attempt (as due_surveys).
                 due = [replace(due_of(r), attempts=r.attempts - 1) for r in rows]
                 claimed.append(ClaimedCall(phone, due, attempt_ids))

@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ivr.core.vocabulary import Disposition
 from storage.claims import ClaimsMixin
 from storage.comments import CommentsMixin
 from storage.control import ControlMixin, DoNotCallAdded
@@ -174,24 +173,6 @@ class Store(ClaimsMixin, OutcomesMixin, OutboxMixin, CommentsMixin, ControlMixin
             if local_date is not None:
                 q = q.where(Survey.local_date == local_date)
             return int(s.scalar(q) or 0)
-
-    def start_attempt(self, survey_id: str, now: datetime) -> int:
-        """Mark the survey as being dialled and write the attempt, committed before the INVITE."""
-        with self._tx() as s:
-            survey = s.get(Survey, survey_id, with_for_update=True)
-            assert survey is not None
-            survey.status = SurveyStatus.DIALING
-            survey.attempts += 1
-            attempt = CallAttempt(
-                survey_id=survey_id,
-                attempt_no=survey.attempts,
-                started_at=now,
-                keys="",
-                disposition=Disposition.DIALING,
-            )
-            s.add(attempt)
-            s.flush()
-            return attempt.id
 
     # ---- reporting ------------------------------------------------------------------------
     def report_rows(self, local_date: date | None = None) -> list[ReportRow]:

@@ -8,12 +8,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
 from ivr.sip.api import SipSettings
 from lab.sip_peers import find_free_udp_port
+from storage import claims
+from storage.models import Survey
+from storage.store import Store
 
 
 def config_data(**sections: Any) -> dict[str, Any]:
@@ -113,3 +117,16 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(poll)
+
+
+def start_attempt(
+    store: Store, survey_id: str, now: datetime, node: str = "test", lease_s: float = 600.0
+) -> int:
+    """Seed data: the survey the test chose, claimed by ``node`` and its attempt started
+    (``dialing``) as ``Store.claim_due`` starts every attempt. Returns the attempt id."""
+    from sqlalchemy.orm import Session
+
+    with Session(store.engine) as s, s.begin():
+        survey = s.get(Survey, survey_id, with_for_update=True)
+        assert survey is not None, survey_id
+        return claims.start_attempt(s, survey, node, now + timedelta(seconds=lease_s), now)

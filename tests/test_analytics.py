@@ -24,6 +24,7 @@ from storage.analytics import (
 )
 from storage.models import ControlReview, Survey
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 11, 10, 7, 0, tzinfo=UTC)
 WEEK = Filters(date(2026, 11, 1), date(2026, 11, 7))  # Sunday 1 .. Saturday 7
@@ -115,7 +116,7 @@ def survey(
 
 
 def attempt(store: Store, sid: str, disposition: str, sources: str | None = None) -> None:
-    aid = store.start_attempt(sid, NOW)
+    aid = start_attempt(store, sid, NOW)
     answered = NOW if disposition == "answered" else None
     store.finish_attempt(
         aid,

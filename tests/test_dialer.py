@@ -23,6 +23,13 @@ INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 23:00 in Minsk
 
 
+def call_due(dialer: Dialer, now: datetime) -> None:
+    """Claim the due calls as the dial loop does (``Store.claim_due``: each attempt committed
+    as dialing) and place them one after another."""
+    for call in dialer.store.claim_due(now, 10, dialer.node, dialer.lease):
+        dialer.call_one(call.surveys, call.attempt_ids)
+
+
 def cfg(**dialing: Any) -> Config:
     sip = {**config_data()["sip"], "dial_prefix": "9"}
     return parse_config(
@@ -151,12 +158,12 @@ def test_unanswered_calls_are_retried_then_final(
     phone = FakePhone([FakeCall(clock, answer_at=None, reject=reject) for _ in range(2)])
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     retry_at = store.next_attempt_time()
     assert retry_at is not None and retry_at - INSIDE >= timedelta(minutes=20)
     assert store.due_surveys(retry_at - timedelta(seconds=1), 10) == []
     (again,) = store.due_surveys(retry_at, 10)
-    dialer.call_one([again], [store.start_attempt(again.id, retry_at)])
+    call_due(dialer, retry_at)
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", final_reason, 2)
     dialer.drain()
@@ -178,7 +185,7 @@ def test_invalid_number_and_decline_are_not_retried(store: Store, reject: int, r
         clock,
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", reason, 1)
     dialer.drain()
@@ -191,7 +198,7 @@ def test_answered_call_stores_key_and_delivery(store: Store) -> None:
         store, FakePhone([FakeCall(clock, keys_at=[(1.0, "2")])]), FakePrompts(), cfg(), clock
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert (row.outcome, row.digit, row.attempts) == ("unsatisfied", "2", 1)
     (pending,) = store.pending_deliveries(clock.now(), 10)
@@ -213,7 +220,7 @@ def test_trunk_faults_do_not_use_up_attempts_but_the_deadline_ends_them(store: S
     now = INSIDE
     for expected_attempts in (1, 2, 3):
         (survey,) = store.due_surveys(now, 10)
-        dialer.call_one([survey], [store.start_attempt(survey.id, now)])
+        call_due(dialer, now)
         (row,) = store.report_rows()
         assert row.attempts == expected_attempts
         if expected_attempts < 3:
@@ -245,7 +252,7 @@ def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store
     phone = FakePhone([FakeCall(clock), FakeCall(clock)])  # answers, never presses a key
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert row.outcome is None  # not final yet
     later = store.next_attempt_time()
@@ -253,7 +260,7 @@ def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store
     assert later == datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
     (again,) = store.due_surveys(later, 10)
     clock.start, clock.t = later, 0.0
-    dialer.call_one([again], [store.start_attempt(again.id, later)])
+    call_due(dialer, later)
     (row,) = store.report_rows()
     assert (row.outcome, row.attempts) == ("no_input", 2)
     (delivery,) = store.pending_deliveries(clock.now(), 10)

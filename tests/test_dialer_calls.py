@@ -30,7 +30,11 @@ def call(store: Store, fake: FakeCall, clock: FakeClock) -> tuple[list[DueSurvey
     surveys = two_surveys(store)
     phone = FakePhone([fake])
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
-    dialer.call_one(surveys, [store.start_attempt(s.id, INSIDE) for s in surveys])
+    # Claimed as the dial loop claims them (one call for the phone), asked in request order.
+    (claimed,) = store.claim_due(INSIDE, 1, dialer.node, dialer.lease)
+    asked = sorted(zip(claimed.surveys, claimed.attempt_ids, strict=True),
+                   key=lambda pair: pair[0].portal_request_id)  # fmt: skip
+    dialer.call_one([sv for sv, _ in asked], [attempt for _, attempt in asked])
     dialer.drain()
     return surveys, phone
 

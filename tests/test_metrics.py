@@ -29,7 +29,7 @@ from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port, http_get as get
+from tests.helpers import config_data, free_tcp_port, http_get as get, start_attempt
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 11, 25)
@@ -251,7 +251,7 @@ def test_progress_line() -> None:
 def test_day_progress_counts(store: Store) -> None:
     ids = [survey(store, f"R{i}", f"+37529100000{i}") for i in range(5)]
     store.record_outcome(ids[0], "satisfied", "1", None, NOW, NOW)
-    store.start_attempt(ids[1], NOW)
+    start_attempt(store, ids[1], NOW)
     store.schedule_retry(ids[2], NOW + timedelta(minutes=20))
     store.schedule_retry(ids[3], NOW + timedelta(minutes=5))
     p = day_progress(store.engine, DAY, NOW)

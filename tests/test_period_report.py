@@ -14,6 +14,7 @@ from ivr.entry.cli import main
 from storage.db import make_engine
 from storage.models import Survey
 from storage.store import AttemptResult, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 3, 5, 7, 0, tzinfo=UTC)
 
@@ -65,7 +66,7 @@ def imported(config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
         ("R-3", "unsatisfied", "2"),
         ("R-4", "no_answer", None),
     ):
-        aid = store.start_attempt(ids[pid], NOW)
+        aid = start_attempt(store, ids[pid], NOW)
         answered = NOW if digit else None
         disposition = "answered" if digit else "busy"
         store.finish_attempt(

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, inspect
 
 from storage.db import current_revision
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 DAY = date(2026, 11, 26)
@@ -59,7 +60,7 @@ def test_times_come_back_aware_utc(store: Store) -> None:
 def test_attempt_then_outcome_fills_the_outbox(store: Store) -> None:
     store.add_survey(new(), NOW)
     (survey,) = store.due_surveys(NOW, 10)
-    attempt = store.start_attempt(survey.id, NOW)
+    attempt = start_attempt(store, survey.id, NOW)
     # While dialling it is not due again.
     assert store.due_surveys(NOW + timedelta(hours=1), 10) == []
     answered = NOW + timedelta(seconds=5)
@@ -111,7 +112,7 @@ def test_not_called_request_is_final_at_once(store: Store) -> None:
 def test_retry_waits_until_its_time(store: Store) -> None:
     store.add_survey(new(), NOW)
     (s,) = store.due_surveys(NOW, 10)
-    store.start_attempt(s.id, NOW)
+    start_attempt(store, s.id, NOW)
     store.schedule_retry(s.id, NOW + timedelta(minutes=20))
     assert store.due_surveys(NOW + timedelta(minutes=19), 10) == []
     (again,) = store.due_surveys(NOW + timedelta(minutes=20), 10)
@@ -121,7 +122,7 @@ def test_retry_waits_until_its_time(store: Store) -> None:
 def test_crash_recovery_closes_dialing_attempts(store: Store) -> None:
     store.add_survey(new(), NOW)
     (s,) = store.due_surveys(NOW, 10)
-    store.start_attempt(s.id, NOW)
+    start_attempt(store, s.id, NOW)
     later = NOW + timedelta(minutes=20)
     assert store.recover_interrupted(NOW, later) == 1
     assert store.due_surveys(NOW, 10) == []
