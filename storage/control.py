@@ -33,10 +33,6 @@ class DoNotCallAdded:
 
 
 class ControlMixin(StoreBase):
-    def is_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            return s.get(DoNotCall, phone) is not None
-
     def add_do_not_call(
         self, phone: str, source: str, now: datetime, note: str | None = None
     ) -> DoNotCallAdded:
@@ -80,19 +76,6 @@ class ControlMixin(StoreBase):
         for row in rows:
             finish(s, row, Outcome.NOT_CALLED, None, Reason.DO_NOT_CALL, None, now)
         return [r.portal_request_id for r in rows]
-
-    def remove_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            row = s.get(DoNotCall, phone)
-            if row is None:
-                return False
-            s.delete(row)
-            return True
-
-    def list_do_not_call(self) -> list[tuple[str, str, datetime, str | None]]:
-        with self._tx() as s:
-            rows = s.scalars(select(DoNotCall).order_by(DoNotCall.added_at))
-            return [(r.phone, r.source, r.added_at, r.note) for r in rows]
 
     def set_flag(self, name: str, value: str, now: datetime) -> None:
         with self._tx() as s:

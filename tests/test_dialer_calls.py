@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from ivr.campaign.dialer import Dialer
 from ivr.sip.api import KeySource
+from storage.admin import AdminStore
 from storage.store import DueSurvey, NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg
@@ -61,7 +62,7 @@ def test_nine_puts_the_number_on_the_do_not_call_list(store: Store) -> None:
         ("opted_out", "9", None),
         ("not_called", None, "do_not_call"),
     ]
-    assert [entry[0] for entry in store.list_do_not_call()] == [PHONE]
+    assert [r.phone for r in AdminStore(store.engine).dnc_rows()] == [PHONE]
 
 
 def test_an_unanswered_call_reschedules_every_survey_in_it(store: Store) -> None:

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, inspect
 
+from storage.admin import Actor, AdminStore
+from storage.bulk import do_not_call_among
 from storage.db import current_revision
 from storage.store import AttemptResult, NewSurvey, Store
 from tests.helpers import start_attempt
@@ -186,14 +188,15 @@ def test_a_second_closing_is_a_linked_round_and_unsatisfied_again_is_marked(stor
 
 
 def test_do_not_call_list_and_flags(store: Store) -> None:
-    assert not store.is_do_not_call("+375291234567")
-    assert store.add_do_not_call("+375291234567", "citizen", NOW)
-    assert not store.add_do_not_call("+375291234567", "operator", NOW)
-    assert store.is_do_not_call("+375291234567")
-    assert [r[:2] for r in store.list_do_not_call()] == [("+375291234567", "citizen")]
-    assert store.remove_do_not_call("+375291234567") and not store.remove_do_not_call(
-        "+375291234567"
-    )
+    phone = "+375291234567"
+    assert do_not_call_among(store, [phone]) == set()
+    assert store.add_do_not_call(phone, "citizen", NOW)
+    assert not store.add_do_not_call(phone, "operator", NOW)
+    assert do_not_call_among(store, [phone, None, "+375291234568"]) == {phone}
+    admin = AdminStore(store.engine)
+    assert [(r.phone, r.source) for r in admin.dnc_rows()] == [(phone, "citizen")]
+    assert admin.dnc_remove(Actor("test"), phone, NOW)
+    assert not admin.dnc_remove(Actor("test"), phone, NOW)
     assert store.get_flag("paused") is None
     store.set_flag("paused", "1", NOW)
     store.set_flag("paused", "0", NOW)

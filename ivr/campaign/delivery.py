@@ -94,10 +94,6 @@ class DeliveryStats:
     comments_dead: int = 0
     comments_blocked: bool = False
 
-    @property
-    def auth_failed(self) -> bool:
-        return self.alarm
-
 
 def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
     return timedelta(seconds=backoff_s(tries, BACKOFF_BASE_S, BACKOFF_CAP_S, rng, retry_after))
@@ -271,21 +267,6 @@ def _comment_rejected(
     store.set_flag(COMMENTS_BLOCKED_FLAG, "404", now)
     stats.comments_blocked = True
     return _Step.STOP
-
-
-def requeue_dead_letters(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
-    """Dead letters to send again (all when ``ids`` is empty); an id that is not a dead
-    letter's request or survey id is an error and nothing is re-queued."""
-    dead = dead_letters(store)
-    known = {letter.portal_request_id for letter in dead} | {letter.survey_id for letter in dead}
-    comments = store.comments(DeliveryState.DEAD)
-    known |= {c.portal_request_id for c in comments} | {c.survey_id for c in comments}
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ValueError(f"not a dead letter: {', '.join(unknown)} (see `ivr-rating report`)")
-    ratings = store.requeue_dead(now, ids)
-    comment_ids = store.requeue_dead_comments(now, ids)
-    return ratings + [f"{rid} (comment)" for rid in comment_ids]
 
 
 def format_outbox(store: Store, local_date: date | None = None) -> str:

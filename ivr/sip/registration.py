@@ -179,11 +179,6 @@ class Registration:
     def registered(self) -> bool:
         return self.state in (RegState.REGISTERED, RegState.REFRESHING)
 
-    @property
-    def failed_at_start(self) -> bool:
-        """The first registration did not succeed (refused or unanswered)."""
-        return self.state is RegState.LOST and self.granted_s == 0
-
     def next_wake(self) -> float | None:
         """The earliest time ``tick`` has something to do."""
         if self._tx is not None:
