@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import time
@@ -13,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ivr.core import exports
 from ivr.sip.api import SipSettings
 from lab.sip_peers import find_free_udp_port
 from storage import claims
@@ -130,3 +133,17 @@ def start_attempt(
         survey = s.get(Survey, survey_id, with_for_update=True)
         assert survey is not None, survey_id
         return claims.start_attempt(s, survey, node, now + timedelta(seconds=lease_s), now)
+
+
+def read_csv(data: bytes) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """(filters, header and rows) of a file ``ivr.core.exports.write_csv`` made."""
+    text = data.decode("utf-8-sig")
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=exports.SEPARATOR))
+    filters: list[tuple[str, str]] = []
+    start = 0
+    while start < len(lines) and lines[start][:1] == [exports.FILTER_MARK]:
+        filters.append((lines[start][1], lines[start][2]))
+        start += 1
+    if filters:
+        start += 1  # the empty row
+    return filters, lines[start:]

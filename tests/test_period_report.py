@@ -9,12 +9,11 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from ivr.core.exports import read_csv
 from ivr.entry.cli import main
 from storage.db import make_engine
 from storage.models import Survey
 from storage.store import AttemptResult, Store
-from tests.helpers import start_attempt
+from tests.helpers import read_csv, start_attempt
 
 NOW = datetime(2026, 3, 5, 7, 0, tzinfo=UTC)
 
