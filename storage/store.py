@@ -21,7 +21,6 @@ from storage.claims import ClaimsMixin
 from storage.comments import CommentsMixin
 from storage.control import ControlMixin, DoNotCallAdded
 from storage.models import (
-    CallAttempt,
     Delivery,
     ImportRun,
     RejectedItem,
@@ -207,13 +206,3 @@ class Store(ClaimsMixin, OutcomesMixin, OutboxMixin, CommentsMixin, ControlMixin
             if local_date is not None:
                 q = q.where(RejectedItem.local_date == local_date)
             return [(pid, reason) for pid, reason in s.execute(q)]
-
-    def attempts_of(self, survey_portal_id: str) -> list[CallAttempt]:
-        with self._tx() as s:
-            q = (
-                select(CallAttempt)
-                .join(Survey, Survey.id == CallAttempt.survey_id)
-                .where(Survey.portal_request_id == survey_portal_id)
-                .order_by(CallAttempt.id)
-            )
-            return list(s.scalars(q))

@@ -14,6 +14,7 @@ from ivr.campaign.heartbeat import NodeProbe
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.config import Config, parse_config
 from ivr.sip.api import EndedBy, LineState, RegistrationStatus
+from lab.readback import attempts_of
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.helpers import config_data
@@ -69,7 +70,7 @@ class RecordingPhone(FakePhone):
 
     def dial(self, number: str) -> FakeCall:
         pid = f"R{int(number[-1])}"
-        attempts = self.store.attempts_of(pid)
+        attempts = attempts_of(self.store, pid)
         self.seen_dialing.append(bool(attempts) and attempts[-1].disposition == "dialing")
         return super().dial(number)
 
@@ -203,7 +204,7 @@ def test_answered_call_stores_key_and_delivery(store: Store) -> None:
     assert (row.outcome, row.digit, row.attempts) == ("unsatisfied", "2", 1)
     (pending,) = store.pending_deliveries(clock.now(), 10)
     assert pending.payload["return_for_rework"] is True
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert (attempt.disposition, attempt.keys, attempt.prompt_version) == (
         "answered",
         "2",
@@ -280,7 +281,7 @@ def test_no_call_and_no_attempt_while_unregistered(store: Store, state: str, dia
     with Dialer(store, phone, FakePrompts(), cfg(), FakeClock(INSIDE)) as dialer:
         assert dialer.start_due(INSIDE) == dialled
     assert len(phone.dialled) == dialled
-    assert sum(len(store.attempts_of(f"R{i}")) for i in range(2)) == dialled
+    assert sum(len(attempts_of(store, f"R{i}")) for i in range(2)) == dialled
     # What status and the console show of it: the node's heartbeat.
     shown = NodeProbe(dialer.node, FakeClock(INSIDE), phone).registration()
     assert shown == {"lost": "failed", "registered": "registered"}.get(state, "unregistered")
@@ -303,4 +304,4 @@ def test_night_stops_with_registration_failed_once_the_loss_outlasts_the_limit(
     phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 301.0)
     with pytest.raises(RegistrationFailed, match="lost for 301 s.*403 Forbidden"):
         night._dial(date(2026, 11, 26))
-    assert phone.dialled == [] and store.attempts_of("R0") == []
+    assert phone.dialled == [] and attempts_of(store, "R0") == []

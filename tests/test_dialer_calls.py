@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from ivr.campaign.dialer import Dialer
 from ivr.sip.api import KeySource
+from lab.readback import attempts_of
 from storage.admin import AdminStore
 from storage.store import DueSurvey, NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
@@ -49,7 +50,7 @@ def test_one_call_asks_every_request_and_stores_each_answer(store: Store) -> Non
     assert (rows["R0"].outcome, rows["R0"].digit) == ("unsatisfied", "2")
     assert (rows["R1"].outcome, rows["R1"].digit) == ("satisfied", "1")
     for s in surveys:
-        (attempt,) = store.attempts_of(s.portal_request_id)
+        (attempt,) = attempts_of(store, s.portal_request_id)
         assert (attempt.disposition, attempt.keys, attempt.key_sources) == ("answered", "21", "ii")
 
 
@@ -72,5 +73,5 @@ def test_an_unanswered_call_reschedules_every_survey_in_it(store: Store) -> None
     due_again = store.due_surveys(INSIDE + timedelta(hours=2), 10)
     assert sorted(s.id for s in due_again) == sorted(s.id for s in surveys)
     for s in surveys:
-        (attempt,) = store.attempts_of(s.portal_request_id)
+        (attempt,) = attempts_of(store, s.portal_request_id)
         assert (attempt.sip_status, attempt.disposition) == (486, "busy")

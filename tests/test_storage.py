@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, inspect
 
+from lab.readback import attempts_of
 from storage.admin import Actor, AdminStore
 from storage.bulk import do_not_call_among
 from storage.db import current_revision
@@ -87,7 +88,7 @@ def test_attempt_then_outcome_fills_the_outbox(store: Store) -> None:
         "comment_expected": False,
         "callback_requested": False,
     }
-    (a,) = store.attempts_of("REQ-1")
+    (a,) = attempts_of(store, "REQ-1")
     assert (a.sip_status, a.keys, a.disposition, a.duration_s) == (200, "2", "answered", 20.0)
 
 
@@ -130,7 +131,7 @@ def test_crash_recovery_closes_dialing_attempts(store: Store) -> None:
     assert store.due_surveys(NOW, 10) == []
     (again,) = store.due_surveys(later, 10)
     assert again.attempts == 1
-    (a,) = store.attempts_of("REQ-1")
+    (a,) = attempts_of(store, "REQ-1")
     assert a.disposition == "interrupted"
 
 
