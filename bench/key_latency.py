@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call  # noqa: E402
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo  # noqa: E402
+from ivr.core.call_events import RecordOutcome  # noqa: E402
+from ivr.core.call_script import FlowSettings, RequestInfo  # noqa: E402
 from ivr.core.clock import SYSTEM_CLOCK  # noqa: E402
 from ivr.sip.api import SipSettings  # noqa: E402
 from ivr.sip.pyvoip_adapter import PyVoipPhone  # noqa: E402

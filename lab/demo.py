@@ -22,8 +22,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ivr.core.comment_audio import wav_duration_s
 from lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
+from lab.portal_emulator import wav_duration_s
 
 
 def main(argv: list[str] | None = None) -> int:

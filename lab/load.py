@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.sip.api import EndedBy, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipPhone

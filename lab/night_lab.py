@@ -363,7 +363,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def opening_seconds(lab: NightLab) -> dict[str, float]:
     """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
-    from ivr.core.callflow import FlowSettings, RequestInfo, opening_parts
+    from ivr.core.call_script import FlowSettings, RequestInfo, opening_parts
     from ivr.core.config import load_config
     from ivr.entry.app import make_prompts
 

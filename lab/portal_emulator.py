@@ -41,12 +41,14 @@ import argparse
 import base64
 import bisect
 import hashlib
+import io
 import json
 import logging
 import signal
 import socket
 import sys
 import threading
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,10 +151,27 @@ def _rating_problem(body: object, key: str) -> str | None:
 MAX_COMMENT_S = 120.0
 
 
+def wav_format_problem(wav: bytes) -> str | None:
+    """Why ``wav`` is not a mono 8 kHz 16-bit PCM WAV, or None."""
+    try:
+        with wave.open(io.BytesIO(wav), "rb") as w:
+            if (w.getnchannels(), w.getframerate(), w.getsampwidth()) != (1, 8000, 2):
+                return (
+                    f"expected mono 8000 Hz 16-bit, got {w.getnchannels()} channel(s) "
+                    f"{w.getframerate()} Hz {8 * w.getsampwidth()}-bit"
+                )
+    except (wave.Error, EOFError) as exc:
+        return f"not a WAV file: {exc}"
+    return None
+
+
+def wav_duration_s(wav: bytes) -> float:
+    with wave.open(io.BytesIO(wav), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
 def _comment_problem(wav: bytes, headers: dict[str, str]) -> tuple[int, str] | None:
     """Why a comment upload is refused (status, message), or None."""
-    from ivr.core.comment_audio import wav_duration_s, wav_format_problem
-
     if headers.get("content-type", "").split(";")[0].strip().lower() != "audio/wav":
         return 415, "Content-Type must be audio/wav"
     if len(wav) > 44 + int(MAX_COMMENT_S * 16000):

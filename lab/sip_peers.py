@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sip_messages as sm
 
 HERE = Path(__file__).resolve().parent
 KAMAILIO_CFG = HERE / "kamailio.cfg"
@@ -189,8 +189,8 @@ def register_at(kamailio_port: int, number: str, contact_port: int, expires: int
             challenge = response.header("www-authenticate")
             if response.status != 401 or challenge is None:
                 break
-            value = sm.authorization_value(
-                sm.parse_challenge(challenge),
+            value = digest.authorization_value(
+                digest.parse_challenge(challenge),
                 username=number,
                 password=PASSWORD,
                 method="REGISTER",

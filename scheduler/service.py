@@ -40,7 +40,23 @@ def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
     tz = config.tz
     # Enough threads for the long-running dial loop plus the periodic jobs.
     sched = BackgroundScheduler(timezone=tz, executors={"default": ThreadPoolExecutor(8)})
-    at = config.schedule.import_at
+    _add_import_jobs(sched, campaign)
+    # The dial loop runs for the service's whole life (woken when a channel frees).
+    sched.add_job(
+        dial_loop,
+        args=(campaign, clock, stop),
+        id="dial",
+        name="dial loop",
+        max_instances=1,
+        misfire_grace_time=None,
+    )
+    _add_periodic_jobs(sched, campaign)
+    return sched
+
+
+def _add_import_jobs(sched: BackgroundScheduler, campaign: Campaign) -> None:
+    """The nightly import, and the catch-up and retry of incomplete days."""
+    clock, tz, at = campaign.clock, campaign.config.tz, campaign.config.schedule.import_at
     sched.add_job(
         lambda: import_job(campaign, clock.now()),
         CronTrigger(hour=at.hour, minute=at.minute, timezone=tz),
@@ -62,15 +78,11 @@ def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
         misfire_grace_time=IMPORT_RETRY_EVERY_S,
         next_run_time=clock.now(),
     )
-    # The dial loop runs for the service's whole life (woken when a channel frees).
-    sched.add_job(
-        dial_loop,
-        args=(campaign, clock, stop),
-        id="dial",
-        name="dial loop",
-        max_instances=1,
-        misfire_grace_time=None,
-    )
+
+
+def _add_periodic_jobs(sched: BackgroundScheduler, campaign: Campaign) -> None:
+    """Delivery, expiry (and recovery of dead nodes' claims), retention."""
+    clock, tz = campaign.clock, campaign.config.tz
     sched.add_job(
         lambda: delivery_job(campaign, clock.now()),
         IntervalTrigger(seconds=5, timezone=tz),
@@ -98,7 +110,6 @@ def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
         max_instances=1,
         misfire_grace_time=IMPORT_MISFIRE_GRACE_S,
     )
-    return sched
 
 
 def run_service(campaign: Campaign, reload_config: Callable[[], Config] | None = None) -> int:

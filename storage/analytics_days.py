@@ -48,15 +48,13 @@ from storage.analytics import (
     figures,
     periods,
 )
-from storage.models import (
+from storage.analytics_tables import (
     AnalyticsDay,
     AnalyticsDayCount,
     AnalyticsMonth,
     AnalyticsMonthCount,
-    ControlReview,
-    Survey,
-    SurveyStatus,
 )
+from storage.models import ControlReview, Survey, SurveyStatus
 
 SETTLE_DAYS = 7
 Tally = dict[str | None, Counter[str]]

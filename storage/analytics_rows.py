@@ -3,11 +3,9 @@ iterator that streams them (a server-side cursor on PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, select
+from sqlalchemy import ColumnElement, and_, select
 
 from storage.analytics import AnySelect, Filters, GroupBy, _bucket, _group_column, _is, _where
 from storage.models import CallAttempt, Survey
@@ -112,12 +110,3 @@ def _period_bounds(key: str, by: GroupBy) -> tuple[date, date]:
         return first, following - timedelta(days=1)
     day = date.fromisoformat(key)
     return day, day
-
-
-def iter_rows(engine: Engine, q: AnySelect, chunk: int = 2000) -> Iterator[dict[str, Any]]:
-    """The rows of ``q`` as dicts, fetched in chunks (a server-side cursor on PostgreSQL):
-    an export of any size is streamed, never held in memory."""
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
-        for row in result.mappings():
-            yield dict(row)

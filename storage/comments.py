@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from storage import queue
 from storage.base import StoreBase
@@ -148,28 +148,6 @@ class CommentsMixin(StoreBase):
             c = s.get(Comment, survey_id)
             assert c is not None
             queue.record_try(c, state, http_status, error, when)
-
-    def requeue_dead_comments(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
-        """Dead comments to send again (all when ``ids`` is empty; request or survey ids), and
-        the comment path is trusted again. Returns the request ids re-queued."""
-        with self._tx() as s:
-            q = select(Comment).where(
-                Comment.state == DeliveryState.DEAD, Comment.path.is_not(None)
-            )
-            if ids:
-                q = q.where(or_(Comment.portal_request_id.in_(ids), Comment.survey_id.in_(ids)))
-            rows = list(s.scalars(q))
-            queue.requeue(rows, now)
-        self.clear_comments_blocked()
-        return [c.portal_request_id for c in rows]
-
-    def clear_comments_blocked(self) -> None:
-        with self._tx() as s:
-            from storage.models import ServiceFlag
-
-            row = s.get(ServiceFlag, COMMENTS_BLOCKED_FLAG)
-            if row is not None:
-                s.delete(row)
 
     def comment_counts(self) -> dict[str, int]:
         counts = {DeliveryState.PENDING: 0, DeliveryState.DELIVERED: 0, DeliveryState.DEAD: 0}

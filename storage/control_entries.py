@@ -13,7 +13,8 @@ from ivr.core.untrusted import operator_text
 from storage.analytics import AnySelect, Filters, _category_key, _where
 from storage.analytics_days import _date_of, _month_of
 from storage.analytics_rows import _key_path
-from storage.models import AnalyticsDayCount, AnalyticsMonthCount, ControlReview, Survey
+from storage.analytics_tables import AnalyticsDayCount, AnalyticsMonthCount
+from storage.models import ControlReview, Survey
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from sqlalchemy import Engine, case, func, select
 from storage.admin import Actor, AdminStore, audit
 from storage.analytics import UNKNOWN, AnySelect, Filters, _where
 from storage.analytics_days import Counts, _date_of, _in_ranges, counted_parts, counts_where
+from storage.analytics_tables import AnalyticsDayCount, AnalyticsMonthCount
 from storage.control_entries import Mark, control_page_ids, control_query, mark_reviewed_in
-from storage.models import AnalyticsDayCount, AnalyticsMonthCount, Comment, ControlReview, Survey
+from storage.models import Comment, ControlReview, Survey
 
 NOTE_MAX = 500
 SUMMARY_WORK_MEM = "64MB"  # PostgreSQL, for the summary's grouping (in this transaction only)

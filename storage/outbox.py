@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from storage import queue
 from storage.base import StoreBase
@@ -64,19 +63,6 @@ class OutboxMixin(StoreBase):
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in s.scalars(q)
             ]
-
-    def requeue_dead(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
-        """Send dead letters again (the operator fixed what the portal refused): each becomes
-        pending, due ``now``, keeping its last answer until the next try. ``ids`` are portal
-        request ids or survey ids; none means every dead letter. Returns the request ids
-        re-queued."""
-        with self._tx() as s:
-            q = select(Delivery).where(Delivery.state == DeliveryState.DEAD)
-            if ids:
-                q = q.where(or_(Delivery.portal_request_id.in_(ids), Delivery.survey_id.in_(ids)))
-            rows = list(s.scalars(q))
-            queue.requeue(rows, now)
-            return [d.portal_request_id for d in rows]
 
     def delivery_counts(self) -> dict[str, int]:
         with self._tx() as s:

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
+from ivr.core import exports
 from ivr.sip.api import SipSettings
 from lab.sip_peers import find_free_udp_port
+from storage import claims
+from storage.models import Survey
+from storage.store import Store
 
 
 def config_data(**sections: Any) -> dict[str, Any]:
@@ -113,3 +120,30 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(poll)
+
+
+def start_attempt(
+    store: Store, survey_id: str, now: datetime, node: str = "test", lease_s: float = 600.0
+) -> int:
+    """Seed data: the survey the test chose, claimed by ``node`` and its attempt started
+    (``dialing``) as ``Store.claim_due`` starts every attempt. Returns the attempt id."""
+    from sqlalchemy.orm import Session
+
+    with Session(store.engine) as s, s.begin():
+        survey = s.get(Survey, survey_id, with_for_update=True)
+        assert survey is not None, survey_id
+        return claims.start_attempt(s, survey, node, now + timedelta(seconds=lease_s), now)
+
+
+def read_csv(data: bytes) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """(filters, header and rows) of a file ``ivr.core.exports.write_csv`` made."""
+    text = data.decode("utf-8-sig")
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=exports.SEPARATOR))
+    filters: list[tuple[str, str]] = []
+    start = 0
+    while start < len(lines) and lines[start][:1] == [exports.FILTER_MARK]:
+        filters.append((lines[start][1], lines[start][2]))
+        start += 1
+    if filters:
+        start += 1  # the empty row
+    return filters, lines[start:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, insert, select
 
 from ivr.campaign.importer import ImportSummary, store_items
 from storage.analytics import UNKNOWN, Filters, figures, periods, ranking, wilson
-from storage.analytics_rows import iter_rows, rows_query
+from storage.analytics_rows import rows_query
 from storage.control_entries import (
     Mark,
     control_counts,
@@ -20,6 +21,7 @@ from storage.control_entries import (
 )
 from storage.models import ControlReview, Survey
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 11, 10, 7, 0, tzinfo=UTC)
 WEEK = Filters(date(2026, 11, 1), date(2026, 11, 7))  # Sunday 1 .. Saturday 7
@@ -111,7 +113,7 @@ def survey(
 
 
 def attempt(store: Store, sid: str, disposition: str, sources: str | None = None) -> None:
-    aid = store.start_attempt(sid, NOW)
+    aid = start_attempt(store, sid, NOW)
     answered = NOW if disposition == "answered" else None
     store.finish_attempt(
         aid,
@@ -158,6 +160,12 @@ def week(store: Store) -> dict[str, str]:
     out = survey(store, "R10", 8, A, "Лифт")
     answer(store, out, "unsatisfied", "2")
     return ids
+
+
+def rows_of(engine: Engine, q: Any) -> list[dict[str, Any]]:
+    """The rows behind a figure (``rows_query``) as dicts."""
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(q).mappings()]
 
 
 def by_key(engine: Engine, by: str, filters: Filters = WEEK) -> dict[str | None, dict[str, object]]:
@@ -249,14 +257,14 @@ def test_ranking_needs_a_minimum_count(store: Store, week: dict[str, str]) -> No
 
 def test_drill_down_gives_the_rows_behind_a_figure(store: Store, week: dict[str, str]) -> None:
     figure = {f.key: f for f in figures(store.engine, WEEK, "executor")}["EX-A"]
-    rows = list(iter_rows(store.engine, rows_query(WEEK, "executor", "EX-A", "answered")))
+    rows = list(rows_of(store.engine, rows_query(WEEK, "executor", "EX-A", "answered")))
     assert len(rows) == figure.answered == 4
     assert {r["survey_id"] for r in rows} == {week["s1"], week["s2"], week["s3"], week["s11"]}
-    busy = list(iter_rows(store.engine, rows_query(WEEK, "day", "2026-11-03", "not_reached")))
+    busy = list(rows_of(store.engine, rows_query(WEEK, "day", "2026-11-03", "not_reached")))
     assert [r["survey_id"] for r in busy] == [week["s4"]]
-    unknown = list(iter_rows(store.engine, rows_query(WEEK, "executor", UNKNOWN)))
+    unknown = list(rows_of(store.engine, rows_query(WEEK, "executor", UNKNOWN)))
     assert [r["survey_id"] for r in unknown] == [week["s9"]]
-    w45 = list(iter_rows(store.engine, rows_query(WEEK, "week", "2026-W45", "rated")))
+    w45 = list(rows_of(store.engine, rows_query(WEEK, "week", "2026-W45", "rated")))
     assert len(w45) == 6
 
 
@@ -337,7 +345,7 @@ def test_local_day_boundaries_in_minsk(store: Store) -> None:
     assert (days["2026-11-02"]["surveys"], days["2026-11-03"]["surveys"]) == (1, 1)
     rows = {
         r["portal_request_id"]: r
-        for r in iter_rows(store.engine, rows_query(Filters(date(2026, 11, 2), date(2026, 11, 3))))
+        for r in rows_of(store.engine, rows_query(Filters(date(2026, 11, 2), date(2026, 11, 3))))
     }
     late = rows["R-late"]
     assert (late["executor_id"], late["executor_name"], late["category_name"]) == (

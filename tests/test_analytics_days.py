@@ -15,16 +15,15 @@ from sqlalchemy import func, select, update
 from storage.admin import Actor, AdminStore
 from storage.analytics import UNKNOWN, Filters, GroupBy, figures
 from storage.analytics_days import forget_days, quick_figures, roll_up, settle, total_of
-from storage.control_entries import control_counts, mark_reviewed
-from storage.control_list import ControlSummary, control_summary, review
-from storage.models import (
+from storage.analytics_tables import (
     AnalyticsDay,
     AnalyticsDayCount,
     AnalyticsMonth,
     AnalyticsMonthCount,
-    AuditEntry,
-    Survey,
 )
+from storage.control_entries import control_counts, mark_reviewed
+from storage.control_list import ControlSummary, control_summary, review
+from storage.models import AuditEntry, Survey
 from storage.store import Store
 from tests.test_analytics import WEEK, A, answer, survey, week  # noqa: F401 - the fixture
 

@@ -12,10 +12,10 @@ from sqlalchemy import func, select, text
 
 from storage.analytics import Filters
 from storage.analytics_days import settle
+from storage.analytics_tables import AnalyticsDayCount
 from storage.control_entries import control_counts, mark_reviewed_in
 from storage.control_list import control_summary
 from storage.db import make_engine, upgrade
-from storage.models import AnalyticsDayCount
 from storage.store import Store
 from tests.helpers import wait_until
 from tests.test_analytics import NOW, A, answer, survey

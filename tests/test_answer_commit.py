@@ -11,6 +11,7 @@ import pytest
 
 from ivr.campaign.dialer import Dialer, recover_after_restart
 from ivr.core.windows import local_day_bounds
+from lab.readback import attempts_of
 from storage.store import Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, add, cfg
@@ -32,7 +33,7 @@ class CheckingPrompts(FakePrompts):
     def render(self, lang: str, parts: Sequence[str]) -> bytes:
         self.renders += 1
         if self.renders == 1:
-            (attempt,) = self.store.attempts_of("R0")
+            (attempt,) = attempts_of(self.store, "R0")
             self.seen.append((attempt.disposition, attempt.answered_at is not None))
         if self.renders == self.crash_on:
             raise RuntimeError("a bug of ours in mid-call")
@@ -52,7 +53,7 @@ def test_the_answer_is_committed_before_the_greeting_plays(store: Store) -> None
     prompts = CheckingPrompts(store)
     dial(store, prompts, FakeCall(clock, keys_at=[(3.0, "1")]), clock)
     assert prompts.seen == [("dialing", True)]
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert attempt.disposition == "answered" and attempt.duration_s is not None
 
 
@@ -64,7 +65,7 @@ def test_a_call_that_crashes_after_the_answer_counts_and_is_not_redialled_today(
     fake = FakeCall(clock)
     dial(store, CheckingPrompts(store, crash_on=2), fake, clock)
     assert "hangup" in fake.log  # the line is not left up
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert attempt.disposition == "answered" and attempt.answered_at is not None
     later = INSIDE + timedelta(hours=3)  # past every retry step, still today
     assert store.claim_due(later, 10, "n", LEASE, answered_since=DAY_START) == []
@@ -88,7 +89,7 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
     store.mark_answered(call.attempt_ids, INSIDE + timedelta(seconds=4), "call-1")
     restart = INSIDE + timedelta(seconds=30)
     recover_after_restart(store, config, restart)
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert (attempt.disposition, attempt.sip_call_id) == ("interrupted", "call-1")
     assert attempt.answered_at == INSIDE + timedelta(seconds=4)
     # The night sleeps until then rather than polling a survey it may not dial today.

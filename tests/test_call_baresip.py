@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo, opening_parts
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo, opening_parts
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import KeySource

@@ -19,14 +19,13 @@ from ivr.console.app import Console, create_app
 from ivr.console.openapi import SPEC
 from ivr.console.security import hash_password
 from ivr.core.config import parse_config
-from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.analytics import figures, ranking
 from storage.analytics_rows import ROW_COLUMNS
 from storage.api_tokens import ApiTokens
 from storage.store import Store
 from tests.fakes import FakeClock
-from tests.helpers import config_data
+from tests.helpers import config_data, read_csv
 from tests.test_analytics import WEEK, week  # noqa: F401 - the fixture
 from tests.test_console_routes import client_as
 

@@ -15,11 +15,11 @@ from openpyxl import load_workbook
 from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
 
-from ivr.core.exports import read_csv
 from storage.analytics import Filters, figures
 from storage.analytics_rows import ROW_COLUMNS
 from storage.db import make_engine
 from storage.store import Store
+from tests.helpers import read_csv
 from tests.test_analytics import A, B, answer, attempt, survey
 from tests.test_console_browser import artifacts, browser, sign_in, site  # noqa: F401
 

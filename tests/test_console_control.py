@@ -22,7 +22,6 @@ from ivr.console.app import COOKIE, Console, create_app
 from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
 from ivr.core.config import parse_config
 from ivr.core.errors import ConfigError
-from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.control_list import clean_note
 from storage.db import make_engine, upgrade
@@ -30,7 +29,7 @@ from storage.models import Comment, ControlReview
 from storage.store import Store
 from tests.control_seed import PHONE, Seeded, seed
 from tests.fakes import FakeClock
-from tests.helpers import config_data
+from tests.helpers import config_data, read_csv
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 ROLES = ("viewer", "controller", "operator", "admin")

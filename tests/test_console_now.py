@@ -18,7 +18,7 @@ from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent, finish_in_windows,
 from ivr.core.config import parse_config
 from ivr.core.windows import CallCalendar
 from storage.store import NewSurvey, Store
-from tests.helpers import config_data
+from tests.helpers import config_data, start_attempt
 from tests.test_console_routes import NOW, client_as, console, template_db  # noqa: F401
 
 MINSK = ZoneInfo("Europe/Minsk")
@@ -68,7 +68,7 @@ def test_now_estimates_at_the_recent_pace_and_says_all_done(console: Console) ->
     ids = _surveys(store, 4)
     done_at = NOW - timedelta(minutes=5)
     for sid in ids[:2]:  # two finished in the last 15 minutes: 15 more for the other two
-        store.start_attempt(sid, done_at)
+        start_attempt(store, sid, done_at)
         store.record_outcome(sid, "satisfied", "1", None, done_at, done_at)
     pause = console.admin.pause_state()
     with console.engine.connect() as conn:
@@ -78,7 +78,7 @@ def test_now_estimates_at_the_recent_pace_and_says_all_done(console: Console) ->
     client, _ = client_as(console, "viewer")
     assert "пока неизвестно" not in client.get("/now/live").text
     for sid in ids[2:]:
-        store.start_attempt(sid, NOW)
+        start_attempt(store, sid, NOW)
         store.record_outcome(sid, "satisfied", "1", None, NOW, NOW)
     assert "всё сделано" not in client.get("/now/live").text  # the figures of a moment ago
     console.clock.t += NOW_STALE_S  # type: ignore[attr-defined]

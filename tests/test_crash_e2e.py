@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from ivr.core.config import load_config
 from ivr.core.windows import CallCalendar, can_start_call
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.readback import attempts_of
 from storage.db import make_engine
 from storage.models import Survey, SurveyStatus
 from storage.store import Store
@@ -96,7 +97,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         store = Store(make_engine(config.database))
         for item in lab.items:
             if ratings[item["id"]]["reason"] == "survey_expired":  # waited for tomorrow
-                attempts = store.attempts_of(item["id"])
+                attempts = attempts_of(store, item["id"])
                 assert any(
                     a.disposition == "interrupted" and a.answered_at is not None for a in attempts
                 ), (item["id"], attempts)
@@ -107,7 +108,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         max_call = timedelta(seconds=config.dialing.max_call_s)
         interrupted = 0
         for item in lab.items:
-            attempts = store.attempts_of(item["id"])
+            attempts = attempts_of(store, item["id"])
             assert len(attempts) <= 3 + sum(a.disposition == "failed" for a in attempts)
             interrupted += sum(a.disposition == "interrupted" for a in attempts)
             starts = sorted(a.started_at for a in attempts)

@@ -20,7 +20,7 @@ import pytest
 
 from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.core.errors import RegistrationFailed
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sdp, sip_messages as sm
 from ivr.sip.api import EndedBy, LineState, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
 from lab.sip_peers import (
@@ -436,10 +436,10 @@ def test_401_with_qop_then_second_challenge_ends_call(
     assert second.call_id == first.call_id and second.tag("from") == first.tag("from")
     assert second.cseq[0] == first.cseq[0] + 1
     assert second.all("via") != first.all("via")  # new branch
-    auth = sm.parse_challenge(second.header("authorization") or "")
+    auth = digest.parse_challenge(second.header("authorization") or "")
     ruri = second.start_line.split()[1]
     assert auth["uri"] == ruri
-    assert auth["response"] == sm.digest_response(
+    assert auth["response"] == digest.digest_response(
         username="dialer", password="secret", realm="lab", nonce="n1", method="INVITE",
         uri=ruri, qop="auth", nc=auth["nc"], cnonce=auth["cnonce"],
     )  # fmt: skip
@@ -572,7 +572,7 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
     peer, phone = scripted
     call = phone.dial("375291000206")
     invite = peer.expect("INVITE")
-    offer = sm.parse_sdp_audio(invite.body)
+    offer = sdp.parse_sdp_audio(invite.body)
     assert offer is not None and offer.payloads == {0: "pcmu", 8: "pcma", 101: "telephone-event"}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
         rtp.bind(("127.0.0.1", 0))
@@ -610,7 +610,7 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
 
         answer = reinvite(0, "PCMU")  # the trunk moves to mu-law
         assert answer.status == 200
-        audio = sm.parse_sdp_audio(answer.body)
+        audio = sdp.parse_sdp_audio(answer.body)
         assert audio is not None and audio.payloads == {0: "pcmu", 101: "telephone-event"}
         assert call.codec == "PCMU"
         heard(0, ulaw_decode)

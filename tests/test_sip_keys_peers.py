@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState

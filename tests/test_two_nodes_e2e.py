@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.readback import attempts_of
 from lab.sip_peers import find_free_udp_port
 from storage.db import make_engine
 from storage.store import Store
@@ -65,7 +66,7 @@ def test_two_nodes_split_the_work(tmp_path: Path, pg_schema_url: str) -> None:
         store = Store(make_engine(pg_schema_url))
         by_node: Counter[str | None] = Counter()
         for item in lab.items:
-            attempts = store.attempts_of(item["id"])
+            attempts = attempts_of(store, item["id"])
             assert len(attempts) == 1, f"{item['id']} dialled {len(attempts)} times"
             by_node[attempts[0].node] += 1
         store.engine.dispose()

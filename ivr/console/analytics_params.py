@@ -10,7 +10,7 @@ grouping), ``min`` (least count a group needs to be ranked), ``measure``, ``key`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, cast, get_args
 from urllib.parse import urlencode
@@ -63,9 +63,6 @@ class Params:
             if value is not None:
                 out.append((name, str(value)))
         return out
-
-    def with_filters(self, **changes: Any) -> Params:
-        return replace(self, filters=replace(self.filters, **changes))
 
 
 def _day(raw: str | None, name: str, default: date) -> date:

@@ -310,11 +310,11 @@ async def audit_page(ctx: Ctx) -> Response:
 
 # ---- for administrators' monitoring (no phone number, no request id) ------------------------
 async def metrics(ctx: Ctx) -> Response:
-    from ivr.campaign import metrics as m
+    from ivr.campaign import gauges, metrics as m
 
     console = ctx.console
     if console.registry is None:
-        console.registry = m.console_registry(console.engine, console.clock,
+        console.registry = gauges.console_registry(console.engine, console.clock,
                                               console.file_config.tz)  # fmt: skip
     body, content_type = m.exposition(console.registry)
     return Response(body, media_type=content_type)

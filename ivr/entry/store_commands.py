@@ -35,7 +35,7 @@ def report(store: Store, args: argparse.Namespace, config: Config) -> int:
 def purge(store: Store, args: argparse.Namespace, config: Config) -> int:
     from ivr.campaign.retention import purge
 
-    erased = purge(store, args.before, config.tz)
+    erased = purge(store, args.before, config.tz, SYSTEM_CLOCK.now())
     print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
     return EXIT_OK
 
