@@ -84,9 +84,12 @@ def store(engine: Engine) -> Store:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the PostgreSQL server is marked ``postgres`` (so that
-    ``-m "not peers and not postgres"`` runs with nothing but the virtualenv): the ``postgresql``
-    case of ``db_url`` is marked where it is declared, a test using ``pg_schema_url`` here."""
+    """``-m "not peers and not postgres"`` runs with nothing but the virtualenv. A test that
+    needs the PostgreSQL server is marked ``postgres``: the ``postgresql`` case of ``db_url``
+    where it is declared, a test using ``pg_schema_url`` here. A test marked ``tools`` (espeak-ng,
+    ffmpeg) is also ``peers``: like the SIP peers, a program the virtualenv does not hold."""
     for item in items:
         if "pg_schema_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if item.get_closest_marker("tools") is not None:
+            item.add_marker(pytest.mark.peers)

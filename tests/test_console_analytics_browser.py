@@ -11,6 +11,7 @@ import re
 from datetime import date
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
@@ -22,6 +23,8 @@ from storage.store import Store
 from tests.helpers import read_csv
 from tests.test_analytics import A, B, answer, attempt, survey
 from tests.test_console_browser import artifacts, browser, sign_in, site  # noqa: F401
+
+pytestmark = pytest.mark.tools  # chromium
 
 WEEK = Filters(date(2026, 11, 1), date(2026, 11, 7))
 QUERY = "from=2026-11-01&to=2026-11-07&by=executor&min=1"

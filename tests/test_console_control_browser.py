@@ -29,6 +29,7 @@ from tests.helpers import config_data, read_csv
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS, csrf_of, wait_until
 
 expect.set_options(timeout=30_000)
+pytestmark = pytest.mark.tools  # chromium
 USERS = {"kira": ("controller", "controller-pass-1"), "vera": ("viewer", "viewer-pass-1")}
 
 

@@ -15,8 +15,8 @@ def registered_markers() -> list[str]:
     return [line.split(":", 1)[0].strip() for line in lines]
 
 
-def test_the_two_selection_markers_are_registered() -> None:
-    assert {"peers", "postgres"} <= set(registered_markers())
+def test_the_selection_markers_are_registered() -> None:
+    assert {"peers", "postgres", "tools"} <= set(registered_markers())
 
 
 def test_every_registered_marker_is_used() -> None:
