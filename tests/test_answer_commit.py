@@ -14,6 +14,7 @@ from ivr.core.windows import local_day_bounds
 from lab.readback import attempts_of
 from storage.store import Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
+from tests.helpers import wait_until
 from tests.test_dialer import INSIDE, add, cfg
 
 LEASE = timedelta(minutes=3)
@@ -108,7 +109,6 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     """The restarted night has nothing to dial before tomorrow's window: SIGTERM (what
     ``request_stop`` is called from) ends its wait at once, not after up to 30 s."""
     import threading
-    import time
 
     from ivr.campaign.campaign import Campaign
     from ivr.campaign.night import Night
@@ -121,12 +121,18 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     night = Night(Campaign(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
                   FakePrompts(), clock))  # fmt: skip
     day = INSIDE.astimezone(cfg().tz).date()
+    dialer = night.campaign.dialer
+    idle_waits: list[float] = []
+    real_wait = dialer.wait
+
+    def wait(seconds: float) -> None:  # observed: the loop's wait for the next window
+        idle_waits.append(seconds)
+        real_wait(seconds)
+
+    dialer.wait = wait  # type: ignore[method-assign]
     runner = threading.Thread(target=night.finish, args=(day, night.prepare(day), 1.0))
     runner.start()
-    deadline = time.monotonic() + 30
-    while night.campaign.dialer.last_round is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # let it enter its wait for the next window
+    wait_until(lambda: any(s > 1.0 for s in idle_waits), 30, "the night to wait for tomorrow")
     night.request_stop()
     runner.join(timeout=10)
     assert not runner.is_alive(), "the night kept waiting after SIGTERM"

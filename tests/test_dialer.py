@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from ivr.sip.api import EndedBy, LineState, RegistrationStatus
 from lab.readback import attempts_of
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data
+from tests.helpers import config_data, wait_until
 
 # Thursday 2026-11-26 10:00 in Minsk (07:00 UTC) is inside the default weekday window.
 INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -110,9 +109,7 @@ def held_cfg(**dialing: Any) -> Config:
 def release_held_calls(dialer: Dialer) -> None:
     """The held calls end (busy); returns once the dialer has seen every one end."""
     HeldCall.release.set()
-    deadline = time.monotonic() + 10
-    while dialer.active_calls() and time.monotonic() < deadline:
-        dialer.wait(0.1)
+    wait_until(lambda: dialer.active_calls() == 0, 10, "every held call to end")
 
 
 def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:

@@ -116,7 +116,8 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
         try:
             wait_until(lambda: [a.disposition for a in attempts()] == ["interrupted"], 60,
                        "the restarted night to close the killed attempt")  # fmt: skip
-            # Well past the retry delay (3 s) the restarted night still has not called again.
+            # The scenario: well past the retry delay (3 s) the restarted night still has not
+            # called again, checked throughout.
             settle = time.monotonic() + 8
             while time.monotonic() < settle:
                 assert invites_to(lab, SILENT) == 1 and len(attempts()) == 1

@@ -185,7 +185,7 @@ def test_rejected_call_is_acked_and_ended(
     assert call.final_reason is not None and call.final_reason.startswith(phrase)
     assert "Q.850" in call.final_reason
     # Proving a negative: an un-ACKed final is retransmitted by kamailio after 0.5 s, 1.5 s...
-    time.sleep(2.0)
+    time.sleep(2.0)  # the scenario: time for those retransmissions (none must come)
     received = [
         r.getMessage()
         for r in caplog.records
@@ -297,7 +297,8 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
         answered = time.monotonic()
         call.play(prompt)
         assert first_keys(call, 8, "DTMF '1' from baresip") == "1"
-        # baresip drops a call whose 2xx was never properly ACKed at 32 s (Timer H)
+        # baresip drops a call whose 2xx was never properly ACKed at 32 s (Timer H): the
+        # scenario is 36 s of call, answered throughout
         while time.monotonic() - answered < 36:
             assert call.state is LineState.ANSWERED, f"dropped after {time.monotonic() - answered}"
             time.sleep(0.2)
@@ -322,7 +323,9 @@ def test_an_alaw_only_line_hears_the_prompt(
         assert call.codec == "PCMA"
         call.play(prompt)
         assert first_keys(call, 8, "DTMF '2' from baresip") == "2"
-        time.sleep(len(prompt) / 8000 + 0.5)  # the whole prompt plays
+        # The scenario: the prompt plays out in real time before we hang up (a call reports no
+        # end of playback), so that baresip records all of it.
+        time.sleep(len(prompt) / 8000 + 0.5)
         call.hangup()
         wait_until(lambda: "closed" in citizen.log().lower(), 5, "baresip to see our BYE")
     assert heard_correlation(citizen, prompt) > 0.95

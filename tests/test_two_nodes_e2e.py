@@ -5,7 +5,6 @@ runs once, and the totals add up."""
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lab.readback import attempts_of
 from lab.sip_peers import find_free_udp_port
 from storage.db import make_engine
 from storage.store import Store
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -46,10 +46,12 @@ def test_two_nodes_split_the_work(tmp_path: Path, pg_schema_url: str) -> None:
         a = lab.popen("run")
         b = lab.popen("run", config=config_b)
         try:
-            deadline = time.monotonic() + 240
-            while len(lab.portal.ratings) < 30 and time.monotonic() < deadline:
+
+            def thirty_ratings() -> bool:
                 assert a.poll() is None and b.poll() is None, "a node died"
-                time.sleep(0.2)
+                return len(lab.portal.ratings) >= 30
+
+            wait_until(thirty_ratings, 240, "30 ratings from the two nodes", poll=0.2)
             assert len(lab.portal.ratings) == 30
         finally:
             for p in (a, b):
