@@ -258,7 +258,7 @@ class PortalEmulator:
         self._server = _Server((self._host, self._port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll
+            kwargs={"poll_interval": 0.01},  # stop() waits up to one poll
             name="portal-emulator",
             daemon=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import socket
@@ -31,6 +32,15 @@ def config_data(**sections: Any) -> dict[str, Any]:
         "sip": {"server": "127.0.0.1", "username": "d", "password": "p", "local_ip": "127.0.0.1"},
     }
     return {**data, **sections}
+
+
+@functools.cache
+def password_hash(password: str) -> str:
+    """The product's argon2 hash of ``password``, computed once per process: a tenth of a
+    second each, and the console tests seed the same users again and again."""
+    from ivr.console.security import hash_password
+
+    return hash_password(password)
 
 
 def examples(thorough: int) -> int:

@@ -17,7 +17,6 @@ from starlette.testclient import TestClient
 from ivr.campaign.period_report import COLUMNS, figure_row
 from ivr.console.app import Console, create_app
 from ivr.console.openapi import SPEC
-from ivr.console.security import hash_password
 from ivr.core.config import parse_config
 from storage.admin import Actor, AdminStore
 from storage.analytics import figures, ranking
@@ -25,7 +24,7 @@ from storage.analytics_rows import ROW_COLUMNS
 from storage.api_tokens import ApiTokens
 from storage.store import Store
 from tests.fakes import FakeClock
-from tests.helpers import config_data, read_csv
+from tests.helpers import config_data, password_hash, read_csv
 from tests.test_analytics import WEEK, week  # noqa: F401 - the fixture
 from tests.test_console_routes import client_as
 
@@ -38,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("week")
 def console(store: Store) -> Console:
     admin = AdminStore(store.engine)
     for role in ("viewer", "admin"):
-        admin.add_user(Actor("test"), role, role, hash_password(f"{role}-password"), NOW)
+        admin.add_user(Actor("test"), role, role, password_hash(f"{role}-password"), NOW)
     return Console(store.engine, parse_config(config_data()), FakeClock(NOW), "test-secret")
 
 

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from ivr.console import control as control_module
 from ivr.console.app import COOKIE, Console, create_app
-from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
+from ivr.console.security import Session, hash_fingerprint, new_token
 from ivr.core.config import parse_config
 from ivr.core.errors import ConfigError
 from storage.admin import Actor, AdminStore
@@ -29,7 +29,7 @@ from storage.models import Comment, ControlReview
 from storage.store import Store
 from tests.control_seed import PHONE, Seeded, seed
 from tests.fakes import FakeClock
-from tests.helpers import config_data, read_csv
+from tests.helpers import config_data, password_hash, read_csv
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 ROLES = ("viewer", "controller", "operator", "admin")
@@ -43,7 +43,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(engine)
     admin = AdminStore(engine)
     for role in ROLES:
-        admin.add_user(Actor("test"), role, role, hash_password(f"{role}-password"), NOW)
+        admin.add_user(Actor("test"), role, role, password_hash(f"{role}-password"), NOW)
     engine.dispose()
     return path
 
