@@ -27,3 +27,18 @@ def test_every_registered_marker_is_used() -> None:
     )
     unused = [name for name in registered_markers() if f"pytest.mark.{name}" not in sources]
     assert unused == []
+
+
+def test_every_browser_test_is_marked_tools() -> None:
+    """Chromium is a program the virtualenv does not hold: a module that drives it is ``tools``
+    (so also ``peers``, out of the fast selection)."""
+    unmarked = [
+        p.name
+        for p in sorted((ROOT / "tests").glob("test_*.py"))
+        if p.name != Path(__file__).name
+        and "playwright" in (text := p.read_text())
+        and not any(
+            line.startswith("pytestmark") and "mark.tools" in line for line in text.splitlines()
+        )
+    ]
+    assert unmarked == []
