@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from lab.pg import LOCAL_PG, temporary_schema
@@ -24,6 +25,15 @@ PG_URL = LOCAL_PG
 settings.register_profile("ci", deadline=None, max_examples=100, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@event.listens_for(Engine, "connect")
+def _no_fsync_on_throwaway_sqlite(dbapi_conn: object, _record: object) -> None:
+    """The tests' SQLite files are thrown away: no fsync at each commit (``synchronous=OFF``).
+    A test checks what the database holds, never that it outlives a power cut (a killed
+    process loses nothing either way); the product keeps SQLite's default."""
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
 
 
 @pytest.fixture
