@@ -125,11 +125,11 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     idle_waits: list[float] = []
     real_wait = dialer.wait
 
-    def wait(seconds: float) -> None:  # observed: the loop's wait for the next window
+    def observed_wait(seconds: float) -> None:  # the loop's wait for the next window
         idle_waits.append(seconds)
         real_wait(seconds)
 
-    dialer.wait = wait  # type: ignore[method-assign]
+    dialer.wait = observed_wait  # type: ignore[method-assign]
     runner = threading.Thread(target=night.finish, args=(day, night.prepare(day), 1.0))
     runner.start()
     wait_until(lambda: any(s > 1.0 for s in idle_waits), 30, "the night to wait for tomorrow")
