@@ -204,6 +204,13 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "prompts":
         return _prompts(args, config)
     store = open_store(config, read_only=_read_only(args))
+    try:
+        return _with_store(args, config, store)
+    finally:
+        store.engine.dispose()  # run in-process (tests, an embedding program): no pool left open
+
+
+def _with_store(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.command == "db":
         print("database schema is up to date")
         return EXIT_OK
