@@ -22,7 +22,8 @@ from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.sip.api import EndedBy, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipPhone
-from lab.sip_peers import SippCitizen, find_free_udp_port
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from prompts.library import PromptLibrary
 
 PROMPTS_ROOT = Path(__file__).resolve().parent.parent / "prompts"

@@ -18,7 +18,7 @@ import numpy as np
 
 from ivr.core import exports
 from ivr.sip.api import SipSettings
-from lab.sip_peers import find_free_udp_port
+from lab.peer_process import find_free_udp_port
 from storage import claims
 from storage.models import Survey
 from storage.store import Store

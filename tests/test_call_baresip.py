@@ -19,7 +19,9 @@ from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone
-from lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
+from lab.baresip_peer import BaresipCitizen
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
 from prompts.library import PromptLibrary, wav_to_u8
 from tests.helpers import best_match, lab_sip_settings, u8_signal
 

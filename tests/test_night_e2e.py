@@ -196,7 +196,7 @@ def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -
     # A config pointing at a port nobody listens on (no peers needed: the portal comes first).
     import yaml
 
-    from lab.sip_peers import find_free_udp_port
+    from lab.peer_process import find_free_udp_port
 
     cfg = {
         "database": f"sqlite:///{lab.database}",

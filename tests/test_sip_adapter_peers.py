@@ -23,12 +23,10 @@ from ivr.core.errors import RegistrationFailed
 from ivr.sip import digest, sdp, sip_messages as sm
 from ivr.sip.api import EndedBy, LineState, SipSettings
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
-from lab.sip_peers import (
-    BaresipCitizen,
-    Kamailio,
-    SippCitizen,
-    find_free_udp_port,
-)
+from lab.baresip_peer import BaresipCitizen
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from tests.helpers import lab_sip_settings, wait_until
 
 pytestmark = pytest.mark.peers

@@ -18,7 +18,9 @@ from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
-from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from prompts.library import PromptLibrary
 from tests.helpers import lab_sip_settings, wait_until
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.baresip_peer import BaresipCitizen
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day, opening_seconds
-from lab.sip_peers import BaresipCitizen
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.peer_process import find_free_udp_port
 from lab.readback import attempts_of
-from lab.sip_peers import find_free_udp_port
 from storage.db import make_engine
 from storage.store import Store
 from tests.helpers import wait_until
