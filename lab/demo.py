@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
-from lab.portal_emulator import wav_duration_s
+from lab.portal_contract import wav_duration_s
 
 
 def main(argv: list[str] | None = None) -> int:
