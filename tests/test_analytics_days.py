@@ -204,7 +204,7 @@ def test_rebuild_command_counts_a_corrected_day_again(
         figures(store.engine, WEEK, "executor")
     )
     backwards = ivr(*argv, "--to", "2026-10-01")
-    assert backwards.returncode == 2 and "--to is before --from" in backwards.stderr
+    assert backwards.returncode == 2 and "--from: after '--to'" in backwards.stderr
     with store.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(AuditEntry).where(
             AuditEntry.action == "analytics.rebuild")) == 1  # fmt: skip

@@ -19,7 +19,14 @@ from sqlalchemy import func, select
 from starlette.responses import Response, StreamingResponse
 
 from ivr.campaign.period_report import COLUMNS, figure_row
-from ivr.console.analytics_params import BadParam, Params, read_params, trend_grouping
+from ivr.console.analytics_params import (
+    BadParam,
+    Params,
+    choice,
+    read_params,
+    trend_grouping,
+    whole,
+)
 from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
@@ -28,6 +35,8 @@ from storage.analytics_days import quick_figures, roll_up, settle, settle_days_f
 from storage.analytics_rows import ROW_COLUMNS, rows_query
 
 PAGE_ROWS = 50
+MAX_PAGE = 10_000_000
+TABLES = ("figures", "ranking", "trend", "rows")
 RANKED = ("executor", "category", "district")
 OUTCOMES = ("satisfied", "unsatisfied", "no_rating", "not_reached", "not_called", "pending")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -60,8 +69,9 @@ def params_of(ctx: Ctx) -> Params:
     return read_params(ctx.request.query_params, ctx.now, ctx.console.file_config.tz)
 
 
-def _bad(ctx: Ctx, exc: BadParam) -> Response:
-    return render(ctx, "error.html", status=422, message=str(exc))
+def bad_request(ctx: Ctx, exc: BadParam) -> Response:
+    """The 400 page of a wrong parameter, naming it."""
+    return render(ctx, "error.html", status=400, message=str(exc))
 
 
 def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) -> dict[str, Any]:
@@ -104,7 +114,7 @@ async def analytics_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     groups = figures_of(ctx, p.filters, p.by)
     total = total_of(groups)
     trend_by = trend_grouping(p.filters)
@@ -153,9 +163,9 @@ def shown_row(row: dict[str, Any]) -> dict[str, Any]:
 async def rows_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
-        page = max(1, int(ctx.request.query_params.get("page") or 1))
-    except (BadParam, ValueError) as exc:
-        return _bad(ctx, exc if isinstance(exc, BadParam) else BadParam("page", "a number"))
+        page = whole(ctx.request.query_params.get("page"), "page", 1, MAX_PAGE)
+    except BadParam as exc:
+        return bad_request(ctx, exc)
     q = _rows_q(p)
     with ctx.console.engine.connect() as conn:
         count = int(conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)
@@ -199,13 +209,12 @@ def export_table(ctx: Ctx, p: Params, table: str) -> tuple[list[str], Iterator[l
 
 async def export(ctx: Ctx) -> Response:
     query = ctx.request.query_params
-    table, fmt = query.get("table", "figures"), query.get("format", "csv")
-    if table not in ("figures", "ranking", "trend", "rows") or fmt not in ("csv", "xlsx"):
-        return _bad(ctx, BadParam("table", "figures, ranking, trend or rows; format csv or xlsx"))
     try:
         p = params_of(ctx)
+        table = choice(query.get("table"), "table", TABLES, "figures")
+        fmt = choice(query.get("format"), "format", ("csv", "xlsx"), "csv")
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     described = [*p.described(), ("table", table)]
     if table == "ranking":
         described += [("measure", p.measure), ("min", str(p.min_count))]
@@ -240,7 +249,7 @@ async def report_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     f = p.filters
     groups = figures_of(ctx, f, "executor")
     total = total_of(groups)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime
+from datetime import datetime
 
 from ivr.campaign.operator import cli_actor
+from ivr.console.analytics_params import BadParam, arg_day, check_period
 from ivr.core.config import Config
 from storage.admin import AdminStore
 from storage.analytics_days import forget_days, roll_up, settle, settle_days_for
@@ -25,14 +26,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     rebuild = analytics_sub.add_parser(
         "rebuild", help="forget the counts of local days --from..--to and count them again"
     )
-    rebuild.add_argument("--from", dest="date_from", type=date.fromisoformat, required=True)
-    rebuild.add_argument("--to", dest="date_to", type=date.fromisoformat, required=True)
+    rebuild.add_argument("--from", dest="date_from", type=arg_day, required=True)
+    rebuild.add_argument("--to", dest="date_to", type=arg_day, required=True)
 
 
 def run(args: argparse.Namespace, config: Config, store: Store, now: datetime) -> int:
     first, last = args.date_from, args.date_to
-    if last < first:
-        print("analytics rebuild: --to is before --from", file=sys.stderr)
+    try:
+        check_period(first, last, ("--from", "--to"))
+    except BadParam as exc:
+        print(f"analytics rebuild: {exc}", file=sys.stderr)
         return 2
     engine = store.engine
     forget_days(engine, first, last)

@@ -4,11 +4,19 @@ One reader for all of them, so that a figure, its rows, its export and its API a
 the same selection: ``from``/``to`` (local closing days, both included; by default the last
 30 days to yesterday), ``executor``, ``category``, ``district``, ``round``, ``by`` (the
 grouping), ``min`` (least count a group needs to be ranked), ``measure``, ``key`` and
-``bucket`` (the group and outcome behind one figure).
+``bucket`` (the group and outcome behind one figure). The control list and the CLI read
+their days, numbers and texts with the same functions.
+
+Every value is checked here, once: a day from FIRST_DAY to LAST_DAY, a period of at most
+MAX_DAYS days, a whole number within its range, a text without control characters and at
+most TEXT_MAX long, a parameter given once. A wrong one is a :class:`BadParam` naming it (a
+400 page or JSON answer, or a CLI usage error), never a default put in its place.
 """
 
 from __future__ import annotations
 
+import argparse
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,7 +30,10 @@ BUCKETS = ("pending", "not_called", "not_reached", "satisfied", "unsatisfied", "
            "answered", "called", "rated")  # fmt: skip
 DEFAULT_DAYS = 30
 MAX_DAYS = 3 * 366
-DEFAULT_MIN = 30
+DEFAULT_MIN, MAX_MIN = 30, 1_000_000
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+TEXT_MAX = 300  # the longest executor name kept
+MAX_LIMIT, MAX_OFFSET = 1000, 1_000_000_000  # the API's rows per answer, rows skipped
 
 
 class BadParam(ValueError):
@@ -30,7 +41,7 @@ class BadParam(ValueError):
 
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
-        self.name = name
+        self.name, self.problem = name, problem
 
 
 @dataclass(frozen=True)
@@ -65,16 +76,47 @@ class Params:
         return out
 
 
-def _day(raw: str | None, name: str, default: date) -> date:
-    if not raw:
-        return default
+def parse_day(text: str, name: str) -> date:
+    """A day (YYYY-MM-DD) from FIRST_DAY to LAST_DAY: every reader of a day, the CLI's too."""
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(text.strip())
     except ValueError as exc:
         raise BadParam(name, "expected a date like 2026-11-30") from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadParam(name, f"expected a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
-def _choice(raw: str | None, name: str, allowed: tuple[str, ...], default: Any) -> Any:
+def check_period(first: date, last: date, names: tuple[str, str] = ("from", "to")) -> None:
+    """BadParam unless ``first``..``last`` is a period (at most MAX_DAYS days)."""
+    if first > last:
+        raise BadParam(names[0], f"after '{names[1]}'")
+    if (last - first).days >= MAX_DAYS:
+        raise BadParam(names[0], f"a period is at most {MAX_DAYS} days")
+
+
+def arg_day(text: str) -> date:
+    """:func:`parse_day` as an argparse ``type`` (argparse names the option; exit code 2)."""
+    try:
+        return parse_day(text, "day")
+    except BadParam as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+def _day(raw: str | None, name: str, default: date) -> date:
+    return parse_day(raw, name) if raw else default
+
+
+def read_period(q: Mapping[str, str], default_to: date, days: int) -> tuple[date, date]:
+    """(from, to) of a query: ``to`` by default ``default_to``, ``from`` ``days`` days
+    earlier (both included)."""
+    date_to = _day(q.get("to"), "to", default_to)
+    date_from = _day(q.get("from"), "from", max(FIRST_DAY, date_to - timedelta(days=days - 1)))
+    check_period(date_from, date_to)
+    return date_from, date_to
+
+
+def choice(raw: str | None, name: str, allowed: tuple[str, ...], default: Any) -> Any:
     if not raw:
         return default
     if raw not in allowed:
@@ -82,37 +124,57 @@ def _choice(raw: str | None, name: str, allowed: tuple[str, ...], default: Any) 
     return raw
 
 
+def whole(raw: str | None, name: str, default: int, high: int, low: int = 1) -> int:
+    """A whole number from ``low`` to ``high`` (``default`` when not given)."""
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
+        raise BadParam(name, f"expected a whole number from {low} to {high}")
+    return int(raw)
+
+
+def text(raw: str | None, name: str, most: int = TEXT_MAX) -> str | None:
+    """A free text (a group's key, a mark): None when empty; no control character (a NUL
+    is refused by PostgreSQL), at most ``most`` characters."""
+    if not raw:
+        return None
+    if len(raw) > most:
+        raise BadParam(name, f"at most {most} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
+        raise BadParam(name, "control characters are not allowed")
+    return raw
+
+
+def once_each(q: Mapping[str, str]) -> None:
+    """BadParam naming a parameter given more than once (which would one mean?)."""
+    getlist = getattr(q, "getlist", None)
+    if getlist is not None:
+        for name in q:
+            if len(getlist(name)) > 1:
+                raise BadParam(name, "given more than once")
+
+
 def read_params(q: Mapping[str, str], now: datetime, tz: ZoneInfo) -> Params:
     """The parameters of a request (BadParam names the first one that is wrong)."""
+    once_each(q)
     yesterday = now.astimezone(tz).date() - timedelta(days=1)
-    date_to = _day(q.get("to"), "to", yesterday)
-    date_from = _day(q.get("from"), "from", date_to - timedelta(days=DEFAULT_DAYS - 1))
-    if date_from > date_to:
-        raise BadParam("from", "after 'to'")
-    if (date_to - date_from).days >= MAX_DAYS:
-        raise BadParam("from", f"a period is at most {MAX_DAYS} days")
+    date_from, date_to = read_period(q, yesterday, DEFAULT_DAYS)
     rounds = cast(tuple[str, ...], get_args(RoundFilter))
     filters = Filters(
         date_from,
         date_to,
-        executor=q.get("executor") or None,
-        category=q.get("category") or None,
-        district=q.get("district") or None,
-        round=_choice(q.get("round"), "round", rounds, None),
+        executor=text(q.get("executor"), "executor"),
+        category=text(q.get("category"), "category"),
+        district=text(q.get("district"), "district"),
+        round=choice(q.get("round"), "round", rounds, None),
     )
-    try:
-        min_count = int(q.get("min") or DEFAULT_MIN)
-    except ValueError as exc:
-        raise BadParam("min", "expected a whole number") from exc
-    if not 1 <= min_count <= 1_000_000:
-        raise BadParam("min", "expected 1 to 1000000")
     return Params(
         filters,
-        by=_choice(q.get("by"), "by", (*GROUPINGS, "total"), "executor"),
-        min_count=min_count,
-        measure=_choice(q.get("measure"), "measure", ("satisfaction", "reach"), "satisfaction"),
-        key=q.get("key") or None,
-        bucket=_choice(q.get("bucket"), "bucket", BUCKETS, None),
+        by=choice(q.get("by"), "by", (*GROUPINGS, "total"), "executor"),
+        min_count=whole(q.get("min"), "min", DEFAULT_MIN, MAX_MIN),
+        measure=choice(q.get("measure"), "measure", ("satisfaction", "reach"), "satisfaction"),
+        key=text(q.get("key"), "key"),
+        bucket=choice(q.get("bucket"), "bucket", BUCKETS, None),
     )
 
 

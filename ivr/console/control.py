@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,15 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from ivr.console.analytics import count_settled
+from ivr.console.analytics import bad_request, count_settled
+from ivr.console.analytics_params import (
+    BadParam,
+    choice,
+    once_each,
+    read_period,
+    text,
+    whole,
+)
 from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.config import Config
 from ivr.core.exports import csv_chunks, write_xlsx
@@ -32,6 +39,7 @@ from prompts.catalog import category_label
 from storage.analytics import UNKNOWN, Filters
 from storage.control_entries import Mark
 from storage.control_list import (
+    NOTE_MAX,
     control_page_query,
     control_rows_query,
     control_summary,
@@ -42,6 +50,9 @@ from storage.control_list import (
 
 PAGE_SIZE = 100
 DEFAULT_DAYS = 30
+MAX_PAGE = 10_000_000
+MARK_MAX = 120  # a mark is about 70 characters
+ID_MAX = 36  # a survey id
 ROUNDS = {
     "first": "first closing",
     "rework": "closed again after rework",
@@ -57,12 +68,11 @@ HEADER = (
 
 @dataclass(frozen=True)
 class View:
-    """The list's filters as read from the query string (a bad value is dropped, said why)."""
+    """The list's filters as read from the query string (:func:`read_view`)."""
 
     filters: Filters
     reviewed: bool | None = None
     page: int = 1
-    errors: list[str] = field(default_factory=list)
     after: str = ""  # the page follows this entry (storage.control_entries.Mark)
     before: str = ""  # the page precedes this one
 
@@ -87,38 +97,31 @@ class View:
 
 
 def read_view(ctx: Ctx, query: Mapping[str, str]) -> View:
+    """The list's selection, read as the analytics pages read theirs
+    (:mod:`ivr.console.analytics_params`): a wrong value is a BadParam naming it."""
+    once_each(query)
     config, _ = ctx.console.effective()
     today = ctx.now.astimezone(config.tz).date()
-    errors: list[str] = []
-
-    def day(name: str, default: date) -> date:
-        text = query.get(name, "").strip()
-        if not text:
-            return default
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            errors.append(ctx.t("Not a date (YYYY-MM-DD): {v}", v=text[:20]))
-            return default
-
-    date_to = day("to", today)
-    date_from = day("from", date_to - timedelta(days=DEFAULT_DAYS))
-    if date_from > date_to:
-        errors.append(ctx.t("The period ends before it starts; the days were swapped."))
-        date_from, date_to = date_to, date_from
-    round_ = query.get("round", "")
+    date_from, date_to = read_period(query, today, DEFAULT_DAYS + 1)
     filters = Filters(
         date_from,
         date_to,
-        executor=query.get("executor", "").strip()[:200] or None,
-        category=query.get("category", "").strip()[:200] or None,
-        round=round_ if round_ in ROUNDS else None,  # type: ignore[arg-type]
+        executor=text(query.get("executor"), "executor"),
+        category=text(query.get("category"), "category"),
+        round=choice(query.get("round"), "round", tuple(ROUNDS), None),
     )
-    reviewed = {"yes": True, "no": False}.get(query.get("reviewed", ""))
-    page = query.get("page", "1")[:7]  # at most 9,999,999 pages
-    number = int(page) if page.isdigit() and int(page) > 0 else 1
-    after, before = (query.get(k, "")[:120] for k in ("after", "before"))
-    return View(filters, reviewed, number, errors, after, before)
+    reviewed = choice(query.get("reviewed"), "reviewed", ("yes", "no"), None)
+    page = whole(query.get("page"), "page", 1, MAX_PAGE)  # old links: ?page=N
+    after, before = (_mark(query, name) for name in ("after", "before"))
+    return View(filters, {"yes": True, "no": False, None: None}[reviewed], page, after, before)
+
+
+def _mark(query: Mapping[str, str], name: str) -> str:
+    """A page's mark (:meth:`Mark.token`), as the page's own links carry it, or ""."""
+    raw = text(query.get(name), name, MARK_MAX) or ""
+    if raw and Mark.parse(raw) is None:
+        raise BadParam(name, "not a mark of this list (follow the page's links)")
+    return raw
 
 
 @lru_cache(maxsize=4096)
@@ -172,9 +175,12 @@ def marks(rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 async def control_page(ctx: Ctx) -> Response:
-    view = read_view(ctx, ctx.request.query_params)
-    fmt = ctx.request.query_params.get("format")
-    if fmt in ("csv", "xlsx"):
+    try:
+        view = read_view(ctx, ctx.request.query_params)
+        fmt = choice(ctx.request.query_params.get("format"), "format", ("csv", "xlsx"), None)
+    except BadParam as exc:
+        return bad_request(ctx, exc)
+    if fmt is not None:
         return await export(ctx, view, fmt)
     count_settled(ctx, view.filters)
     summary = control_summary(ctx.console.engine, view.filters)
@@ -273,8 +279,15 @@ async def export(ctx: Ctx, view: View, fmt: str) -> Response:
 async def control_review(ctx: Ctx) -> Response:
     back = ctx.form.get("back", "")
     back = back if back.startswith("/control?") or back == "/control" else "/control"
-    done = review(ctx.console.admin, ctx.actor, ctx.form.get("survey", ""),
-                  ctx.form.get("note"), ctx.now)  # fmt: skip
+    survey, note = ctx.form.get("survey"), ctx.form.get("note")
+    try:
+        if text(survey, "survey", ID_MAX) is None:
+            raise BadParam("survey", "required")
+        if note is not None and len(note) > NOTE_MAX:
+            raise BadParam("note", f"at most {NOTE_MAX} characters")
+    except BadParam as exc:
+        return bad_request(ctx, exc)
+    done = review(ctx.console.admin, ctx.actor, str(survey), note, ctx.now)
     if done is None:
         msg = ctx.t("Not found.")
     else:
@@ -288,7 +301,11 @@ async def comment_audio(ctx: Ctx) -> Response:
     seeking. Each listen is audited once (the request that starts at the first byte)."""
     survey_id = str(ctx.request.path_params.get("survey_id", ""))
     config, _ = ctx.console.effective()
-    found = recording(ctx.console.engine, survey_id, config.ivr.comment_dir)
+    try:  # a NUL or an id longer than any: no such recording (PostgreSQL refuses a NUL)
+        text(survey_id, "survey", ID_MAX)
+        found = recording(ctx.console.engine, survey_id, config.ivr.comment_dir)
+    except BadParam:
+        found = None
     if found is None or found.path is None:
         return Response(ctx.t("No recording kept for this request."), status_code=404,
                         media_type="text/plain; charset=utf-8")  # fmt: skip

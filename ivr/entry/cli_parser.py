@@ -20,10 +20,9 @@ if TYPE_CHECKING:
 
 
 def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-26, got {text!r}") from None
+    from ivr.console.analytics_params import arg_day  # the console's reader of a day
+
+    return arg_day(text)
 
 
 def _version() -> str:

@@ -136,14 +136,17 @@ def _report(store: Store, args: argparse.Namespace, day: date) -> int:
 
 def _period_report(store: Store, args: argparse.Namespace, config: Config) -> int:
     from ivr.campaign.period_report import COLUMNS, figure_row, text_table
+    from ivr.console.analytics_params import BadParam, check_period
     from ivr.core.exports import write_csv, write_xlsx
     from storage.analytics import Filters, figures
 
     if args.date_from is None or args.date_to is None or args.date is not None:
         print("report: a period needs both --from and --to (and no --date)", file=sys.stderr)
         return EXIT_CONFIG
-    if args.date_to < args.date_from:
-        print("report: --to is before --from", file=sys.stderr)
+    try:
+        check_period(args.date_from, args.date_to, ("--from", "--to"))
+    except BadParam as exc:
+        print(f"report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.csv is not None and args.xlsx is not None:
         print("report: either --csv or --xlsx", file=sys.stderr)
