@@ -94,11 +94,13 @@ def rows_query(
 def _group_condition(by: GroupBy, key: str) -> ColumnElement[bool]:
     if by in ("executor", "category", "district"):
         return _is(_group_column(by), key)
-    first, last = _period_bounds(key, by)
+    first, last = period_bounds(key, by)
     return and_(Survey.local_date >= first, Survey.local_date <= last)
 
 
-def _period_bounds(key: str, by: GroupBy) -> tuple[date, date]:
+def period_bounds(key: str, by: GroupBy) -> tuple[date, date]:
+    """The first and last day of a day, week or month ``key`` (2026-11-30, 2026-W48,
+    2026-11); ValueError (or OverflowError) if ``key`` is not one."""
     if by == "week":
         year, week = key.split("-W")
         first = date.fromisocalendar(int(year), int(week), 1)

@@ -141,6 +141,14 @@ PAGES = [
     ("/analytics/rows?page=-1", 400, "page"),
     ("/analytics/rows?page=0", 400, "page"),
     ("/analytics/rows?by=executor&key=%00", 400, "key"),
+    ("/analytics/rows?by=day&key=garbage", 400, "key"),  # a drill-down to a forged period
+    ("/analytics/rows?by=week&key=garbage", 400, "key"),
+    ("/analytics/rows?by=week&key=2026-W99", 400, "key"),
+    ("/analytics/rows?by=month&key=2026-13", 400, "key"),
+    ("/analytics/rows?by=month&key=9999-12", 400, "key"),
+    ("/analytics/rows?by=day&key=0001-01-01", 400, "key"),
+    ("/analytics/rows?by=month&key=2026-11&bucket=unsatisfied", 200, None),
+    ("/analytics/rows?by=week&key=2026-W47", 200, None),
     ("/analytics/rows?by=executor&key=%25&bucket=called", 200, None),
     ("/analytics/rows?page=999", 200, None),  # past the end: an empty page
     ("/analytics/export?format=pdf", 400, "format"),
@@ -201,6 +209,8 @@ API = [
     ("/api/rows?offset=-1", 400, "offset"),
     (f"/api/rows?offset={10**30}", 400, "offset"),
     ("/api/rows?key=%00&by=executor", 400, "key"),
+    ("/api/rows?key=2026-02-30&by=day", 400, "key"),
+    ("/api/rows?key=2026-W00&by=week", 400, "key"),
     (f"/api/rows?category={LONG}", 400, "category"),
     ("/api/figures?executor=%25%27_%5C", 200, None),
     ("/api/ranking?by=category&min=1", 200, None),

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from storage.analytics import GROUPINGS, Filters, GroupBy, Measure, RoundFilter
+from storage.analytics_rows import period_bounds
 
 BUCKETS = ("pending", "not_called", "not_reached", "satisfied", "unsatisfied", "no_rating",
            "answered", "called", "rated")  # fmt: skip
@@ -154,6 +155,22 @@ def once_each(q: Mapping[str, str]) -> None:
                 raise BadParam(name, "given more than once")
 
 
+PERIODS = {"day": "2026-11-30", "week": "2026-W48", "month": "2026-11"}
+
+
+def _group_key(raw: str | None, by: str) -> str | None:
+    """A group's key; of a day, week or month grouping, one of them within the days read."""
+    key = text(raw, "key")
+    if key is not None and by in PERIODS:
+        try:
+            first, last = period_bounds(key, cast(GroupBy, by))
+        except (ValueError, OverflowError) as exc:
+            raise BadParam("key", f"expected a {by} like {PERIODS[by]}") from exc
+        if first < FIRST_DAY or last > LAST_DAY:
+            raise BadParam("key", f"expected a {by} from {FIRST_DAY} to {LAST_DAY}")
+    return key
+
+
 def read_params(q: Mapping[str, str], now: datetime, tz: ZoneInfo) -> Params:
     """The parameters of a request (BadParam names the first one that is wrong)."""
     once_each(q)
@@ -168,12 +185,13 @@ def read_params(q: Mapping[str, str], now: datetime, tz: ZoneInfo) -> Params:
         district=text(q.get("district"), "district"),
         round=choice(q.get("round"), "round", rounds, None),
     )
+    by = choice(q.get("by"), "by", (*GROUPINGS, "total"), "executor")
     return Params(
         filters,
-        by=choice(q.get("by"), "by", (*GROUPINGS, "total"), "executor"),
+        by=by,
         min_count=whole(q.get("min"), "min", DEFAULT_MIN, MAX_MIN),
         measure=choice(q.get("measure"), "measure", ("satisfaction", "reach"), "satisfaction"),
-        key=text(q.get("key"), "key"),
+        key=_group_key(q.get("key"), by),
         bucket=choice(q.get("bucket"), "bucket", BUCKETS, None),
     )
 
