@@ -312,3 +312,22 @@ def test_a_secret_is_in_no_answer_of_the_token_check(site: Site) -> None:
         r = client.get("/api/figures", headers={"Authorization": header})
         assert r.status_code in (200, 401)
         clean(r.text, site)
+
+
+@pytest.mark.parametrize(
+    "back",
+    [
+        "/control?" + "x" * 100_000,
+        "//evil.example/control?",
+        "https://evil.example/",
+        "/control?\r\nX: y",
+    ],
+    ids=["huge", "other-site", "absolute", "crlf"],
+)
+def test_a_review_goes_back_to_the_list_only(site: Site, back: str) -> None:
+    client, csrf = client_as(site.console, "controller")
+    form = {"survey": site.seeded.ids["102"], "csrf": csrf, "back": back}
+    r = client.post("/control/review", data=form)
+    location = r.headers["location"]
+    assert r.status_code == 303 and location.startswith("/control") and len(location) < 3000
+    assert "\r" not in location and "\n" not in location and "evil" not in location

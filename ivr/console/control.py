@@ -278,7 +278,8 @@ async def export(ctx: Ctx, view: View, fmt: str) -> Response:
 
 async def control_review(ctx: Ctx) -> Response:
     back = ctx.form.get("back", "")
-    back = back if back.startswith("/control?") or back == "/control" else "/control"
+    local = back.startswith("/control?") and len(back) <= 2000 or back == "/control"
+    back = back if local else "/control"
     survey, note = ctx.form.get("survey"), ctx.form.get("note")
     try:
         if text(survey, "survey", ID_MAX) is None:
