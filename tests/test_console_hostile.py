@@ -331,3 +331,12 @@ def test_a_review_goes_back_to_the_list_only(site: Site, back: str) -> None:
     location = r.headers["location"]
     assert r.status_code == 303 and location.startswith("/control") and len(location) < 3000
     assert "\r" not in location and "\n" not in location and "evil" not in location
+
+
+def test_the_400_page_says_it_in_the_page_language(site: Site) -> None:
+    client, _ = client_as(site.console, "viewer")
+    russian = client.get("/analytics?min=0").text
+    assert "min: ожидается целое число от 1 до 1000000" in russian
+    client.cookies.set("ivr_lang", "en")
+    english = client.get("/analytics?min=0").text
+    assert "min: expected a whole number from 1 to 1000000" in english

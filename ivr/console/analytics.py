@@ -70,8 +70,9 @@ def params_of(ctx: Ctx) -> Params:
 
 
 def bad_request(ctx: Ctx, exc: BadParam) -> Response:
-    """The 400 page of a wrong parameter, naming it."""
-    return render(ctx, "error.html", status=400, message=str(exc))
+    """The 400 page of a wrong parameter, naming it (in the page's language)."""
+    message = f"{exc.name}: {ctx.t(exc.template, **exc.values)}"
+    return render(ctx, "error.html", status=400, message=message)
 
 
 def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) -> dict[str, Any]:

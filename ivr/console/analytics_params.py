@@ -38,11 +38,13 @@ MAX_LIMIT, MAX_OFFSET = 1000, 1_000_000_000  # the API's rows per answer, rows s
 
 
 class BadParam(ValueError):
-    """A parameter that cannot be read: names it."""
+    """A parameter that cannot be read: names it. ``problem`` is a template of the catalog
+    (:mod:`ivr.console.i18n`) filled with ``values``, so that a page can say it in Russian."""
 
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name}: {problem}")
-        self.name, self.problem = name, problem
+    def __init__(self, name: str, problem: str, **values: Any) -> None:
+        self.name, self.template, self.values = name, problem, values
+        self.problem = problem.format(**values)
+        super().__init__(f"{name}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,10 @@ class Params:
         return out
 
 
+def _out_of_days(name: str) -> BadParam:
+    return BadParam(name, "expected a day from {first} to {last}", first=FIRST_DAY, last=LAST_DAY)
+
+
 def parse_day(text: str, name: str) -> date:
     """A day (YYYY-MM-DD) from FIRST_DAY to LAST_DAY: every reader of a day, the CLI's too."""
     try:
@@ -84,16 +90,18 @@ def parse_day(text: str, name: str) -> date:
     except ValueError as exc:
         raise BadParam(name, "expected a date like 2026-11-30") from exc
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise BadParam(name, f"expected a day from {FIRST_DAY} to {LAST_DAY}")
+        raise BadParam(
+            name, "expected a day from {first} to {last}", first=FIRST_DAY, last=LAST_DAY
+        )
     return day
 
 
 def check_period(first: date, last: date, names: tuple[str, str] = ("from", "to")) -> None:
     """BadParam unless ``first``..``last`` is a period (at most MAX_DAYS days)."""
     if first > last:
-        raise BadParam(names[0], f"after '{names[1]}'")
+        raise BadParam(names[0], "after '{other}'", other=names[1])
     if (last - first).days >= MAX_DAYS:
-        raise BadParam(names[0], f"a period is at most {MAX_DAYS} days")
+        raise BadParam(names[0], "a period is at most {days} days", days=MAX_DAYS)
 
 
 def arg_day(text: str) -> date:
@@ -121,7 +129,7 @@ def choice(raw: str | None, name: str, allowed: tuple[str, ...], default: Any) -
     if not raw:
         return default
     if raw not in allowed:
-        raise BadParam(name, "expected one of " + ", ".join(allowed))
+        raise BadParam(name, "expected one of {allowed}", allowed=", ".join(allowed))
     return raw
 
 
@@ -130,7 +138,7 @@ def whole(raw: str | None, name: str, default: int, high: int, low: int = 1) -> 
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
-        raise BadParam(name, f"expected a whole number from {low} to {high}")
+        raise BadParam(name, "expected a whole number from {low} to {high}", low=low, high=high)
     return int(raw)
 
 
@@ -140,7 +148,7 @@ def text(raw: str | None, name: str, most: int = TEXT_MAX) -> str | None:
     if not raw:
         return None
     if len(raw) > most:
-        raise BadParam(name, f"at most {most} characters")
+        raise BadParam(name, "at most {most} characters", most=most)
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
         raise BadParam(name, "control characters are not allowed")
     return raw
@@ -165,9 +173,11 @@ def _group_key(raw: str | None, by: str) -> str | None:
         try:
             first, last = period_bounds(key, cast(GroupBy, by))
         except (ValueError, OverflowError) as exc:
-            raise BadParam("key", f"expected a {by} like {PERIODS[by]}") from exc
+            raise BadParam("key", "expected a period like {example}", example=PERIODS[by]) from exc
         if first < FIRST_DAY or last > LAST_DAY:
-            raise BadParam("key", f"expected a {by} from {FIRST_DAY} to {LAST_DAY}")
+            raise BadParam(
+                "key", "expected a day from {first} to {last}", first=FIRST_DAY, last=LAST_DAY
+            )
     return key
 
 

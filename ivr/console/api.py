@@ -79,7 +79,7 @@ async def api_ranking(ctx: Ctx) -> Response:
     if isinstance(p, Response):
         return p
     if p.by not in RANKED:
-        return _bad(BadParam("by", "expected one of " + ", ".join(RANKED)))
+        return _bad(BadParam("by", "expected one of {allowed}", allowed=", ".join(RANKED)))
     ranked = ranking(figures_of(ctx, p.filters, p.by), p.measure, p.min_count)
     return JSONResponse({"filters": _selection(p), "by": p.by, "measure": p.measure,
                          "min": p.min_count,

@@ -285,7 +285,7 @@ async def control_review(ctx: Ctx) -> Response:
         if text(survey, "survey", ID_MAX) is None:
             raise BadParam("survey", "required")
         if note is not None and len(note) > NOTE_MAX:
-            raise BadParam("note", f"at most {NOTE_MAX} characters")
+            raise BadParam("note", "at most {most} characters", most=NOTE_MAX)
     except BadParam as exc:
         return bad_request(ctx, exc)
     done = review(ctx.console.admin, ctx.actor, str(survey), note, ctx.now)
