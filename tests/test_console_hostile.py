@@ -266,10 +266,13 @@ REVIEWS = [
     ({"survey": "00000000-0000-0000-0000-000000000000"}, 303, None),  # forged: not found
     ({"survey": "%' OR '1'='1"}, 303, None),
     ({"survey": "101", "note": "ok " * 100}, 303, None),
+    ({"survey": "101", "note": "a\x00b\u202ec"}, 303, None),  # cleaned, stored (PostgreSQL too)
 ]
 
 
-@pytest.mark.parametrize(("form", "status", "name"), REVIEWS, ids=[str(i) for i in range(8)])
+@pytest.mark.parametrize(
+    ("form", "status", "name"), REVIEWS, ids=[str(i) for i in range(len(REVIEWS))]
+)
 def test_a_hostile_review_is_refused_and_names_the_field(
     site: Site, form: dict[str, str], status: int, name: str | None
 ) -> None:
@@ -340,3 +343,19 @@ def test_the_400_page_says_it_in_the_page_language(site: Site) -> None:
     client.cookies.set("ivr_lang", "en")
     english = client.get("/analytics?min=0").text
     assert "min: expected a whole number from 1 to 1000000" in english
+
+
+@pytest.mark.parametrize(
+    ("wanted", "status"),
+    [
+        ("bytes=abc", 400),
+        ("bytes=10-5", 400),
+        ("items=0-1", 400),
+        ("bytes=99999999999999999999-", 416),
+    ],
+    ids=["garbage", "backwards", "unit", "huge"],
+)
+def test_a_bad_range_of_a_recording_is_refused(site: Site, wanted: str, status: int) -> None:
+    client, _ = client_as(site.console, "controller")
+    r = client.get(f"/control/comment/{site.seeded.ids['101']}", headers={"range": wanted})
+    assert r.status_code == status and not r.headers["content-type"].startswith("audio")
