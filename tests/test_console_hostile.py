@@ -359,3 +359,11 @@ def test_a_bad_range_of_a_recording_is_refused(site: Site, wanted: str, status: 
     client, _ = client_as(site.console, "controller")
     r = client.get(f"/control/comment/{site.seeded.ids['101']}", headers={"range": wanted})
     assert r.status_code == status and not r.headers["content-type"].startswith("audio")
+
+
+def test_the_forms_show_the_bounds_the_server_checks(site: Site) -> None:
+    client, _ = client_as(site.console, "viewer")
+    for url in ("/control", "/analytics"):
+        page = client.get(url).text
+        assert 'name="from" min="2000-01-01" max="2099-12-31"' in page
+    assert 'name="executor" maxlength="300"' in client.get("/analytics").text

@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ivr.console import i18n
+from ivr.console.analytics_params import FIRST_DAY, LAST_DAY, TEXT_MAX
 from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent
 from ivr.console.security import (
     Session,
@@ -164,6 +165,8 @@ def _shown(value: Any) -> Any:
 
 
 templates.env.finalize = _shown
+# The bounds a form's inputs show (the server checks them again: analytics_params).
+templates.env.globals.update(first_day=FIRST_DAY, last_day=LAST_DAY, text_max=TEXT_MAX)
 
 
 def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
