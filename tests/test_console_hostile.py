@@ -116,7 +116,8 @@ PAGES = [
     ("/control?category=%27%20OR%201%3D1%20--", 200, None),
     ("/control?executor=%5C", 200, None),
     ("/control?executor=%D0%96%D0%AD%D0%A1%20%F0%9F%98%80", 200, None),
-    ("/control?page=2", 200, None),  # an old link: past the end, an empty page
+    ("/control?page=2", 400, "page"),  # an old link past the end: which pages there are
+    ("/control?page=1", 200, None),
     ("/control?format=csv", 200, None),
     ("/control?format=xlsx", 200, None),
     ("/analytics?by=nope", 400, "by"),
@@ -150,7 +151,8 @@ PAGES = [
     ("/analytics/rows?by=month&key=2026-11&bucket=unsatisfied", 200, None),
     ("/analytics/rows?by=week&key=2026-W47", 200, None),
     ("/analytics/rows?by=executor&key=%25&bucket=called", 200, None),
-    ("/analytics/rows?page=999", 200, None),  # past the end: an empty page
+    ("/analytics/rows?page=999", 400, "page"),  # past the end
+    ("/analytics/rows?page=1", 200, None),
     ("/analytics/export?format=pdf", 400, "format"),
     ("/analytics/export?table=users", 400, "table"),
     ("/analytics/export?table=rows&to=9999-12-31", 400, "to"),

@@ -75,6 +75,11 @@ def bad_request(ctx: Ctx, exc: BadParam) -> Response:
     return render(ctx, "error.html", status=400, message=message)
 
 
+def past_the_end(pages: int) -> BadParam:
+    """A page number past the last page (an old link): which pages there are."""
+    return BadParam("page", "expected a whole number from {low} to {high}", low=1, high=pages)
+
+
 def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) -> dict[str, Any]:
     """What the page's charts draw (and its tables show): rates in percent, counts as is."""
 
@@ -170,9 +175,13 @@ async def rows_page(ctx: Ctx) -> Response:
     q = _rows_q(p)
     with ctx.console.engine.connect() as conn:
         count = int(conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)
-        found = conn.execute(q.limit(PAGE_ROWS).offset((page - 1) * PAGE_ROWS)).mappings()
-        rows = [shown_row(dict(r)) for r in found]
-    pages = max(1, -(-count // PAGE_ROWS))
+        pages = max(1, -(-count // PAGE_ROWS))
+        rows = []
+        if page <= pages:
+            found = conn.execute(q.limit(PAGE_ROWS).offset((page - 1) * PAGE_ROWS)).mappings()
+            rows = [shown_row(dict(r)) for r in found]
+    if page > pages:  # an old link past the end (answered once the connection is closed)
+        return bad_request(ctx, past_the_end(pages))
     return render(ctx, "analytics_rows.html", p=p, rows=rows, count=count, page=page,
                   pages=pages, query=p.query())  # fmt: skip
 

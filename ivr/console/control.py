@@ -22,7 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from ivr.console.analytics import bad_request, count_settled
+from ivr.console.analytics import bad_request, count_settled, past_the_end
 from ivr.console.analytics_params import (
     BadParam,
     choice,
@@ -186,6 +186,9 @@ async def control_page(ctx: Ctx) -> Response:
     summary = control_summary(ctx.console.engine, view.filters)
     total, unreviewed = summary.total, summary.unreviewed
     shown = {None: total, False: unreviewed, True: total - unreviewed}[view.reviewed]
+    pages = max(1, -(-shown // PAGE_SIZE))
+    if view.page > pages and not (view.after or view.before):  # an old link, past the end
+        return bad_request(ctx, past_the_end(pages))
     rows = _rows(ctx, view)
     first, last = marks(rows)
     return render(
@@ -198,7 +201,7 @@ async def control_page(ctx: Ctx) -> Response:
         total=total,
         unreviewed=unreviewed,
         shown=shown,
-        pages=max(1, -(-shown // PAGE_SIZE)),
+        pages=pages,
         executors=summary.executors,
         categories=[(c, c if c == UNKNOWN else category_label(c)) for c in summary.categories],
         rounds=[(r, ctx.t(label)) for r, label in ROUNDS.items()],
