@@ -99,9 +99,12 @@ class Mark:
         closed, _, survey_id = rest.partition(",")
         try:
             moment = datetime.fromisoformat(closed)
-        except ValueError:
+            if moment.tzinfo is None:
+                return None
+            moment = moment.astimezone(UTC)  # 0001-01-01T00:00+14:00 is before year 1
+        except (ValueError, OverflowError):
             return None
-        if again not in ("0", "1") or not survey_id or moment.tzinfo is None:
+        if again not in ("0", "1") or not survey_id:
             return None
         return Mark(again == "1", moment, survey_id[:36])
 
