@@ -216,6 +216,9 @@ API = [
     ("/api/rows?key=%00&by=executor", 400, "key"),
     ("/api/rows?key=2026-02-30&by=day", 400, "key"),
     ("/api/rows?key=2026-W00&by=week", 400, "key"),
+    ("/api/rows?key=1999-W51&by=week", 400, "key"),
+    ("/api/rows?key=2099-W53&by=week", 200, None),  # shown by a trend of December 2099
+    ("/api/rows?key=1999-W52&by=week", 200, None),  # ends on 2000-01-02
     (f"/api/rows?category={LONG}", 400, "category"),
     ("/api/figures?executor=%25%27_%5C", 200, None),
     ("/api/ranking?by=category&min=1", 200, None),
