@@ -90,9 +90,7 @@ def parse_day(text: str, name: str) -> date:
     except ValueError as exc:
         raise BadParam(name, "expected a date like 2026-11-30") from exc
     if not FIRST_DAY <= day <= LAST_DAY:
-        raise BadParam(
-            name, "expected a day from {first} to {last}", first=FIRST_DAY, last=LAST_DAY
-        )
+        raise _out_of_days(name)
     return day
 
 
