@@ -39,8 +39,7 @@ from ivr.core.errors import (
     SchemaMismatch,
 )
 from ivr.core.windows import format_local
-from ivr.entry.cli_parser import build_parser
-from ivr.entry.exits import (
+from ivr.entry.cli_parser import (
     EXIT_CONFIG as EXIT_CONFIG,
     EXIT_DATABASE as EXIT_DATABASE,
     EXIT_ERROR as EXIT_ERROR,
@@ -51,6 +50,7 @@ from ivr.entry.exits import (
     EXIT_SCHEMA as EXIT_SCHEMA,
     EXIT_SIP as EXIT_SIP,
     EXIT_UNDELIVERED as EXIT_UNDELIVERED,
+    build_parser,
 )
 from ivr.entry.logs import TEXT_FORMAT
 from ivr.entry.store_commands import STORE_COMMANDS

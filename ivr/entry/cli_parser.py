@@ -1,4 +1,5 @@
-"""The command line's arguments: ``ivr-rating``'s parser and its subcommands.
+"""The command line's interface: ``ivr-rating``'s parser, its subcommands and its exit codes
+(``ivr.entry.cli``'s docstring says what each code means).
 
 ``--config`` and ``-v`` are taken before or after the subcommand (every subparser, including
 ones added later, inherits them through :class:`_Parser`). The operator's and the console's
@@ -17,6 +18,9 @@ from ivr.console import commands as console_commands
 
 if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_PORTAL, EXIT_SIP, EXIT_UNDELIVERED = 0, 1, 2, 3, 4, 5
+EXIT_LOCKED, EXIT_DATABASE, EXIT_SCHEMA, EXIT_PIPE = 6, 7, 8, 141
 
 
 def _date(text: str) -> date:

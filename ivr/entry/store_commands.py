@@ -14,7 +14,7 @@ from ivr.campaign import operator
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.config import Config
 from ivr.core.windows import yesterday
-from ivr.entry.exits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_UNDELIVERED
+from ivr.entry.cli_parser import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_UNDELIVERED
 from storage.store import Store
 
 
