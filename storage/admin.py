@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.core.untrusted import operator_text
-from storage import queue
+from storage import outbox
 from storage.comments import COMMENTS_BLOCKED_FLAG
 from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
@@ -35,7 +35,7 @@ from storage.models import (
 from storage.store import Store
 
 
-def _dead(s: Session, model: queue.Model, ids: Sequence[str]) -> list[Any]:
+def _dead(s: Session, model: outbox.Model, ids: Sequence[str]) -> list[Any]:
     """The dead letters of ``model`` (ratings or comments), those of ``ids`` if any given."""
     q = select(model).where(model.state == DeliveryState.DEAD)
     if ids:
@@ -236,7 +236,7 @@ class AdminStore(Store):
                 audit(s, actor, now, action, r.portal_request_id,
                       {"state": "dead", "http_status": r.http_status, "answer": r.last_error},
                       {"state": "pending"})  # fmt: skip
-            queue.requeue(rows, now)
+            outbox.requeue(rows, now)
             blocked = s.get(ServiceFlag, COMMENTS_BLOCKED_FLAG)
             if blocked is not None:
                 s.delete(blocked)

@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Outcome, Reason
-from storage.errors import mapped
+from storage.db import mapped
 from storage.models import Delivery, DeliveryState, DoNotCall, Survey, SurveyStatus
 from storage.outcomes import finish
 from storage.store import NewSurvey, Store

@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Disposition, Outcome, Reason
-from storage.base import StoreBase
+from storage.db import StoreBase
 from storage.models import (
     CallAttempt,
     Delivery,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Outcome, Reason
-from storage.base import StoreBase
+from storage.db import StoreBase
 from storage.models import DoNotCall, LiveSettings, ServiceFlag, Survey, SurveyStatus
 from storage.outcomes import finish
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ivr.core.rating import delivery_priority, final_reason
 from ivr.core.vocabulary import Disposition, Outcome, Reason
-from storage.base import StoreBase
+from storage.db import StoreBase
 from storage.models import CallAttempt, Delivery, DeliveryState, Survey, SurveyStatus
 from storage.records import AttemptResult, rating_payload
 
