@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_end import save_recording
+from ivr.campaign.campaign import retention_job
 from ivr.campaign.delivery import deliver_due, format_outbox
 from ivr.campaign.metrics import CountingPortal
-from ivr.campaign.retention import retention_job
 from ivr.core.comment_audio import Recording
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from ivr.campaign import gauges, metrics
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.heartbeat import STUCK_AFTER_S, NodeProbe
-from ivr.campaign.progress import estimate_finish, progress_line
+from ivr.campaign.night import estimate_finish, progress_line
 from ivr.core.config import parse_config
 from ivr.core.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
-from ivr.entry.logs import JsonFormatter
+from ivr.entry.cli import JsonFormatter
 from ivr.portal.answers import MalformedPage
 from storage.db import make_engine
 from storage.figures import DayProgress, day_progress

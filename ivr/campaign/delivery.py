@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ivr.campaign import metrics
-from ivr.core.backoff import backoff_s
 from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
+from ivr.core.policy import backoff_s
 from ivr.core.untrusted import printable
 from ivr.portal.transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts

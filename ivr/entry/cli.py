@@ -10,6 +10,11 @@ is not this version's (``ivr-rating db upgrade``); 141 the output pipe was close
 The arguments are parsed by ``ivr.entry.cli_parser``. The read-only commands (``report``,
 ``status``, ``dnc list``) change no schema; the commands that use neither the portal nor SIP do
 not need their secrets.
+
+Log formats (``logging.format``): readable text (the default) or JSON lines, one object a
+line: time, level, logger, message, then any extra fields the call passed
+(``log.info("...", extra={"request": rid})``) and the exception text. Messages are already
+masked where they are written (phones); nothing is added here that a text line would not show.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ivr.campaign import operator
@@ -52,7 +57,6 @@ from ivr.entry.cli_parser import (
     EXIT_UNDELIVERED as EXIT_UNDELIVERED,
     build_parser,
 )
-from ivr.entry.logs import TEXT_FORMAT
 from ivr.entry.store_commands import STORE_COMMANDS
 
 if TYPE_CHECKING:
@@ -65,6 +69,41 @@ log = logging.getLogger("ivr.entry.cli")
 NO_SECRETS = frozenset(
     {"report", "status", "dnc", "pause", "resume", "reload", "db", "import", "purge"}
 )
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def use_format(fmt: str) -> None:
+    """Give every handler of the root logger the configured format."""
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
 
 
 class _LocalTimeFormatter(logging.Formatter):
@@ -118,8 +157,6 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_CONFIG
     _FORMATTER.tz = config.tz
     if config.logging.format != "text":
-        from ivr.entry.logs import use_format
-
         use_format(config.logging.format)
     try:
         return _dispatch(args, config)

@@ -33,7 +33,7 @@ def report(store: Store, args: argparse.Namespace, config: Config) -> int:
 
 
 def purge(store: Store, args: argparse.Namespace, config: Config) -> int:
-    from ivr.campaign.retention import purge
+    from ivr.campaign.campaign import purge
 
     erased = purge(store, args.before, config.tz, SYSTEM_CLOCK.now())
     print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")

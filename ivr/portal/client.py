@@ -34,13 +34,13 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from ivr.core.backoff import backoff_s
 from ivr.core.clock import SYSTEM_CLOCK, Clock
 from ivr.core.errors import (
     ImportStopped,
     PortalRejected,
     PortalUnavailable,
 )
+from ivr.core.policy import backoff_s
 from ivr.portal.answers import (
     Answer,
     MalformedPage,
