@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ivr.console.analytics import bad_request, count_settled, past_the_end
 from ivr.console.analytics_params import (
@@ -31,7 +31,7 @@ from ivr.console.analytics_params import (
     text,
     whole,
 )
-from ivr.console.app import Ctx, RouteSpec, render
+from ivr.console.app import Ctx, RouteSpec, back_to, render
 from ivr.core.config import Config
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
@@ -205,7 +205,6 @@ async def control_page(ctx: Ctx) -> Response:
         executors=summary.executors,
         categories=[(c, c if c == UNKNOWN else category_label(c)) for c in summary.categories],
         rounds=[(r, ctx.t(label)) for r, label in ROUNDS.items()],
-        msg=ctx.request.query_params.get("msg"),
     )
 
 
@@ -296,8 +295,7 @@ async def control_review(ctx: Ctx) -> Response:
         msg = ctx.t("Not found.")
     else:
         msg = ctx.t("Request {r} marked reviewed.", r=done.portal_request_id)
-    sep = "&" if "?" in back else "?"
-    return RedirectResponse(f"{back}{sep}{urlencode({'msg': msg})}", status_code=303)
+    return back_to(ctx, back, msg)
 
 
 async def comment_audio(ctx: Ctx) -> Response:
