@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's lab/
 
 from lab.load import run_load  # noqa: E402
-from lab.sip_peers import find_free_udp_port  # noqa: E402
+from lab.peer_process import find_free_udp_port  # noqa: E402
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26

@@ -26,6 +26,13 @@ times, p50 / p95 ms before -> after: last 30 days 357 / 407 -> 212 / 431; one ex
 the year 2267 / 2883 -> 676 / 784; unreviewed only 626 / 740 -> 180 / 301; page 20 of the year
 3576 / 3853 -> 992 / 1334. CSV export of 101,719 rows: 21-35 s both before and after (the
 query with its key path ~110 us a row, the Python formatting ~90 us a row; not changed yet).
+
+Then with the control counts of the settled days and months (migration 0013), keyset pages
+and export rows as plain tuples, main and this side by side on copies of the same data, load
+average 4 to 7, p50 / p95 ms main -> now: last 30 days 60 / 138 -> 55 / 74; one executor over
+the year 166 / 219 -> 27 / 45; unreviewed only 58 / 87 -> 44 / 63; page 20 by number 216 / 266
+-> 143 / 158, by its mark (the "next" link, no OFFSET) 74 / 95. CSV of 101,719 rows 3.5-4.1 s
+-> 2.8-3.3 s; XLSX 17.5 -> 17.0 s (openpyxl); peak RSS 149 MB. (docs/analytics.md)
 """
 
 from __future__ import annotations
@@ -132,6 +139,22 @@ def kept_schema(schema: str) -> str:
     return f"{LOCAL_PG}?options=-csearch_path%3D{schema}"
 
 
+def page_by_mark(c: TestClient, numbered: str) -> str:
+    """The link to the same page as ``numbered`` (``page=N``) that the list's "next" links
+    give: found by following them from the first page."""
+    import html
+    import re
+
+    base, _, wanted = numbered.rpartition("&page=")
+    path = base
+    for _ in range(int(wanted) - 1):
+        page = c.get(path).text
+        found = re.search(r'<a href="(/control\?[^"]*after=[^"]+)">', page)
+        assert found is not None, "no next link"
+        path = html.unescape(found.group(1))
+    return path
+
+
 def run(c: TestClient, args: argparse.Namespace) -> None:
     pages = {
         "control page, last 30 days": "/control",
@@ -139,7 +162,11 @@ def run(c: TestClient, args: argparse.Namespace) -> None:
         "unreviewed only, last 30 days": "/control?reviewed=no",
         "page 20 of the year": "/control?from=2025-12-01&to=2026-11-30&page=20",
     }
-    print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8}")
+    if not args.no_pages:
+        pages["page 20 of the year, by its mark (keyset)"] = page_by_mark(
+            c, pages["page 20 of the year"]
+        )
+    print(f"{'page':45} {'p50 ms':>8} {'p95 ms':>8}")
     for name, path in pages.items() if not args.no_pages else ():
 
         def get(path: str = path) -> None:
@@ -147,7 +174,7 @@ def run(c: TestClient, args: argparse.Namespace) -> None:
 
         get()  # warm the cache
         p50, p95 = timed(get, args.repeat)
-        print(f"{name:40} {p50 * 1000:8.0f} {p95 * 1000:8.0f}")
+        print(f"{name:45} {p50 * 1000:8.0f} {p95 * 1000:8.0f}")
     half = "from=2025-12-01&to=2026-05-31"
     with c.stream("GET", f"/control?{half}") as r:
         r.read()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ivr.core.callflow import FlowSettings, RequestInfo, opening_parts  # noqa: E402
+from ivr.core.call_script import FlowSettings, RequestInfo, opening_parts  # noqa: E402
 from prompts.catalog import (  # noqa: E402
     CLIP_NAMES,
     LANGUAGES,

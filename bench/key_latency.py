@@ -26,11 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call  # noqa: E402
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo  # noqa: E402
+from ivr.core.call_events import RecordOutcome  # noqa: E402
+from ivr.core.call_script import FlowSettings, RequestInfo  # noqa: E402
 from ivr.core.clock import SYSTEM_CLOCK  # noqa: E402
 from ivr.sip.api import SipSettings  # noqa: E402
 from ivr.sip.pyvoip_adapter import PyVoipPhone  # noqa: E402
-from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port  # noqa: E402
+from lab.kamailio_peer import Kamailio  # noqa: E402
+from lab.peer_process import find_free_udp_port  # noqa: E402
+from lab.sipp_peer import SippCitizen  # noqa: E402
 from prompts.library import PromptLibrary  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.store import NewSurvey, Store  # noqa: E402

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from ivr.core.config import load_config, parse_duration  # noqa: E402
 from lab.night_lab import Citizen, LabSettings, NightLab  # noqa: E402
+from lab.readback import attempts_of  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.store import Store  # noqa: E402
 
@@ -54,7 +55,7 @@ def run_once(workdir: Path, n: int, channels: int) -> dict[str, float]:
         store = Store(make_engine(config.database))
         answered, rings, calls = [], [], 0
         for item in lab.items:
-            for a in store.attempts_of(item["id"]):
+            for a in attempts_of(store, item["id"]):
                 calls += 1
                 if a.answered_at is not None and a.ended_at is not None:
                     answered.append((a.ended_at - a.answered_at).total_seconds())

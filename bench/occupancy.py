@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from ivr.core.clock import SYSTEM_CLOCK  # noqa: E402
 from ivr.core.windows import yesterday  # noqa: E402
 from lab.night_lab import Citizen, LabSettings, NightLab  # noqa: E402
+from lab.peer_process import find_free_udp_port, require_binary  # noqa: E402
 from lab.pg import temporary_schema  # noqa: E402
-from lab.sip_peers import SippCitizen, find_free_udp_port, require_binary  # noqa: E402
+from lab.readback import attempts_of  # noqa: E402
+from lab.sipp_peer import SippCitizen  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.store import Store  # noqa: E402
 
@@ -83,7 +85,7 @@ def run_nodes(workdir: Path, n_surveys: int, channels: int, nodes: int) -> dict[
         store = Store(make_engine(db))
         spans: list[tuple[datetime, datetime]] = []
         for item in lab.items:
-            for a in store.attempts_of(item["id"]):
+            for a in attempts_of(store, item["id"]):
                 assert a.ended_at is not None
                 spans.append((a.started_at, a.ended_at))
         store.engine.dispose()

@@ -22,11 +22,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-from ivr.core.comment_audio import wav_duration_s
 from lab.night_lab import NightLab, check_lab_day, lab_day, opening_seconds
+from lab.portal_contract import wav_duration_s
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ivr-rating-demo", description=__doc__.splitlines()[0])
     p.add_argument(
         "--date",
@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         help="then leave the web console running on the night's data (Ctrl-C stops it)",
     )
     p.add_argument("--listen", default="127.0.0.1:8080", help="the console's HOST:PORT")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     day = args.date or lab_day()
     try:
@@ -53,53 +58,56 @@ def main(argv: list[str] | None = None) -> int:
     lab = NightLab(workdir, day)
     print(f"demo: starting local peers in {workdir} ...", flush=True)
     with lab:
-        print(
-            f"demo: Kamailio on 127.0.0.1:{lab.kamailio_port}, "
-            f"{len(lab.sipps)} SIPp and {len(lab.baresips)} baresip citizen(s), "
-            f"portal emulator at {lab.portal.base_url} with {len(lab.items)} closed requests",
-            flush=True,
-        )
-        lab.arm_baresips(opening_seconds(lab))
-        print(f"demo: ivr-rating --config {lab.config_path} night --date {day}", flush=True)
-        started = time.monotonic()
-        night = lab.cli("night", "--date", day.isoformat())
-        elapsed = time.monotonic() - started
-        sys.stderr.write(night.stderr)
-        print(night.stdout)
-        print(f"demo: the night took {elapsed:.1f} s and exited {night.returncode}")
-        report = lab.cli("report", "--date", day.isoformat())
-        print(report.stdout)
-        print("demo: what the portal received:")
-        for request_id, _key, body in lab.portal.ratings:
-            shown = {
-                k: body[k]
-                for k in (
-                    "outcome",
-                    "reason",
-                    "digit",
-                    "attempts",
-                    "return_for_rework",
-                    "comment_expected",
-                )  # fmt: skip
-            }
-            print(f"  {request_id}: {json.dumps(shown, ensure_ascii=False)}")
-        for (request_id, survey_id), audio in lab.portal.comments.items():
-            print(
-                f"demo: the portal received the spoken comment of {request_id}: "
-                f"{wav_duration_s(audio):.2f} s, sha256 {hashlib.sha256(audio).hexdigest()}"
-            )
-            kept = sorted(lab.workdir.glob(f"comments/*/{survey_id}.wav"))
-            for path in kept:
-                print(f"demo: the WAV is kept at {path}")
-        for user, b in lab.baresips.items():
-            for wav in b.recordings():
-                print(f"demo: baresip citizen {user} recorded what it heard: {wav}")
+        returncode = _night(lab, day)
     print("demo: peers stopped")
     if args.console:
         run_console(lab, args.listen)
     if not (args.keep or args.workdir):
         shutil.rmtree(workdir, ignore_errors=True)
+    return returncode
+
+
+def _night(lab: NightLab, day: date) -> int:
+    """The night, its summary and report, and what the peers received; its exit status."""
+    print(
+        f"demo: Kamailio on 127.0.0.1:{lab.kamailio_port}, "
+        f"{len(lab.sipps)} SIPp and {len(lab.baresips)} baresip citizen(s), "
+        f"portal emulator at {lab.portal.base_url} with {len(lab.items)} closed requests",
+        flush=True,
+    )
+    lab.arm_baresips(opening_seconds(lab))
+    print(f"demo: ivr-rating --config {lab.config_path} night --date {day}", flush=True)
+    started = time.monotonic()
+    night = lab.cli("night", "--date", day.isoformat())
+    elapsed = time.monotonic() - started
+    sys.stderr.write(night.stderr)
+    print(night.stdout)
+    print(f"demo: the night took {elapsed:.1f} s and exited {night.returncode}")
+    report = lab.cli("report", "--date", day.isoformat())
+    print(report.stdout)
+    _print_received(lab)
     return night.returncode
+
+
+SHOWN = ("outcome", "reason", "digit", "attempts", "return_for_rework", "comment_expected")
+
+
+def _print_received(lab: NightLab) -> None:
+    print("demo: what the portal received:")
+    for request_id, _key, body in lab.portal.ratings:
+        shown = {k: body[k] for k in SHOWN}
+        print(f"  {request_id}: {json.dumps(shown, ensure_ascii=False)}")
+    for (request_id, survey_id), audio in lab.portal.comments.items():
+        print(
+            f"demo: the portal received the spoken comment of {request_id}: "
+            f"{wav_duration_s(audio):.2f} s, sha256 {hashlib.sha256(audio).hexdigest()}"
+        )
+        kept = sorted(lab.workdir.glob(f"comments/*/{survey_id}.wav"))
+        for path in kept:
+            print(f"demo: the WAV is kept at {path}")
+    for user, b in lab.baresips.items():
+        for wav in b.recordings():
+            print(f"demo: baresip citizen {user} recorded what it heard: {wav}")
 
 
 DEMO_USERS = (("vera", "viewer"), ("oleg", "operator"), ("anna", "admin"))

@@ -17,12 +17,14 @@ from datetime import datetime
 from pathlib import Path
 
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.sip.api import EndedBy, SipSettings
 from ivr.sip.media_client import MEDIA
 from ivr.sip.pyvoip_adapter import PyVoipPhone
-from lab.sip_peers import SippCitizen, find_free_udp_port
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from prompts.library import PromptLibrary
 
 PROMPTS_ROOT = Path(__file__).resolve().parent.parent / "prompts"

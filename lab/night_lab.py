@@ -20,9 +20,12 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from lab.baresip_peer import BaresipCitizen
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
-from lab.sip_peers import BaresipCitizen, Kamailio, SippCitizen, find_free_udp_port
+from lab.sipp_peer import SippCitizen
 
 TOKEN = "demo-portal-token"
 SIP_PASSWORD = "secret"  # what the lab Kamailio expects
@@ -363,7 +366,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def opening_seconds(lab: NightLab) -> dict[str, float]:
     """How long the opening prompt of each baresip citizen's request lasts (to press after it)."""
-    from ivr.core.callflow import FlowSettings, RequestInfo, opening_parts
+    from ivr.core.call_script import FlowSettings, RequestInfo, opening_parts
     from ivr.core.config import load_config
     from ivr.entry.app import make_prompts
 

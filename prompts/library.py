@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 import wave
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,12 +28,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydub import AudioSegment
-from pydub.exceptions import CouldntDecodeError
-from pydub.silence import detect_leading_silence
 
 from ivr.core.errors import IvrError
 from prompts.catalog import CLIP_NAMES, digit_clip
+
+with warnings.catch_warnings():
+    # pydub warns on import when ffmpeg is not on PATH, yet the committed recordings (8 kHz
+    # mono WAV) are read without it; a source that does need ffmpeg fails as a PromptError.
+    warnings.filterwarnings("ignore", "Couldn't find ffmpeg or avconv", RuntimeWarning)
+    from pydub import AudioSegment
+    from pydub.exceptions import CouldntDecodeError
+    from pydub.silence import detect_leading_silence
 
 logger = logging.getLogger(__name__)
 

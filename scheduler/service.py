@@ -7,6 +7,9 @@ kills the start), the dial loop, the delivery loop and the expiry (intervals); e
 calls one step of the :class:`~ivr.campaign.campaign.Campaign`.
 SIGTERM/SIGINT: stop starting calls, end an import in progress between pages (the portal
 client shares the stop event), let the calls in progress finish, deliver, exit 0.
+
+The job functions know nothing of APScheduler: plain functions taking their dependencies (the
+campaign) and ``now``, each calling one of the campaign's steps.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -22,12 +26,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ivr.campaign.campaign import EXPIRE_EVERY_S, Campaign
+from ivr.campaign.campaign import EXPIRE_EVERY_S, Campaign, Expired
+from ivr.campaign.delivery import DeliveryStats
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.operator import RELOAD
+from ivr.core.clock import Clock
 from ivr.core.config import Config
 from ivr.core.errors import IvrError
-from scheduler.jobs import delivery_job, dial_loop, expiry_job, import_job, retention_job
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +40,58 @@ IMPORT_MISFIRE_GRACE_S = 6 * 3600
 IMPORT_RETRY_EVERY_S = 30 * 60
 
 
+def import_job(campaign: Campaign, now: datetime) -> int:
+    """The nightly import and its retries: every day of the look-back not yet complete."""
+    return campaign.import_missing(now)
+
+
+def dial_loop(campaign: Campaign, clock: Clock, stop: threading.Event, poll_s: float = 0.2) -> None:
+    """Keeps the channels busy until ``stop``: starts due calls, then sleeps until a channel
+    frees (woken at once) or ``poll_s`` passes, so a free channel gets its next call within
+    ``poll_s`` while work is pending. A failing round is logged and the loop goes on."""
+    while not stop.is_set():
+        try:
+            campaign.dial_due(clock.now())
+        except Exception:
+            log.exception("dial loop round failed; retrying")
+            stop.wait(5.0)
+        campaign.dialer.wait(poll_s)
+
+
+def delivery_job(campaign: Campaign, now: datetime) -> DeliveryStats:
+    return campaign.deliver(now)
+
+
+def expiry_job(campaign: Campaign, now: datetime) -> Expired:
+    return campaign.expire(now)
+
+
+def retention_job(campaign: Campaign, now: datetime) -> int:
+    return campaign.erase_old(now)
+
+
 def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
     config, clock, stop = campaign.config, campaign.clock, campaign.stop
     tz = config.tz
     # Enough threads for the long-running dial loop plus the periodic jobs.
     sched = BackgroundScheduler(timezone=tz, executors={"default": ThreadPoolExecutor(8)})
-    at = config.schedule.import_at
+    _add_import_jobs(sched, campaign)
+    # The dial loop runs for the service's whole life (woken when a channel frees).
+    sched.add_job(
+        dial_loop,
+        args=(campaign, clock, stop),
+        id="dial",
+        name="dial loop",
+        max_instances=1,
+        misfire_grace_time=None,
+    )
+    _add_periodic_jobs(sched, campaign)
+    return sched
+
+
+def _add_import_jobs(sched: BackgroundScheduler, campaign: Campaign) -> None:
+    """The nightly import, and the catch-up and retry of incomplete days."""
+    clock, tz, at = campaign.clock, campaign.config.tz, campaign.config.schedule.import_at
     sched.add_job(
         lambda: import_job(campaign, clock.now()),
         CronTrigger(hour=at.hour, minute=at.minute, timezone=tz),
@@ -62,15 +113,11 @@ def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
         misfire_grace_time=IMPORT_RETRY_EVERY_S,
         next_run_time=clock.now(),
     )
-    # The dial loop runs for the service's whole life (woken when a channel frees).
-    sched.add_job(
-        dial_loop,
-        args=(campaign, clock, stop),
-        id="dial",
-        name="dial loop",
-        max_instances=1,
-        misfire_grace_time=None,
-    )
+
+
+def _add_periodic_jobs(sched: BackgroundScheduler, campaign: Campaign) -> None:
+    """Delivery, expiry (and recovery of dead nodes' claims), retention."""
+    clock, tz = campaign.clock, campaign.config.tz
     sched.add_job(
         lambda: delivery_job(campaign, clock.now()),
         IntervalTrigger(seconds=5, timezone=tz),
@@ -98,7 +145,6 @@ def build_scheduler(campaign: Campaign) -> BackgroundScheduler:
         max_instances=1,
         misfire_grace_time=IMPORT_MISFIRE_GRACE_S,
     )
-    return sched
 
 
 def run_service(campaign: Campaign, reload_config: Callable[[], Config] | None = None) -> int:

@@ -19,9 +19,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ivr.core.untrusted import operator_text
+from storage import outbox
+from storage.comments import COMMENTS_BLOCKED_FLAG
 from storage.control import CAMPAIGN, DoNotCallAdded
 from storage.models import (
     AuditEntry,
+    Comment,
     ConsoleUser,
     Delivery,
     DeliveryState,
@@ -30,6 +33,15 @@ from storage.models import (
     ServiceFlag,
 )
 from storage.store import Store
+
+
+def _dead(s: Session, model: outbox.Model, ids: Sequence[str]) -> list[Any]:
+    """The dead letters of ``model`` (ratings or comments), those of ``ids`` if any given."""
+    q = select(model).where(model.state == DeliveryState.DEAD)
+    if ids:
+        q = q.where(or_(model.portal_request_id.in_(ids), model.survey_id.in_(ids)))
+    return list(s.scalars(q))
+
 
 PAUSED, PAUSED_BY, PAUSE_REASON = "paused", "paused_by", "pause_reason"
 RELOAD = "reload_requested_at"
@@ -206,25 +218,31 @@ class AdminStore(Store):
 
     # ---- dead letters --------------------------------------------------------------------
     def retry_dead(self, actor: Actor, now: datetime, ids: Sequence[str] = ()) -> list[str]:
-        """Dead letters sent again (all when ``ids`` is empty), audited. An id that is not a
-        dead letter's request or survey id is an error and nothing is re-queued."""
+        """Dead letters sent again (all when ``ids`` is empty; request or survey ids), audited:
+        ratings, and spoken comments whose recording is still kept (their request id is
+        returned as ``"<id> (comment)"``); the comment path is trusted again (a 1.0 portal's
+        404 had blocked it). An id that is not a dead letter's is an error and nothing is
+        re-queued."""
         with self._tx() as s:
-            q = select(Delivery).where(Delivery.state == DeliveryState.DEAD)
-            if ids:
-                q = q.where(or_(Delivery.portal_request_id.in_(ids), Delivery.survey_id.in_(ids)))
-            rows = list(s.scalars(q))
-            known = {d.portal_request_id for d in rows} | {d.survey_id for d in rows}
+            ratings = _dead(s, Delivery, ids)
+            comments = [c for c in _dead(s, Comment, ids) if c.path is not None]
+            rows = [*ratings, *comments]
+            known = {r.portal_request_id for r in rows} | {r.survey_id for r in rows}
             unknown = [i for i in ids if i not in known]
             if unknown:
                 raise ValueError(f"not a dead letter: {', '.join(unknown)}")
-            for d in rows:
-                audit(s, actor, now, "dead.retry", d.portal_request_id,
-                      {"state": "dead", "http_status": d.http_status, "answer": d.last_error},
+            for r in rows:
+                action = "dead.retry" if isinstance(r, Delivery) else "dead.retry_comment"
+                audit(s, actor, now, action, r.portal_request_id,
+                      {"state": "dead", "http_status": r.http_status, "answer": r.last_error},
                       {"state": "pending"})  # fmt: skip
-                d.state = DeliveryState.PENDING
-                d.next_try_at = now
-                d.claimed_by = None
-            return [d.portal_request_id for d in rows]
+            outbox.requeue(rows, now)
+            blocked = s.get(ServiceFlag, COMMENTS_BLOCKED_FLAG)
+            if blocked is not None:
+                s.delete(blocked)
+            return [d.portal_request_id for d in ratings] + [
+                f"{c.portal_request_id} (comment)" for c in comments
+            ]
 
     # ---- live campaign settings ----------------------------------------------------------
     def save_live_settings(self, actor: Actor, doc: dict[str, Any], now: datetime) -> None:

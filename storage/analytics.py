@@ -22,29 +22,25 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
     Select,
-    and_,
     case,
     func,
-    insert,
     literal,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import InstrumentedAttribute
 
-from ivr.core.untrusted import operator_text
 from prompts.catalog import category_label
-from storage.models import CallAttempt, ControlReview, Survey, SurveyStatus
+from storage.models import Survey, SurveyStatus
 
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 Column: TypeAlias = ColumnElement[Any] | InstrumentedAttribute[Any]
@@ -350,230 +346,3 @@ def ranking(
 
     ranked = [f for f in groups if f.key is not None and n(f) >= max(1, min_count)]
     return sorted(ranked, key=lambda f: (rate(f), -n(f), f.label))
-
-
-# ---- rows behind a figure -----------------------------------------------------------------
-ROW_COLUMNS = (
-    "survey_id",
-    "portal_request_id",
-    "request_number",
-    "executor_id",
-    "executor_name",
-    "category",
-    "category_name",
-    "district",
-    "address",
-    "language",
-    "phone",
-    "closed_at",
-    "local_date",
-    "round_no",
-    "status",
-    "outcome",
-    "reason",
-    "digit",
-    "attempts",
-    "answered_at",
-    "key_sources",
-)
-
-
-def _key_path() -> ColumnElement[str | None]:
-    """How the answer's keys came (r/i/b per key) on the survey's last answered attempt."""
-    return (
-        select(CallAttempt.key_sources)
-        .where(CallAttempt.survey_id == Survey.id, CallAttempt.disposition == "answered")
-        .order_by(CallAttempt.attempt_no.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def rows_query(
-    filters: Filters,
-    by: GroupBy | None = None,
-    key: str | None = None,
-    bucket: str | None = None,
-) -> AnySelect:
-    """The surveys behind a figure: those of ``filters``, of group ``key`` (UNKNOWN: the
-    unknown group; a period key for day/week/month) and, if given, of one bucket
-    (pending, not_called, not_reached, satisfied, unsatisfied, no_rating; also ``answered``,
-    ``called``, ``rated``). Newest closing first; columns :data:`ROW_COLUMNS`."""
-    q: AnySelect = select(
-        Survey.id.label("survey_id"),
-        Survey.portal_request_id,
-        Survey.request_number,
-        Survey.executor_id,
-        Survey.executor_name,
-        Survey.category,
-        Survey.category_name,
-        Survey.district,
-        Survey.address,
-        Survey.language,
-        Survey.phone,
-        Survey.closed_at,
-        Survey.local_date,
-        Survey.round_no,
-        Survey.status,
-        Survey.outcome,
-        Survey.reason,
-        Survey.digit,
-        Survey.attempts,
-        Survey.answered_at,
-        _key_path().label("key_sources"),
-    ).where(*_where(filters))
-    if by is not None and key is not None and by != "total":
-        q = q.where(_group_condition(by, key))
-    if bucket is not None:
-        wanted = {
-            "answered": ("satisfied", "unsatisfied", "no_rating"),
-            "rated": ("satisfied", "unsatisfied"),
-            "called": ("satisfied", "unsatisfied", "no_rating", "not_reached"),
-        }.get(bucket, (bucket,))
-        q = q.where(_bucket().in_(wanted))
-    return q.order_by(Survey.closed_at.desc(), Survey.id)
-
-
-def _group_condition(by: GroupBy, key: str) -> ColumnElement[bool]:
-    if by in ("executor", "category", "district"):
-        return _is(_group_column(by), key)
-    first, last = _period_bounds(key, by)
-    return and_(Survey.local_date >= first, Survey.local_date <= last)
-
-
-def _period_bounds(key: str, by: GroupBy) -> tuple[date, date]:
-    if by == "week":
-        year, week = key.split("-W")
-        first = date.fromisocalendar(int(year), int(week), 1)
-        return first, first + timedelta(days=6)
-    if by == "month":
-        year, month = key.split("-")
-        first = date(int(year), int(month), 1)
-        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        return first, following - timedelta(days=1)
-    day = date.fromisoformat(key)
-    return day, day
-
-
-def iter_rows(engine: Engine, q: AnySelect, chunk: int = 2000) -> Iterator[dict[str, Any]]:
-    """The rows of ``q`` as dicts, fetched in chunks (a server-side cursor on PostgreSQL):
-    an export of any size is streamed, never held in memory."""
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
-        for row in result.mappings():
-            yield dict(row)
-
-
-# ---- the control list ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class ControlEntry:
-    """A request returned for rework (an unsatisfied answer), with its review."""
-
-    survey_id: str
-    portal_request_id: str
-    request_number: str
-    executor_id: str | None
-    executor_name: str | None
-    category: str | None
-    address: str | None
-    phone: str | None
-    closed_at: datetime
-    called_at: datetime | None
-    digit: str | None
-    key_sources: str | None
-    round_no: int
-    again: bool  # unsatisfied again after rework
-    reviewed_at: datetime | None
-    reviewed_by: str | None
-    note: str | None
-
-    @property
-    def reviewed(self) -> bool:
-        return self.reviewed_at is not None
-
-
-def control_query(filters: Filters, reviewed: bool | None = None) -> AnySelect:
-    """Every request returned for rework of ``filters``: unsatisfied again first, then the
-    newest closing first. ``reviewed``: only those (not) yet reviewed."""
-    again = case((Survey.reason == "unsatisfied_again", 1), else_=0)
-    q: AnySelect = (
-        select(
-            Survey.id.label("survey_id"),
-            Survey.portal_request_id,
-            Survey.request_number,
-            Survey.executor_id,
-            Survey.executor_name,
-            Survey.category,
-            Survey.address,
-            Survey.phone,
-            Survey.closed_at,
-            Survey.answered_at.label("called_at"),
-            Survey.digit,
-            _key_path().label("key_sources"),
-            Survey.round_no,
-            again.label("again"),
-            ControlReview.reviewed_at,
-            ControlReview.reviewed_by,
-            ControlReview.note,
-        )
-        .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
-        .where(Survey.outcome == "unsatisfied", *_where(filters))
-        .order_by(again.desc(), Survey.closed_at.desc(), Survey.id)
-    )
-    if reviewed is True:
-        q = q.where(ControlReview.survey_id.is_not(None))
-    elif reviewed is False:
-        q = q.where(ControlReview.survey_id.is_(None))
-    return q
-
-
-def control_list(
-    engine: Engine,
-    filters: Filters,
-    reviewed: bool | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[ControlEntry]:
-    q = control_query(filters, reviewed)
-    if limit is not None:
-        q = q.limit(limit).offset(offset)
-    with engine.connect() as conn:
-        return [
-            ControlEntry(**{**row, "again": bool(row["again"])})
-            for row in conn.execute(q).mappings()
-        ]
-
-
-def control_counts(engine: Engine, filters: Filters) -> tuple[int, int]:
-    """(returned for rework, of them not yet reviewed) for ``filters``."""
-    sub = control_query(filters).order_by(None).subquery()
-    q = select(func.count(), func.count().filter(sub.c.reviewed_at.is_(None)))
-    with engine.connect() as conn:
-        total, unreviewed = conn.execute(q).one()
-    return int(total), int(unreviewed)
-
-
-def mark_reviewed(engine: Engine, survey_id: str, by: str, note: str | None, now: datetime) -> bool:
-    """Mark a request returned for rework as reviewed (again: the note and time replaced).
-
-    False if there is no such survey with an unsatisfied answer."""
-    with engine.begin() as conn:
-        return mark_reviewed_in(conn, survey_id, by, note, now)
-
-
-def mark_reviewed_in(conn: Any, survey_id: str, by: str, note: str | None, now: datetime) -> bool:
-    """:func:`mark_reviewed` inside the caller's transaction (with its audit row)."""
-    outcome = conn.scalar(select(Survey.outcome).where(Survey.id == survey_id))
-    if outcome != "unsatisfied":
-        return False
-    exists = conn.scalar(
-        select(ControlReview.survey_id).where(ControlReview.survey_id == survey_id)
-    )
-    values = {"reviewed_at": now, "reviewed_by": by, "note": operator_text(note, 2000)}
-    if exists is None:
-        conn.execute(insert(ControlReview).values(survey_id=survey_id, **values))
-    else:
-        conn.execute(
-            update(ControlReview).where(ControlReview.survey_id == survey_id).values(**values)
-        )
-    return True

@@ -5,15 +5,22 @@ A local day is *settled* once it is at least ``settle_days`` old and every surve
 final outcome: its surveys no longer change. The first request that needs a settled day counts
 its surveys once into ``analytics_day_counts`` and notes the day in ``analytics_days``: for each
 dimension (executor, category, district, and ``total``) one row per group, round kind, outcome
-bucket and reason. Figures then add the counts of the settled days of the period to the live
-figures of its other days (the recent ones and any not yet settled), and the answer is exact.
+bucket and reason (and, of the unsatisfied, how many are reviewed). Once every day of a
+calendar month is counted, its counts are summed once into ``analytics_month_counts``
+(:func:`roll_up`), so a year by executor reads about 12 rows per group instead of 365.
+Figures then add the sums of the period's whole months, the counts of its other settled days
+and the live figures of its other days (the recent ones and any not yet settled), and the
+answer is exact. (By day or week the monthly sums are not used.)
 
 The counts serve a selection filtered on at most one of executor, category and district
 (grouped by that dimension or by time), and any round; a selection across two dimensions (one
 executor's categories) is small and is read from the surveys.
 
 What the counts cannot see is a change to a settled day (a day re-imported long after, an edit
-by hand): :func:`forget_days` drops the counts of such days, and they are counted again.
+by hand): :func:`forget_days` drops the counts of such days and the sums of their months, and
+they are counted again (``ivr-rating analytics rebuild --from D --to D``). A controller's review
+is counted at once: :func:`storage.control_entries.mark_reviewed_in` adds it to the day's and
+the month's ``reviewed``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, delete, func, insert, literal, null, or_, select
+from sqlalchemy import Date, Engine, and_, case, delete, func, insert, literal, null, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.analytics import (
@@ -41,12 +48,24 @@ from storage.analytics import (
     figures,
     periods,
 )
-from storage.models import AnalyticsDay, AnalyticsDayCount, Survey, SurveyStatus
+from storage.analytics_tables import (
+    AnalyticsDay,
+    AnalyticsDayCount,
+    AnalyticsMonth,
+    AnalyticsMonthCount,
+)
+from storage.models import ControlReview, Survey, SurveyStatus
 
 SETTLE_DAYS = 7
 Tally = dict[str | None, Counter[str]]
 Reasons = dict[tuple[str | None, str], Counter[str]]
 Names = dict[str | None, str]
+
+
+def settle_days_for(survey_deadline: timedelta) -> int:
+    """The days after which a local day is settled: a week, or two days after the survey
+    deadline (``dialing.survey_deadline``) if that is longer."""
+    return max(SETTLE_DAYS, survey_deadline.days + 2)
 
 
 def _days(first: date, last: date) -> list[date]:
@@ -103,14 +122,22 @@ def _dim_key(dim: str) -> Any:
             "district": Survey.district}.get(dim, null())  # fmt: skip
 
 
+def lock_reviews(conn: Any) -> None:
+    """PostgreSQL: new reviews wait until this transaction ends (a review counted neither in
+    the counts being made nor by its own increment, made before they exist, would be lost)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE control_reviews IN SHARE MODE")
+
+
 def _count(engine: Engine, first: date, last: date, now: datetime) -> None:
     rework = case((Survey.round_no > 1, 1), else_=0)
     bucket = _bucket()
     name = func.max(Survey.executor_name)
-    columns = ["local_date", "dim", "key", "name", "rework", "bucket", "reason", "n"]
+    columns = ["local_date", "dim", "key", "name", "rework", "bucket", "reason", "n", "reviewed"]
     in_days = (Survey.local_date >= first, Survey.local_date <= last)
     per_day = select(Survey.local_date, func.count()).where(*in_days).group_by(Survey.local_date)
     with engine.begin() as conn:
+        lock_reviews(conn)
         sizes = {d: int(n) for d, n in conn.execute(per_day)}
         conn.execute(insert(AnalyticsDay), [
             {"local_date": d, "surveys": sizes.get(d, 0), "aggregated_at": now}
@@ -131,19 +158,78 @@ def _count(engine: Engine, first: date, last: date, now: datetime) -> None:
                     bucket,
                     Survey.reason,
                     func.count(),
+                    func.count(ControlReview.survey_id),
                 )  # fmt: skip
+                .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
                 .where(*in_days)
                 .group_by(*groups)
             )
             conn.execute(insert(AnalyticsDayCount).from_select(columns, counted))
 
 
+# ---- months: the daily counts of a month whose days are all counted, summed once -----------
+def _month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _month_end(month: date) -> date:
+    following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return following - timedelta(days=1)
+
+
+def roll_up(engine: Engine, first: date, last: date, now: datetime) -> list[date]:
+    """Sum into ``analytics_month_counts`` the daily counts of each month touching
+    ``first``..``last`` whose days are all counted and that is not summed yet; those months."""
+    start, end = _month_of(first), _month_end(_month_of(last))
+    with engine.connect() as conn:
+        done = set(conn.scalars(select(AnalyticsMonth.month).where(
+            AnalyticsMonth.month >= start, AnalyticsMonth.month <= end)))  # fmt: skip
+        days = Counter(_month_of(d) for d in conn.scalars(select(AnalyticsDay.local_date).where(
+            AnalyticsDay.local_date >= start, AnalyticsDay.local_date <= end)))  # fmt: skip
+    whole = [m for m, n in sorted(days.items())
+             if m not in done and n == _month_end(m).day]  # fmt: skip
+    for month in whole:
+        try:
+            _sum_month(engine, month, now)
+        except IntegrityError:
+            continue  # another process summed it meanwhile
+    return whole
+
+
+def _sum_month(engine: Engine, month: date, now: datetime) -> None:
+    c = AnalyticsDayCount
+    columns = ["month", "dim", "key", "name", "rework", "bucket", "reason", "n", "reviewed"]
+    summed = (
+        select(
+            literal(month, Date),
+            c.dim,
+            c.key,
+            func.max(c.name),
+            c.rework,
+            c.bucket,
+            c.reason,
+            func.sum(c.n),
+            func.sum(c.reviewed),
+        )  # fmt: skip
+        .where(c.local_date >= month, c.local_date <= _month_end(month))
+        .group_by(c.dim, c.key, c.rework, c.bucket, c.reason)
+    )
+    with engine.begin() as conn:
+        lock_reviews(conn)
+        conn.execute(insert(AnalyticsMonth).values(month=month, aggregated_at=now))
+        conn.execute(insert(AnalyticsMonthCount).from_select(columns, summed))
+
+
 def forget_days(engine: Engine, first: date, last: date) -> None:
-    """Drop the counts of ``first``..``last`` (they are counted again when next needed)."""
+    """Drop the counts of ``first``..``last`` and the sums of their months (they are counted
+    again when next needed)."""
+    start, end = _month_of(first), _month_end(_month_of(last))
     with engine.begin() as conn:
         for table in (AnalyticsDayCount, AnalyticsDay):
             conn.execute(delete(table).where(table.local_date >= first,
                                              table.local_date <= last))  # fmt: skip
+        for summed in (AnalyticsMonthCount, AnalyticsMonth):
+            conn.execute(delete(summed).where(summed.month >= start, summed.month <= end))
 
 
 # ---- figures from the counts plus the live days --------------------------------------------
@@ -157,27 +243,56 @@ def _dimension(filters: Filters, by: GroupBy) -> str | None:
     return None
 
 
-def _from_counts(conn: Any, filters: Filters, by: GroupBy, dim: str,
-                 runs: list[tuple[date, date]]) -> Any:  # fmt: skip
-    c = AnalyticsDayCount
-    where: list[Any] = [c.dim == dim, _in_ranges(c.local_date, runs)]
+Counts = type[AnalyticsDayCount] | type[AnalyticsMonthCount]
+
+
+def _date_of(table: Counts) -> Any:
+    return table.local_date if table is AnalyticsDayCount else AnalyticsMonthCount.month
+
+
+def counts_where(table: Counts, filters: Filters, dim: str,
+                 runs: list[tuple[date, date]]) -> list[Any]:  # fmt: skip
+    """The rows of ``table`` (daily or monthly counts) of dimension ``dim`` in ``runs`` that
+    ``filters`` selects (its group of ``dim``, its round)."""
+    where: list[Any] = [table.dim == dim, _in_ranges(_date_of(table), runs)]
     if dim != "total" and getattr(filters, dim) is not None:
-        where.append(_is(c.key, getattr(filters, dim)))
+        where.append(_is(table.key, getattr(filters, dim)))
     if filters.round == "first":
-        where.append(c.rework == 0)
+        where.append(table.rework == 0)
     elif filters.round == "rework":
-        where.append(c.rework == 1)
+        where.append(table.rework == 1)
     elif filters.round == "again":
-        where.append(c.reason == "unsatisfied_again")
-    group = (c.local_date if by in ("day", "week", "month") else
+        where.append(table.reason == "unsatisfied_again")
+    return where
+
+
+def _from_counts(conn: Any, filters: Filters, by: GroupBy, dim: str,
+                 runs: list[tuple[date, date]], c: Counts = AnalyticsDayCount) -> Any:  # fmt: skip
+    group = (_date_of(c) if by in ("day", "week", "month") else
              c.key if by == dim != "total" else literal("total")).label("g")  # fmt: skip
     again = func.sum(case((c.reason == "unsatisfied_again", c.n), else_=0))
     q = (
         select(group, c.bucket, c.reason, func.sum(c.n), again, func.max(c.name))
-        .where(*where)
+        .where(*counts_where(c, filters, dim, runs))
         .group_by(group, c.bucket, c.reason)
     )
     return conn.execute(q)
+
+
+def counted_parts(conn: Any, first: date, last: date, months: bool) -> tuple[
+        list[tuple[date, date]], list[tuple[date, date]], list[tuple[date, date]]]:  # fmt: skip
+    """(runs of summed months wholly in ``first``..``last`` (if ``months``), runs of the other
+    counted days, runs of the days to read from the surveys)."""
+    summed: list[date] = []
+    if months:
+        summed = [m for m in conn.scalars(select(AnalyticsMonth.month).where(
+            AnalyticsMonth.month >= first, AnalyticsMonth.month <= last))
+            if _month_end(m) <= last]  # fmt: skip
+    in_months = {d for m in summed for d in _days(m, _month_end(m))}
+    counted = set(conn.scalars(select(AnalyticsDay.local_date).where(
+        AnalyticsDay.local_date >= first, AnalyticsDay.local_date <= last)))  # fmt: skip
+    live = [d for d in _days(first, last) if d not in counted]
+    return _ranges(summed), _ranges(counted - in_months), _ranges(live)
 
 
 def _live(conn: Any, filters: Filters, by: GroupBy, runs: list[tuple[date, date]]) -> Any:
@@ -199,19 +314,20 @@ def quick_figures(engine: Engine, filters: Filters, by: GroupBy, today: date, no
     if dim is None:
         return figures(engine, filters, by)
     settle(engine, filters.date_from, filters.date_to, today, now, settle_days)
+    roll_up(engine, filters.date_from, filters.date_to, now)
     counts: Tally = defaultdict(Counter)
     reasons: Reasons = defaultdict(Counter)
     names: Names = {}
     with engine.connect() as conn:
-        counted = set(conn.scalars(select(AnalyticsDay.local_date).where(
-            AnalyticsDay.local_date >= filters.date_from,
-            AnalyticsDay.local_date <= filters.date_to)))  # fmt: skip
-        live = [d for d in _days(filters.date_from, filters.date_to) if d not in counted]
+        months, days, live = counted_parts(conn, filters.date_from, filters.date_to,
+                                           by not in ("day", "week"))  # fmt: skip
         results = []
-        if counted:
-            results.append(_from_counts(conn, filters, by, dim, _ranges(counted)))
+        if months:
+            results.append(_from_counts(conn, filters, by, dim, months, AnalyticsMonthCount))
+        if days:
+            results.append(_from_counts(conn, filters, by, dim, days))
         if live:
-            results.append(_live(conn, filters, by, _ranges(live)))
+            results.append(_live(conn, filters, by, live))
         for result in results:
             for g, b, why, n, again, name in result:
                 _add(counts, reasons, names, by, g, b, why, int(n), int(again or 0), name)

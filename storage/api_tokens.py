@@ -42,10 +42,10 @@ class ApiTokens:
 
     def add(self, actor: Actor, name: str, now: datetime) -> str:
         """A new token named ``name`` (returned in clear, once). ValueError if the name is
-        taken or empty."""
+        taken, empty or holds a control character."""
         name = name.strip()
-        if not name or len(name) > 64:
-            raise ValueError("a token name has 1 to 64 characters")
+        if not name or len(name) > 64 or not name.isprintable():
+            raise ValueError("a token name has 1 to 64 printable characters")
         token = PREFIX + secrets.token_urlsafe(32)
         with Session(self.engine) as s, s.begin():
             if s.get(ApiToken, name) is not None:

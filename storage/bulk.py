@@ -3,8 +3,8 @@
 The nightly import stores a page of requests in one transaction: one query finds which closings
 are already known (and the earlier rounds of each request, to link a new round to the latest
 and to supersede those still waiting for a call), the new surveys go in together, and a
-``not_called`` one gets its outcome and outbox row in the same transaction (Store's own
-``_finish``). :meth:`Store.add_survey` is this for one closing.
+``not_called`` one gets its outcome and outbox row in the same transaction
+(``storage.outcomes.finish``). :meth:`Store.add_survey` is this for one closing.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Outcome, Reason
-from storage.errors import mapped
+from storage.db import mapped
 from storage.models import Delivery, DeliveryState, DoNotCall, Survey, SurveyStatus
+from storage.outcomes import finish
 from storage.store import NewSurvey, Store
 
 # Bound parameters per IN (...) query: far below SQLite's and PostgreSQL's limits.
@@ -88,30 +89,15 @@ def add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[
         return _add_surveys(store, news, now)
 
 
+Round = dict[str, object]
+
+
 def _add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list[Added]:
-    ids = sorted({n.portal_request_id for n in news})
-    # Every round of these requests, stored or added by this batch, by request.
-    rounds: dict[str, list[dict[str, object]]] = {}
     with Session(store.engine, expire_on_commit=False) as s, s.begin():
-        for chunk in _chunks(ids):
-            q = select(
-                Survey.portal_request_id,
-                Survey.closed_at,
-                Survey.id,
-                Survey.round_no,
-                Survey.status,
-                Survey.request_number,
-                Survey.phone_raw,
-                Survey.phone,
-                Survey.language,
-                Survey.category,
-            ).where(Survey.portal_request_id.in_(chunk))
-            for stored in s.execute(q).mappings():
-                rounds.setdefault(stored["portal_request_id"], []).append(
-                    {**stored, "stored": True, "not_called_reason": None}
-                )
+        # Every round of these requests, stored or added by this batch, by request.
+        rounds = _stored_rounds(s, sorted({n.portal_request_id for n in news}))
         result: list[Added] = []
-        added: list[dict[str, object]] = []
+        added: list[Round] = []
         supersede_stored: list[str] = []
         for new in news:
             known = rounds.setdefault(new.portal_request_id, [])
@@ -120,76 +106,118 @@ def _add_surveys(store: Store, news: Sequence[NewSurvey], now: datetime) -> list
                 result.append(Added(new=False, changed=_differences(same, new)))
                 continue
             earlier = [r for r in known if _closed(r) < new.closed_at]
-            previous = max(earlier, key=_closed) if earlier else None
-            superseded = 0
-            for r in earlier:  # still waiting for its call: this closing replaces it
-                if r["status"] == SurveyStatus.PENDING and r["not_called_reason"] is None:
-                    r["status"] = SurveyStatus.DONE
-                    r["not_called_reason"] = Reason.SUPERSEDED
-                    if r["stored"]:
-                        supersede_stored.append(str(r["id"]))
-                    superseded += 1
+            superseded = _supersede(earlier, supersede_stored)
             later_known = any(_closed(r) > new.closed_at for r in known)
             reason = new.not_called_reason or (Reason.SUPERSEDED if later_known else None)
-            row: dict[str, object] = {
-                "id": str(uuid.uuid4()),
-                "portal_request_id": new.portal_request_id,
-                "request_number": new.request_number,
-                "closed_at": new.closed_at,
-                "local_date": new.local_date,
-                "phone_raw": new.phone_raw,
-                "phone": new.phone,
-                "language": new.language,
-                "category": new.category,
-                "status": SurveyStatus.PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "previous_survey_id": previous["id"] if previous else None,
-                "round_no": int(str(previous["round_no"])) + 1 if previous else 1,
-                "deadline_at": new.deadline_at,
-                "executor_id": new.executor_id,
-                "executor_name": new.executor_name,
-                "address": new.address,
-                "category_name": new.category_name,
-                "district": new.district,
-            }
+            row = _new_row(new, max(earlier, key=_closed) if earlier else None, now)
             known.append(row | {"stored": False, "not_called_reason": reason})
             added.append(row)
             result.append(Added(new=True, superseded=superseded))
-        pending: list[dict[str, object]] = []
-        finished: list[tuple[Survey, str]] = []
-        reasons = {
-            str(r["id"]): r["not_called_reason"]
-            for known in rounds.values()
-            for r in known
-            if not r["stored"]
-        }
-        for new_row in added:
-            why = reasons[str(new_row["id"])]
-            if why is None:
-                pending.append(new_row)
-            else:  # few: through the ORM, to share Store's outcome-and-outbox write
-                finished.append((Survey(**new_row), str(why)))
-        if pending:
-            s.execute(insert(Survey), pending)  # one executemany
-        if finished:
-            s.add_all(survey for survey, _ in finished)
-            s.flush()
-            for survey, reason_text in finished:
-                # The outcome-and-outbox write of every final outcome, in this transaction.
-                store._finish(s, survey, Outcome.NOT_CALLED, None, reason_text, None, now)
-        for survey_id in supersede_stored:
-            earlier_round = s.get(Survey, survey_id, with_for_update=True)
-            # Claimed for a call since it was read: that call is about its own closing.
-            if earlier_round is not None and earlier_round.status == SurveyStatus.PENDING:
-                store._finish(
-                    s, earlier_round, Outcome.NOT_CALLED, None, Reason.SUPERSEDED, None, now
-                )
+        _write(s, rounds, added, supersede_stored, now)
     return result
 
 
-def _closed(row: dict[str, object]) -> datetime:
+def _stored_rounds(s: Session, ids: Sequence[str]) -> dict[str, list[Round]]:
+    rounds: dict[str, list[Round]] = {}
+    for chunk in _chunks(ids):
+        q = select(
+            Survey.portal_request_id,
+            Survey.closed_at,
+            Survey.id,
+            Survey.round_no,
+            Survey.status,
+            Survey.request_number,
+            Survey.phone_raw,
+            Survey.phone,
+            Survey.language,
+            Survey.category,
+        ).where(Survey.portal_request_id.in_(chunk))
+        for stored in s.execute(q).mappings():
+            rounds.setdefault(stored["portal_request_id"], []).append(
+                {**stored, "stored": True, "not_called_reason": None}
+            )
+    return rounds
+
+
+def _supersede(earlier: list[Round], supersede_stored: list[str]) -> int:
+    """Earlier rounds still waiting for their call: a later closing replaces them. The stored
+    ones go to ``supersede_stored``; returns how many."""
+    superseded = 0
+    for r in earlier:
+        if r["status"] == SurveyStatus.PENDING and r["not_called_reason"] is None:
+            r["status"] = SurveyStatus.DONE
+            r["not_called_reason"] = Reason.SUPERSEDED
+            if r["stored"]:
+                supersede_stored.append(str(r["id"]))
+            superseded += 1
+    return superseded
+
+
+def _new_row(new: NewSurvey, previous: Round | None, now: datetime) -> Round:
+    return {
+        "id": str(uuid.uuid4()),
+        "portal_request_id": new.portal_request_id,
+        "request_number": new.request_number,
+        "closed_at": new.closed_at,
+        "local_date": new.local_date,
+        "phone_raw": new.phone_raw,
+        "phone": new.phone,
+        "language": new.language,
+        "category": new.category,
+        "status": SurveyStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "previous_survey_id": previous["id"] if previous else None,
+        "round_no": int(str(previous["round_no"])) + 1 if previous else 1,
+        "deadline_at": new.deadline_at,
+        "executor_id": new.executor_id,
+        "executor_name": new.executor_name,
+        "address": new.address,
+        "category_name": new.category_name,
+        "district": new.district,
+    }
+
+
+def _write(
+    s: Session,
+    rounds: dict[str, list[Round]],
+    added: list[Round],
+    supersede_stored: list[str],
+    now: datetime,
+) -> None:
+    """Insert the new rounds (those not to be called with their outcome and outbox row) and
+    end the stored rounds they supersede."""
+    reasons = {
+        str(r["id"]): r["not_called_reason"]
+        for known in rounds.values()
+        for r in known
+        if not r["stored"]
+    }
+    pending: list[Round] = []
+    finished: list[tuple[Survey, str]] = []
+    for new_row in added:
+        why = reasons[str(new_row["id"])]
+        if why is None:
+            pending.append(new_row)
+        else:  # few: through the ORM, to share the outcome-and-outbox write
+            finished.append((Survey(**new_row), str(why)))
+    if pending:
+        s.execute(insert(Survey), pending)  # one executemany
+    if finished:
+        s.add_all(survey for survey, _ in finished)
+        s.flush()
+        for survey, reason_text in finished:
+            # The outcome-and-outbox write of every final outcome, in this transaction.
+            finish(s, survey, Outcome.NOT_CALLED, None, reason_text, None, now)
+    for survey_id in supersede_stored:
+        earlier_round = s.get(Survey, survey_id, with_for_update=True)
+        # Claimed for a call since it was read: that call is about its own closing.
+        if earlier_round is not None and earlier_round.status == SurveyStatus.PENDING:
+            finish(s, earlier_round, Outcome.NOT_CALLED, None, Reason.SUPERSEDED, None, now)
+
+
+def _closed(row: Round) -> datetime:
     closed_at = row["closed_at"]
     assert isinstance(closed_at, datetime)
     return closed_at

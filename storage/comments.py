@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
-from storage import queue
-from storage.base import StoreBase
+from storage import outbox
+from storage.db import StoreBase
 from storage.models import Comment, Delivery, DeliveryState, Survey, SurveyStatus
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class CommentsMixin(StoreBase):
                 .order_by(Comment.recorded_at)
                 .limit(limit)
             )
-            rows = queue.claim(s, q, now, lease, node, of=Comment)
+            rows = outbox.claim(s, q, now, lease, node, of=Comment)
             return [
                 PendingComment(
                     c.survey_id, c.portal_request_id, c.path or "", c.duration_s, c.sha256, c.tries
@@ -129,11 +129,11 @@ class CommentsMixin(StoreBase):
         if not survey_ids:
             return
         with self._tx() as s:
-            queue.release(s, Comment, survey_ids, at)
+            outbox.release(s, Comment, survey_ids, at)
 
     def release_node_comments(self, node: str, now: datetime) -> int:
         with self._tx() as s:
-            return queue.release_node(s, Comment, node, now)
+            return outbox.release_node(s, Comment, node, now)
 
     def mark_comment(
         self,
@@ -147,29 +147,7 @@ class CommentsMixin(StoreBase):
         with self._tx() as s:
             c = s.get(Comment, survey_id)
             assert c is not None
-            queue.record_try(c, state, http_status, error, when)
-
-    def requeue_dead_comments(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
-        """Dead comments to send again (all when ``ids`` is empty; request or survey ids), and
-        the comment path is trusted again. Returns the request ids re-queued."""
-        with self._tx() as s:
-            q = select(Comment).where(
-                Comment.state == DeliveryState.DEAD, Comment.path.is_not(None)
-            )
-            if ids:
-                q = q.where(or_(Comment.portal_request_id.in_(ids), Comment.survey_id.in_(ids)))
-            rows = list(s.scalars(q))
-            queue.requeue(rows, now)
-        self.clear_comments_blocked()
-        return [c.portal_request_id for c in rows]
-
-    def clear_comments_blocked(self) -> None:
-        with self._tx() as s:
-            from storage.models import ServiceFlag
-
-            row = s.get(ServiceFlag, COMMENTS_BLOCKED_FLAG)
-            if row is not None:
-                s.delete(row)
+            outbox.record_try(c, state, http_status, error, when)
 
     def comment_counts(self) -> dict[str, int]:
         counts = {DeliveryState.PENDING: 0, DeliveryState.DELIVERED: 0, DeliveryState.DEAD: 0}

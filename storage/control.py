@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr.core.vocabulary import Outcome, Reason
-from storage.base import StoreBase
+from storage.db import StoreBase
 from storage.models import DoNotCall, LiveSettings, ServiceFlag, Survey, SurveyStatus
+from storage.outcomes import finish
 
 CAMPAIGN = "campaign"
 
@@ -32,22 +33,6 @@ class DoNotCallAdded:
 
 
 class ControlMixin(StoreBase):
-    def _finish(
-        self,
-        s: Session,
-        survey: Survey,
-        outcome: str,
-        digit: str | None,
-        reason: str | None,
-        answered_at: datetime | None,
-        now: datetime,
-    ) -> None:
-        raise NotImplementedError  # Store's: a final outcome and its outbox row
-
-    def is_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            return s.get(DoNotCall, phone) is not None
-
     def add_do_not_call(
         self, phone: str, source: str, now: datetime, note: str | None = None
     ) -> DoNotCallAdded:
@@ -68,7 +53,7 @@ class ControlMixin(StoreBase):
             added = self._list(s, phone, "ivr", now, "key 9 in a survey call")
             asked = s.get(Survey, survey_id, with_for_update=True)
             if asked is not None and asked.status != SurveyStatus.DONE:
-                self._finish(s, asked, Outcome.OPTED_OUT, digit, None, answered_at, now)
+                finish(s, asked, Outcome.OPTED_OUT, digit, None, answered_at, now)
             return DoNotCallAdded(added, self._close_open(s, phone, now, in_call=True))
 
     def _list(self, s: Session, phone: str, source: str, now: datetime, note: str | None) -> bool:
@@ -89,21 +74,8 @@ class ControlMixin(StoreBase):
             )
         )
         for row in rows:
-            self._finish(s, row, Outcome.NOT_CALLED, None, Reason.DO_NOT_CALL, None, now)
+            finish(s, row, Outcome.NOT_CALLED, None, Reason.DO_NOT_CALL, None, now)
         return [r.portal_request_id for r in rows]
-
-    def remove_do_not_call(self, phone: str) -> bool:
-        with self._tx() as s:
-            row = s.get(DoNotCall, phone)
-            if row is None:
-                return False
-            s.delete(row)
-            return True
-
-    def list_do_not_call(self) -> list[tuple[str, str, datetime, str | None]]:
-        with self._tx() as s:
-            rows = s.scalars(select(DoNotCall).order_by(DoNotCall.added_at))
-            return [(r.phone, r.source, r.added_at, r.note) for r in rows]
 
     def set_flag(self, name: str, value: str, now: datetime) -> None:
         with self._tx() as s:

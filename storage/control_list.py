@@ -11,19 +11,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
 from storage.admin import Actor, AdminStore, audit
-from storage.analytics import UNKNOWN, AnySelect, Filters, control_query, mark_reviewed_in
+from storage.analytics import UNKNOWN, AnySelect, Filters, _where
+from storage.analytics_days import Counts, _date_of, _in_ranges, counted_parts, counts_where
+from storage.analytics_tables import AnalyticsDayCount, AnalyticsMonthCount
+from storage.control_entries import Mark, control_page_ids, control_query, mark_reviewed_in
 from storage.models import Comment, ControlReview, Survey
 
 NOTE_MAX = 500
 SUMMARY_WORK_MEM = "64MB"  # PostgreSQL, for the summary's grouping (in this transaction only)
 _HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _SPACES = re.compile(r"\s+")
+Runs = list[tuple[date, date]]
 
 
 def control_rows_query(filters: Filters, reviewed: bool | None = None) -> AnySelect:
@@ -39,23 +44,28 @@ def control_rows_query(filters: Filters, reviewed: bool | None = None) -> AnySel
     )
 
 
+def read_control_page(conn: Any, filters: Filters, reviewed: bool | None, limit: int,
+                 after: str = "", before: str = "") -> list[dict[str, Any]]:  # fmt: skip
+    """One page of :func:`control_rows_query`: the first, the one after the entry marked
+    ``after`` or the one before ``before`` (:meth:`Mark.token`). Its ids are read in the
+    list's order first (:func:`control_page_ids`), then only its rows whole, with their key
+    path and comment. A page before that would be short is the first page."""
+    later, earlier = Mark.parse(after), Mark.parse(before)
+    ids = control_page_ids(conn, filters, reviewed, limit, later, earlier)
+    if earlier is not None and len(ids) < limit:
+        ids = control_page_ids(conn, filters, reviewed, limit)
+    q = control_rows_query(filters, reviewed).where(Survey.id.in_(ids))
+    return [dict(row) for row in conn.execute(q).mappings()]
+
+
 def control_page_query(
     filters: Filters, reviewed: bool | None, limit: int, offset: int
 ) -> AnySelect:
-    """One page of :func:`control_rows_query`: the page's ids are sorted and cut first (a
-    sort of narrow rows, however deep the page), then only the page's rows are read whole,
-    with their key path and comment."""
+    """Page ``offset / limit`` of :func:`control_rows_query` by its number (a link without
+    its mark): the page's ids sorted and cut first, then only the page's rows read whole."""
     ids = control_query(filters, reviewed).with_only_columns(Survey.id).limit(limit)
     ids = ids.offset(offset)
     return control_rows_query(filters, reviewed).where(Survey.id.in_(ids.scalar_subquery()))
-
-
-def _in_period(filters: Filters) -> list[object]:
-    return [
-        Survey.outcome == "unsatisfied",
-        Survey.local_date >= filters.date_from,
-        Survey.local_date <= filters.date_to,
-    ]
 
 
 @dataclass(frozen=True)
@@ -68,10 +78,86 @@ class ControlSummary:
     categories: list[str]  # keys (catalog name, else the text as sent) with one
 
 
+class _Summing:
+    """What :func:`control_summary` adds up from the counts and the surveys."""
+
+    def __init__(self) -> None:
+        self.total = self.reviewed = 0
+        self.names: dict[str | None, str] = {}
+        self.categories: set[str | None] = set()
+
+    def executor(self, key: str | None, name: str | None) -> None:
+        if key is None:
+            self.names[None] = UNKNOWN
+        else:
+            self.names[key] = max(str(name or key), self.names.get(key, ""))
+
+    def result(self) -> ControlSummary:
+        executors = sorted(((str(k), v) for k, v in self.names.items() if k is not None),
+                           key=lambda r: r[1])  # fmt: skip
+        categories = sorted(str(k) for k in self.categories if k is not None)
+        return ControlSummary(
+            self.total,
+            self.total - self.reviewed,
+            executors + ([(UNKNOWN, UNKNOWN)] if None in self.names else []),
+            categories + ([UNKNOWN] if None in self.categories else []),
+        )
+
+
 def control_summary(engine: Engine, filters: Filters) -> ControlSummary:
-    """The counts of :func:`storage.analytics.control_counts` for ``filters``, and the
-    executors (by name; ``unknown`` last) and categories with an entry in its period, in one
-    query (grouped by executor, category and round; the filters applied to the groups here)."""
+    """The counts of :func:`storage.control_entries.control_counts` for ``filters``, and the
+    executors (by name; ``unknown`` last) and categories with an entry in its period.
+
+    The counted days (and summed months) of :mod:`storage.analytics_days` give their part from
+    the counts; the other days are read from the surveys in one grouped query. A selection of
+    one executor's one category is counted from its surveys (it is small)."""
+    acc = _Summing()
+    dim = "executor" if filters.executor is not None else "total"
+    if filters.category is not None:
+        dim = "category" if filters.executor is None else ""
+    with engine.connect() as conn:
+        months, days, live = counted_parts(conn, filters.date_from, filters.date_to, True)
+        for table, runs in ((AnalyticsMonthCount, months), (AnalyticsDayCount, days)):
+            if runs:
+                _choices_counted(conn, acc, table, runs)
+                if dim:
+                    _totals_counted(conn, acc, table, runs, filters, dim)
+        if live:
+            _from_surveys(conn, acc, filters, live, totals=bool(dim))
+        if not dim:
+            _totals_of_surveys(conn, acc, filters)
+    return acc.result()
+
+
+def _choices_counted(conn: Any, acc: _Summing, table: Counts, runs: Runs) -> None:
+    q = (
+        select(table.dim, table.key, func.max(table.name))
+        .where(
+            table.dim.in_(("executor", "category")),
+            table.bucket == "unsatisfied",
+            _in_ranges(_date_of(table), runs),
+            table.n > 0,
+        )  # fmt: skip
+        .group_by(table.dim, table.key)
+    )
+    for dim, key, name in conn.execute(q):
+        if dim == "executor":
+            acc.executor(key, name)
+        else:
+            acc.categories.add(key)
+
+
+def _totals_counted(conn: Any, acc: _Summing, table: Counts, runs: Runs, filters: Filters,
+                    dim: str) -> None:  # fmt: skip
+    where = [*counts_where(table, filters, dim, runs), table.bucket == "unsatisfied"]
+    n, done = conn.execute(select(func.sum(table.n), func.sum(table.reviewed)).where(*where)).one()
+    acc.total += int(n or 0)
+    acc.reviewed += int(done or 0)
+
+
+def _from_surveys(conn: Any, acc: _Summing, filters: Filters, runs: Runs, totals: bool) -> None:
+    """The entries of the days ``runs``, grouped by executor, category and round (the filters
+    applied to the groups here)."""
     category = func.coalesce(Survey.category_name, Survey.category)
     rework = case((Survey.round_no > 1, 1), else_=0)
     again = case((Survey.reason == "unsatisfied_again", 1), else_=0)
@@ -86,32 +172,31 @@ def control_summary(engine: Engine, filters: Filters) -> ControlSummary:
             func.count(ControlReview.survey_id),
         )  # fmt: skip
         .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
-        .where(*_in_period(filters))  # type: ignore[arg-type]
+        .where(Survey.outcome == "unsatisfied", _in_ranges(Survey.local_date, runs))
         .group_by(Survey.executor_id, category, rework, again)
     )
-    total = reviewed = 0
-    names: dict[str | None, str] = {}
-    keys: set[str | None] = set()
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            # A year holds ~200 k entries: with the default 4 MB the planner sorts them on
-            # disk to group them (1.1 s); in memory it hashes them (0.35 s). This query only.
-            conn.exec_driver_sql(f"SET LOCAL work_mem = '{SUMMARY_WORK_MEM}'")
-        for ex, name, cat, is_rework, is_again, n, done in conn.execute(q):
-            names[ex] = str(name or ex) if ex is not None else UNKNOWN
-            keys.add(cat)
-            if _matches(filters, ex, cat, bool(is_rework), bool(is_again)):
-                total += int(n)
-                reviewed += int(done)
-    executors = sorted(((str(k), v) for k, v in names.items() if k is not None),
-                       key=lambda r: r[1])  # fmt: skip
-    categories = sorted(str(k) for k in keys if k is not None)
-    return ControlSummary(
-        total,
-        total - reviewed,
-        executors + ([(UNKNOWN, UNKNOWN)] if None in names else []),
-        categories + ([UNKNOWN] if None in keys else []),
+    if conn.dialect.name == "postgresql":
+        # Many live days: with the default 4 MB the planner sorts them on disk to group them
+        # (1.1 s for a year); in memory it hashes them (0.35 s). This transaction only.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{SUMMARY_WORK_MEM}'")
+    for ex, name, cat, is_rework, is_again, n, done in conn.execute(q):
+        acc.executor(ex, name)
+        acc.categories.add(cat)
+        if totals and _matches(filters, ex, cat, bool(is_rework), bool(is_again)):
+            acc.total += int(n)
+            acc.reviewed += int(done)
+
+
+def _totals_of_surveys(conn: Any, acc: _Summing, filters: Filters) -> None:
+    q = (
+        select(func.count(), func.count(ControlReview.survey_id))
+        .select_from(Survey)
+        .outerjoin(ControlReview, ControlReview.survey_id == Survey.id)
+        .where(Survey.outcome == "unsatisfied", *_where(filters))
     )
+    n, done = conn.execute(q).one()
+    acc.total += int(n)
+    acc.reviewed += int(done)
 
 
 def _matches(f: Filters, executor: str | None, category: str | None, rework: bool,

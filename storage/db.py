@@ -1,14 +1,29 @@
-"""Engine creation and schema upgrades (alembic, configured in code: no alembic.ini needed)."""
+"""The database underneath the store: the engine, short transactions, the errors, the schema.
+
+- :func:`make_engine` creates the engine (a SQLite file private, its transactions IMMEDIATE).
+- :class:`StoreBase`, what every part of the store shares: the engine it was given and short
+  transactions.
+- SQLAlchemy's errors mapped once, here, to the project's error tree (``ivr.core.errors``).
+  Above storage nobody imports ``sqlalchemy.exc``: a duplicate key is :class:`AlreadyStored`,
+  a lost or unreachable server :class:`DatabaseUnavailable`, anything else the database refuses
+  :class:`StorageRefused`. The original is kept as ``__cause__``.
+- Schema upgrades (alembic, configured in code: no alembic.ini needed).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from ivr.core.errors import AlreadyStored, DatabaseUnavailable, StorageError, StorageRefused
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -67,6 +82,47 @@ def compact_erased(engine: Engine) -> None:
             cur.close()
         finally:
             raw.close()
+
+
+class StoreBase:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+
+def translate(error: sa.SQLAlchemyError) -> StorageError:
+    """The project's error for one of SQLAlchemy's (its driver's message, shortened)."""
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    text = f"{type(error).__name__}: {reason[0][:200] if reason else ''}"
+    if isinstance(error, sa.IntegrityError) and _duplicate_key(error):
+        return AlreadyStored(text)
+    if isinstance(error, sa.OperationalError | sa.InterfaceError | sa.DisconnectionError):
+        return DatabaseUnavailable(text)
+    return StorageRefused(text)
+
+
+def _duplicate_key(error: sa.IntegrityError) -> bool:
+    """A unique key violated (PostgreSQL's SQLSTATE 23505, SQLite's UNIQUE constraint), not a
+    NOT NULL or foreign key one."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return "UNIQUE constraint failed" in str(orig)
+
+
+@contextmanager
+def mapped() -> Iterator[None]:
+    """Run a block of storage work; SQLAlchemy's errors leave it as the project's."""
+    try:
+        yield
+    except sa.SQLAlchemyError as exc:
+        raise translate(exc) from exc
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

@@ -122,6 +122,28 @@ Index(
     postgresql_include=CONTROL_COVERED,
     sqlite_where=CONTROL_ROWS,
 )
+# The control list's pages in its order (newest closing first; unsatisfied again read first
+# from the same index), a page after the last one shown (keyset), never an OFFSET.
+CONTROL_ORDER_COVERED = ["local_date", "reason", "round_no", "executor_id", "category",
+                         "category_name"]  # fmt: skip
+Index(
+    "ix_surveys_control_order",
+    Survey.closed_at,
+    Survey.id,
+    postgresql_where=CONTROL_ROWS,
+    postgresql_include=CONTROL_ORDER_COVERED,
+    sqlite_where=CONTROL_ROWS,
+)
+# The same for one executor's list (an executor has 1 in 300 entries: read in order directly).
+Index(
+    "ix_surveys_control_executor",
+    Survey.executor_id,
+    Survey.closed_at,
+    Survey.id,
+    postgresql_where=CONTROL_ROWS,
+    postgresql_include=["local_date", "reason", "round_no"],
+    sqlite_where=CONTROL_ROWS,
+)
 
 
 class CallAttempt(Base):
@@ -339,33 +361,3 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class AnalyticsDay(Base):
-    """A settled local day whose surveys are counted in ``analytics_day_counts``."""
-
-    __tablename__ = "analytics_days"
-
-    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    surveys: Mapped[int] = mapped_column(Integer)
-    aggregated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class AnalyticsDayCount(Base):
-    """How many surveys of one settled day fell in one group of one dimension (executor,
-    category, district, or ``total``), round kind, outcome bucket and reason."""
-
-    __tablename__ = "analytics_day_counts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    local_date: Mapped[date] = mapped_column(Date)
-    dim: Mapped[str] = mapped_column(String(16))
-    key: Mapped[str | None] = mapped_column(String(300))  # None: the portal did not say
-    name: Mapped[str | None] = mapped_column(String(300))  # the executor's name
-    rework: Mapped[int] = mapped_column(Integer)  # 1: round_no > 1
-    bucket: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(String(64))
-    n: Mapped[int] = mapped_column(Integer)
-
-
-Index("ix_analytics_day_counts_dim_date", AnalyticsDayCount.dim, AnalyticsDayCount.local_date)

@@ -1,16 +1,91 @@
-"""The outbox: ratings waiting to be posted to the portal, claimed so no two nodes post one."""
+"""The outbox: ratings waiting to be posted to the portal, claimed so no two nodes post one.
+
+The functions at the top are what the two outboxes share, written once: ratings (``Delivery``,
+here) and spoken comments (``Comment``, :mod:`storage.comments`) are rows that a node claims for
+a lease, hands back, and marks after each try (delivered, dead, or pending again from the next
+try's time)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session
 
-from storage import queue
-from storage.base import StoreBase
-from storage.models import Delivery, DeliveryState
+from storage.db import StoreBase
+from storage.models import Comment, Delivery, DeliveryState
 from storage.records import PendingDelivery
+
+Row = TypeVar("Row", Delivery, Comment)
+Model = type[Delivery] | type[Comment]
+
+
+def claim(
+    s: Session,
+    q: Select[Row],
+    now: datetime,
+    lease: timedelta,
+    node: str | None,
+    of: Any = None,
+) -> list[Row]:
+    """The rows ``q`` selects, hidden from other nodes for ``lease`` (``FOR UPDATE SKIP
+    LOCKED`` on PostgreSQL, of the table ``of`` when ``q`` joins another)."""
+    if s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=of)
+    rows = list(s.scalars(q))
+    for row in rows:
+        row.next_try_at = now + lease
+        row.claimed_by = node
+    return rows
+
+
+def release(s: Session, model: Model, survey_ids: Sequence[str], at: datetime) -> None:
+    """Hand back claimed rows not tried after all: due again at ``at``."""
+    if survey_ids:
+        s.execute(
+            update(model)
+            .where(model.survey_id.in_(survey_ids), model.state == DeliveryState.PENDING)
+            .values(next_try_at=at, claimed_by=None)
+        )
+
+
+def release_node(s: Session, model: Model, node: str, now: datetime) -> int:
+    """The pending rows ``node`` held when it stopped are due again ``now``. Returns how many."""
+    result = s.execute(
+        update(model)
+        .where(model.claimed_by == node, model.state == DeliveryState.PENDING)
+        .values(next_try_at=now, claimed_by=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def record_try(
+    row: Delivery | Comment,
+    state: str,
+    http_status: int | None,
+    error: str | None,
+    when: datetime,
+) -> None:
+    """After one try: delivered (``when`` is the time), dead, or pending again from ``when``."""
+    row.state = state
+    row.claimed_by = None
+    row.tries += 1
+    row.http_status = http_status
+    row.last_error = error
+    if state == DeliveryState.DELIVERED:
+        row.delivered_at = when
+    else:
+        row.next_try_at = when
+
+
+def requeue(rows: Iterable[Delivery | Comment], now: datetime) -> None:
+    """Dead letters to send again: pending, due ``now``, unclaimed."""
+    for row in rows:
+        row.state = DeliveryState.PENDING
+        row.next_try_at = now
+        row.claimed_by = None
 
 
 class OutboxMixin(StoreBase):
@@ -33,7 +108,7 @@ class OutboxMixin(StoreBase):
                 .order_by(Delivery.priority, Delivery.created_at)
                 .limit(limit)
             )
-            rows = queue.claim(s, q, now, lease, node)
+            rows = claim(s, q, now, lease, node)
             return [
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in rows
@@ -44,13 +119,13 @@ class OutboxMixin(StoreBase):
         if not survey_ids:
             return
         with self._tx() as s:
-            queue.release(s, Delivery, survey_ids, at)
+            release(s, Delivery, survey_ids, at)
 
     def release_node_deliveries(self, node: str, now: datetime) -> int:
         """On start: the ratings this node had claimed when it stopped (a crash mid-post) are
         due again now, not when their lease runs out. Returns how many."""
         with self._tx() as s:
-            return queue.release_node(s, Delivery, node, now)
+            return release_node(s, Delivery, node, now)
 
     def pending_deliveries(self, now: datetime, limit: int) -> list[PendingDelivery]:
         with self._tx() as s:
@@ -64,19 +139,6 @@ class OutboxMixin(StoreBase):
                 PendingDelivery(d.survey_id, d.portal_request_id, dict(d.payload), d.tries)
                 for d in s.scalars(q)
             ]
-
-    def requeue_dead(self, now: datetime, ids: Sequence[str] = ()) -> list[str]:
-        """Send dead letters again (the operator fixed what the portal refused): each becomes
-        pending, due ``now``, keeping its last answer until the next try. ``ids`` are portal
-        request ids or survey ids; none means every dead letter. Returns the request ids
-        re-queued."""
-        with self._tx() as s:
-            q = select(Delivery).where(Delivery.state == DeliveryState.DEAD)
-            if ids:
-                q = q.where(or_(Delivery.portal_request_id.in_(ids), Delivery.survey_id.in_(ids)))
-            rows = list(s.scalars(q))
-            queue.requeue(rows, now)
-            return [d.portal_request_id for d in rows]
 
     def delivery_counts(self) -> dict[str, int]:
         with self._tx() as s:
@@ -105,4 +167,4 @@ class OutboxMixin(StoreBase):
         with self._tx() as s:
             d = s.get(Delivery, survey_id)
             assert d is not None
-            queue.record_try(d, state, http_status, error, when)
+            record_try(d, state, http_status, error, when)

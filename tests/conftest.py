@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from lab.pg import LOCAL_PG, temporary_schema
@@ -24,6 +25,15 @@ PG_URL = LOCAL_PG
 settings.register_profile("ci", deadline=None, max_examples=100, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@event.listens_for(Engine, "connect")
+def _no_fsync_on_throwaway_sqlite(dbapi_conn: object, _record: object) -> None:
+    """The tests' SQLite files are thrown away: no fsync at each commit (``synchronous=OFF``).
+    A test checks what the database holds, never that it outlives a power cut (a killed
+    process loses nothing either way); the product keeps SQLite's default."""
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
 
 
 @pytest.fixture
@@ -84,9 +94,12 @@ def store(engine: Engine) -> Store:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs the PostgreSQL server is marked ``postgres`` (so that
-    ``-m "not peers and not postgres"`` runs with nothing but the virtualenv): the ``postgresql``
-    case of ``db_url`` is marked where it is declared, a test using ``pg_schema_url`` here."""
+    """``-m "not peers and not postgres"`` runs with nothing but the virtualenv. A test that
+    needs the PostgreSQL server is marked ``postgres``: the ``postgresql`` case of ``db_url``
+    where it is declared, a test using ``pg_schema_url`` here. A test marked ``tools`` (espeak-ng,
+    ffmpeg) is also ``peers``: like the SIP peers, a program the virtualenv does not hold."""
     for item in items:
         if "pg_schema_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+        if item.get_closest_marker("tools") is not None:
+            item.add_marker(pytest.mark.peers)

@@ -18,6 +18,7 @@ from prompts.catalog import category_name
 from storage.comments import NewComment
 from storage.models import Comment, Survey
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 MINSK = ZoneInfo("Europe/Minsk")
 A = ("EX-A", "ЖЭС № 1")
@@ -85,7 +86,7 @@ def _survey(
 
 
 def _answer(store: Store, sid: str, outcome: str, digit: str, sources: str, at: datetime) -> int:
-    aid = store.start_attempt(sid, at)
+    aid = start_attempt(store, sid, at)
     store.finish_attempt(
         aid, AttemptResult(None, 200, None, at, at, digit, "answered", None, sources)
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
 import os
 import socket
 import subprocess
@@ -9,13 +12,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
+from ivr.core import exports
 from ivr.sip.api import SipSettings
 from ivr.sip.media_process import PROCESS_NAME
-from lab.sip_peers import find_free_udp_port
+from lab.peer_process import find_free_udp_port
+from storage import claims
+from storage.models import Survey
+from storage.store import Store
 
 
 def config_data(**sections: Any) -> dict[str, Any]:
@@ -33,6 +41,15 @@ def media_processes() -> set[int]:
     out = subprocess.run(["ps", "-C", PROCESS_NAME, "-o", "pid="], capture_output=True,
                          text=True, check=False).stdout  # fmt: skip
     return {int(pid) for pid in out.split()}
+
+
+@functools.cache
+def password_hash(password: str) -> str:
+    """The product's argon2 hash of ``password``, computed once per process: a tenth of a
+    second each, and the console tests seed the same users again and again."""
+    from ivr.console.security import hash_password
+
+    return hash_password(password)
 
 
 def examples(thorough: int) -> int:
@@ -122,3 +139,30 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(poll)
+
+
+def start_attempt(
+    store: Store, survey_id: str, now: datetime, node: str = "test", lease_s: float = 600.0
+) -> int:
+    """Seed data: the survey the test chose, claimed by ``node`` and its attempt started
+    (``dialing``) as ``Store.claim_due`` starts every attempt. Returns the attempt id."""
+    from sqlalchemy.orm import Session
+
+    with Session(store.engine) as s, s.begin():
+        survey = s.get(Survey, survey_id, with_for_update=True)
+        assert survey is not None, survey_id
+        return claims.start_attempt(s, survey, node, now + timedelta(seconds=lease_s), now)
+
+
+def read_csv(data: bytes) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """(filters, header and rows) of a file ``ivr.core.exports.write_csv`` made."""
+    text = data.decode("utf-8-sig")
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=exports.SEPARATOR))
+    filters: list[tuple[str, str]] = []
+    start = 0
+    while start < len(lines) and lines[start][:1] == [exports.FILTER_MARK]:
+        filters.append((lines[start][1], lines[start][2]))
+        start += 1
+    if filters:
+        start += 1  # the empty row
+    return filters, lines[start:]

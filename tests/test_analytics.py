@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
 from ivr.campaign.importer import ImportSummary, store_items
-from storage.analytics import (
-    UNKNOWN,
-    Filters,
+from storage.analytics import UNKNOWN, Filters, figures, periods, ranking, wilson
+from storage.analytics_rows import rows_query
+from storage.control_entries import (
+    Mark,
     control_counts,
     control_list,
-    figures,
-    iter_rows,
+    control_page_ids,
     mark_reviewed,
-    periods,
-    ranking,
-    rows_query,
-    wilson,
 )
 from storage.models import ControlReview, Survey
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 11, 10, 7, 0, tzinfo=UTC)
 WEEK = Filters(date(2026, 11, 1), date(2026, 11, 7))  # Sunday 1 .. Saturday 7
@@ -115,7 +113,7 @@ def survey(
 
 
 def attempt(store: Store, sid: str, disposition: str, sources: str | None = None) -> None:
-    aid = store.start_attempt(sid, NOW)
+    aid = start_attempt(store, sid, NOW)
     answered = NOW if disposition == "answered" else None
     store.finish_attempt(
         aid,
@@ -162,6 +160,12 @@ def week(store: Store) -> dict[str, str]:
     out = survey(store, "R10", 8, A, "Лифт")
     answer(store, out, "unsatisfied", "2")
     return ids
+
+
+def rows_of(engine: Engine, q: Any) -> list[dict[str, Any]]:
+    """The rows behind a figure (``rows_query``) as dicts."""
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(q).mappings()]
 
 
 def by_key(engine: Engine, by: str, filters: Filters = WEEK) -> dict[str | None, dict[str, object]]:
@@ -253,14 +257,14 @@ def test_ranking_needs_a_minimum_count(store: Store, week: dict[str, str]) -> No
 
 def test_drill_down_gives_the_rows_behind_a_figure(store: Store, week: dict[str, str]) -> None:
     figure = {f.key: f for f in figures(store.engine, WEEK, "executor")}["EX-A"]
-    rows = list(iter_rows(store.engine, rows_query(WEEK, "executor", "EX-A", "answered")))
+    rows = list(rows_of(store.engine, rows_query(WEEK, "executor", "EX-A", "answered")))
     assert len(rows) == figure.answered == 4
     assert {r["survey_id"] for r in rows} == {week["s1"], week["s2"], week["s3"], week["s11"]}
-    busy = list(iter_rows(store.engine, rows_query(WEEK, "day", "2026-11-03", "not_reached")))
+    busy = list(rows_of(store.engine, rows_query(WEEK, "day", "2026-11-03", "not_reached")))
     assert [r["survey_id"] for r in busy] == [week["s4"]]
-    unknown = list(iter_rows(store.engine, rows_query(WEEK, "executor", UNKNOWN)))
+    unknown = list(rows_of(store.engine, rows_query(WEEK, "executor", UNKNOWN)))
     assert [r["survey_id"] for r in unknown] == [week["s9"]]
-    w45 = list(iter_rows(store.engine, rows_query(WEEK, "week", "2026-W45", "rated")))
+    w45 = list(rows_of(store.engine, rows_query(WEEK, "week", "2026-W45", "rated")))
     assert len(w45) == 6
 
 
@@ -293,6 +297,38 @@ def test_mark_reviewed_with_a_note(store: Store, week: dict[str, str]) -> None:
     assert [e.survey_id for e in control_list(store.engine, WEEK, reviewed=True)] == [week["s3"]]
 
 
+@pytest.mark.parametrize("reviewed", [None, False, True], ids=["all", "unreviewed", "reviewed"])
+def test_keyset_pages_walk_the_list_in_its_order(
+    store: Store, week: dict[str, str], reviewed: bool | None
+) -> None:
+    """Pages read after the last entry shown (and before the first) give the list's order,
+    also through entries closed at the same moment and across the unsatisfied-again part."""
+    for pid in ("R30", "R31", "R32"):  # three closed at the same moment
+        sid = survey(store, pid, 4, A, "Лифт", closed_hour=11)
+        answer(store, sid, "unsatisfied", "2")
+        if pid != "R32":
+            assert mark_reviewed(store.engine, sid, "kira", None, NOW)
+    assert mark_reviewed(store.engine, week["s3"], "kira", None, NOW)
+    assert mark_reviewed(store.engine, week["s6"], "kira", None, NOW)
+    period = Filters(date(2026, 10, 1), date(2026, 11, 30))
+    for f in (period, Filters(period.date_from, period.date_to, executor="EX-A")):
+        entries = control_list(store.engine, f, reviewed)
+        mark = {e.survey_id: Mark(e.again, e.closed_at, e.survey_id) for e in entries}
+        pages: list[list[str]] = []
+        with store.engine.connect() as conn:
+            while ids := control_page_ids(conn, f, reviewed, 2, mark[pages[-1][-1]] if pages
+                                          else None):  # fmt: skip
+                pages.append(ids)
+            assert [i for page in pages for i in page] == [e.survey_id for e in entries]
+            for earlier, later in zip(pages, pages[1:], strict=False):
+                back = control_page_ids(conn, f, reviewed, 2, before=mark[later[0]])
+                assert back[::-1] == earlier
+    assert len(pages) >= 2
+    some = Mark(True, NOW, week["s6"])
+    assert Mark.parse(some.token()) == some
+    assert Mark.parse("1,yesterday,x") is None and Mark.parse("") is None
+
+
 # ---- time zone: a closing just before and just after local midnight -----------------------
 def test_local_day_boundaries_in_minsk(store: Store) -> None:
     items = [
@@ -309,7 +345,7 @@ def test_local_day_boundaries_in_minsk(store: Store) -> None:
     assert (days["2026-11-02"]["surveys"], days["2026-11-03"]["surveys"]) == (1, 1)
     rows = {
         r["portal_request_id"]: r
-        for r in iter_rows(store.engine, rows_query(Filters(date(2026, 11, 2), date(2026, 11, 3))))
+        for r in rows_of(store.engine, rows_query(Filters(date(2026, 11, 2), date(2026, 11, 3))))
     }
     late = rows["R-late"]
     assert (late["executor_id"], late["executor_name"], late["category_name"]) == (

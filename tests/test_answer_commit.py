@@ -11,8 +11,10 @@ import pytest
 
 from ivr.campaign.dialer import Dialer, recover_after_restart
 from ivr.core.windows import local_day_bounds
+from lab.readback import attempts_of
 from storage.store import Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
+from tests.helpers import wait_until
 from tests.test_dialer import INSIDE, add, cfg
 
 LEASE = timedelta(minutes=3)
@@ -32,7 +34,7 @@ class CheckingPrompts(FakePrompts):
     def render(self, lang: str, parts: Sequence[str]) -> bytes:
         self.renders += 1
         if self.renders == 1:
-            (attempt,) = self.store.attempts_of("R0")
+            (attempt,) = attempts_of(self.store, "R0")
             self.seen.append((attempt.disposition, attempt.answered_at is not None))
         if self.renders == self.crash_on:
             raise RuntimeError("a bug of ours in mid-call")
@@ -52,7 +54,7 @@ def test_the_answer_is_committed_before_the_greeting_plays(store: Store) -> None
     prompts = CheckingPrompts(store)
     dial(store, prompts, FakeCall(clock, keys_at=[(3.0, "1")]), clock)
     assert prompts.seen == [("dialing", True)]
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert attempt.disposition == "answered" and attempt.duration_s is not None
 
 
@@ -64,7 +66,7 @@ def test_a_call_that_crashes_after_the_answer_counts_and_is_not_redialled_today(
     fake = FakeCall(clock)
     dial(store, CheckingPrompts(store, crash_on=2), fake, clock)
     assert "hangup" in fake.log  # the line is not left up
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert attempt.disposition == "answered" and attempt.answered_at is not None
     later = INSIDE + timedelta(hours=3)  # past every retry step, still today
     assert store.claim_due(later, 10, "n", LEASE, answered_since=DAY_START) == []
@@ -88,7 +90,7 @@ def test_a_runner_killed_after_the_answer_does_not_call_again_that_day(
     store.mark_answered(call.attempt_ids, INSIDE + timedelta(seconds=4), "call-1")
     restart = INSIDE + timedelta(seconds=30)
     recover_after_restart(store, config, restart)
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert (attempt.disposition, attempt.sip_call_id) == ("interrupted", "call-1")
     assert attempt.answered_at == INSIDE + timedelta(seconds=4)
     # The night sleeps until then rather than polling a survey it may not dial today.
@@ -107,7 +109,6 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     """The restarted night has nothing to dial before tomorrow's window: SIGTERM (what
     ``request_stop`` is called from) ends its wait at once, not after up to 30 s."""
     import threading
-    import time
 
     from ivr.campaign.campaign import Campaign
     from ivr.campaign.night import Night
@@ -120,12 +121,18 @@ def test_a_night_waiting_for_tomorrow_stops_at_once_on_sigterm(store: Store) -> 
     night = Night(Campaign(cfg(), store, InMemorySource([]), AcceptingSink(), FakePhone([]),
                   FakePrompts(), clock))  # fmt: skip
     day = INSIDE.astimezone(cfg().tz).date()
+    dialer = night.campaign.dialer
+    idle_waits: list[float] = []
+    real_wait = dialer.wait
+
+    def observed_wait(seconds: float) -> None:  # the loop's wait for the next window
+        idle_waits.append(seconds)
+        real_wait(seconds)
+
+    dialer.wait = observed_wait  # type: ignore[method-assign]
     runner = threading.Thread(target=night.finish, args=(day, night.prepare(day), 1.0))
     runner.start()
-    deadline = time.monotonic() + 30
-    while night.campaign.dialer.last_round is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # let it enter its wait for the next window
+    wait_until(lambda: any(s > 1.0 for s in idle_waits), 30, "the night to wait for tomorrow")
     night.request_stop()
     runner.join(timeout=10)
     assert not runner.is_alive(), "the night kept waiting after SIGTERM"

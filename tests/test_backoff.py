@@ -1,4 +1,4 @@
-"""The one retry wait (ivr.core.backoff), as the portal client and the outbox use it."""
+"""The one retry wait (ivr.core.policy.backoff_s), as the portal client and the outbox use it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ivr.core.backoff import backoff_s
+from ivr.core.policy import backoff_s
 
 
 @pytest.mark.parametrize(

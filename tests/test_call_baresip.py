@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo, opening_parts
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo, opening_parts
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import KeySource
 from ivr.sip.pyvoip_adapter import PyVoipPhone
-from lab.sip_peers import BaresipCitizen, Kamailio, find_free_udp_port
+from lab.baresip_peer import BaresipCitizen
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
 from prompts.library import PromptLibrary, wav_to_u8
 from tests.helpers import best_match, lab_sip_settings, u8_signal
 

@@ -7,7 +7,9 @@ from datetime import datetime
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, Outcome, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
+from ivr.core.callflow import Outcome
 from ivr.core.policy import disposition
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts

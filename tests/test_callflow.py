@@ -6,34 +6,28 @@ from datetime import date
 
 import pytest
 
-from ivr.core.callflow import (
-    _TABLE,
+from ivr.core.call_events import (
     Answered,
     CallTooLong,
     CancelInputTimer,
     Event,
     FinishComment,
-    FlowSettings,
     Hangup,
     InputTimeout,
     KeyPressed,
-    OperatorMode,
-    Outcome,
     Play,
     PromptFinished,
     RecordingStopped,
     RecordOutcome,
     RemoteHangup,
-    RequestInfo,
     StartInputTimer,
     StartRecording,
-    State,
     StopPlayback,
-    SurveyCall,
     TransferAccepted,
     TransferFailed,
-    request_parts,
 )
+from ivr.core.call_script import FlowSettings, OperatorMode, RequestInfo, request_parts
+from ivr.core.callflow import _TABLE, Outcome, State, SurveyCall
 from ivr.core.errors import CallFlowError
 
 SETTINGS = FlowSettings(input_timeout_s=5.0, max_repeats=2)

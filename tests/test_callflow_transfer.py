@@ -6,31 +6,24 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.core.callflow import (
-    CALLBACK_REQUESTED,
-    TRANSFERRED,
+from ivr.core.call_events import (
     Answered,
     CallTooLong,
     CancelInputTimer,
     Event,
-    FlowSettings,
     Hangup,
     KeyPressed,
-    OperatorMode,
-    Outcome,
     Play,
     PromptFinished,
     RecordOutcome,
     RemoteHangup,
-    RequestInfo,
-    State,
     StopPlayback,
-    SurveyCall,
     Transfer,
     TransferAccepted,
     TransferFailed,
-    opening_parts,
 )
+from ivr.core.call_script import FlowSettings, OperatorMode, RequestInfo, opening_parts
+from ivr.core.callflow import CALLBACK_REQUESTED, TRANSFERRED, Outcome, State, SurveyCall
 
 IN_HOURS = FlowSettings(5.0, 2, operator=OperatorMode.TRANSFER)
 OUT_OF_HOURS = FlowSettings(5.0, 2, operator=OperatorMode.CALLBACK)

@@ -7,14 +7,8 @@ import struct
 
 import pytest
 
-from ivr.core.comment_audio import (
-    CommentRecorder,
-    Recording,
-    StopReason,
-    trim_silence,
-    wav_duration_s,
-    wav_format_problem,
-)
+from ivr.core.comment_audio import CommentRecorder, Recording, StopReason, trim_silence
+from lab.portal_contract import wav_duration_s, wav_format_problem
 
 
 def tone(seconds: float, amplitude: int = 6000) -> bytes:

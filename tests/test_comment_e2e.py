@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from lab.comment_lab import spoken_through_line
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
-from tests.helpers import best_match
+from tests.helpers import best_match, wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -59,10 +58,9 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NightLab]:
     with NightLab(workdir, lab_day(), CITIZENS, settings=settings, with_bad_items=False) as lab:
         lab.portal.fail_comments(3, 503, retry_after=20)
         proc = lab.popen("night", "--date", lab.day.isoformat())
-        deadline = time.monotonic() + 150
-        while not (lab.portal.comment_puts >= 3 and finished_calls(lab) == len(CITIZENS)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the night went wrong"
-            time.sleep(0.2)
+        wait_until(lambda: lab.portal.comment_puts >= 3 and finished_calls(lab) == len(CITIZENS),
+                   150, "three comment PUTs and every call finished", poll=0.2,
+                   process=proc)  # fmt: skip
         posted = {r: b for r, _k, b in lab.portal.ratings}
         stored = {r for r, _s in lab.portal.comments}
         lab.in_flight = [r for r, b in posted.items()  # type: ignore[attr-defined]

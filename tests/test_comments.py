@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ivr.campaign.delivery import deliver_due, format_outbox, requeue_dead_letters
-from ivr.campaign.dialer import save_recording
+from ivr.campaign.call_end import save_recording
+from ivr.campaign.campaign import retention_job
+from ivr.campaign.delivery import deliver_due, format_outbox
 from ivr.campaign.metrics import CountingPortal
 from ivr.core.comment_audio import Recording
 from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
+from storage.admin import Actor, AdminStore
 from storage.comments import NewComment
 from storage.store import NewSurvey, Store
 
@@ -153,7 +155,8 @@ def test_a_refused_comment_is_a_dead_letter_shown_and_retryable(
     assert f"dead comment: request {items[0]['id']} survey {sid}: HTTP {status}" in report
     deliver_due(store, client, NOW + timedelta(hours=2), node="n1")
     assert portal.comment_puts == 1  # not retried blindly
-    assert requeue_dead_letters(store, [items[0]["id"]], NOW) == [f"{items[0]['id']} (comment)"]
+    requeued = AdminStore(store.engine).retry_dead(Actor("test"), NOW, [items[0]["id"]])
+    assert requeued == [f"{items[0]['id']} (comment)"]
     deliver_due(store, client, NOW, node="n1")
     assert len(portal.comments) == 1
 
@@ -180,12 +183,12 @@ def test_a_1_0_portal_raises_the_alarm_and_comments_wait(
         PortalEmulator(items, book=old.book) as new,
         PortalClient(new.base_url, "test-token", timeout_s=5, page_size=50) as client,
     ):
-        requeue_dead_letters(store, [], NOW)
+        AdminStore(store.engine).retry_dead(Actor("test"), NOW)  # deliver --retry-dead
         deliver_due(store, client, NOW, node="n1")
         assert len(new.comments) == 2
 
 
-def test_purge_deletes_recordings_of_finished_surveys_before_a_date(
+def test_retention_deletes_recordings_of_surveys_finished_before_its_cutoff(
     store: Store, items: list, tmp_path: Path
 ) -> None:
     sid = unsatisfied(store, items[0])
@@ -193,7 +196,9 @@ def test_purge_deletes_recordings_of_finished_surveys_before_a_date(
     store.settle_comment(sid, comment, NOW)
     assert store.purge_recordings(NOW, NOW) == 0  # finished at NOW, not before
     assert Path(comment.path).exists()
-    assert store.purge_recordings(NOW + timedelta(days=1), NOW) == 1
+    retention_job(store, NOW + timedelta(days=90), retention_days=90)  # the cutoff is NOW
+    assert Path(comment.path).exists()
+    retention_job(store, NOW + timedelta(days=91), retention_days=90)
     assert not Path(comment.path).exists()
     (row,) = store.comments()
     assert (row.path, row.sha256, row.state) == (None, comment.sha256, "dead")

@@ -11,16 +11,20 @@ import re
 from datetime import date
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
 
-from ivr.core.exports import read_csv
-from storage.analytics import ROW_COLUMNS, Filters, figures
+from storage.analytics import Filters, figures
+from storage.analytics_rows import ROW_COLUMNS
 from storage.db import make_engine
 from storage.store import Store
+from tests.helpers import read_csv
 from tests.test_analytics import A, B, answer, attempt, survey
 from tests.test_console_browser import artifacts, browser, sign_in, site  # noqa: F401
+
+pytestmark = pytest.mark.tools  # chromium
 
 WEEK = Filters(date(2026, 11, 1), date(2026, 11, 7))
 QUERY = "from=2026-11-01&to=2026-11-07&by=executor&min=1"

@@ -26,6 +26,7 @@ from tests.console_process import console_process
 from tests.fakes import FakeClock, FakePhone, FakePrompts
 from tests.helpers import config_data, wait_until
 
+pytestmark = pytest.mark.tools  # chromium
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

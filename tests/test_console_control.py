@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from itsdangerous import URLSafeTimedSerializer
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
 from ivr.console import control as control_module
 from ivr.console.app import COOKIE, Console, create_app
-from ivr.console.security import Session, hash_fingerprint, hash_password, new_token
+from ivr.console.security import Session, hash_fingerprint, new_token
 from ivr.core.config import parse_config
 from ivr.core.errors import ConfigError
-from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.control_list import clean_note
 from storage.db import make_engine, upgrade
@@ -30,7 +30,7 @@ from storage.models import Comment, ControlReview
 from storage.store import Store
 from tests.control_seed import PHONE, Seeded, seed
 from tests.fakes import FakeClock
-from tests.helpers import config_data
+from tests.helpers import config_data, password_hash, read_csv
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 ROLES = ("viewer", "controller", "operator", "admin")
@@ -44,7 +44,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(engine)
     admin = AdminStore(engine)
     for role in ROLES:
-        admin.add_user(Actor("test"), role, role, hash_password(f"{role}-password"), NOW)
+        admin.add_user(Actor("test"), role, role, password_hash(f"{role}-password"), NOW)
     engine.dispose()
     return path
 
@@ -146,15 +146,17 @@ def test_filters(site: tuple[Console, Seeded], query: str, expected: list[str]) 
         assert 'id="control-empty"' in page
 
 
-def test_a_bad_filter_is_said_and_dropped(site: tuple[Console, Seeded]) -> None:
-    console, seeded = site
+def test_a_bad_filter_is_a_400_naming_it(site: tuple[Console, Seeded]) -> None:
+    """No default put in its place: the page says which parameter is wrong (more cases in
+    tests/test_console_hostile.py)."""
+    console, _ = site
     client, _ = client_as(console, "viewer")
-    page = client.get(f"{LIST}?from=yesterday&round=%3Cscript%3E").text
-    assert "Не дата (ГГГГ-ММ-ДД): yesterday" in page and "<script>" not in page
-    assert numbers(page) == seeded.order()
-    swapped = client.get(f"{LIST}?from=2026-11-24&to=2026-11-23").text
-    assert "даты переставлены" in swapped and numbers(swapped) == ["102", "101"]
-    assert client.get(f"{LIST}?page=99999999999999999999999").status_code == 200
+    page = client.get(f"{LIST}?from=yesterday&round=%3Cscript%3E")
+    assert page.status_code == 400 and "from: ожидается дата вида 2026-11-30" in page.text
+    assert "<script>" not in page.text
+    backwards = client.get(f"{LIST}?from=2026-11-24&to=2026-11-23")
+    assert backwards.status_code == 400 and "from: позже, чем to" in backwards.text
+    assert client.get(f"{LIST}?page=99999999999999999999999").status_code == 400
 
 
 def test_review_with_a_note_is_audited_and_the_unreviewed_count_falls(
@@ -166,9 +168,10 @@ def test_review_with_a_note_is_audited_and_the_unreviewed_count_falls(
     note = "звонил в ЖЭС\x1b[31m; повторный выезд\u202e 28.11\nпроверить"
     form = {"survey": seeded.ids["102"], "note": note, "back": back, "csrf": token}
     r = client.post("/control/review", data=form)
-    assert r.status_code == 303 and r.headers["location"].startswith(back + "&msg=")
+    assert r.status_code == 303 and r.headers["location"] == back  # no message in the address
     page = client.get(r.headers["location"]).text
     assert "Заявка R102 отмечена рассмотренной" in page
+    assert "Заявка R102 отмечена рассмотренной" not in client.get(back).text  # shown once
     assert "не рассмотрено: 1" in page  # of executor B's two
     stored = "звонил в ЖЭС [31m; повторный выезд 28.11 проверить"
     assert stored in page and "\x1b" not in page and "\u202e" not in page
@@ -194,13 +197,26 @@ def test_review_refusals(site: tuple[Console, Seeded]) -> None:
     no_token = client.post("/control/review", data={"survey": seeded.ids["101"], "note": "x"})
     assert no_token.status_code == 403
     satisfied = client.post("/control/review", data={"survey": seeded.ids["104"], "csrf": token})
-    assert satisfied.status_code == 303 and "msg=" in satisfied.headers["location"]
+    assert satisfied.status_code == 303 and satisfied.headers["location"] == "/control"
+    assert "Не найдено." in client.get("/control").text
     off_site = client.post("/control/review", data={"survey": "x", "back": "//evil.example",
                                                      "csrf": token})  # fmt: skip
-    assert off_site.headers["location"].startswith("/control?msg=")
+    assert off_site.headers["location"] == "/control"
     with console.engine.connect() as conn:
         assert conn.execute(select(ControlReview)).all() == []
     assert audited(console, "control.review") == []
+
+
+def test_a_crafted_link_or_cookie_puts_no_words_on_a_page(site: tuple[Console, Seeded]) -> None:
+    """What a POST did is said on the next page through a signed cookie; a link's ``msg`` or a
+    forged cookie is not shown."""
+    console, _ = site
+    client, _token = client_as(console, "controller")
+    words = "Ваш пароль истёк: позвоните по номеру"
+    assert words not in client.get(f"/control?msg={words}").text
+    forged = URLSafeTimedSerializer("not the console's secret", salt="ivr-console-flash")
+    client.cookies.set("ivr_flash", forged.dumps(words))
+    assert words not in client.get("/control").text
 
 
 @pytest.mark.parametrize(
@@ -385,7 +401,8 @@ def test_the_page_summary_agrees_with_the_control_counts(store: Store, tmp_path:
     filter, before and after a review, and the choices of the period."""
     from datetime import date
 
-    from storage.analytics import Filters, control_counts, mark_reviewed
+    from storage.analytics import Filters
+    from storage.control_entries import control_counts, mark_reviewed
     from storage.control_list import control_summary
 
     seeded = seed(store, tmp_path / "comments", NOW)
@@ -398,3 +415,36 @@ def test_the_page_summary_agrees_with_the_control_counts(store: Store, tmp_path:
     summary = control_summary(store.engine, Filters(date(2026, 10, 1), date(2026, 11, 26)))
     assert summary.executors == [("EX-B", "=ЖЭС № 2"), ("EX-A", "ЖЭС № 1"), ("unknown", "unknown")]
     assert summary.categories == ["heating", "lift", "Ремонт крыши", "unknown"]
+
+
+def test_pages_follow_the_entry_shown_last(
+    site: tuple[Console, Seeded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next page starts after the last entry shown and the previous one ends before the
+    first (keyset links); a page number without its mark (an old link) still works."""
+    import html
+
+    import ivr.console.control as control
+
+    monkeypatch.setattr(control, "PAGE_SIZE", 1)
+    console, seeded = site
+    client, _ = client_as(console, "viewer")
+
+    def link(page: str, text: str) -> str:
+        found = re.search(rf'<a href="([^"]+)">[^<]*{text}', page)
+        assert found is not None, text
+        return html.unescape(found.group(1))
+
+    page = client.get(LIST).text
+    shown = numbers(page)
+    for _ in seeded.order()[1:]:
+        following = link(page, "вперёд")
+        assert "after=" in following
+        page = client.get(following).text
+        shown += numbers(page)
+    assert shown == seeded.order() and "вперёд" not in page.split('class="pages"')[-1]
+    for expected in reversed(seeded.order()[:-1]):
+        page = client.get(link(page, "← назад")).text
+        assert numbers(page) == [expected]
+    assert numbers(client.get(f"{LIST}?page=3").text) == [seeded.order()[2]]
+    assert client.get(f"{LIST}?page=2&after=garbage").status_code == 400

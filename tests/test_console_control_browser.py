@@ -19,17 +19,17 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from ivr.console.security import hash_password
-from ivr.core.exports import read_csv
 from storage.admin import Actor, AdminStore
 from storage.db import make_engine, upgrade
 from storage.models import ControlReview
 from storage.store import Store
 from tests.console_process import console_process
 from tests.control_seed import PHONE, Seeded, seed
-from tests.helpers import config_data
+from tests.helpers import config_data, read_csv
 from tests.test_console_browser import CHROMIUM, CHROMIUM_ARGS, csrf_of, wait_until
 
 expect.set_options(timeout=30_000)
+pytestmark = pytest.mark.tools  # chromium
 USERS = {"kira": ("controller", "controller-pass-1"), "vera": ("viewer", "viewer-pass-1")}
 
 

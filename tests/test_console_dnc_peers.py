@@ -32,7 +32,7 @@ from tests.test_console_browser import (  # noqa: F401
     wait_until,
 )
 
-pytestmark = pytest.mark.peers
+pytestmark = [pytest.mark.peers, pytest.mark.tools]  # and chromium
 
 LISTED = Citizen("+375291000041", "press:1")  # listed in the console while the node waits
 CONTROL = Citizen("+375291000042", "press:1")  # proves the node did call

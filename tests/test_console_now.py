@@ -6,8 +6,6 @@ the first retry when only retries are left, and "all done" once nothing is left.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +16,7 @@ from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent, finish_in_windows,
 from ivr.core.config import parse_config
 from ivr.core.windows import CallCalendar
 from storage.store import NewSurvey, Store
-from tests.helpers import config_data
+from tests.helpers import config_data, start_attempt, wait_until
 from tests.test_console_routes import NOW, client_as, console, template_db  # noqa: F401
 
 MINSK = ZoneInfo("Europe/Minsk")
@@ -68,7 +66,7 @@ def test_now_estimates_at_the_recent_pace_and_says_all_done(console: Console) ->
     ids = _surveys(store, 4)
     done_at = NOW - timedelta(minutes=5)
     for sid in ids[:2]:  # two finished in the last 15 minutes: 15 more for the other two
-        store.start_attempt(sid, done_at)
+        start_attempt(store, sid, done_at)
         store.record_outcome(sid, "satisfied", "1", None, done_at, done_at)
     pause = console.admin.pause_state()
     with console.engine.connect() as conn:
@@ -78,7 +76,7 @@ def test_now_estimates_at_the_recent_pace_and_says_all_done(console: Console) ->
     client, _ = client_as(console, "viewer")
     assert "пока неизвестно" not in client.get("/now/live").text
     for sid in ids[2:]:
-        store.start_attempt(sid, NOW)
+        start_attempt(store, sid, NOW)
         store.record_outcome(sid, "satisfied", "1", None, NOW, NOW)
     assert "всё сделано" not in client.get("/now/live").text  # the figures of a moment ago
     console.clock.t += NOW_STALE_S  # type: ignore[attr-defined]
@@ -107,24 +105,17 @@ def test_now_figures_are_shared_for_a_moment_and_a_change_clears_them(console: C
     # Older than NOW_CACHE_S: served as they are, the next computed in the background.
     console.clock.t += NOW_CACHE_S  # type: ignore[attr-defined]
     assert "trunk" in viewer.get("/now/live").text
-    wait_for(lambda: len(queries) == 3 * asked, "the background refresh")
+    wait_until(lambda: len(queries) == 3 * asked, 30, "the background refresh")
     console.clock.t += NOW_STALE_S  # type: ignore[attr-defined]  # too old: in the request
     viewer.get("/now/live")
     assert len(queries) == 4 * asked
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_recent_serves_fresh_then_stale_while_refreshing_then_recomputes() -> None:
     seen = iter(range(100))
     recent: Recent[int] = Recent(2.0, 10.0)
     assert [recent.get(t, lambda: next(seen)) for t in (10.0, 11.9, 12.0)] == [0, 0, 0]
-    wait_for(lambda: recent.get(12.5, lambda: -1) == 1, "the background computation")
+    wait_until(lambda: recent.get(12.5, lambda: -1) == 1, 30, "the background computation")
     assert recent.get(30.0, lambda: next(seen)) == 2  # too old: computed in the call
     assert recent.get(5.0, lambda: next(seen)) == 3  # the clock went back
     recent.clear()
@@ -140,7 +131,7 @@ def test_a_computation_begun_before_a_change_is_not_kept() -> None:
         return "computed before the change"
 
     assert recent.get(3.0, slow) == "old"  # stale, refreshed in the background
-    wait_for(lambda: recent.get(3.1, lambda: "after") == "after", "the change to win")
+    wait_until(lambda: recent.get(3.1, lambda: "after") == "after", 30, "the change to win")
 
 
 def test_nodes_are_worded_in_the_readers_language(console: Console) -> None:

@@ -30,7 +30,7 @@ from storage.db import make_engine, upgrade
 from storage.models import AuditEntry
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock
-from tests.helpers import config_data
+from tests.helpers import config_data, password_hash, start_attempt
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)  # Thursday 10:00 in Minsk
 ROLES = ("anonymous", "viewer", "controller", "operator", "admin")
@@ -69,7 +69,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(engine)
     admin = AdminStore(engine)
     for role in ("viewer", "controller", "operator", "admin"):
-        admin.add_user(Actor("test"), role, role, hash_password(f"{role}-password"), NOW)
+        admin.add_user(Actor("test"), role, role, password_hash(f"{role}-password"), NOW)
     engine.dispose()  # the last connection's close folds the WAL into the file
     return path
 
@@ -246,7 +246,7 @@ def test_phones_are_masked_and_an_admin_reveal_is_audited(console: Console) -> N
         NewSurvey("R1", "1", NOW, date(2026, 11, 25), "x", "+375291234567", "ru", None), NOW
     )
     (due,) = store.due_surveys(NOW, 1)
-    store.start_attempt(due.id, NOW)
+    start_attempt(store, due.id, NOW)
     client, token = client_as(console, "operator")
     client.post("/dnc/add", data={"phone": "8 029 765-43-21", "note": "asked", "csrf": token})
     for path in ("/", "/dnc", "/dnc?format=csv", "/dnc?format=json"):

@@ -8,19 +8,19 @@ import os
 import random
 import signal
 import subprocess
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ivr.core.config import load_config
 from ivr.core.windows import CallCalendar, can_start_call
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.readback import attempts_of
 from storage.db import make_engine
 from storage.models import Survey, SurveyStatus
 from storage.store import Store
@@ -62,10 +62,9 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         media_before = media_processes()
         for _ in range(20):
             proc = lab.popen("night", "--date", lab.day.isoformat())
-            deadline = time.monotonic() + rng.uniform(1.5, 6.0)
-            while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            if proc.poll() is None:
+            try:  # the scenario: the night runs for a random while, then it is killed
+                proc.wait(timeout=rng.uniform(1.5, 6.0))
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 kills += 1
             proc.wait(timeout=30)
@@ -77,7 +76,10 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         # has passed: they end as no_answer (survey_expired), and everything is delivered.
         config = load_config(lab.config_path, env=lab.env())
         rest = lab.popen("night", "--date", lab.day.isoformat())
-        wait_until_only_tomorrow_is_left(config.database, config.tz, rest, timeout=400)
+        engine = make_engine(config.database)
+        wait_until(lambda: only_tomorrow_is_left(engine, config.tz), 400,
+                   "no survey due before tomorrow", poll=0.5, process=rest)  # fmt: skip
+        engine.dispose()
         rest.send_signal(signal.SIGTERM)
         rest.wait(timeout=120)
         expire = lab.config_variant("expire", {"dialing": {"survey_deadline": "1h"}})
@@ -100,7 +102,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         store = Store(make_engine(config.database))
         for item in lab.items:
             if ratings[item["id"]]["reason"] == "survey_expired":  # waited for tomorrow
-                attempts = store.attempts_of(item["id"])
+                attempts = attempts_of(store, item["id"])
                 assert any(
                     a.disposition == "interrupted" and a.answered_at is not None for a in attempts
                 ), (item["id"], attempts)
@@ -111,7 +113,7 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         max_call = timedelta(seconds=config.dialing.max_call_s)
         interrupted = 0
         for item in lab.items:
-            attempts = store.attempts_of(item["id"])
+            attempts = attempts_of(store, item["id"])
             assert len(attempts) <= 3 + sum(a.disposition == "failed" for a in attempts)
             interrupted += sum(a.disposition == "interrupted" for a in attempts)
             starts = sorted(a.started_at for a in attempts)
@@ -124,33 +126,18 @@ def test_sigkill_twenty_times_loses_nothing_and_calls_nobody_twice(tmp_path: Pat
         assert interrupted > 0, "no kill ever landed during a call: the test proved nothing"
 
 
-def wait_until_only_tomorrow_is_left(
-    url: str, tz: ZoneInfo, proc: subprocess.Popen[str], timeout: float
-) -> None:
-    """Until no survey is being dialled or due before tomorrow's first local hour."""
-    engine = make_engine(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            tomorrow = datetime.combine(
-                datetime.now(tz).date() + timedelta(days=1), datetime.min.time(), tzinfo=tz
+def only_tomorrow_is_left(engine: Engine, tz: ZoneInfo) -> bool:
+    """No survey is being dialled or due before tomorrow's first local hour."""
+    tomorrow = datetime.combine(
+        datetime.now(tz).date() + timedelta(days=1), datetime.min.time(), tzinfo=tz
+    )
+    with Session(engine) as s:
+        left = s.scalar(
+            select(func.count())
+            .select_from(Survey)
+            .where(
+                (Survey.status == SurveyStatus.DIALING)
+                | ((Survey.status == SurveyStatus.PENDING) & (Survey.next_attempt_at < tomorrow))
             )
-            with Session(engine) as s:
-                left = s.scalar(
-                    select(func.count())
-                    .select_from(Survey)
-                    .where(
-                        (Survey.status == SurveyStatus.DIALING)
-                        | (
-                            (Survey.status == SurveyStatus.PENDING)
-                            & (Survey.next_attempt_at < tomorrow)
-                        )
-                    )
-                )
-            if not left:
-                return
-            assert proc.poll() is None, "the night ended while surveys were due today"
-            assert time.monotonic() < deadline, f"{left} survey(s) still due today"
-            time.sleep(0.5)
-    finally:
-        engine.dispose()
+        )
+    return not left

@@ -155,7 +155,7 @@ def test_refused_token_pauses_delivery_and_keeps_results(
     finished(store, portal, ["satisfied", "unsatisfied"])
     with client(portal, token="wrong") as c:
         stats = deliver_due(store, c, NOW)
-    assert stats.auth_failed and stats.delivered == 0
+    assert stats.alarm and stats.delivered == 0
     assert store.delivery_counts() == {"pending": 2}
     with client(portal) as c:
         assert deliver_due(store, c, NOW).delivered == 2

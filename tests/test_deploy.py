@@ -4,8 +4,6 @@ promises."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,11 +86,8 @@ def test_env_example_names_every_secret_without_values() -> None:
     assert lines == ["PORTAL_TOKEN=", "SIP_PASSWORD=", "IVR_CONSOLE_SECRET="]
 
 
-# scripts/setup.sh installs systemd-analyze; in CI a missing one fails the run, never skips.
-NO_ANALYZE_OUTSIDE_CI = shutil.which("systemd-analyze") is None and not os.environ.get("CI")
-
-
-@pytest.mark.skipif(NO_ANALYZE_OUTSIDE_CI, reason="no systemd-analyze (scripts/setup.sh has it)")
+# systemd-analyze (scripts/setup.sh installs it): a missing one fails the run, never skips.
+@pytest.mark.tools
 @pytest.mark.parametrize("name", sorted(UNITS), ids=sorted(UNITS))
 def test_systemd_analyze_verify_accepts_the_unit(name: str, tmp_path: Path) -> None:
     # verify checks that ExecStart exists: point it at this checkout's console script.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,13 +13,21 @@ from ivr.campaign.heartbeat import NodeProbe
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.config import Config, parse_config
 from ivr.sip.api import EndedBy, LineState, RegistrationStatus
+from lab.readback import attempts_of
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data
+from tests.helpers import config_data, wait_until
 
 # Thursday 2026-11-26 10:00 in Minsk (07:00 UTC) is inside the default weekday window.
 INSIDE = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 23:00 in Minsk
+
+
+def call_due(dialer: Dialer, now: datetime) -> None:
+    """Claim the due calls as the dial loop does (``Store.claim_due``: each attempt committed
+    as dialing) and place them one after another."""
+    for call in dialer.store.claim_due(now, 10, dialer.node, dialer.lease):
+        dialer.call_one(call.surveys, call.attempt_ids)
 
 
 def cfg(**dialing: Any) -> Config:
@@ -62,7 +69,7 @@ class RecordingPhone(FakePhone):
 
     def dial(self, number: str) -> FakeCall:
         pid = f"R{int(number[-1])}"
-        attempts = self.store.attempts_of(pid)
+        attempts = attempts_of(self.store, pid)
         self.seen_dialing.append(bool(attempts) and attempts[-1].disposition == "dialing")
         return super().dial(number)
 
@@ -102,9 +109,7 @@ def held_cfg(**dialing: Any) -> Config:
 def release_held_calls(dialer: Dialer) -> None:
     """The held calls end (busy); returns once the dialer has seen every one end."""
     HeldCall.release.set()
-    deadline = time.monotonic() + 10
-    while dialer.active_calls() and time.monotonic() < deadline:
-        dialer.wait(0.1)
+    wait_until(lambda: dialer.active_calls() == 0, 10, "every held call to end")
 
 
 def test_channels_cap_the_calls_and_attempts_are_committed_first(store: Store) -> None:
@@ -151,12 +156,12 @@ def test_unanswered_calls_are_retried_then_final(
     phone = FakePhone([FakeCall(clock, answer_at=None, reject=reject) for _ in range(2)])
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     retry_at = store.next_attempt_time()
     assert retry_at is not None and retry_at - INSIDE >= timedelta(minutes=20)
     assert store.due_surveys(retry_at - timedelta(seconds=1), 10) == []
     (again,) = store.due_surveys(retry_at, 10)
-    dialer.call_one([again], [store.start_attempt(again.id, retry_at)])
+    call_due(dialer, retry_at)
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", final_reason, 2)
     dialer.drain()
@@ -178,7 +183,7 @@ def test_invalid_number_and_decline_are_not_retried(store: Store, reject: int, r
         clock,
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert (row.outcome, row.reason, row.attempts) == ("no_answer", reason, 1)
     dialer.drain()
@@ -191,12 +196,12 @@ def test_answered_call_stores_key_and_delivery(store: Store) -> None:
         store, FakePhone([FakeCall(clock, keys_at=[(1.0, "2")])]), FakePrompts(), cfg(), clock
     )
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert (row.outcome, row.digit, row.attempts) == ("unsatisfied", "2", 1)
     (pending,) = store.pending_deliveries(clock.now(), 10)
     assert pending.payload["return_for_rework"] is True
-    (attempt,) = store.attempts_of("R0")
+    (attempt,) = attempts_of(store, "R0")
     assert (attempt.disposition, attempt.keys, attempt.prompt_version) == (
         "answered",
         "2",
@@ -213,7 +218,7 @@ def test_trunk_faults_do_not_use_up_attempts_but_the_deadline_ends_them(store: S
     now = INSIDE
     for expected_attempts in (1, 2, 3):
         (survey,) = store.due_surveys(now, 10)
-        dialer.call_one([survey], [store.start_attempt(survey.id, now)])
+        call_due(dialer, now)
         (row,) = store.report_rows()
         assert row.attempts == expected_attempts
         if expected_attempts < 3:
@@ -245,7 +250,7 @@ def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store
     phone = FakePhone([FakeCall(clock), FakeCall(clock)])  # answers, never presses a key
     dialer = Dialer(store, phone, FakePrompts(), cfg(), clock)
     (survey,) = store.due_surveys(INSIDE, 10)
-    dialer.call_one([survey], [store.start_attempt(survey.id, INSIDE)])
+    call_due(dialer, INSIDE)
     (row,) = store.report_rows()
     assert row.outcome is None  # not final yet
     later = store.next_attempt_time()
@@ -253,7 +258,7 @@ def test_no_input_gets_one_more_call_in_a_later_window_the_next_day(store: Store
     assert later == datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
     (again,) = store.due_surveys(later, 10)
     clock.start, clock.t = later, 0.0
-    dialer.call_one([again], [store.start_attempt(again.id, later)])
+    call_due(dialer, later)
     (row,) = store.report_rows()
     assert (row.outcome, row.attempts) == ("no_input", 2)
     (delivery,) = store.pending_deliveries(clock.now(), 10)
@@ -273,7 +278,7 @@ def test_no_call_and_no_attempt_while_unregistered(store: Store, state: str, dia
     with Dialer(store, phone, FakePrompts(), cfg(), FakeClock(INSIDE)) as dialer:
         assert dialer.start_due(INSIDE) == dialled
     assert len(phone.dialled) == dialled
-    assert sum(len(store.attempts_of(f"R{i}")) for i in range(2)) == dialled
+    assert sum(len(attempts_of(store, f"R{i}")) for i in range(2)) == dialled
     # What status and the console show of it: the node's heartbeat.
     shown = NodeProbe(dialer.node, FakeClock(INSIDE), phone).registration()
     assert shown == {"lost": "failed", "registered": "registered"}.get(state, "unregistered")
@@ -296,4 +301,4 @@ def test_night_stops_with_registration_failed_once_the_loss_outlasts_the_limit(
     phone.registration = RegistrationStatus("lost", "403 Forbidden; next try in 60 s", 301.0)
     with pytest.raises(RegistrationFailed, match="lost for 301 s.*403 Forbidden"):
         night._dial(date(2026, 11, 26))
-    assert phone.dialled == [] and store.attempts_of("R0") == []
+    assert phone.dialled == [] and attempts_of(store, "R0") == []

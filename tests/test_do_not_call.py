@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from ivr.campaign import operator
 from ivr.campaign.dialer import Dialer
+from lab.readback import attempts_of
+from storage.admin import AdminStore
 from storage.store import AttemptResult, NewSurvey, Store
 from tests.fakes import FakeCall, FakeClock, FakePhone, FakePrompts
 from tests.test_dialer import INSIDE, cfg
@@ -70,7 +72,7 @@ def test_a_number_listed_during_its_call_is_not_dialled_again(store: Store) -> N
     assert store.claim_due(later, 10, "n", LEASE) == []
     assert results(store) == {"R-1": ("not_called", "do_not_call")}
     assert outbox(store) == {"R-1": ("not_called", "do_not_call")}
-    assert len(store.attempts_of("R-1")) == 1
+    assert len(attempts_of(store, "R-1")) == 1
 
 
 def test_key_nine_ends_every_open_survey_of_the_number(store: Store) -> None:
@@ -95,7 +97,7 @@ def test_key_nine_ends_every_open_survey_of_the_number(store: Store) -> None:
     }
     assert outbox(store) == {"R-1": ("opted_out", None), "R-2": ("not_called", "do_not_call"),
                              "R-3": ("not_called", "do_not_call")}  # fmt: skip
-    assert [e[0] for e in store.list_do_not_call()] == [PHONE]
+    assert [r.phone for r in AdminStore(store.engine).dnc_rows()] == [PHONE]
     assert phone.dialled == ["9375291000001"]
     later = INSIDE + timedelta(days=2)
     assert [c.phone for c in store.claim_due(later, 10, "n", LEASE)] == [OTHER]

@@ -95,6 +95,7 @@ def test_a_single_tone_is_no_key() -> None:
     assert validate(8000 * np.sin(2 * np.pi * 1336 * t[:400])) is None
 
 
+@pytest.mark.tools  # espeak-ng speaks the corpus
 def test_no_key_in_minutes_of_speech() -> None:
     speech = dv.talk_off_speech(min_seconds=180.0)
     assert speech.size >= 180 * 8000

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ivr.core.exports import csv_chunks, read_csv, write_csv, write_xlsx
+from ivr.core.exports import csv_chunks, write_csv, write_xlsx
+from tests.helpers import read_csv
 
 HEADER = ("id", "name", "rate", "closed", "day", "n")
 ROWS = [

@@ -6,7 +6,6 @@ import audioop
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from pyVoIP import RTP
 from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.sip.api import KeySource
 from ivr.sip.media import FRAME, MediaEngine, MediaStream, encode_frames, inband_batch
+from tests.helpers import wait_until
 
 ASSOC = {0: RTP.PayloadType.PCMU, 8: RTP.PayloadType.PCMA, 101: RTP.PayloadType.EVENT}
 
@@ -141,12 +141,14 @@ def test_engine_serves_many_streams_on_one_thread_over_loopback() -> None:
             s.write_linear16(tone16(0.2))
         got: dict[int, int] = {}
         sink.settimeout(5)
-        deadline = time.monotonic() + 10
-        while min((got.get(s.ssrc, 0) for s in streams), default=0) < 10:
-            assert time.monotonic() < deadline, f"packets per stream: {sorted(got.values())}"
+
+        def ten_from_each() -> bool:  # one packet received per poll
             packet = sink.recv(2048)
             ssrc = int.from_bytes(packet[8:12], "big")
             got[ssrc] = got.get(ssrc, 0) + 1
+            return min(got.get(s.ssrc, 0) for s in streams) >= 10
+
+        wait_until(ten_from_each, 10, "ten packets from each of the 20 streams", poll=0)
         assert engine.streams == 20
     finally:
         for s in streams:
@@ -174,10 +176,7 @@ def test_a_bug_in_one_packet_does_not_stop_the_loop(monkeypatch: pytest.MonkeyPa
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
             for _ in range(3):
                 peer.sendto(b"x" * 20, s.sock.getsockname())
-            deadline = time.monotonic() + 5
-            while len(calls) < 3:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_until(lambda: len(calls) == 3, 5, "the three packets taken", poll=0.01)
         assert s.counters.malformed == 3
     finally:
         s.stop()

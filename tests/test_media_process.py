@@ -27,10 +27,11 @@ from ivr.core.vocabulary import Outcome
 from ivr.sip import media_client
 from ivr.sip.api import EndedBy, KeySource, LineState, SipSettings
 from ivr.sip.media_client import MEDIA
-from ivr.sip.media_codec import FRAME, encode_frames
+from ivr.sip.media_stream import FRAME, encode_frames
 from ivr.sip.pyvoip_adapter import PyVoipPhone
 from ivr.sip.remote_stream import RemoteStream
-from lab.sip_peers import SippCitizen, find_free_udp_port
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from prompts.library import PromptLibrary
 from tests.helpers import media_processes, wait_until
 

@@ -17,19 +17,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr.campaign import metrics
+from ivr.campaign import gauges, metrics
 from ivr.campaign.dialer import Dialer
 from ivr.campaign.heartbeat import STUCK_AFTER_S, NodeProbe
-from ivr.campaign.progress import estimate_finish, progress_line
+from ivr.campaign.night import estimate_finish, progress_line
 from ivr.core.config import parse_config
 from ivr.core.errors import PortalAuthError, PortalError, PortalRejected, PortalUnavailable
-from ivr.entry.logs import JsonFormatter
-from ivr.portal.client import MalformedPage
+from ivr.entry.cli import JsonFormatter
+from ivr.portal.answers import MalformedPage
 from storage.db import make_engine
 from storage.figures import DayProgress, day_progress
 from storage.store import NewSurvey, Store
 from tests.fakes import FakeClock, FakePhone, FakePrompts
-from tests.helpers import config_data, free_tcp_port, http_get as get
+from tests.helpers import config_data, free_tcp_port, http_get as get, start_attempt
 
 MINSK = ZoneInfo("Europe/Minsk")
 DAY = date(2026, 11, 25)
@@ -77,7 +77,7 @@ def start(serve: list[Server], registry: CollectorRegistry, ready: metrics.Ready
 def test_database_figures_over_http(store: Store, serve: list[Server]) -> None:
     clock = FakeClock(NOW)
     registry = CollectorRegistry()
-    registry.register(metrics.DatabaseCollector(store.engine, clock, MINSK))
+    registry.register(gauges.DatabaseCollector(store.engine, clock, MINSK))
     base = start(serve, registry, lambda: [])
 
     before = scrape(base + "/metrics")
@@ -108,7 +108,7 @@ def test_runner_gauges_and_readiness(store: Store, serve: list[Server]) -> None:
     config = parse_config(config_data(dialing={"channels": 4}))
     probe = NodeProbe("n1", clock, FakePhone([]), registration_required=True)
     registry = CollectorRegistry()
-    registry.register(metrics.RunnerCollector(probe))
+    registry.register(gauges.RunnerCollector(probe))
     base = start(serve, registry, lambda: metrics.readiness_problems(store.engine, probe))
 
     assert get(base + "/healthz") == (200, "ok\n")
@@ -251,7 +251,7 @@ def test_progress_line() -> None:
 def test_day_progress_counts(store: Store) -> None:
     ids = [survey(store, f"R{i}", f"+37529100000{i}") for i in range(5)]
     store.record_outcome(ids[0], "satisfied", "1", None, NOW, NOW)
-    store.start_attempt(ids[1], NOW)
+    start_attempt(store, ids[1], NOW)
     store.schedule_retry(ids[2], NOW + timedelta(minutes=20))
     store.schedule_retry(ids[3], NOW + timedelta(minutes=5))
     p = day_progress(store.engine, DAY, NOW)
@@ -282,7 +282,7 @@ def test_console_registry_shows_every_node_from_its_heartbeat(store: Store) -> N
             store.engine,
             NodeHeartbeat(name, "h", 1, "0.1.0", NOW, seen, 2, 4, reg),  # type: ignore[arg-type]
         )
-    text = metrics.exposition(metrics.console_registry(store.engine, clock, MINSK))[0].decode()
+    text = metrics.exposition(gauges.console_registry(store.engine, clock, MINSK))[0].decode()
     got = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.night_lab import DEMO_CITIZENS, NightLab, lab_day, opening_seconds
+from lab.readback import attempts_of
 from prompts.library import wav_to_u8
 from tests.helpers import best_match, media_processes, u8_signal
 
@@ -155,8 +156,8 @@ def test_retries_are_separate_calls_recorded_with_their_sip_status(night: NightR
         for i, c in zip(night.lab.items, DEMO_CITIZENS, strict=False)
         if c.behaviour == "no_answer"
     )
-    busy = store.attempts_of(busy_id)
-    ring = store.attempts_of(ring_id)
+    busy = attempts_of(store, busy_id)
+    ring = attempts_of(store, ring_id)
     assert [(a.sip_status, a.disposition) for a in busy] == [(486, "busy")] * 2
     assert [(a.sip_status, a.disposition) for a in ring] == [(487, "no_answer")] * 2
     gap = (busy[1].started_at - busy[0].ended_at).total_seconds()  # type: ignore[operator]
@@ -174,7 +175,7 @@ def test_keys_came_the_way_each_citizen_sent_them(night: NightRun) -> None:
                "inband_pcma:2": "b", "speak:pcmu": "r"}  # fmt: skip
     for item, citizen in zip(night.lab.items, DEMO_CITIZENS, strict=False):
         if citizen.behaviour in sources:
-            (attempt,) = store.attempts_of(item["id"])
+            (attempt,) = attempts_of(store, item["id"])
             assert attempt.key_sources == sources[citizen.behaviour], citizen
     store.engine.dispose()
 
@@ -203,7 +204,7 @@ def test_unreachable_portal_is_a_clear_error_and_loses_nothing(tmp_path: Path) -
     # A config pointing at a port nobody listens on (no peers needed: the portal comes first).
     import yaml
 
-    from lab.sip_peers import find_free_udp_port
+    from lab.peer_process import find_free_udp_port
 
     cfg = {
         "database": f"sqlite:///{lab.database}",

@@ -9,11 +9,11 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from ivr.core.exports import read_csv
 from ivr.entry.cli import main
 from storage.db import make_engine
 from storage.models import Survey
 from storage.store import AttemptResult, Store
+from tests.helpers import read_csv, start_attempt
 
 NOW = datetime(2026, 3, 5, 7, 0, tzinfo=UTC)
 
@@ -65,7 +65,7 @@ def imported(config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
         ("R-3", "unsatisfied", "2"),
         ("R-4", "no_answer", None),
     ):
-        aid = store.start_attempt(ids[pid], NOW)
+        aid = start_attempt(store, ids[pid], NOW)
         answered = NOW if digit else None
         disposition = "answered" if digit else "busy"
         store.finish_attempt(

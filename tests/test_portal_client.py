@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from ivr.core.errors import PortalAuthError, PortalRejected, PortalUnavailable
-from ivr.portal.client import _REQUESTS_ERRORS, PortalClient, translate_requests_error
+from ivr.portal.answers import _REQUESTS_ERRORS, translate_requests_error
+from ivr.portal.client import PortalClient
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
 
@@ -303,7 +304,7 @@ def test_every_requests_exception_is_mapped_explicitly() -> None:
     unmapped = {cls.__name__ for cls in _requests_exception_classes()} - {
         cls.__name__ for cls in _REQUESTS_ERRORS
     }
-    assert not unmapped, f"add these to ivr.portal.client._REQUESTS_ERRORS: {sorted(unmapped)}"
+    assert not unmapped, f"add these to ivr.portal.answers._REQUESTS_ERRORS: {sorted(unmapped)}"
 
 
 @pytest.mark.parametrize("cls", _requests_exception_classes(), ids=lambda cls: cls.__name__)

@@ -91,7 +91,7 @@ def deliver_until_empty(store: Store, client: PortalClient, start: datetime = NO
         stats = deliver_due(store, client, now, rng=random.Random(3))
         if store.delivery_counts().get("pending", 0) == 0:
             return now
-        if not stats.auth_failed:
+        if not stats.alarm:
             now += timedelta(seconds=BACKOFF_CAP_S + 1)
         else:
             return now
@@ -232,7 +232,7 @@ def test_refused_token_then_fixed(
         assert import_job(store, wrong, MINSK, NOW, lookback_days=1) == 0
         answer_everyone(store)
         stats = deliver_due(store, wrong, NOW)
-        assert stats.auth_failed and stats.delivered == 0
+        assert stats.alarm and stats.delivered == 0
     assert "expired" not in caplog.text
     assert store.delivery_counts().get("delivered", 0) == 0
     # Fixed: the rest is imported once, every result delivered once.

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from lab.night_lab import lab_day
+from lab.peer_process import find_free_udp_port
 from lab.portal_emulator import PortalEmulator
 from lab.sample_requests import make_items
-from lab.sip_peers import find_free_udp_port
 from tests.helpers import wait_until
 
 TOKEN = "test-token"

@@ -39,6 +39,8 @@ DATA = Path(__file__).resolve().parent / "data"
 # Speech clips (the tone before a comment is a sine: its own test).
 ALL_CLIPS = [(lang, name) for lang in LANGUAGES for name in CLIP_NAMES if name != "tone"]
 ALL_IDS = [f"{lang}-{name}" for lang, name in ALL_CLIPS]
+# espeak-ng and ffmpeg: programs outside the virtualenv (tests/conftest.py)
+TOOLS = pytest.mark.tools
 
 
 def read_wav16(path: Path) -> tuple[int, int, int, npt.NDArray[np.float64]]:
@@ -253,13 +255,13 @@ def _silent(root: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected", "playable"),
     [
-        (_remove, "no recording", False),
-        (_garble, "cannot decode", False),
-        (_lengthen, "longer than 30.0 s", True),
-        (_duplicate, "more than one recording", False),
-        (_silent, "silent", False),
+        pytest.param(_remove, "no recording", False, id="missing"),
+        # pydub hands a WAV it cannot read to ffmpeg; a FLAC is written by ffmpeg
+        pytest.param(_garble, "cannot decode", False, id="undecodable", marks=TOOLS),
+        pytest.param(_lengthen, "longer than 30.0 s", True, id="too-long"),
+        pytest.param(_duplicate, "more than one recording", False, id="ambiguous", marks=TOOLS),
+        pytest.param(_silent, "silent", False, id="silent"),
     ],
-    ids=["missing", "undecodable", "too-long", "ambiguous", "silent"],
 )
 def test_check_reports_problem(
     ru_copy: Path, tmp_path: Path, mutate: object, expected: str, playable: bool
@@ -320,6 +322,7 @@ def test_wav_helpers_round_trip(tmp_path: Path, library: PromptLibrary) -> None:
     assert wav_to_u8(tmp_path / "out.wav") == data
 
 
+@TOOLS  # ffmpeg writes the sources and resamples them
 @pytest.mark.parametrize(
     ("suffix", "rate", "channels"),
     [("wav", 48000, 2), ("wav", 44100, 1), ("flac", 16000, 1), ("ogg", 48000, 1)],
@@ -361,6 +364,7 @@ def test_the_build_slices_cover_the_catalog() -> None:
     assert sorted(sliced) == sorted(CLIP_NAMES)
 
 
+@TOOLS
 @pytest.mark.parametrize("part", range(BUILD_SLICES))
 def test_build_writes_every_clip(tmp_path: Path, part: int) -> None:
     clips = CLIPS[part::BUILD_SLICES]

@@ -20,16 +20,14 @@ import pytest
 
 from ivr.core.dtmf_inband import alaw_decode, ulaw_decode
 from ivr.core.errors import RegistrationFailed
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sdp, sip_messages as sm
 from ivr.sip.api import EndedBy, LineState, SipSettings
 from ivr.sip.media_client import MEDIA
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
-from lab.sip_peers import (
-    BaresipCitizen,
-    Kamailio,
-    SippCitizen,
-    find_free_udp_port,
-)
+from lab.baresip_peer import BaresipCitizen
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from tests.helpers import lab_sip_settings, wait_until
 
 pytestmark = pytest.mark.peers
@@ -186,7 +184,7 @@ def test_rejected_call_is_acked_and_ended(
     assert call.final_reason is not None and call.final_reason.startswith(phrase)
     assert "Q.850" in call.final_reason
     # Proving a negative: an un-ACKed final is retransmitted by kamailio after 0.5 s, 1.5 s...
-    time.sleep(2.0)
+    time.sleep(2.0)  # the scenario: time for those retransmissions (none must come)
     received = [
         r.getMessage()
         for r in caplog.records
@@ -298,7 +296,8 @@ def test_baresip_call_survives_timer_h_and_hears_the_prompt(
         answered = time.monotonic()
         call.play(prompt)
         assert first_keys(call, 8, "DTMF '1' from baresip") == "1"
-        # baresip drops a call whose 2xx was never properly ACKed at 32 s (Timer H)
+        # baresip drops a call whose 2xx was never properly ACKed at 32 s (Timer H): the
+        # scenario is 36 s of call, answered throughout
         while time.monotonic() - answered < 36:
             assert call.state is LineState.ANSWERED, f"dropped after {time.monotonic() - answered}"
             time.sleep(0.2)
@@ -323,7 +322,9 @@ def test_an_alaw_only_line_hears_the_prompt(
         assert call.codec == "PCMA"
         call.play(prompt)
         assert first_keys(call, 8, "DTMF '2' from baresip") == "2"
-        time.sleep(len(prompt) / 8000 + 0.5)  # the whole prompt plays
+        # The scenario: the prompt plays out in real time before we hang up (a call reports no
+        # end of playback), so that baresip records all of it.
+        time.sleep(len(prompt) / 8000 + 0.5)
         call.hangup()
         wait_until(lambda: "closed" in citizen.log().lower(), 5, "baresip to see our BYE")
     assert heard_correlation(citizen, prompt) > 0.95
@@ -437,10 +438,10 @@ def test_401_with_qop_then_second_challenge_ends_call(
     assert second.call_id == first.call_id and second.tag("from") == first.tag("from")
     assert second.cseq[0] == first.cseq[0] + 1
     assert second.all("via") != first.all("via")  # new branch
-    auth = sm.parse_challenge(second.header("authorization") or "")
+    auth = digest.parse_challenge(second.header("authorization") or "")
     ruri = second.start_line.split()[1]
     assert auth["uri"] == ruri
-    assert auth["response"] == sm.digest_response(
+    assert auth["response"] == digest.digest_response(
         username="dialer", password="secret", realm="lab", nonce="n1", method="INVITE",
         uri=ruri, qop="auth", nc=auth["nc"], cnonce=auth["cnonce"],
     )  # fmt: skip
@@ -572,7 +573,7 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
     peer, phone = scripted
     call = phone.dial("375291000206")
     invite = peer.expect("INVITE")
-    offer = sm.parse_sdp_audio(invite.body)
+    offer = sdp.parse_sdp_audio(invite.body)
     assert offer is not None and offer.payloads == {0: "pcmu", 8: "pcma", 101: "telephone-event"}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
         rtp.bind(("127.0.0.1", 0))
@@ -610,7 +611,7 @@ def test_alaw_answer_is_sent_alaw_and_reinvites_switch_the_law(
 
         answer = reinvite(0, "PCMU")  # the trunk moves to mu-law
         assert answer.status == 200
-        audio = sm.parse_sdp_audio(answer.body)
+        audio = sdp.parse_sdp_audio(answer.body)
         assert audio is not None and audio.payloads == {0: "pcmu", 101: "telephone-event"}
         assert call.codec == "PCMU"
         heard(0, ulaw_decode)

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 import pytest
 
 from ivr.core.policy import disposition
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sip_messages as sm
 from ivr.sip.api import EndedBy
 from ivr.sip.core import ENDED_RETENTION, SipCore
+from ivr.sip.sdp import G711, sdp_offer
 from ivr.sip.sip_events import (
     Answered,
     DialogRequest,
@@ -45,7 +46,7 @@ def new_invite() -> sm.InviteRequest:
         ruri="sip:375290000001@127.0.0.1", via_host="127.0.0.1", via_port=5062,
         branch=sm.new_branch(), from_hdr="<sip:dialer@127.0.0.1>;tag=ours",
         to_hdr="<sip:375290000001@127.0.0.1>", call_id=sm.new_call_id("t"), cseq=1,
-        contact="sip:dialer@127.0.0.1:5062", sdp=sm.sdp_offer("127.0.0.1", 30000, 1000),
+        contact="sip:dialer@127.0.0.1:5062", sdp=sdp_offer("127.0.0.1", 30000, 1000),
     )  # fmt: skip
 
 
@@ -198,7 +199,7 @@ def test_a_challenge_is_answered_once_with_the_digest(
     assert ack.method == "ACK" and events(out) == []
     assert (again.call_id, again.tag("from")) == (first.call_id, first.tag("from"))
     assert again.cseq == (2, "INVITE") and again.all("via") != first.all("via")
-    auth = sm.parse_challenge(again.header(header) or "")
+    auth = digest.parse_challenge(again.header(header) or "")
     assert auth["uri"] == "sip:375290000001@127.0.0.1" and auth["username"] == "dialer"
     # the retried INVITE has its own Timer A from now
     assert [t for t, o in run(core, 0.1, 2.0) if isinstance(o, Send)] == [0.6, 1.6]
@@ -369,7 +370,7 @@ def test_a_reinvite_is_answered_200_and_sent_again_until_its_ack(
     reinvite = in_dialog(call_id, "INVITE", 10, ctype="application/sdp", body=sdp)
     out = core.receive(reinvite, FAR, 2.0)
     (ok,) = sent(out)
-    assert ok.status == 200 and f"RTP/AVP {sm.G711[codec]} 101" in ok.body.decode()
+    assert ok.status == 200 and f"RTP/AVP {G711[codec]} 101" in ok.body.decode()
     (changed,) = events(out)
     assert isinstance(changed, MediaChanged) and (changed.codec, changed.hold) == (codec, hold)
     timeline = run(core, 2.0, 10.0)

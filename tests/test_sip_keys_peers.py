@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RecordOutcome, RequestInfo
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.vocabulary import Outcome
 from ivr.sip.api import EndedBy, KeyPress, KeySource, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
-from lab.sip_peers import Kamailio, SippCitizen, find_free_udp_port
+from lab.kamailio_peer import Kamailio
+from lab.peer_process import find_free_udp_port
+from lab.sipp_peer import SippCitizen
 from prompts.library import PromptLibrary
 from tests.helpers import lab_sip_settings, wait_until
 
@@ -176,7 +179,7 @@ def test_rtp_from_the_far_end_keeps_media_idle_low(
 ) -> None:
     call = answered(phone, "info:5")  # SIPp echoes the audio we send
     started = time.monotonic()
-    while time.monotonic() - started < 2.0:
+    while time.monotonic() - started < 2.0:  # the scenario: 2 s of echo, checked throughout
         assert call.media_idle_s < 0.5
         time.sleep(0.05)
     call.stop_audio()  # nothing to echo now (pyVoIP sends silence, which is echoed too)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, RunnerSettings, run_call
-from ivr.core.callflow import FlowSettings, RequestInfo
+from ivr.core.call_script import FlowSettings, RequestInfo
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.errors import DialFailed
 from ivr.core.policy import decide_unanswered, disposition
@@ -28,6 +28,7 @@ from ivr.sip import sip_messages as sm
 from ivr.sip.api import EndedBy, LineState
 from ivr.sip.pyvoip_adapter import PyVoipCall, PyVoipPhone
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
+from lab.readback import attempts_of
 from storage.db import make_engine
 from storage.store import Store
 from tests.fakes import FakePrompts
@@ -349,7 +350,7 @@ def test_night_exits_4_when_the_registration_cannot_recover(tmp_path: Path) -> N
                       settings=settings, overrides=overrides) as lab:  # fmt: skip
             night = lab.cli("night", "--date", lab.day.isoformat(), timeout=180)
             store = Store(make_engine(f"sqlite:///{lab.database}"))
-            attempts = store.attempts_of(lab.items[0]["id"])
+            attempts = attempts_of(store, lab.items[0]["id"])
     finally:
         registrar.close()
     assert night.returncode == 4, night.stderr[-3000:]

@@ -6,8 +6,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, inspect
 
+from lab.readback import attempts_of
+from storage.admin import Actor, AdminStore
+from storage.bulk import do_not_call_among
 from storage.db import current_revision
 from storage.store import AttemptResult, NewSurvey, Store
+from tests.helpers import start_attempt
 
 NOW = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 DAY = date(2026, 11, 26)
@@ -59,7 +63,7 @@ def test_times_come_back_aware_utc(store: Store) -> None:
 def test_attempt_then_outcome_fills_the_outbox(store: Store) -> None:
     store.add_survey(new(), NOW)
     (survey,) = store.due_surveys(NOW, 10)
-    attempt = store.start_attempt(survey.id, NOW)
+    attempt = start_attempt(store, survey.id, NOW)
     # While dialling it is not due again.
     assert store.due_surveys(NOW + timedelta(hours=1), 10) == []
     answered = NOW + timedelta(seconds=5)
@@ -84,7 +88,7 @@ def test_attempt_then_outcome_fills_the_outbox(store: Store) -> None:
         "comment_expected": False,
         "callback_requested": False,
     }
-    (a,) = store.attempts_of("REQ-1")
+    (a,) = attempts_of(store, "REQ-1")
     assert (a.sip_status, a.keys, a.disposition, a.duration_s) == (200, "2", "answered", 20.0)
 
 
@@ -111,7 +115,7 @@ def test_not_called_request_is_final_at_once(store: Store) -> None:
 def test_retry_waits_until_its_time(store: Store) -> None:
     store.add_survey(new(), NOW)
     (s,) = store.due_surveys(NOW, 10)
-    store.start_attempt(s.id, NOW)
+    start_attempt(store, s.id, NOW)
     store.schedule_retry(s.id, NOW + timedelta(minutes=20))
     assert store.due_surveys(NOW + timedelta(minutes=19), 10) == []
     (again,) = store.due_surveys(NOW + timedelta(minutes=20), 10)
@@ -121,13 +125,13 @@ def test_retry_waits_until_its_time(store: Store) -> None:
 def test_crash_recovery_closes_dialing_attempts(store: Store) -> None:
     store.add_survey(new(), NOW)
     (s,) = store.due_surveys(NOW, 10)
-    store.start_attempt(s.id, NOW)
+    start_attempt(store, s.id, NOW)
     later = NOW + timedelta(minutes=20)
     assert store.recover_interrupted(NOW, later) == 1
     assert store.due_surveys(NOW, 10) == []
     (again,) = store.due_surveys(later, 10)
     assert again.attempts == 1
-    (a,) = store.attempts_of("REQ-1")
+    (a,) = attempts_of(store, "REQ-1")
     assert a.disposition == "interrupted"
 
 
@@ -166,6 +170,7 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import storage.analytics_tables  # noqa: F401  (its tables join Base.metadata)
     from storage.models import Base
 
     with engine.connect() as conn:
@@ -185,14 +190,15 @@ def test_a_second_closing_is_a_linked_round_and_unsatisfied_again_is_marked(stor
 
 
 def test_do_not_call_list_and_flags(store: Store) -> None:
-    assert not store.is_do_not_call("+375291234567")
-    assert store.add_do_not_call("+375291234567", "citizen", NOW)
-    assert not store.add_do_not_call("+375291234567", "operator", NOW)
-    assert store.is_do_not_call("+375291234567")
-    assert [r[:2] for r in store.list_do_not_call()] == [("+375291234567", "citizen")]
-    assert store.remove_do_not_call("+375291234567") and not store.remove_do_not_call(
-        "+375291234567"
-    )
+    phone = "+375291234567"
+    assert do_not_call_among(store, [phone]) == set()
+    assert store.add_do_not_call(phone, "citizen", NOW)
+    assert not store.add_do_not_call(phone, "operator", NOW)
+    assert do_not_call_among(store, [phone, None, "+375291234568"]) == {phone}
+    admin = AdminStore(store.engine)
+    assert [(r.phone, r.source) for r in admin.dnc_rows()] == [(phone, "citizen")]
+    assert admin.dnc_remove(Actor("test"), phone, NOW)
+    assert not admin.dnc_remove(Actor("test"), phone, NOW)
     assert store.get_flag("paused") is None
     store.set_flag("paused", "1", NOW)
     store.set_flag("paused", "0", NOW)

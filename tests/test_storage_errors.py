@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import exc as sa, insert, select
 
 from ivr.core.errors import AlreadyStored, DatabaseUnavailable, StorageError, StorageRefused
-from storage.errors import mapped, translate
+from storage.db import mapped, translate
 from storage.models import Survey
 from storage.store import NewSurvey, Store
 

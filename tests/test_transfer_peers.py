@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.baresip_peer import BaresipCitizen
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day, opening_seconds
-from lab.sip_peers import BaresipCitizen, wait_for
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -57,7 +58,7 @@ def request_of(lab: NightLab, behaviour: str) -> str:
 
 def test_the_citizen_who_presses_3_talks_to_the_operator(lab: TransferLab) -> None:
     # the operator's line rang and answered: baresip took our REFER and called the target
-    wait_for(lambda: "established" in lab.operator.log().lower(), 20, "the operator's answer")
+    wait_until(lambda: "established" in lab.operator.log().lower(), 20, "the operator's answer")
     citizen = lab.baresips[CITIZENS[0].user]
     assert "refer" in citizen.log().lower() or "transfer" in citizen.log().lower()
     body = lab.ratings_by_request()[request_of(lab, "baresip:3")]

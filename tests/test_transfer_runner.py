@@ -9,14 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from ivr.campaign.call_runner import CallPlan, CallReport, OperatorLine, RunnerSettings, run_call
-from ivr.core.callflow import (
-    CALLBACK_REQUESTED,
-    TRANSFERRED,
-    FlowSettings,
-    Outcome,
-    RecordOutcome,
-    RequestInfo,
-)
+from ivr.core.call_events import RecordOutcome
+from ivr.core.call_script import FlowSettings, RequestInfo
+from ivr.core.callflow import CALLBACK_REQUESTED, TRANSFERRED, Outcome
 from ivr.sip.api import EndedBy
 from ivr.sip.refer import ReferResult
 from storage.models import Survey

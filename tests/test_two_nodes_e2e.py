@@ -5,16 +5,17 @@ runs once, and the totals add up."""
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from lab.night_lab import Citizen, LabSettings, NightLab, lab_day
-from lab.sip_peers import find_free_udp_port
+from lab.peer_process import find_free_udp_port
+from lab.readback import attempts_of
 from storage.db import make_engine
 from storage.store import Store
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -45,10 +46,12 @@ def test_two_nodes_split_the_work(tmp_path: Path, pg_schema_url: str) -> None:
         a = lab.popen("run")
         b = lab.popen("run", config=config_b)
         try:
-            deadline = time.monotonic() + 240
-            while len(lab.portal.ratings) < 30 and time.monotonic() < deadline:
+
+            def thirty_ratings() -> bool:
                 assert a.poll() is None and b.poll() is None, "a node died"
-                time.sleep(0.2)
+                return len(lab.portal.ratings) >= 30
+
+            wait_until(thirty_ratings, 240, "30 ratings from the two nodes", poll=0.2)
             assert len(lab.portal.ratings) == 30
         finally:
             for p in (a, b):
@@ -65,7 +68,7 @@ def test_two_nodes_split_the_work(tmp_path: Path, pg_schema_url: str) -> None:
         store = Store(make_engine(pg_schema_url))
         by_node: Counter[str | None] = Counter()
         for item in lab.items:
-            attempts = store.attempts_of(item["id"])
+            attempts = attempts_of(store, item["id"])
             assert len(attempts) == 1, f"{item['id']} dialled {len(attempts)} times"
             by_node[attempts[0].node] += 1
         store.engine.dispose()

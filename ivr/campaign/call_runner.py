@@ -13,33 +13,30 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ivr.campaign import metrics
-from ivr.core.callflow import (
+from ivr.core.call_events import (
     Action,
     Answered,
     CallTooLong,
     CancelInputTimer,
     Event,
     FinishComment,
-    FlowSettings,
     Hangup,
     InputTimeout,
     KeyPressed,
-    OperatorMode,
     Play,
     PromptFinished,
     RecordingStopped,
     RecordOutcome,
     RemoteHangup,
-    RequestInfo,
     StartInputTimer,
     StartRecording,
-    State,
     StopPlayback,
-    SurveyCall,
     Transfer,
     TransferAccepted,
     TransferFailed,
 )
+from ivr.core.call_script import FlowSettings, OperatorMode, RequestInfo
+from ivr.core.callflow import State, SurveyCall
 from ivr.core.clock import Clock
 from ivr.core.comment_audio import CommentRecorder, Recording, StopReason
 from ivr.core.vocabulary import Reason

@@ -10,6 +10,13 @@ call the steps). Built by the composition root, :func:`ivr.entry.app.campaign_no
     deliver()      post the final ratings (and comments) that are due
     expire()       end overdue surveys, recover claims whose lease ran out (every 30 s)
     erase_old()    erase the phone numbers past ``node.retention_days``
+
+Forgetting personal data (``erase_old``: nightly in ``run``, at its end in ``night``; and
+``ivr-rating purge --before DATE``, :func:`purge`, for surveys finished before that local day):
+outcomes stay for statistics; phone numbers of finished surveys, the recordings of their spoken
+comments (the rows keep length and checksum) and the raw rows of rejected items are erased. On
+SQLite the erased pages are overwritten (``secure_delete``) and the write-ahead log is
+truncated, so no copy stays behind.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from ivr.campaign import metrics
 from ivr.campaign.call_runner import PromptRenderer
@@ -30,11 +38,12 @@ from ivr.campaign.importer import (
     import_day,
     import_missing_days,
 )
-from ivr.campaign.retention import retention_job
 from ivr.core.clock import Clock
 from ivr.core.config import Config
 from ivr.core.vocabulary import Disposition, Outcome
+from ivr.core.windows import local_day_bounds
 from ivr.sip.api import SipPhone
+from storage.db import compact_erased
 from storage.locks import run_once
 from storage.store import Store
 
@@ -42,6 +51,29 @@ log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 30.0
 """How often the drivers run :meth:`Campaign.expire`."""
+
+
+def erase_before(store: Store, cutoff: datetime, now: datetime) -> int:
+    """Erase the phone numbers of surveys finished before ``cutoff`` and delete the recordings
+    of their spoken comments; returns how many numbers were erased."""
+    erased = store.erase_phones(cutoff)
+    recordings = store.purge_recordings(cutoff, now)
+    if recordings:
+        log.info("retention: %d recording(s) of spoken comments deleted", recordings)
+    compact_erased(store.engine)
+    return erased
+
+
+def retention_job(store: Store, now: datetime, retention_days: int) -> int:
+    erased = erase_before(store, now - timedelta(days=retention_days), now)
+    if erased:
+        log.info("retention: phone numbers of %d finished survey(s) erased", erased)
+    return erased
+
+
+def purge(store: Store, before: date, tz: ZoneInfo, now: datetime) -> int:
+    """``purge --before DATE``: surveys finished before local midnight of ``before``."""
+    return erase_before(store, local_day_bounds(before, tz)[0], now)
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,18 @@ operator re-queues the dead ones with ``deliver --retry-dead``.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ivr.campaign import metrics
-from ivr.core.backoff import backoff_s
 from ivr.core.errors import PortalAuthError, PortalMisconfigured, PortalRejected, PortalUnavailable
+from ivr.core.policy import backoff_s
 from ivr.core.untrusted import printable
 from ivr.portal.transport import redact_credentials
 from storage.bulk import dead_letters, outbox_counts
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_CAP_S = 600.0
+
+Item = TypeVar("Item", PendingDelivery, PendingComment)
 
 
 class RatingSink(Protocol):
@@ -91,13 +94,32 @@ class DeliveryStats:
     comments_dead: int = 0
     comments_blocked: bool = False
 
-    @property
-    def auth_failed(self) -> bool:
-        return self.alarm
-
 
 def backoff(tries: int, retry_after: float | None, rng: random.Random) -> timedelta:
     return timedelta(seconds=backoff_s(tries, BACKOFF_BASE_S, BACKOFF_CAP_S, rng, retry_after))
+
+
+class _Step(enum.Enum):
+    """After one try: go on with the next item, or stop this round."""
+
+    NEXT = "next"
+    STOP = "stop"  # this item was handled (marked); the rest go back untried
+    UNTRIED = "untried"  # this item and the rest go back untried
+
+
+def _each(
+    batch: Sequence[Item], try_one: Callable[[Item], _Step], release: Callable[[list[str]], None]
+) -> bool:
+    """Try the claimed ``batch`` in order; when a try says stop, ``release`` hands back the
+    items not tried, due again at once (a struggling or misconfigured portal ends the round).
+    False if the round was ended so."""
+    for i, item in enumerate(batch):
+        step = try_one(item)
+        if step is not _Step.NEXT:
+            start = i if step is _Step.UNTRIED else i + 1
+            release([x.survey_id for x in batch[start:]])
+            return False
+    return True
 
 
 def deliver_due(
@@ -111,55 +133,56 @@ def deliver_due(
     """Post every pending rating that is due, unsatisfied ones first, claimed for ``node``."""
     rng = rng or random.Random()
     stats = DeliveryStats()
-    batch = store.claim_deliveries(now, limit, node=node)
-    for i, item in enumerate(batch):
-        try:
-            status = portal.post_rating(item.portal_request_id, item.payload)
-        except PortalMisconfigured as exc:
-            what = "refused our token" if isinstance(exc, PortalAuthError) else "redirected"
-            log.error("ALARM: the portal %s (%s); delivery paused", what, exc)
-            stats.alarm = True
-            metrics.DELIVERIES.labels(result="deferred").inc()
-            store.release_deliveries([d.survey_id for d in batch[i:]], now)
-            return stats
-        except PortalRejected as exc:
-            log.error(
-                "rating for request %s rejected for good: %s %s",
-                item.portal_request_id,
-                exc.status,
-                exc.body,
-            )
-            store.mark_dead(item.survey_id, exc.status, f"{exc}: {exc.body}", now)
-            stats.dead += 1
-            metrics.DELIVERIES.labels(result="dead").inc()
-            continue
-        except PortalUnavailable as exc:
-            wait = backoff(item.tries, exc.retry_after, rng)
-            log.warning(
-                "rating for request %s not delivered (%s); retry in %.0f s",
-                item.portal_request_id,
-                exc,
-                wait.total_seconds(),
-            )
-            store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
-            stats.deferred += 1
-            metrics.DELIVERIES.labels(result="deferred").inc()
-            # The portal is struggling: leave the rest for the next round.
-            store.release_deliveries([d.survey_id for d in batch[i + 1 :]], now)
-            return stats
-        store.mark_delivered(item.survey_id, status, now)
-        stats.delivered += 1
-        metrics.DELIVERIES.labels(result="delivered").inc()
-        log.info(
-            "rating delivered: request %s outcome %s (HTTP %s)",
-            item.portal_request_id,
-            item.payload.get("outcome"),
-            status,
-        )
+    tried_all = _each(
+        store.claim_deliveries(now, limit, node=node),
+        lambda item: _post_rating(store, portal, item, now, stats, rng),
+        lambda ids: store.release_deliveries(ids, now),
+    )
+    if not tried_all:  # the portal is misconfigured or struggling: comments wait too
+        return stats
     put = getattr(portal, "put_comment", None)
     if put is not None:  # a portal client that speaks 1.1 (unit-test fakes may not)
         deliver_comments(store, portal, now, stats, limit=limit, rng=rng, node=node)  # type: ignore[arg-type]
     return stats
+
+
+def _post_rating(
+    store: Outbox,
+    portal: RatingSink,
+    item: PendingDelivery,
+    now: datetime,
+    stats: DeliveryStats,
+    rng: random.Random,
+) -> _Step:
+    try:
+        status = portal.post_rating(item.portal_request_id, item.payload)
+    except PortalMisconfigured as exc:
+        what = "refused our token" if isinstance(exc, PortalAuthError) else "redirected"
+        log.error("ALARM: the portal %s (%s); delivery paused", what, exc)
+        stats.alarm = True
+        metrics.DELIVERIES.labels(result="deferred").inc()
+        return _Step.UNTRIED
+    except PortalRejected as exc:
+        log.error("rating for request %s rejected for good: %s %s", item.portal_request_id,
+                  exc.status, exc.body)  # fmt: skip
+        store.mark_dead(item.survey_id, exc.status, f"{exc}: {exc.body}", now)
+        stats.dead += 1
+        metrics.DELIVERIES.labels(result="dead").inc()
+        return _Step.NEXT
+    except PortalUnavailable as exc:
+        wait = backoff(item.tries, exc.retry_after, rng)
+        log.warning("rating for request %s not delivered (%s); retry in %.0f s",
+                    item.portal_request_id, exc, wait.total_seconds())  # fmt: skip
+        store.mark_retry(item.survey_id, exc.status, str(exc), now + wait)
+        stats.deferred += 1
+        metrics.DELIVERIES.labels(result="deferred").inc()
+        return _Step.STOP  # the portal is struggling: the rest wait for the next round
+    store.mark_delivered(item.survey_id, status, now)
+    stats.delivered += 1
+    metrics.DELIVERIES.labels(result="delivered").inc()
+    log.info("rating delivered: request %s outcome %s (HTTP %s)", item.portal_request_id,
+             item.payload.get("outcome"), status)  # fmt: skip
+    return _Step.NEXT
 
 
 def deliver_comments(
@@ -176,72 +199,74 @@ def deliver_comments(
     if store.get_flag(COMMENTS_BLOCKED_FLAG) is not None:
         stats.comments_blocked = True
         return
-    batch = store.claim_comments(now, limit, node=node)
-    for i, item in enumerate(batch):
-        rest = [c.survey_id for c in batch[i + 1 :]]
-        try:
-            wav = Path(item.path).read_bytes()
-        except OSError as exc:
-            log.error("comment of request %s: recording unreadable: %s", item.portal_request_id,
-                      exc)  # fmt: skip
-            store.mark_comment(item.survey_id, DeliveryState.DEAD, None,
-                               f"recording unreadable: {exc}", now)  # fmt: skip
-            stats.comments_dead += 1
-            continue
-        try:
-            status = portal.put_comment(
-                item.portal_request_id, item.survey_id, wav, item.duration_s, item.sha256
-            )
-        except PortalMisconfigured as exc:
-            log.error("ALARM: %s; delivery paused", exc)
-            stats.alarm = True
-            store.release_comments([item.survey_id, *rest], now)
-            return
-        except PortalRejected as exc:
-            store.mark_comment(item.survey_id, DeliveryState.DEAD, exc.status,
-                               f"{exc}: {exc.body}", now)  # fmt: skip
-            stats.comments_dead += 1
-            if exc.status == 404:
-                log.error(
-                    "ALARM: the portal answered 404 on the comment path for request %s: it may "
-                    "not speak portal API 1.1 (check portal.base_url and the portal's version); "
-                    "comments wait until `ivr-rating deliver --retry-dead`",
-                    item.portal_request_id,
-                )
-                store.set_flag(COMMENTS_BLOCKED_FLAG, "404", now)
-                store.release_comments(rest, now)
-                stats.comments_blocked = True
-                return
-            log.error("comment of request %s rejected for good: %s %s",
-                      item.portal_request_id, exc.status, exc.body)  # fmt: skip
-            continue
-        except PortalUnavailable as exc:
-            wait = backoff(item.tries, exc.retry_after, rng)
-            log.warning("comment of request %s not delivered (%s); retry in %.0f s",
-                        item.portal_request_id, exc, wait.total_seconds())  # fmt: skip
-            store.mark_comment(item.survey_id, DeliveryState.PENDING, exc.status, str(exc),
-                               now + wait)  # fmt: skip
-            store.release_comments(rest, now)
-            return
-        store.mark_comment(item.survey_id, DeliveryState.DELIVERED, status, None, now)
-        stats.comments_delivered += 1
-        log.info("comment delivered: request %s, %.2f s, sha256 %s (HTTP %s)",
-                 item.portal_request_id, item.duration_s, item.sha256, status)  # fmt: skip
+    _each(
+        store.claim_comments(now, limit, node=node),
+        lambda item: _put_comment(store, portal, item, now, stats, rng),
+        lambda ids: store.release_comments(ids, now),
+    )
 
 
-def requeue_dead_letters(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
-    """Dead letters to send again (all when ``ids`` is empty); an id that is not a dead
-    letter's request or survey id is an error and nothing is re-queued."""
-    dead = dead_letters(store)
-    known = {letter.portal_request_id for letter in dead} | {letter.survey_id for letter in dead}
-    comments = store.comments(DeliveryState.DEAD)
-    known |= {c.portal_request_id for c in comments} | {c.survey_id for c in comments}
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise ValueError(f"not a dead letter: {', '.join(unknown)} (see `ivr-rating report`)")
-    ratings = store.requeue_dead(now, ids)
-    comment_ids = store.requeue_dead_comments(now, ids)
-    return ratings + [f"{rid} (comment)" for rid in comment_ids]
+def _put_comment(
+    store: Outbox,
+    portal: CommentSink,
+    item: PendingComment,
+    now: datetime,
+    stats: DeliveryStats,
+    rng: random.Random,
+) -> _Step:
+    try:
+        wav = Path(item.path).read_bytes()
+    except OSError as exc:
+        log.error("comment of request %s: recording unreadable: %s", item.portal_request_id,
+                  exc)  # fmt: skip
+        store.mark_comment(item.survey_id, DeliveryState.DEAD, None,
+                           f"recording unreadable: {exc}", now)  # fmt: skip
+        stats.comments_dead += 1
+        return _Step.NEXT
+    try:
+        status = portal.put_comment(
+            item.portal_request_id, item.survey_id, wav, item.duration_s, item.sha256
+        )
+    except PortalMisconfigured as exc:
+        log.error("ALARM: %s; delivery paused", exc)
+        stats.alarm = True
+        return _Step.UNTRIED
+    except PortalRejected as exc:
+        return _comment_rejected(store, item, exc, now, stats)
+    except PortalUnavailable as exc:
+        wait = backoff(item.tries, exc.retry_after, rng)
+        log.warning("comment of request %s not delivered (%s); retry in %.0f s",
+                    item.portal_request_id, exc, wait.total_seconds())  # fmt: skip
+        store.mark_comment(item.survey_id, DeliveryState.PENDING, exc.status, str(exc),
+                           now + wait)  # fmt: skip
+        return _Step.STOP
+    store.mark_comment(item.survey_id, DeliveryState.DELIVERED, status, None, now)
+    stats.comments_delivered += 1
+    log.info("comment delivered: request %s, %.2f s, sha256 %s (HTTP %s)",
+             item.portal_request_id, item.duration_s, item.sha256, status)  # fmt: skip
+    return _Step.NEXT
+
+
+def _comment_rejected(
+    store: Outbox, item: PendingComment, exc: PortalRejected, now: datetime, stats: DeliveryStats
+) -> _Step:
+    """A dead letter; a 404 also blocks every comment (a portal that may not speak 1.1)."""
+    store.mark_comment(item.survey_id, DeliveryState.DEAD, exc.status, f"{exc}: {exc.body}",
+                       now)  # fmt: skip
+    stats.comments_dead += 1
+    if exc.status != 404:
+        log.error("comment of request %s rejected for good: %s %s",
+                  item.portal_request_id, exc.status, exc.body)  # fmt: skip
+        return _Step.NEXT
+    log.error(
+        "ALARM: the portal answered 404 on the comment path for request %s: it may "
+        "not speak portal API 1.1 (check portal.base_url and the portal's version); "
+        "comments wait until `ivr-rating deliver --retry-dead`",
+        item.portal_request_id,
+    )
+    store.set_flag(COMMENTS_BLOCKED_FLAG, "404", now)
+    stats.comments_blocked = True
+    return _Step.STOP
 
 
 def format_outbox(store: Store, local_date: date | None = None) -> str:

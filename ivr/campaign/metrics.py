@@ -1,15 +1,16 @@
-"""Prometheus metrics, ``/healthz`` and ``/readyz``: definitions, collectors and a tiny server.
+"""Prometheus metrics, ``/healthz`` and ``/readyz``: the counters and a tiny server.
 
 Counters and the latency histogram live in ``REGISTRY`` and are incremented where things happen
-(dialer, call runner, import, delivery, the portal wrapper). Gauges are read when scraped: what
-this runner is doing from its ``NodeProbe`` (``RunnerCollector``), and shared figures from the
-database (``DatabaseCollector``: the console registers this one on its own registry too).
+(dialer, call runner, import, delivery, the portal wrapper). Gauges are read when scraped
+(:mod:`ivr.campaign.gauges`): what this runner is doing from its ``NodeProbe``
+(``RunnerCollector``), and shared figures from the database (``DatabaseCollector``: the console
+registers this one on its own registry too).
 
 Naming follows Prometheus: ``ivr_`` prefix, units in the name, counters end in ``_total``.
 Labels never carry a phone number or a request id: only small fixed sets (disposition,
 outcome, result, kind, state).
 
-For another server (the console): ``console_registry(engine, clock, tz)`` builds a registry
+For another server (the console): ``gauges.console_registry(engine, clock, tz)`` builds a registry
 of the database figures and every runner's heartbeat (``NodesCollector``); ``exposition(registry)``
 gives the body and content type, ``healthz()`` and ``readyz(problems)`` give status and text,
 and ``readiness_problems(engine, None)`` lists what keeps a process without a dialer from being
@@ -21,11 +22,10 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,11 +35,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from ivr.core.clock import Clock
 from ivr.core.errors import (
     ConfigError,
     PortalAuthError,
@@ -48,13 +45,10 @@ from ivr.core.errors import (
     PortalUnavailable,
 )
 from ivr.core.vocabulary import CALL_DISPOSITIONS, Outcome
-from storage.figures import database_reachable, newest_completed_import, outbox_state_counts
-from storage.heartbeat import REGISTRATION_STATES, list_nodes
-from storage.models import DeliveryState
+from storage.figures import database_reachable
 
 if TYPE_CHECKING:
     from ivr.campaign.heartbeat import NodeProbe
-    from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +122,7 @@ def count_import(new: int, known: int, rejected: int, not_called: int) -> None:
 
 
 def portal_error_kind(exc: PortalError) -> str:
-    from ivr.portal.client import MalformedPage
+    from ivr.portal.answers import MalformedPage
 
     if isinstance(exc, PortalAuthError):
         return "auth"
@@ -174,146 +168,6 @@ class CountingPortal:
             PORTAL_ERRORS.labels(kind=portal_error_kind(exc)).inc()
             raise
         return status
-
-
-# ---- read when scraped ---------------------------------------------------------------------
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-class RunnerCollector(Collector):
-    """What this runner is doing now, from its probe."""
-
-    def __init__(self, probe: NodeProbe) -> None:
-        self.probe = probe
-
-    def collect(self) -> Iterable[Metric]:
-        up, cap = self.probe.calls_up(), self.probe.channel_cap()
-        yield _gauge("ivr_calls_in_progress", "Survey calls up on this runner.", up)
-        yield _gauge("ivr_channels", "Channel cap of this runner (dialing.channels).", cap)
-        yield _gauge(
-            "ivr_channel_occupancy_ratio",
-            "Calls in progress over the channel cap (0 when no dialer runs).",
-            up / cap if cap else 0.0,
-        )
-        state = self.probe.registration()
-        reg = GaugeMetricFamily(
-            "ivr_sip_registration_state",
-            "SIP registration of this runner: 1 for the current state.",
-            labels=["state"],
-        )
-        for s in REGISTRATION_STATES:
-            reg.add_metric([s], 1.0 if s == state else 0.0)
-        yield reg
-        yield _gauge(
-            "ivr_sip_registered", "1 when this runner is registered.", state == "registered"
-        )
-
-
-class DatabaseCollector(Collector):
-    """Figures every node shares through the database (one or two cheap queries a scrape)."""
-
-    def __init__(self, engine: Engine, clock: Clock, tz: ZoneInfo) -> None:
-        self.engine = engine
-        self.clock = clock
-        self.tz = tz
-
-    def collect(self) -> Iterable[Metric]:
-        from ivr.core.windows import local_day_bounds
-
-        now = self.clock.now()
-        try:
-            counts = outbox_state_counts(self.engine)
-            newest = newest_completed_import(self.engine)
-        except Exception as exc:
-            log.warning("metrics: database figures not read: %s", type(exc).__name__)
-            yield _gauge("ivr_database_up", "1 when the database answered this scrape.", 0)
-            return
-        yield _gauge("ivr_database_up", "1 when the database answered this scrape.", 1)
-        yield _gauge(
-            "ivr_delivery_backlog",
-            "Ratings waiting to be delivered to the portal.",
-            counts[DeliveryState.PENDING],
-        )
-        yield _gauge(
-            "ivr_dead_letters",
-            "Ratings the portal refused for good (see report; deliver --retry-dead).",
-            counts[DeliveryState.DEAD],
-        )
-        if newest is not None:
-            day, completed = newest
-            day_end = local_day_bounds(day, self.tz)[1]
-            yield _gauge(
-                "ivr_import_lag_seconds",
-                "From the end of the newest fully imported local day to now.",
-                max(0.0, (now - day_end).total_seconds()),
-            )
-            yield _gauge(
-                "ivr_import_last_completed_timestamp_seconds",
-                "When the newest fully imported day's import completed (Unix time).",
-                completed.timestamp(),
-            )
-
-
-class NodesCollector(Collector):
-    """Every runner as its heartbeat says (for the console, which runs no dialer itself)."""
-
-    def __init__(self, engine: Engine, clock: Clock) -> None:
-        self.engine = engine
-        self.clock = clock
-
-    def collect(self) -> Iterable[Metric]:
-        try:
-            nodes = list_nodes(self.engine, self.clock.now())
-        except Exception as exc:
-            log.warning("metrics: node heartbeats not read: %s", type(exc).__name__)
-            return
-        yield _gauge(
-            "ivr_nodes_alive", "Runners with a heartbeat in the last 30 s.",
-            sum(not n.silent for n in nodes),
-        )  # fmt: skip
-        yield _gauge(
-            "ivr_nodes_silent", "Runners known but without a heartbeat for 30 s.",
-            sum(n.silent for n in nodes),
-        )  # fmt: skip
-        calls = GaugeMetricFamily(
-            "ivr_node_calls_in_progress", "Calls up on each live runner.", labels=["node"]
-        )
-        registered = GaugeMetricFamily(
-            "ivr_node_sip_registered", "1 when a live runner is registered.", labels=["node"]
-        )
-        for n in nodes:
-            if not n.silent:
-                calls.add_metric([n.name], n.calls_up)
-                registered.add_metric([n.name], 1.0 if n.registration == "registered" else 0.0)
-        yield calls
-        yield registered
-
-
-def console_registry(engine: Engine, clock: Clock, tz: ZoneInfo) -> CollectorRegistry:
-    """A registry for a process that runs no dialer (the console): the shared database figures
-    and every runner's heartbeat."""
-    registry = CollectorRegistry()
-    registry.register(DatabaseCollector(engine, clock, tz))
-    registry.register(NodesCollector(engine, clock))
-    return registry
-
-
-_runner_collectors: list[Collector] = []
-
-
-def register_runner(probe: NodeProbe, store: Store, clock: Clock, tz: ZoneInfo) -> None:
-    """Adds this runner's gauges to ``REGISTRY`` (replacing those of an earlier runner in the
-    same process)."""
-    unregister_runner()
-    _runner_collectors.extend([RunnerCollector(probe), DatabaseCollector(store.engine, clock, tz)])
-    for collector in _runner_collectors:
-        REGISTRY.register(collector)
-
-
-def unregister_runner() -> None:
-    while _runner_collectors:
-        REGISTRY.unregister(_runner_collectors.pop())
 
 
 # ---- for any server -----------------------------------------------------------------------

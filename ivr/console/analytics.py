@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -19,22 +19,24 @@ from sqlalchemy import func, select
 from starlette.responses import Response, StreamingResponse
 
 from ivr.campaign.period_report import COLUMNS, figure_row
-from ivr.console.analytics_params import BadParam, Params, read_params, trend_grouping
+from ivr.console.analytics_params import (
+    BadParam,
+    Params,
+    choice,
+    read_params,
+    trend_grouping,
+    whole,
+)
 from ivr.console.app import Ctx, RouteSpec, render
 from ivr.core.exports import csv_chunks, write_xlsx
 from ivr.core.intake import mask_phone
-from storage.analytics import (
-    ROW_COLUMNS,
-    UNKNOWN,
-    Figures,
-    Filters,
-    GroupBy,
-    ranking,
-    rows_query,
-)
-from storage.analytics_days import SETTLE_DAYS, quick_figures, total_of
+from storage.analytics import UNKNOWN, Figures, Filters, GroupBy, ranking
+from storage.analytics_days import quick_figures, roll_up, settle, settle_days_for, total_of
+from storage.analytics_rows import ROW_COLUMNS, rows_query
 
 PAGE_ROWS = 50
+MAX_PAGE = 10_000_000
+TABLES = ("figures", "ranking", "trend", "rows")
 RANKED = ("executor", "category", "district")
 OUTCOMES = ("satisfied", "unsatisfied", "no_rating", "not_reached", "not_called", "pending")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -44,18 +46,38 @@ def figures_of(ctx: Ctx, filters: Filters, by: GroupBy) -> list[Figures]:
     """The figures of ``filters`` by ``by``: settled days from their daily counts
     (:mod:`storage.analytics_days`), a day being settled a week after closing or, with a
     longer survey deadline, two days after it."""
-    config, _ = ctx.console.effective()
-    settle_days = max(SETTLE_DAYS, config.dialing.survey_deadline.days + 2)
-    today = ctx.now.astimezone(config.tz).date()
+    today, settle_days = _settling(ctx)
     return quick_figures(ctx.console.engine, filters, by, today, ctx.now, settle_days)
+
+
+def _settling(ctx: Ctx) -> tuple[date, int]:
+    """(today, the days after which a day is settled) as the console's configuration says."""
+    config, _ = ctx.console.effective()
+    return ctx.now.astimezone(config.tz).date(), settle_days_for(config.dialing.survey_deadline)
+
+
+def count_settled(ctx: Ctx, filters: Filters) -> None:
+    """Count the settled days of ``filters``' period not counted yet, and sum its whole months
+    (what the control list's summary reads besides the recent days)."""
+    today, settle_days = _settling(ctx)
+    engine, f = ctx.console.engine, filters
+    settle(engine, f.date_from, f.date_to, today, ctx.now, settle_days)
+    roll_up(engine, f.date_from, f.date_to, ctx.now)
 
 
 def params_of(ctx: Ctx) -> Params:
     return read_params(ctx.request.query_params, ctx.now, ctx.console.file_config.tz)
 
 
-def _bad(ctx: Ctx, exc: BadParam) -> Response:
-    return render(ctx, "error.html", status=422, message=str(exc))
+def bad_request(ctx: Ctx, exc: BadParam) -> Response:
+    """The 400 page of a wrong parameter, naming it (in the page's language)."""
+    message = f"{exc.name}: {ctx.t(exc.template, **exc.values)}"
+    return render(ctx, "error.html", status=400, message=message)
+
+
+def past_the_end(pages: int) -> BadParam:
+    """A page number past the last page (an old link): which pages there are."""
+    return BadParam("page", "expected a whole number from {low} to {high}", low=1, high=pages)
 
 
 def chart_data(trend: list[Figures], total: Figures, t: Callable[[str], str]) -> dict[str, Any]:
@@ -98,7 +120,7 @@ async def analytics_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     groups = figures_of(ctx, p.filters, p.by)
     total = total_of(groups)
     trend_by = trend_grouping(p.filters)
@@ -147,15 +169,19 @@ def shown_row(row: dict[str, Any]) -> dict[str, Any]:
 async def rows_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
-        page = max(1, int(ctx.request.query_params.get("page") or 1))
-    except (BadParam, ValueError) as exc:
-        return _bad(ctx, exc if isinstance(exc, BadParam) else BadParam("page", "a number"))
+        page = whole(ctx.request.query_params.get("page"), "page", 1, MAX_PAGE)
+    except BadParam as exc:
+        return bad_request(ctx, exc)
     q = _rows_q(p)
     with ctx.console.engine.connect() as conn:
         count = int(conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)
-        found = conn.execute(q.limit(PAGE_ROWS).offset((page - 1) * PAGE_ROWS)).mappings()
-        rows = [shown_row(dict(r)) for r in found]
-    pages = max(1, -(-count // PAGE_ROWS))
+        pages = max(1, -(-count // PAGE_ROWS))
+        rows = []
+        if page <= pages:
+            found = conn.execute(q.limit(PAGE_ROWS).offset((page - 1) * PAGE_ROWS)).mappings()
+            rows = [shown_row(dict(r)) for r in found]
+    if page > pages:  # an old link past the end (answered once the connection is closed)
+        return bad_request(ctx, past_the_end(pages))
     return render(ctx, "analytics_rows.html", p=p, rows=rows, count=count, page=page,
                   pages=pages, query=p.query())  # fmt: skip
 
@@ -193,13 +219,12 @@ def export_table(ctx: Ctx, p: Params, table: str) -> tuple[list[str], Iterator[l
 
 async def export(ctx: Ctx) -> Response:
     query = ctx.request.query_params
-    table, fmt = query.get("table", "figures"), query.get("format", "csv")
-    if table not in ("figures", "ranking", "trend", "rows") or fmt not in ("csv", "xlsx"):
-        return _bad(ctx, BadParam("table", "figures, ranking, trend or rows; format csv or xlsx"))
     try:
         p = params_of(ctx)
+        table = choice(query.get("table"), "table", TABLES, "figures")
+        fmt = choice(query.get("format"), "format", ("csv", "xlsx"), "csv")
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     described = [*p.described(), ("table", table)]
     if table == "ranking":
         described += [("measure", p.measure), ("min", str(p.min_count))]
@@ -234,7 +259,7 @@ async def report_page(ctx: Ctx) -> Response:
     try:
         p = params_of(ctx)
     except BadParam as exc:
-        return _bad(ctx, exc)
+        return bad_request(ctx, exc)
     f = p.filters
     groups = figures_of(ctx, f, "executor")
     total = total_of(groups)

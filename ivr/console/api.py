@@ -15,19 +15,30 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.responses import JSONResponse, Response
 
-from ivr.console.analytics import figures_of, shown_row
-from ivr.console.analytics_params import BadParam, Params, read_params
+from ivr.console.analytics import RANKED, figures_of, shown_row
+from ivr.console.analytics_params import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    BadParam,
+    Params,
+    read_params,
+    whole,
+)
 from ivr.console.app import Ctx, RouteSpec
 from ivr.console.openapi import SPEC
-from storage.analytics import ROW_COLUMNS, ranking, rows_query
+from storage.analytics import ranking
 from storage.analytics_days import total_of
+from storage.analytics_rows import ROW_COLUMNS, rows_query
 from storage.api_tokens import ApiTokens
-
-MAX_LIMIT = 1000
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _bad(exc: BadParam) -> Response:
+    """A 400 naming the wrong parameter (``parameter``) and what is wrong (``error``)."""
+    return JSONResponse({"error": str(exc), "parameter": exc.name}, status_code=400)
 
 
 def _authorised(ctx: Ctx) -> bool:
@@ -45,7 +56,7 @@ def _params(ctx: Ctx) -> Params | Response:
     try:
         return read_params(ctx.request.query_params, ctx.now, ctx.console.file_config.tz)
     except BadParam as exc:
-        return _error(400, str(exc))
+        return _bad(exc)
 
 
 def _selection(p: Params) -> dict[str, Any]:
@@ -67,8 +78,8 @@ async def api_ranking(ctx: Ctx) -> Response:
     p = _params(ctx)
     if isinstance(p, Response):
         return p
-    if p.by not in ("executor", "category", "district"):
-        return _error(400, "by: expected executor, category or district")
+    if p.by not in RANKED:
+        return _bad(BadParam("by", "expected one of {allowed}", allowed=", ".join(RANKED)))
     ranked = ranking(figures_of(ctx, p.filters, p.by), p.measure, p.min_count)
     return JSONResponse({"filters": _selection(p), "by": p.by, "measure": p.measure,
                          "min": p.min_count,
@@ -87,10 +98,10 @@ async def api_rows(ctx: Ctx) -> Response:
         return p
     query = ctx.request.query_params
     try:
-        limit = min(MAX_LIMIT, max(1, int(query.get("limit") or 100)))
-        offset = max(0, int(query.get("offset") or 0))
-    except ValueError:
-        return _error(400, "limit, offset: expected whole numbers")
+        limit = whole(query.get("limit"), "limit", 100, MAX_LIMIT)
+        offset = whole(query.get("offset"), "offset", 0, MAX_OFFSET, low=0)
+    except BadParam as exc:
+        return _bad(exc)
     q = rows_query(p.filters, p.by if p.key is not None else None, p.key, p.bucket)
     with ctx.console.engine.connect() as conn:
         count = int(conn.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)

@@ -28,8 +28,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ivr.console import i18n
+from ivr.console.analytics_params import FIRST_DAY, LAST_DAY, TEXT_MAX
 from ivr.console.now import NOW_CACHE_S, NOW_STALE_S, Recent
 from ivr.console.security import (
+    FLASH_MAX_AGE_S,
     Session,
     SessionCodec,
     SignInThrottle,
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 COOKIE = "ivr_session"
+FLASH_COOKIE = "ivr_flash"  # what the last POST did, shown once by the page it went to
 LANG_COOKIE = "ivr_lang"
 RANK = {"public": -1, "viewer": 0, "operator": 1, "admin": 2}
 # Roles beside the ladder: each is the role of the ladder it stands on, plus routes of its own
@@ -164,6 +167,8 @@ def _shown(value: Any) -> Any:
 
 
 templates.env.finalize = _shown
+# The bounds a form's inputs show (the server checks them again: analytics_params).
+templates.env.globals.update(first_day=FIRST_DAY, last_day=LAST_DAY, text_max=TEXT_MAX)
 
 
 def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Response:
@@ -172,6 +177,9 @@ def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Respons
     def when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         return "-" if value is None else value.astimezone(local).strftime(fmt)
 
+    flash = ctx.request.cookies.get(FLASH_COOKIE)
+    if "msg" not in values:
+        values["msg"] = ctx.console.codec.loads_flash(flash)
     values.update(
         ctx=ctx,
         t=ctx.t,
@@ -180,7 +188,27 @@ def render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> Respons
         csrf=ctx.session.csrf,
         pause=ctx.pause_state() if ctx.user else None,
     )
-    return templates.TemplateResponse(ctx.request, template, values, status_code=status)
+    response = templates.TemplateResponse(ctx.request, template, values, status_code=status)
+    if flash:
+        response.delete_cookie(FLASH_COOKIE, path="/")  # shown once
+    return response
+
+
+def back_to(ctx: Ctx, path: str, msg: str | None = None) -> Response:
+    """303 to ``path`` (a local page); ``msg`` is shown there once, carried in a signed cookie,
+    never in the address (where anyone could write a link that shows their own words)."""
+    response = RedirectResponse(path, status_code=303)
+    if msg:
+        response.set_cookie(
+            FLASH_COOKIE,
+            ctx.console.codec.dumps_flash(msg),
+            max_age=FLASH_MAX_AGE_S,
+            httponly=True,
+            samesite="strict",
+            secure=ctx.console.secure_cookies,
+            path="/",
+        )
+    return response
 
 
 def _lang(request: Request) -> str:

@@ -1,6 +1,17 @@
-"""``ivr-rating console`` and ``ivr-rating user ...``: the console's process and its users.
+"""The console's commands: ``ivr-rating console`` (its process), ``user ...`` (its users),
+``token ...`` (the bearer tokens of its JSON API) and ``analytics rebuild`` (the counts behind
+its figures). Every change is audited as the OS user.
 
 The web stack is imported only when the console starts, so the other commands stay light.
+
+``token add`` prints a new token once (only its hash is stored).
+
+``analytics rebuild --from D --to D`` counts a period's days again. The console's figures and
+the control list's totals read the counts of settled days (:mod:`storage.analytics_days`),
+which do not see a change made to a day once it is counted (a day imported again, an outcome
+corrected by hand). After such a correction an operator drops the counts of those days and of
+their months; the settled ones are counted again at once (the others are read from the surveys
+until they settle).
 """
 
 from __future__ import annotations
@@ -11,16 +22,19 @@ import logging
 import os
 import secrets
 import sys
+from datetime import datetime
 
 from ivr.campaign.operator import cli_actor
-from ivr.console import token_commands
+from ivr.console.analytics_params import BadParam, arg_day, check_period
 from ivr.core.config import Config
 from storage.admin import ROLES, AdminStore
+from storage.analytics_days import forget_days, roll_up, settle, settle_days_for
+from storage.api_tokens import ApiTokens
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-COMMANDS = {"console", "user", "token"}
+COMMANDS = {"console", "user", "token", "analytics"}
 SECRET_ENV = "IVR_CONSOLE_SECRET"
 
 
@@ -48,7 +62,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p = user_sub.add_parser(verb, help=text)
         p.add_argument("name")
     user_sub.add_parser("list", help="every user, role and whether disabled")
-    token_commands.add_commands(sub)
+    _add_token_commands(sub)
+    _add_analytics_commands(sub)
 
 
 def _password(from_stdin: bool) -> str:
@@ -66,7 +81,9 @@ def run(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.command == "console":
         return serve(args, config, store)
     if args.command == "token":
-        return token_commands.run(args, store)
+        return _run_token(args, store)
+    if args.command == "analytics":
+        return _run_analytics(args, config, store, SYSTEM_CLOCK.now())
     from ivr.console.security import hash_password
 
     admin, now, actor = AdminStore(store.engine), SYSTEM_CLOCK.now(), cli_actor()
@@ -116,4 +133,69 @@ def serve(args: argparse.Namespace, config: Config, store: Store) -> int:
     log.info("console listening on http://%s:%s/", host or "127.0.0.1", port)
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_config=None,
                 access_log=False, proxy_headers=True)  # fmt: skip
+    return 0
+
+
+def _add_token_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = sub.add_parser("token", help="bearer tokens of the console's JSON API (/api/)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    add = token_sub.add_parser("add", help="make a token (printed once)")
+    add.add_argument("name", help="who or what uses it, e.g. portal or bi")
+    revoke = token_sub.add_parser("revoke", help="the token no longer opens the API")
+    revoke.add_argument("name")
+    token_sub.add_parser("list", help="every token: made when and by whom, revoked, last used")
+
+
+def _run_token(args: argparse.Namespace, store: Store) -> int:
+    from ivr.core.clock import SYSTEM_CLOCK
+
+    tokens, now, actor = ApiTokens(store.engine), SYSTEM_CLOCK.now(), cli_actor()
+    try:
+        match args.token_command:
+            case "add":
+                secret = tokens.add(actor, args.name, now)
+                print(f"token {args.name} made; it is shown only now:")
+                print(secret)
+            case "revoke":
+                tokens.revoke(actor, args.name, now)
+                print(f"token {args.name} revoked")
+            case "list":
+                for t in tokens.rows():
+                    state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "live"
+                    used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+                    print(f"{t.name:<20} {state:<18} made {t.created_at:%Y-%m-%d} by "
+                          f"{t.created_by}, last used {used}")  # fmt: skip
+    except ValueError as exc:
+        print(f"token {args.token_command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_analytics_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    analytics = sub.add_parser("analytics", help="the counts behind the console's figures")
+    analytics_sub = analytics.add_subparsers(dest="analytics_command", required=True)
+    rebuild = analytics_sub.add_parser(
+        "rebuild", help="forget the counts of local days --from..--to and count them again"
+    )
+    rebuild.add_argument("--from", dest="date_from", type=arg_day, required=True)
+    rebuild.add_argument("--to", dest="date_to", type=arg_day, required=True)
+
+
+def _run_analytics(args: argparse.Namespace, config: Config, store: Store, now: datetime) -> int:
+    first, last = args.date_from, args.date_to
+    try:
+        check_period(first, last, ("--from", "--to"))
+    except BadParam as exc:
+        print(f"analytics rebuild: {exc}", file=sys.stderr)
+        return 2
+    engine = store.engine
+    forget_days(engine, first, last)
+    today = now.astimezone(config.tz).date()
+    counted = settle(
+        engine, first, last, today, now, settle_days_for(config.dialing.survey_deadline)
+    )
+    months = roll_up(engine, first, last, now)
+    AdminStore(engine).record(cli_actor(), now, "analytics.rebuild", f"{first}..{last}")
+    print(f"analytics rebuild {first}..{last}: {len(counted)} settled days counted again, "
+          f"{len(months)} whole months summed; the others are read from the surveys")  # fmt: skip
     return 0

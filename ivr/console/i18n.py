@@ -203,9 +203,6 @@ RU: dict[str, str] = {
     "next": "вперёд",
     "page {p} of {n}": "страница {p} из {n}",
     "No request returned for rework matches.": "Нет заявок на доработке по этому отбору.",
-    "Not a date (YYYY-MM-DD): {v}": "Не дата (ГГГГ-ММ-ДД): {v}",
-    "The period ends before it starts; the days were swapped.": "Период кончается раньше, "
-    "чем начинается; даты переставлены.",
     "Request {r} marked reviewed.": "Заявка {r} отмечена рассмотренной.",
     "No recording kept for this request.": "Записи по этой заявке нет.",
     "RTP event": "RTP-событие",

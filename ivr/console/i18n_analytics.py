@@ -106,4 +106,18 @@ RU_ANALYTICS: dict[str, str] = {
     "by": "группировка",
     "key": "группа",
     "bucket": "итог",
+    # a wrong parameter (ivr.console.analytics_params.BadParam): "name: problem"
+    "expected a date like 2026-11-30": "ожидается дата вида 2026-11-30",
+    "expected a day from {first} to {last}": "ожидается день с {first} по {last}",
+    "after '{other}'": "позже, чем {other}",
+    "a period is at most {days} days": "период не длиннее {days} дней",
+    "expected one of {allowed}": "ожидается одно из: {allowed}",
+    "expected a whole number from {low} to {high}": "ожидается целое число от {low} до {high}",
+    "at most {most} characters": "не длиннее {most} символов",
+    "control characters are not allowed": "управляющие символы недопустимы",
+    "given more than once": "указан больше одного раза",
+    "expected a period like {example}": "ожидается период вида {example}",
+    "not a mark of this list (follow the page's links)": "не метка этого списка (переходите "
+    "по ссылкам страницы)",
+    "required": "обязателен",
 }

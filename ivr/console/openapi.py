@@ -7,11 +7,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ivr.console.analytics_params import BUCKETS
-from storage.analytics import GROUPINGS, ROW_COLUMNS
+from ivr.console.analytics import RANKED
+from ivr.console.analytics_params import (
+    BUCKETS,
+    FIRST_DAY,
+    LAST_DAY,
+    MAX_DAYS,
+    MAX_LIMIT,
+    MAX_MIN,
+    MAX_OFFSET,
+    TEXT_MAX,
+)
+from storage.analytics import GROUPINGS
+from storage.analytics_rows import ROW_COLUMNS
 
 _NUM = {"type": ["number", "null"]}
 _INT = {"type": "integer", "minimum": 0}
+_DAY = {"type": "string", "format": "date", "description": f"{FIRST_DAY} to {LAST_DAY}"}
+_TEXT = {"type": "string", "maxLength": TEXT_MAX}
 
 
 def _param(name: str, doc: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -21,17 +34,17 @@ def _param(name: str, doc: str, schema: dict[str, Any]) -> dict[str, Any]:
 _SELECTION = [
     _param(
         "from",
-        "first local closing day (default: 30 days before `to`)",
-        {"type": "string", "format": "date"},
+        f"first local closing day (default: 30 days before `to`; at most {MAX_DAYS} days)",
+        _DAY,
     ),
     _param(
         "to",
         "last local closing day, included (default: yesterday)",
-        {"type": "string", "format": "date"},
+        _DAY,
     ),
-    _param("executor", "executor id (`unknown`: not named by the portal)", {"type": "string"}),
-    _param("category", "category (catalog name, else as sent; or `unknown`)", {"type": "string"}),
-    _param("district", "district (or `unknown`)", {"type": "string"}),
+    _param("executor", "executor id (`unknown`: not named by the portal)", _TEXT),
+    _param("category", "category (catalog name, else as sent; or `unknown`)", _TEXT),
+    _param("district", "district (or `unknown`)", _TEXT),
     _param(
         "round",
         "first: round 1; rework: closed again after rework; again: unsatisfied again",
@@ -138,13 +151,18 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Groups with at least `min` ratings (or calls), worst first",
                 "parameters": [
-                    *_SELECTION,
+                    *_SELECTION[:-1],
+                    _param("by", "grouping", {"type": "string", "enum": list(RANKED)}),
                     _param(
                         "measure",
                         "what ranks",
                         {"type": "string", "enum": ["satisfaction", "reach"]},
                     ),
-                    _param("min", "least count", {"type": "integer", "minimum": 1}),
+                    _param(
+                        "min",
+                        "least count",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_MIN},
+                    ),
                 ],
                 "responses": _answer(
                     _obj(
@@ -163,14 +181,18 @@ SPEC: dict[str, Any] = {
                 "summary": "The surveys behind a figure (phones masked), newest closing first",
                 "parameters": [
                     *_SELECTION,
-                    _param("key", "the group (with `by`)", {"type": "string"}),
+                    _param("key", "the group (with `by`)", _TEXT),
                     _param("bucket", "outcome bucket", {"type": "string", "enum": list(BUCKETS)}),
                     _param(
                         "limit",
                         "rows per answer",
-                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                     ),
-                    _param("offset", "rows skipped", {"type": "integer", "minimum": 0}),
+                    _param(
+                        "offset",
+                        "rows skipped",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                    ),
                 ],
                 "responses": _answer(
                     _obj(
@@ -189,11 +211,19 @@ SPEC: dict[str, Any] = {
         "schemas": {
             "Figures": FIGURES_SCHEMA,
             "Row": _ROW,
-            "Error": _obj(error={"type": "string"}),
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string", "description": "`name: what is wrong`"},
+                    "parameter": {"type": "string", "description": "the wrong parameter"},
+                },
+            },
         },
         "responses": {
             "BadRequest": {
-                "description": "a parameter is wrong (named in `error`)",
+                "description": "a parameter is wrong, out of its range or given twice (named "
+                "in `parameter` and `error`)",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
             "Unauthorized": {

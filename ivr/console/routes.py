@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
-from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, render, set_session
+from ivr.console.app import LANG_COOKIE, Ctx, RouteSpec, back_to, render, set_session
 from ivr.console.control import CONTROL_ROUTES
 from ivr.console.now import SILENT_SHOWN_S, node_row, now_figures
 from ivr.console.security import (
@@ -26,12 +26,6 @@ from ivr.core.live_settings import form_values, preview, validate
 from ivr.core.windows import format_local
 from storage.admin import ROLES
 from storage.bulk import dead_letters
-
-
-def _back(path: str, msg: str | None = None) -> Response:
-    from urllib.parse import quote
-
-    return RedirectResponse(path + (f"?msg={quote(msg)}" if msg else ""), status_code=303)
 
 
 # ---- sign-in -------------------------------------------------------------------------------
@@ -109,12 +103,12 @@ async def pause(ctx: Ctx) -> Response:
         return render(ctx, "now.html", status=422, reason_error=ctx.t("A reason is required."),
                       **_now_values(ctx))  # fmt: skip
     ctx.console.admin.pause(ctx.actor, reason[:200], ctx.now)
-    return _back("/")
+    return back_to(ctx, "/")
 
 
 async def resume(ctx: Ctx) -> Response:
     ctx.console.admin.resume(ctx.actor, ctx.now)
-    return _back("/")
+    return back_to(ctx, "/")
 
 
 async def reveal(ctx: Ctx) -> Response:
@@ -153,7 +147,7 @@ def _settings_values(ctx: Ctx) -> dict[str, Any]:
 async def settings_page(ctx: Ctx) -> Response:
     config, _ = ctx.console.effective()
     return render(ctx, "settings.html", values=form_values(config), errors={},
-                  msg=ctx.request.query_params.get("msg"), **_settings_values(ctx))  # fmt: skip
+                  **_settings_values(ctx))  # fmt: skip
 
 
 async def settings_save(ctx: Ctx) -> Response:
@@ -163,12 +157,12 @@ async def settings_save(ctx: Ctx) -> Response:
                       msg=ctx.t("Not saved: correct the fields marked."),
                       **_settings_values(ctx))  # fmt: skip
     ctx.console.admin.save_live_settings(ctx.actor, checked.document, ctx.now)
-    return _back("/settings", ctx.t("Saved; every node applies it within seconds."))
+    return back_to(ctx, "/settings", ctx.t("Saved; every node applies it within seconds."))
 
 
 async def settings_reset(ctx: Ctx) -> Response:
     ctx.console.admin.reset_live_settings(ctx.actor, ctx.now)
-    return _back("/settings", ctx.t("Back to the file's values: done."))
+    return back_to(ctx, "/settings", ctx.t("Back to the file's values: done."))
 
 
 # ---- do-not-call ---------------------------------------------------------------------------
@@ -194,24 +188,23 @@ async def dnc_page(ctx: Ctx) -> Response:
                 for r in rows
             ],  # fmt: skip
         )
-    return render(ctx, "dnc.html", rows=rows, q=q, ref=lambda p: dnc_ref(ctx, p),
-                  msg=ctx.request.query_params.get("msg"))  # fmt: skip
+    return render(ctx, "dnc.html", rows=rows, q=q, ref=lambda p: dnc_ref(ctx, p))
 
 
 async def dnc_add(ctx: Ctx) -> Response:
     phone = normalize_phone(ctx.form.get("phone", ""))
     if phone is None:
-        return _back("/dnc", ctx.t("Not a valid phone number."))
+        return back_to(ctx, "/dnc", ctx.t("Not a valid phone number."))
     added = ctx.console.admin.dnc_add(ctx.actor, phone, ctx.form.get("note"), ctx.now)
-    return _back("/dnc", ctx.t("Added." if added else "Already on the list."))
+    return back_to(ctx, "/dnc", ctx.t("Added." if added else "Already on the list."))
 
 
 async def dnc_remove(ctx: Ctx) -> Response:
     phone = find_dnc(ctx, ctx.form.get("ref", ""))
     if phone is None:
-        return _back("/dnc", ctx.t("Not found."))
+        return back_to(ctx, "/dnc", ctx.t("Not found."))
     ctx.console.admin.dnc_remove(ctx.actor, phone, ctx.now)
-    return _back("/dnc", ctx.t("Removed."))
+    return back_to(ctx, "/dnc", ctx.t("Removed."))
 
 
 async def dnc_import(ctx: Ctx) -> Response:
@@ -227,7 +220,7 @@ async def dnc_import(ctx: Ctx) -> Response:
             continue
         rows.append((phone, record[1].strip() if len(record) > 1 else None))
     added = ctx.console.admin.dnc_import(ctx.actor, rows, ctx.now)
-    return _back("/dnc", ctx.t("Imported {n}, already listed or invalid {m}.", n=added,
+    return back_to(ctx, "/dnc", ctx.t("Imported {n}, already listed or invalid {m}.", n=added,
                                m=bad + len(rows) - added))  # fmt: skip
 
 
@@ -245,7 +238,7 @@ async def dead_page(ctx: Ctx) -> Response:
                 for d in letters
             ],  # fmt: skip
         )
-    return render(ctx, "dead.html", letters=letters, msg=ctx.request.query_params.get("msg"))
+    return render(ctx, "dead.html", letters=letters)
 
 
 async def dead_retry(ctx: Ctx) -> Response:
@@ -253,14 +246,13 @@ async def dead_retry(ctx: Ctx) -> Response:
     try:
         requeued = ctx.console.admin.retry_dead(ctx.actor, ctx.now, ids)
     except ValueError:
-        return _back("/dead", ctx.t("Not found."))
-    return _back("/dead", ctx.t("Re-queued {n}.", n=len(requeued)))
+        return back_to(ctx, "/dead", ctx.t("Not found."))
+    return back_to(ctx, "/dead", ctx.t("Re-queued {n}.", n=len(requeued)))
 
 
 # ---- users ---------------------------------------------------------------------------------
 async def users_page(ctx: Ctx) -> Response:
-    return render(ctx, "users.html", users=ctx.console.admin.users(), roles=ROLES,
-                  msg=ctx.request.query_params.get("msg"))  # fmt: skip
+    return render(ctx, "users.html", users=ctx.console.admin.users(), roles=ROLES)
 
 
 async def users_change(ctx: Ctx) -> Response:
@@ -278,10 +270,10 @@ async def users_change(ctx: Ctx) -> Response:
             case "disable" | "enable":
                 admin.set_disabled(ctx.actor, name, f["op"] == "disable", ctx.now)
             case _:
-                return _back("/users", ctx.t("Not found."))
+                return back_to(ctx, "/users", ctx.t("Not found."))
     except ValueError as exc:  # the catalog has each of these messages
-        return _back("/users", ctx.t(str(exc)))
-    return _back("/users", ctx.t("Done."))
+        return back_to(ctx, "/users", ctx.t(str(exc)))
+    return back_to(ctx, "/users", ctx.t("Done."))
 
 
 # ---- audit ---------------------------------------------------------------------------------
@@ -310,11 +302,11 @@ async def audit_page(ctx: Ctx) -> Response:
 
 # ---- for administrators' monitoring (no phone number, no request id) ------------------------
 async def metrics(ctx: Ctx) -> Response:
-    from ivr.campaign import metrics as m
+    from ivr.campaign import gauges, metrics as m
 
     console = ctx.console
     if console.registry is None:
-        console.registry = m.console_registry(console.engine, console.clock,
+        console.registry = gauges.console_registry(console.engine, console.clock,
                                               console.file_config.tz)  # fmt: skip
     body, content_type = m.exposition(console.registry)
     return Response(body, media_type=content_type)

@@ -53,10 +53,28 @@ class Session:
     fingerprint: str = ""
 
 
+FLASH_MAX_AGE_S = 120  # a message not shown by then is stale
+
+
 class SessionCodec:
     def __init__(self, secret: str, max_age_s: int = SESSION_MAX_AGE_S) -> None:
         self._s = URLSafeTimedSerializer(secret, salt="ivr-console-session")
+        self._flash = URLSafeTimedSerializer(secret, salt="ivr-console-flash")
         self.max_age_s = max_age_s
+
+    def dumps_flash(self, message: str) -> str:
+        """What a POST says happened, for the page it redirects to (signed: a crafted link or
+        cookie cannot put words on the console's pages)."""
+        return self._flash.dumps(message)
+
+    def loads_flash(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            message = self._flash.loads(cookie, max_age=FLASH_MAX_AGE_S)
+        except BadSignature:
+            return None
+        return message if isinstance(message, str) else None
 
     def dumps(self, session: Session) -> str:
         return self._s.dumps({"u": session.user, "c": session.csrf, "f": session.fingerprint})

@@ -1,8 +1,10 @@
 """The survey call as a pure state machine: events in, actions out.
 
-It never touches pyVoIP, files, the database or the clock. The runner (``ivr.campaign.call_runner``)
-feeds it events and carries out the actions it returns. One call covers one or more requests
-of the same citizen, asked one after another; each gets its own ``RecordOutcome``.
+It never touches pyVoIP, files, the database or the clock. The events and actions are the
+records of ``ivr.core.call_events``; what it says and to whom, ``ivr.core.call_script``. The
+runner (``ivr.campaign.call_runner``) feeds it events and carries out the actions it returns.
+One call covers one or more requests of the same citizen, asked one after another; each gets
+its own ``RecordOutcome``.
 
 States and what moves them (anything not listed raises ``CallFlowError``)::
 
@@ -46,11 +48,39 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 
+from ivr.core.call_events import (
+    Action,
+    Answered,
+    CallTooLong,
+    CancelInputTimer,
+    Event,
+    FinishComment,
+    Hangup,
+    InputTimeout,
+    KeyPressed,
+    Play,
+    PromptFinished,
+    RecordingStopped,
+    RecordOutcome,
+    RemoteHangup,
+    StartInputTimer,
+    StartRecording,
+    StopPlayback,
+    Transfer,
+    TransferAccepted,
+    TransferFailed,
+)
+from ivr.core.call_script import (
+    FlowSettings,
+    OperatorMode,
+    RequestInfo,
+    opening_parts,
+    question_parts,
+    request_parts,
+)
 from ivr.core.errors import CallFlowError
 from ivr.core.vocabulary import Outcome, Reason
-from prompts.catalog import category_clip, day_clip, month_clip
 
 SATISFIED_KEY = "1"
 UNSATISFIED_KEY = "2"
@@ -60,14 +90,6 @@ OPERATOR_KEY = "3"
 # Reasons of the outcome (no_input, digit 3) of a citizen who asked for a person.
 TRANSFERRED = Reason.TRANSFERRED
 CALLBACK_REQUESTED = Reason.CALLBACK_REQUESTED
-
-
-class OperatorMode(enum.Enum):
-    """What 3 does in this call (judged by the runner when the call is answered)."""
-
-    OFF = "off"  # 3 is a wrong key
-    TRANSFER = "transfer"  # offered; pressed: SIP REFER to the operators
-    CALLBACK = "callback"  # not offered (out of hours); pressed anyway: a callback is promised
 
 
 class State(enum.Enum):
@@ -80,187 +102,6 @@ class State(enum.Enum):
     TRANSFERRING = "transferring"
     CLOSING = "closing"
     DONE = "done"
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """One closed request the call asks about. ``number`` is read out digit by digit."""
-
-    survey_id: str
-    number: str
-    closed_on: date | None = None
-    category: str | None = None
-
-
-# ---- events -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Answered:
-    pass
-
-
-@dataclass(frozen=True)
-class PromptFinished:
-    pass
-
-
-@dataclass(frozen=True)
-class KeyPressed:
-    key: str
-
-
-@dataclass(frozen=True)
-class InputTimeout:
-    pass
-
-
-@dataclass(frozen=True)
-class RemoteHangup:
-    """The line is gone: BYE from the citizen, or (``no_media``) no RTP for too long."""
-
-    reason: str = Reason.REMOTE_HANGUP
-
-
-@dataclass(frozen=True)
-class CallTooLong:
-    pass
-
-
-@dataclass(frozen=True)
-class RecordingStopped:
-    """The runner's recorder says the comment is over: ``silence`` after speech,
-    ``max_length``, or ``no_speech`` (nothing said since the tone)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class TransferAccepted:
-    """The far end took the REFER and the operator's line answered (NOTIFY sipfrag 2xx)."""
-
-
-@dataclass(frozen=True)
-class TransferFailed:
-    """The REFER was refused, timed out, or its NOTIFY reported a failure (``reason``)."""
-
-    reason: str
-
-
-Event = (
-    Answered | PromptFinished | KeyPressed | InputTimeout | RemoteHangup | CallTooLong
-    | RecordingStopped | TransferAccepted | TransferFailed
-)  # fmt: skip
-
-
-# ---- actions ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Play:
-    """Play these prompt parts (clip names, or ``number:<digits>``) after stopping any other."""
-
-    parts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StopPlayback:
-    pass
-
-
-@dataclass(frozen=True)
-class StartInputTimer:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CancelInputTimer:
-    pass
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """The outcome of one request's survey (``survey_id``); opted_out also means: put the
-    number on the do-not-call list."""
-
-    survey_id: str
-    outcome: Outcome
-    key: str | None
-    reason: str | None = None
-    # A spoken comment is asked for next: the rating waits for it (FinishComment).
-    comment_follows: bool = False
-
-
-@dataclass(frozen=True)
-class Hangup:
-    pass
-
-
-@dataclass(frozen=True)
-class StartRecording:
-    """Record what the citizen says about ``survey_id`` (the received audio only)."""
-
-    survey_id: str
-    max_s: float
-    silence_s: float
-    no_speech_s: float
-
-
-@dataclass(frozen=True)
-class FinishComment:
-    """Stop recording; keep what was said (if anything) as the comment of ``survey_id``, and
-    let its rating go (with ``comment_expected`` when there is a comment)."""
-
-    survey_id: str
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Send the citizen to the operators (SIP REFER in this call's dialog); the runner answers
-    with TransferAccepted or TransferFailed."""
-
-
-Action = (
-    Play | StopPlayback | StartInputTimer | CancelInputTimer | RecordOutcome | Hangup
-    | StartRecording | FinishComment | Transfer
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    input_timeout_s: float
-    max_repeats: int
-    # Offer 9 "do not call me again" (the question then mentions it).
-    offer_opt_out: bool = True
-    # After "not satisfied", invite a short spoken comment (ivr.voice_comment).
-    voice_comment: bool = False
-    comment_max_s: float = 60.0
-    comment_silence_s: float = 3.0
-    # Nothing said this long after the tone: no comment.
-    comment_no_speech_s: float = 6.0
-    # 3 "talk to an operator" (ivr.operator_transfer, transfer.hours and transfer.target).
-    operator: OperatorMode = OperatorMode.OFF
-
-
-def request_parts(request: RequestInfo) -> tuple[str, ...]:
-    """What names a request: its number, closing date (day and month) and category if known."""
-    parts: list[str] = ["about_request", f"number:{request.number}"]
-    if request.closed_on is not None:
-        d = request.closed_on
-        parts += [day_clip(d.day), month_clip(d.month)]
-    clip = category_clip(request.category)
-    if clip is not None:
-        parts.append(clip)
-    return tuple(parts)
-
-
-def question_parts(settings: FlowSettings) -> tuple[str, ...]:
-    """The question: the first option first ("satisfied? press 1"), then the others."""
-    opt_out = ("question_opt_out",) if settings.offer_opt_out else ()
-    operator = ("question_operator",) if settings.operator is OperatorMode.TRANSFER else ()
-    return ("question", "question_rest", *operator, *opt_out)
-
-
-def opening_parts(request: RequestInfo, settings: FlowSettings) -> tuple[str, ...]:
-    """What the citizen hears on answering: a short greeting, what identifies the request
-    (number, date, category) and the question, first option first."""
-    return ("greeting", *request_parts(request), *question_parts(settings))
 
 
 @dataclass

@@ -153,22 +153,3 @@ class Recording:
         wav = wav_bytes(pcm)
         duration = len(pcm) / SAMPLE_BYTES / SAMPLE_RATE
         return cls(wav, round(duration, 2), hashlib.sha256(wav).hexdigest())
-
-
-def wav_format_problem(wav: bytes) -> str | None:
-    """Why ``wav`` is not a mono 8 kHz 16-bit PCM WAV, or None."""
-    try:
-        with wave.open(io.BytesIO(wav), "rb") as w:
-            if (w.getnchannels(), w.getframerate(), w.getsampwidth()) != (1, 8000, 2):
-                return (
-                    f"expected mono 8000 Hz 16-bit, got {w.getnchannels()} channel(s) "
-                    f"{w.getframerate()} Hz {8 * w.getsampwidth()}-bit"
-                )
-    except (wave.Error, EOFError) as exc:
-        return f"not a WAV file: {exc}"
-    return None
-
-
-def wav_duration_s(wav: bytes) -> float:
-    with wave.open(io.BytesIO(wav), "rb") as w:
-        return w.getnframes() / w.getframerate()

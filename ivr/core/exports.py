@@ -92,20 +92,6 @@ def write_csv(
         out.write(chunk.encode("utf-8"))
 
 
-def read_csv(data: bytes) -> tuple[list[tuple[str, str]], list[list[str]]]:
-    """(filters, header and rows) of a file :func:`write_csv` made (for tests and imports)."""
-    text = data.decode("utf-8-sig")
-    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=SEPARATOR))
-    filters: list[tuple[str, str]] = []
-    start = 0
-    while start < len(lines) and lines[start][:1] == [FILTER_MARK]:
-        filters.append((lines[start][1], lines[start][2]))
-        start += 1
-    if filters:
-        start += 1  # the empty row
-    return filters, lines[start:]
-
-
 def _xlsx_value(value: Any, tz: ZoneInfo | None) -> Any:
     if value is None or isinstance(value, int | float) and not isinstance(value, bool):
         return value

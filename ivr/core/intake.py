@@ -230,9 +230,7 @@ def _not_called_reason(
     return None
 
 
-def _parse_object(
-    item: dict[str, Any], do_not_call: Container[str], now: datetime | None
-) -> ClosedRequest:
+def _portal_id(item: dict[str, Any]) -> str:
     portal_id = item.get("id")
     if portal_id is None:
         raise _Invalid("id: missing")
@@ -244,13 +242,19 @@ def _parse_object(
         raise _Invalid(f"id: longer than {MAX_ID_LEN} characters: {_shown(portal_id)}")
     if has_control(portal_id):
         raise _Invalid(f"id: contains control characters: {_shown(portal_id)}")
+    return portal_id
 
+
+def _request_number(item: dict[str, Any]) -> str | None:
     number = _optional_str(item, "number")
     if number is not None and _DIGITS.fullmatch(number) is None:
         raise _Invalid(f"number: expected digits, got {_shown(number)}")
     if number is not None and len(number) > MAX_NUMBER_LEN:
         raise _Invalid(f"number: longer than {MAX_NUMBER_LEN} digits: {_shown(number)}")
+    return number
 
+
+def _phone_raw(item: dict[str, Any]) -> str:
     if "phone" not in item or item["phone"] is None:
         raise _Invalid("phone: missing")
     phone_raw = item["phone"]
@@ -258,7 +262,15 @@ def _parse_object(
         raise _Invalid(f"phone: expected a string, got {type(phone_raw).__name__}")
     if len(phone_raw) > MAX_PHONE_RAW_LEN:
         raise _Invalid(f"phone: longer than {MAX_PHONE_RAW_LEN} characters")
+    return phone_raw
 
+
+def _parse_object(
+    item: dict[str, Any], do_not_call: Container[str], now: datetime | None
+) -> ClosedRequest:
+    portal_id = _portal_id(item)
+    number = _request_number(item)
+    phone_raw = _phone_raw(item)
     if "closed_at" not in item:
         raise _Invalid("closed_at: missing")
     closed_at = _parse_closed_at(item["closed_at"], now)

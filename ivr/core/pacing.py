@@ -28,7 +28,3 @@ class TokenBucket:
 
     def give_back(self, n: int) -> None:
         self.tokens = min(self.burst, self.tokens + n)
-
-    def seconds_until_token(self, now: float) -> float:
-        self._refill(now)
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate

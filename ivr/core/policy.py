@@ -1,4 +1,5 @@
-"""What a finished attempt means: its disposition, and whether the survey is retried or final.
+"""Retries: what a finished attempt means (its disposition, whether the survey is retried or
+final), and how long a failed request to the portal waits before it is tried again.
 
 Pure: takes the SIP facts, the attempt history and ``now``; returns a decision.
 
@@ -11,10 +12,16 @@ Retries follow a ladder per disposition (``dialing.retry``): the n-th busy waits
 step, the last step repeating. Failed attempts wait ``retry.failed`` first, then the no-answer
 ladder, and do not use up the citizen's ``max_attempts``. Nothing is retried past the survey's
 deadline: it ends as ``no_answer`` with reason ``survey_expired``.
+
+The one retry wait of a request to the portal (:func:`backoff_s`): capped exponential backoff
+with jitter, or the server's Retry-After. Used by the portal client (a closed-requests page
+asked again inside its time budget) and by the delivery outbox (a rating or a comment posted
+again later). The random generator is passed in, so tests fix it.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -113,3 +120,25 @@ def after_no_input(
     if deadline is not None and next_window >= deadline:
         return Final(Outcome.NO_INPUT, None)
     return Retry(next_window)
+
+
+_MAX_DOUBLINGS = 30  # 2**30 times any base is past any cap; keeps the float finite
+
+
+def backoff_s(
+    failures: int,
+    base_s: float,
+    cap_s: float,
+    rng: random.Random,
+    retry_after_s: float | None = None,
+) -> float:
+    """Seconds to wait after ``failures`` earlier failures (0 for the first retry).
+
+    The server's ``Retry-After`` wins when given. Otherwise the ceiling doubles from
+    ``base_s`` per failure up to ``cap_s``, and the wait is drawn between half the ceiling and
+    the ceiling, so clients that failed together do not come back together.
+    """
+    if retry_after_s is not None:
+        return max(0.0, retry_after_s)
+    ceiling = min(cap_s, base_s * 2 ** min(failures, _MAX_DOUBLINGS))
+    return rng.uniform(ceiling / 2, ceiling)

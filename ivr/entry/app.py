@@ -85,12 +85,12 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     probe = NodeProbe(node_name(config), clock, phone, config.sip.registration)
     server = None
     if config.metrics.listen:
-        from ivr.campaign import metrics
+        from ivr.campaign import gauges, metrics
 
         server = metrics.MetricsServer(
             config.metrics.listen, lambda: metrics.readiness_problems(store.engine, probe)
         )
-        metrics.register_runner(probe, store, clock, config.tz)
+        gauges.register_runner(probe, store, clock, config.tz)
         server.start()
     try:
         with HeartbeatWriter(store.engine, probe):
@@ -98,7 +98,7 @@ def runner_edges(config: Config, store: Store, phone: object, clock: Clock) -> I
     finally:
         if server is not None:
             server.stop()
-            metrics.unregister_runner()
+            gauges.unregister_runner()
 
 
 @contextmanager

@@ -7,10 +7,14 @@ lost: running again imports the rest); 4 SIP registration failed; 5 results left
 already works on this SQLite database; 7 the database cannot be reached; 8 the database schema
 is not this version's (``ivr-rating db upgrade``); 141 the output pipe was closed (``| head``).
 
-``--config`` and ``-v`` are taken before or after the subcommand (every subparser, including
-ones added later, inherits them through :class:`_Parser`). The read-only commands (``report``,
+The arguments are parsed by ``ivr.entry.cli_parser``. The read-only commands (``report``,
 ``status``, ``dnc list``) change no schema; the commands that use neither the portal nor SIP do
 not need their secrets.
+
+Log formats (``logging.format``): readable text (the default) or JSON lines, one object a
+line: time, level, logger, message, then any extra fields the call passed
+(``log.info("...", extra={"request": rid})``) and the exception text. Messages are already
+masked where they are written (phones); nothing is added here that a text line would not show.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import logging
 import os
 import sys
-from datetime import date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -40,7 +44,7 @@ from ivr.core.errors import (
     SchemaMismatch,
 )
 from ivr.core.windows import format_local
-from ivr.entry.exits import (
+from ivr.entry.cli_parser import (
     EXIT_CONFIG as EXIT_CONFIG,
     EXIT_DATABASE as EXIT_DATABASE,
     EXIT_ERROR as EXIT_ERROR,
@@ -51,8 +55,8 @@ from ivr.entry.exits import (
     EXIT_SCHEMA as EXIT_SCHEMA,
     EXIT_SIP as EXIT_SIP,
     EXIT_UNDELIVERED as EXIT_UNDELIVERED,
+    build_parser,
 )
-from ivr.entry.logs import TEXT_FORMAT
 from ivr.entry.store_commands import STORE_COMMANDS
 
 if TYPE_CHECKING:
@@ -67,123 +71,39 @@ NO_SECRETS = frozenset(
 )
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-26, got {text!r}") from None
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ivr-rating")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-class _Parser(argparse.ArgumentParser):
-    """Every subparser (argparse makes them of the parent's class) also takes ``--config`` and
-    ``-v``, so they work after the subcommand too. Its defaults are SUPPRESS: a subparser
-    never overwrites what was given before the subcommand."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        default: Any = argparse.SUPPRESS
-        self.add_argument(
-            "--config", type=Path, default=default, help="YAML configuration (config.yaml)"
-        )
-        self.add_argument("-v", "--verbose", action="store_true", default=default,
-                          help="debug logging")  # fmt: skip
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_") and key not in out:
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = _Parser(
-        prog="ivr-rating",
-        description="Phones citizens after their request is closed and records their rating.",
-    )
-    p.set_defaults(config=Path("config.yaml"), verbose=False)
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    cfg = sub.add_parser("config", help="configuration tools")
-    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser(
-        "check", help="validate the configuration; a summary (secrets are not shown)"
-    )
-    check.add_argument("--json", action="store_true", help="the whole configuration as JSON")
-
-    db = sub.add_parser("db", help="database tools")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_sub.add_parser("upgrade", help="create or upgrade the schema (alembic)")
-
-    night = sub.add_parser("night", help="import one local day, call everyone, deliver, summarise")
-    night.add_argument("--date", type=_date, required=True, help="local date the requests closed")
-    night.add_argument(
-        "--delivery-deadline",
-        type=float,
-        default=60.0,
-        help="seconds to keep retrying delivery at the end (default 60)",
-    )
-
-    sub.add_parser("run", help="the long-running service (nightly import, dialing, delivery)")
-    operator.add_commands(sub)
-    console_commands.add_commands(sub)
-
-    report = sub.add_parser(
-        "report",
-        help="one row per request of a day (--date), or a period's figures by group (--from/--to)",
-    )
-    report.add_argument(
-        "--date", type=_date, help="one local day: one row per request (default: yesterday)"
-    )
-    report.add_argument("--from", dest="date_from", type=_date, help="first local closing day")
-    report.add_argument("--to", dest="date_to", type=_date, help="last local closing day")
-    report.add_argument(
-        "--by",
-        choices=("executor", "category", "district", "day", "week", "month"),
-        default="executor",
-        help="period report: one row per executor, category, district, day, week or month",
-    )
-    report.add_argument("--executor", help="period report: only this executor id (or unknown)")
-    report.add_argument("--category", help="period report: only this category (or unknown)")
-    report.add_argument("--district", help="period report: only this district (or unknown)")
-    report.add_argument(
-        "--csv",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="CSV (--date: on stdout; a period: for Excel, into FILE or on stdout)",
-    )
-    report.add_argument("--xlsx", type=Path, metavar="FILE", help="period report as XLSX")
-    report.add_argument("--show-phones", action="store_true", help="do not mask phone numbers")
-    report.add_argument(
-        "--rejected", action="store_true", help="every rejected portal or file row with its reason"
-    )
-
-    deliver = sub.add_parser("deliver", help="post pending results to the portal now")
-    deliver.add_argument(
-        "--retry-dead",
-        nargs="*",
-        metavar="ID",
-        help="first send dead letters again, once what the portal refused is fixed: all of "
-        "them, or those of these request (or survey) ids",
-    )
-
-    purge = sub.add_parser("purge", help="erase phone numbers of finished surveys now")
-    purge.add_argument("--before", type=_date, required=True,
-                       help="surveys finished before this local date")  # fmt: skip
-
-    imp = sub.add_parser("import", help="import closed requests from a JSON or CSV file")
-    imp.add_argument("--file", type=Path, required=True, help="JSON list or CSV with a header")
-
-    prompts = sub.add_parser("prompts", help="prompt recordings")
-    prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
-    prompts_sub.add_parser("check", help="every clip present, decodable and not too long")
-    build = prompts_sub.add_parser("build", help="synthesise placeholder clips with espeak-ng")
-    build.add_argument("--out", type=Path, default=None, help="folder (default: prompts.dir)")
-    return p
+def use_format(fmt: str) -> None:
+    """Give every handler of the root logger the configured format."""
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
 
 
 class _LocalTimeFormatter(logging.Formatter):
@@ -237,8 +157,6 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_CONFIG
     _FORMATTER.tz = config.tz
     if config.logging.format != "text":
-        from ivr.entry.logs import use_format
-
         use_format(config.logging.format)
     try:
         return _dispatch(args, config)
@@ -323,6 +241,13 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "prompts":
         return _prompts(args, config)
     store = open_store(config, read_only=_read_only(args))
+    try:
+        return _with_store(args, config, store)
+    finally:
+        store.engine.dispose()  # run in-process (tests, an embedding program): no pool left open
+
+
+def _with_store(args: argparse.Namespace, config: Config, store: Store) -> int:
     if args.command == "db":
         print("database schema is up to date")
         return EXIT_OK

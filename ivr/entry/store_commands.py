@@ -14,7 +14,7 @@ from ivr.campaign import operator
 from ivr.core.clock import SYSTEM_CLOCK
 from ivr.core.config import Config
 from ivr.core.windows import yesterday
-from ivr.entry.exits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_UNDELIVERED
+from ivr.entry.cli_parser import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_UNDELIVERED
 from storage.store import Store
 
 
@@ -33,9 +33,9 @@ def report(store: Store, args: argparse.Namespace, config: Config) -> int:
 
 
 def purge(store: Store, args: argparse.Namespace, config: Config) -> int:
-    from ivr.campaign.retention import purge
+    from ivr.campaign.campaign import purge
 
-    erased = purge(store, args.before, config.tz)
+    erased = purge(store, args.before, config.tz, SYSTEM_CLOCK.now())
     print(f"erased the phone numbers of {erased} survey(s) finished before {args.before}")
     return EXIT_OK
 
@@ -136,14 +136,17 @@ def _report(store: Store, args: argparse.Namespace, day: date) -> int:
 
 def _period_report(store: Store, args: argparse.Namespace, config: Config) -> int:
     from ivr.campaign.period_report import COLUMNS, figure_row, text_table
+    from ivr.console.analytics_params import BadParam, check_period
     from ivr.core.exports import write_csv, write_xlsx
     from storage.analytics import Filters, figures
 
     if args.date_from is None or args.date_to is None or args.date is not None:
         print("report: a period needs both --from and --to (and no --date)", file=sys.stderr)
         return EXIT_CONFIG
-    if args.date_to < args.date_from:
-        print("report: --to is before --from", file=sys.stderr)
+    try:
+        check_period(args.date_from, args.date_to, ("--from", "--to"))
+    except BadParam as exc:
+        print(f"report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.csv is not None and args.xlsx is not None:
         print("report: either --csv or --xlsx", file=sys.stderr)

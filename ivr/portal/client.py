@@ -2,8 +2,8 @@
 
 Everything that can go wrong on the wire leaves this module as one of
 :mod:`ivr.core.errors`' portal errors (unavailable / rejected / auth), each carrying
-the URL and the HTTP status, never the token. ``requests`` exceptions are
-translated in exactly one place, :func:`translate_requests_error`.
+the URL and the HTTP status, never the token. What an answer means (and the translation of
+``requests`` exceptions, in exactly one place) is :mod:`ivr.portal.answers`.
 
 Pulling retries inside a time budget (``retry_budget_s``, 0 by default: no retry): a
 429 waits the portal's Retry-After; a 5xx, a timeout, a connection error or a malformed
@@ -27,38 +27,35 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Iterator, Set as AbstractSet
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from requests.structures import CaseInsensitiveDict
 
-from ivr.core.backoff import backoff_s
 from ivr.core.clock import SYSTEM_CLOCK, Clock
 from ivr.core.errors import (
     ImportStopped,
-    PortalAuthError,
-    PortalError,
-    PortalRedirected,
     PortalRejected,
     PortalUnavailable,
 )
-from ivr.core.untrusted import TooDeep, json_loads, printable
+from ivr.core.policy import backoff_s
+from ivr.portal.answers import (
+    Answer,
+    MalformedPage,
+    parse_page,
+    raise_for_status,
+    translate_requests_error,
+)
 from ivr.portal.transport import (
     BodyTooLarge,
     RequestWatch,
     bounded_session,
     read_capped,
-    redact_credentials,
 )
 
 log = logging.getLogger(__name__)
-
-BODY_LIMIT = 500
-"""How much of a rejecting answer's body is kept (PortalRejected.body)."""
 
 ANSWER_BYTES = 64 * 1024
 """How much of an answer that is not a page is read (ratings, errors): only an excerpt is kept."""
@@ -74,69 +71,6 @@ DELIVERED = frozenset({200, 201, 409})
 
 COMMENT_STORED = frozenset({200, 201})
 """Comment answers that mean "the portal has it": 201 stored, 200 the same one before."""
-
-# Every exception ``requests`` defines, and what it means for us. Looked up along the
-# exception's MRO, so the most specific entry wins. The completeness test checks that
-# every RequestException subclass in requests.exceptions is listed here by name.
-_REQUESTS_ERRORS: dict[type[BaseException], type[PortalError]] = {
-    # The portal (or the way to it) is down or slow: a later try may work.
-    requests.exceptions.ConnectTimeout: PortalUnavailable,
-    requests.exceptions.ReadTimeout: PortalUnavailable,
-    requests.exceptions.Timeout: PortalUnavailable,
-    requests.exceptions.SSLError: PortalUnavailable,
-    requests.exceptions.ProxyError: PortalUnavailable,
-    requests.exceptions.ConnectionError: PortalUnavailable,
-    requests.exceptions.ChunkedEncodingError: PortalUnavailable,
-    requests.exceptions.ContentDecodingError: PortalUnavailable,
-    requests.exceptions.RetryError: PortalUnavailable,
-    requests.exceptions.HTTPError: PortalUnavailable,
-    requests.exceptions.RequestException: PortalUnavailable,
-    # The same request will fail the same way: bad URL/config, nonsense answer, our bug.
-    requests.exceptions.JSONDecodeError: PortalRejected,
-    requests.exceptions.InvalidJSONError: PortalRejected,
-    requests.exceptions.TooManyRedirects: PortalRejected,
-    requests.exceptions.URLRequired: PortalRejected,
-    requests.exceptions.MissingSchema: PortalRejected,
-    requests.exceptions.InvalidSchema: PortalRejected,
-    requests.exceptions.InvalidURL: PortalRejected,
-    requests.exceptions.InvalidProxyURL: PortalRejected,
-    requests.exceptions.InvalidHeader: PortalRejected,
-    requests.exceptions.StreamConsumedError: PortalRejected,
-    requests.exceptions.UnrewindableBodyError: PortalRejected,
-}
-
-
-class MalformedPage(PortalRejected):
-    """A closed-requests page that is not the contract's JSON (an intermediary's error page,
-    a cut answer). A :class:`PortalRejected` for the caller, but the pull asks again within
-    its retry budget: a GET is safe to repeat."""
-
-
-def translate_requests_error(exc: requests.RequestException, url: str) -> PortalError:
-    """The portal error for a ``requests`` exception (raise it ``from exc``)."""
-    for cls in type(exc).__mro__:
-        target = _REQUESTS_ERRORS.get(cls)
-        if target is not None:
-            return target(f"portal request failed: {type(exc).__name__}", url=url)
-    return PortalUnavailable(f"portal request failed: {type(exc).__name__}", url=url)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: CaseInsensitiveDict[str]
-    body: bytes
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds; an HTTP-date or garbage gives None (caller's own backoff)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 class PortalClient:
@@ -246,8 +180,10 @@ class PortalClient:
         while True:
             try:
                 answer = self._exchange("GET", url, page=True)
-                self._raise_for_status(answer, url, ok={200}, what="closed requests page")
-                return self._parse_page(answer, url)
+                raise_for_status(
+                    answer, url, self._base, self._token, ok={200}, what="closed requests page"
+                )
+                return parse_page(answer, url, self._page_size, self._token)
             except (PortalUnavailable, MalformedPage) as exc:
                 retry_after = exc.retry_after if isinstance(exc, PortalUnavailable) else None
                 wait = backoff_s(
@@ -283,7 +219,9 @@ class PortalClient:
         url = f"{self._base}/requests/{quote(request_id, safe='')}/ratings"
         headers = {"Idempotency-Key": str(rating["survey_id"])}
         answer = self._exchange("POST", url, headers=headers, json_body=rating)
-        self._raise_for_status(answer, url, ok=DELIVERED, what=f"rating for {request_id}")
+        raise_for_status(
+            answer, url, self._base, self._token, ok=DELIVERED, what=f"rating for {request_id}"
+        )
         # The outbox logs the one INFO line of a delivery (with the outcome).
         log.debug("rating posted for request %s: HTTP %d", request_id, answer.status)
         return answer.status
@@ -303,8 +241,13 @@ class PortalClient:
             "X-Content-SHA256": sha256,
         }
         answer = self._exchange("PUT", url, headers=headers, data=wav)
-        self._raise_for_status(
-            answer, url, ok=COMMENT_STORED, what=f"comment for request {request_id}"
+        raise_for_status(
+            answer,
+            url,
+            self._base,
+            self._token,
+            ok=COMMENT_STORED,
+            what=f"comment for request {request_id}",
         )
         log.debug("comment put for request %s: HTTP %d", request_id, answer.status)
         return answer.status
@@ -318,35 +261,19 @@ class PortalClient:
         json_body: dict[str, Any] | None = None,
         data: bytes | None = None,
         page: bool = False,
-    ) -> _Answer:
+    ) -> Answer:
         """One request and its (capped) body, within the deadline; a page is also ended by
         the stop event."""
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         all_headers.update(headers or {})
         watch = RequestWatch(self._deadline_s, self._stop if page else None)
-        limit = ANSWER_BYTES
         try:
             with watch.running():
-                response = self._session.request(
-                    method,
-                    url,
-                    headers=all_headers,
-                    json=json_body,
-                    data=data,
-                    timeout=self._timeout_s,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                try:
-                    whole_page = page and response.status_code == 200
-                    limit = self._max_page_bytes if whole_page else ANSWER_BYTES
-                    body = read_capped(response, limit, must_fit=whole_page)
-                finally:
-                    response.close()
+                return self._request(method, url, all_headers, json_body, data, page)
         except BodyTooLarge as exc:
             raise PortalRejected(
-                f"portal page is larger than {limit} bytes (portal.max_page_bytes); "
-                f"stopped reading at {exc.seen} bytes",
+                f"portal page is larger than {self._max_page_bytes} bytes "
+                f"(portal.max_page_bytes); stopped reading at {exc.seen} bytes",
                 url=url,
                 status=200,
             ) from None
@@ -364,84 +291,32 @@ class PortalClient:
             if isinstance(exc, requests.RequestException):
                 raise translate_requests_error(exc, url) from exc
             raise
-        return _Answer(response.status_code, response.headers, body)
 
-    def _body_excerpt(self, answer: _Answer) -> str:
-        # Redact before truncating, so no prefix of a secret survives at the cut.
-        text = answer.body.decode("utf-8", errors="replace")
-        return redact_credentials(text, self._token)[:BODY_LIMIT]
-
-    def _raise_for_status(
+    def _request(
         self,
-        answer: _Answer,
+        method: str,
         url: str,
-        *,
-        ok: AbstractSet[int],
-        what: str = "request",
-    ) -> None:
-        status = answer.status
-        if status in ok:
-            return
-        if 300 <= status < 400:
-            location = printable(
-                redact_credentials(answer.headers.get("Location", "(none)"), self._token)
-            )[:300]
-            raise PortalRedirected(
-                f"the portal at {self._base} answered HTTP {status} for {what}, redirecting to "
-                f"{location}; redirects are not followed: check portal.base_url",
-                url=url,
-                status=status,
-                location=location,
-            )
-        if status in (401, 403):
-            raise PortalAuthError(
-                f"the portal at {self._base} refused our token for {what} (HTTP {status}); "
-                "check portal.token",
-                url=url,
-                status=status,
-            )
-        if status in (408, 429) or status >= 500:
-            raise PortalUnavailable(
-                f"portal unavailable for {what}: HTTP {status}",
-                url=url,
-                status=status,
-                retry_after=_retry_after(answer.headers.get("Retry-After")),
-            )
-        body = self._body_excerpt(answer)
-        raise PortalRejected(
-            f"portal rejected {what}: HTTP {status}: {body[:200]}",
-            url=url,
-            status=status,
-            body=body,
+        headers: dict[str, str],
+        json_body: dict[str, Any] | None,
+        data: bytes | None,
+        page: bool,
+    ) -> Answer:
+        """Send, and read the body: a whole page (a 200 to a page request) up to
+        ``max_page_bytes`` or it fails, any other answer up to ``ANSWER_BYTES`` (an excerpt)."""
+        response = self._session.request(
+            method,
+            url,
+            headers=headers,
+            json=json_body,
+            data=data,
+            timeout=self._timeout_s,
+            allow_redirects=False,
+            stream=True,
         )
-
-    def _parse_page(self, answer: _Answer, url: str) -> tuple[list[dict[str, Any]], str | None]:
         try:
-            page = json_loads(answer.body)  # deep nesting (TooDeep) is a ValueError too
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
-            reason = f"not JSON: {exc}" if isinstance(exc, TooDeep) else "not JSON"
-            raise MalformedPage(
-                f"portal page is {reason}", url=url, status=200, body=self._body_excerpt(answer)
-            ) from exc
-        if (
-            not isinstance(page, dict)
-            or not isinstance(page.get("items"), list)
-            or "next_cursor" not in page
-            or not isinstance(page["next_cursor"], str | None)
-        ):
-            raise MalformedPage(
-                "portal page lacks items/next_cursor",
-                url=url,
-                status=200,
-                body=self._body_excerpt(answer),
-            )
-        items: list[dict[str, Any]] = page["items"]
-        if len(items) > self._page_size:
-            raise PortalRejected(
-                f"portal page has {len(items)} items, more than the limit={self._page_size} "
-                "asked for",
-                url=url,
-                status=200,
-            )
-        cursor: str | None = page["next_cursor"]
-        return items, cursor
+            whole_page = page and response.status_code == 200
+            limit = self._max_page_bytes if whole_page else ANSWER_BYTES
+            body = read_capped(response, limit, must_fit=whole_page)
+        finally:
+            response.close()
+        return Answer(response.status_code, response.headers, body)

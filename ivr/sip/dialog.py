@@ -25,7 +25,7 @@ import dataclasses
 import ipaddress
 import logging
 
-from ivr.sip import sip_messages as sm
+from ivr.sip import sdp, sip_messages as sm
 from ivr.sip.api import EndedBy
 from ivr.sip.refer import ReferClient, ReferResult
 from ivr.sip.sip_events import (
@@ -219,10 +219,10 @@ class CallDialog:
         sent = self.reinvite_ok
         if sent is not None and sent.cseq == msg.cseq[0]:
             return [Send(sent.data, source)]  # a retransmission: the same answer
-        offer = sm.parse_sdp_audio(msg.body) if msg.body.strip() else None
+        offer = sdp.parse_sdp_audio(msg.body) if msg.body.strip() else None
         codec = self.codec
         if offer is not None and offer.payload_of(codec) is None:
-            codec = next((c for c in sm.G711 if offer.payload_of(c) is not None), "")
+            codec = next((c for c in sdp.G711 if offer.payload_of(c) is not None), "")
             if not codec:
                 return [Send(sm.build_response(msg, 488, "Not Acceptable Here"), source)]
         out: list[Output] = []
@@ -236,10 +236,11 @@ class CallDialog:
                                     direction))  # fmt: skip
         m = self.media
         self.sdp_version += 1
-        sdp = sm.sdp_answer(m.local_ip, m.rtp_port, m.session_id, m.session_id + self.sdp_version,
-                            event_pt, direction, codec)  # fmt: skip
+        answer = sdp.sdp_answer(m.local_ip, m.rtp_port, m.session_id,
+                                m.session_id + self.sdp_version, event_pt, direction,
+                                codec)  # fmt: skip
         contact = f"sip:{m.username}@{m.local_ip}:{m.sip_port}"
-        data = sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", sdp)
+        data = sm.build_response_with_body(msg, 200, "OK", contact, "application/sdp", answer)
         self.reinvite_ok = Sent2xx(msg.cseq[0], data, source, now, now + T1)
         return [*out, Send(data, source)]
 

@@ -10,8 +10,8 @@ reads every socket one ``epoll_wait`` finds readable. Packet n of a stream leave
 never accumulates (aiortc's ``AudioStreamTrack.recv`` does the same).
 
 The product runs this engine in a process of its own (``ivr.sip.media_process``: its own
-interpreter, so no call runner holds the loop's GIL); the streams are
-``ivr.sip.media_stream``'s, their frames ``ivr.sip.media_codec``'s.
+interpreter, so no call runner holds the loop's GIL); the streams and their frames are
+``ivr.sip.media_stream``'s.
 """
 
 from __future__ import annotations
@@ -26,8 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from ivr.sip.media_codec import FRAME, PTIME, encode_frames
-from ivr.sip.media_stream import KeySink, MediaStream, dropped_log, inband_batch
+from ivr.sip.media_stream import (
+    FRAME,
+    PTIME,
+    KeySink,
+    MediaStream,
+    dropped_log,
+    encode_frames,
+    inband_batch,
+)
 
 __all__ = ["FRAME", "ENGINE", "KeySink", "MediaEngine", "MediaStream", "encode_frames",
            "inband_batch"]  # fmt: skip

@@ -42,8 +42,7 @@ from typing import Any
 
 from ivr.sip.api import KeySource
 from ivr.sip.media import MediaEngine, raise_priority
-from ivr.sip.media_codec import Chunk
-from ivr.sip.media_stream import MediaStream
+from ivr.sip.media_stream import Chunk, MediaStream
 
 PROCESS_NAME = "ivr-media"
 STATS_S = 0.25  # how often counters and last_rx go to the product

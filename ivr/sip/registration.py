@@ -26,7 +26,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sip_messages as sm
 
 T1, T2 = 0.5, 4.0
 REFRESH_FRACTION = 0.5  # refresh when half of the granted time has passed
@@ -179,11 +179,6 @@ class Registration:
     def registered(self) -> bool:
         return self.state in (RegState.REGISTERED, RegState.REFRESHING)
 
-    @property
-    def failed_at_start(self) -> bool:
-        """The first registration did not succeed (refused or unanswered)."""
-        return self.state is RegState.LOST and self.granted_s == 0
-
     def next_wake(self) -> float | None:
         """The earliest time ``tick`` has something to do."""
         if self._tx is not None:
@@ -251,8 +246,8 @@ class Registration:
         if challenge is not None:
             status, value = challenge
             name = "Authorization" if status == 401 else "Proxy-Authorization"
-            auth = sm.authorization_value(
-                sm.parse_challenge(value),
+            auth = digest.authorization_value(
+                digest.parse_challenge(value),
                 username=self.username,
                 password=self.password,
                 method="REGISTER",

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ivr.sip.media_client import MediaLink, MediaProcess
-from ivr.sip.media_codec import EVENT, PCMA, PCMU
 from ivr.sip.media_process import StatsRow
-from ivr.sip.media_stream import KeySink
+from ivr.sip.media_stream import EVENT, PCMA, PCMU, KeySink
 from ivr.sip.rtp_guard import MediaCounters
 
 

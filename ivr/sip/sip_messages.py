@@ -1,5 +1,7 @@
 """Pure SIP message parsing and building for the pyVoIP adapter (no sockets, no threads).
 
+The SDP bodies are in ``ivr.sip.sdp``, the digest answers to a challenge in ``ivr.sip.digest``.
+
 pyVoIP 1.6.8's own parser keeps only the first line of each header (so one Record-Route),
 does not parse Proxy-Authenticate, and fails on status codes outside its enum; its
 builders produce a wrong 2xx ACK and have no CANCEL. The adapter therefore reads every
@@ -9,10 +11,13 @@ with the builders here (docs/sip-notes.md, pitfalls 5-9).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
+
+# Re-exported for ivr/sip/pyvoip_adapter.py, being split on another branch (which imports them
+# from here); the lead points it at ivr.sip.sdp at the merge and drops this.
+from ivr.sip.sdp import G711 as G711, sdp_offer as sdp_offer
 
 _COMPACT = {
     "v": "via",
@@ -159,80 +164,6 @@ def uri_of(name_addr: str) -> str:
     return name_addr.split(";", 1)[0].strip()
 
 
-# ---------------------------------------------------------------- digest (RFC 2617 / 3261 22)
-def parse_challenge(value: str) -> dict[str, str]:
-    """Parameters of a ``Digest ...`` WWW-/Proxy-Authenticate header value."""
-    value = re.sub(r"^\s*Digest\s+", "", value, flags=re.IGNORECASE)
-    params: dict[str, str] = {}
-    for key, quoted, token in re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', value):
-        params[key.lower()] = quoted if quoted else token
-    return params
-
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
-def digest_response(
-    *,
-    username: str,
-    password: str,
-    realm: str,
-    nonce: str,
-    method: str,
-    uri: str,
-    qop: str | None = None,
-    nc: str = "00000001",
-    cnonce: str = "",
-) -> str:
-    ha1 = _md5(f"{username}:{realm}:{password}")
-    ha2 = _md5(f"{method}:{uri}")
-    if qop:
-        return _md5(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
-    return _md5(f"{ha1}:{nonce}:{ha2}")
-
-
-def authorization_value(
-    challenge: dict[str, str],
-    *,
-    username: str,
-    password: str,
-    method: str,
-    uri: str,
-    cnonce: str | None = None,
-) -> str:
-    """Value of the Authorization / Proxy-Authorization header answering ``challenge``.
-
-    MD5 only; qop=auth is used when the challenge offers it."""
-    realm, nonce = challenge.get("realm", ""), challenge.get("nonce", "")
-    offered = [q.strip() for q in challenge.get("qop", "").split(",") if q.strip()]
-    qop = "auth" if "auth" in offered else None
-    cnonce = cnonce or uuid.uuid4().hex[:16]
-    response = digest_response(
-        username=username,
-        password=password,
-        realm=realm,
-        nonce=nonce,
-        method=method,
-        uri=uri,
-        qop=qop,
-        cnonce=cnonce,
-    )
-    parts = [
-        f'username="{username}"',
-        f'realm="{realm}"',
-        f'nonce="{nonce}"',
-        f'uri="{uri}"',
-        f'response="{response}"',
-        "algorithm=MD5",
-    ]
-    if "opaque" in challenge:
-        parts.append(f'opaque="{challenge["opaque"]}"')
-    if qop:
-        parts += [f"qop={qop}", "nc=00000001", f'cnonce="{cnonce}"']
-    return "Digest " + ",".join(parts)
-
-
 # ---------------------------------------------------------------- requests of an INVITE dialog
 @dataclass
 class InviteRequest:
@@ -269,25 +200,6 @@ class InviteRequest:
         body = self.sdp.encode()
         lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def sdp_offer(ip: str, rtp_port: int, session_id: int) -> str:
-    """What the adapter can play and hear: G.711 PCMU or PCMA (A-law-only trunks are common
-    in Europe), and telephone-event/101."""
-    return (
-        "v=0\r\n"
-        f"o=ivr {session_id} {session_id + 2} IN IP4 {ip}\r\n"
-        "s=ivr-rating\r\n"
-        f"c=IN IP4 {ip}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {rtp_port} RTP/AVP 0 8 101\r\n"
-        "a=rtpmap:0 PCMU/8000\r\n"
-        "a=rtpmap:8 PCMA/8000\r\n"
-        "a=rtpmap:101 telephone-event/8000\r\n"
-        "a=fmtp:101 0-15\r\n"
-        "a=ptime:20\r\n"
-        "a=sendrecv\r\n"
-    )
 
 
 def build_cancel(invite: InviteRequest) -> bytes:
@@ -397,19 +309,6 @@ def build_response(request: SipMessage, status: int, reason: str, to_tag: str = 
     return _render(f"SIP/2.0 {status} {reason}", lines)
 
 
-def response_target(request: SipMessage) -> tuple[str, int]:
-    """Where a response goes (RFC 3261 18.2.2 / RFC 3581): top Via's received/rport or sent-by."""
-    via = request.all("via")[0]
-    sent_by = via.split(None, 1)[1].split(";", 1)[0]
-    host, _, port = sent_by.partition(":")
-    params = dict(
-        (p.partition("=")[0].strip(), p.partition("=")[2].strip()) for p in via.split(";")[1:]
-    )
-    host = params.get("received") or host
-    rport = params.get("rport")
-    return host, int(rport) if rport else int(port or 5060)
-
-
 def final_reason(response: SipMessage) -> str:
     """Reason phrase plus the Reason header, e.g. ``Busy Here (Q.850;cause=17)``."""
     reason = response.header("reason")
@@ -455,87 +354,3 @@ def dtmf_of_info(msg: SipMessage) -> str | None:
     if ctype == "application/dtmf":
         return _INFO_KEYS.get(text.split()[0].upper()) if text else None
     return None
-
-
-@dataclass(frozen=True)
-class SdpAudio:
-    """The audio stream of an SDP body, as much as the adapter needs of it."""
-
-    ip: str
-    port: int
-    payloads: dict[int, str]  # payload type -> encoding name (lower case)
-    direction: str  # sendrecv, sendonly, recvonly, inactive
-
-    def payload_of(self, encoding: str) -> int | None:
-        for pt, name in self.payloads.items():
-            if name == encoding:
-                return pt
-        return None
-
-
-_STATIC_PT = {0: "pcmu", 8: "pcma", 18: "g729", 9: "g722"}
-
-
-def parse_sdp_audio(body: bytes) -> SdpAudio | None:
-    text = body.decode("utf-8", errors="replace")
-    ip, port, direction = "", 0, "sendrecv"
-    payloads: dict[int, str] = {}
-    in_audio = False
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("c=") and (in_audio or not ip):
-            ip = line.split()[-1]
-        elif line.startswith("m="):
-            fields = line[2:].split()
-            in_audio = fields[0] == "audio"
-            if in_audio:
-                port = int(fields[1])
-                payloads = {int(p): _STATIC_PT.get(int(p), "") for p in fields[3:]}
-        elif in_audio and line.startswith("a=rtpmap:"):
-            pt, _, rest = line[9:].partition(" ")
-            if pt.isdigit():
-                payloads[int(pt)] = rest.split("/", 1)[0].lower()
-        elif in_audio and line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
-            direction = line[2:]
-    if not port and not payloads:
-        return None
-    return SdpAudio(ip, port, payloads, direction)
-
-
-_ANSWER_DIRECTION = {
-    "sendrecv": "sendrecv",
-    "sendonly": "recvonly",
-    "recvonly": "sendonly",
-    "inactive": "inactive",
-}
-
-
-G711 = {"pcmu": 0, "pcma": 8}  # the codecs we send and receive: static payload types
-
-
-def sdp_answer(
-    ip: str,
-    rtp_port: int,
-    session_id: int,
-    version: int,
-    event_pt: int | None,
-    offer_dir: str,
-    codec: str = "pcmu",
-) -> str:
-    """Our answer to a re-INVITE offer: one G.711 codec (and telephone-event on the offer's
-    type)."""
-    pt = G711[codec]
-    pts = f"{pt}" + (f" {event_pt}" if event_pt is not None else "")
-    lines = [
-        "v=0",
-        f"o=ivr {session_id} {version} IN IP4 {ip}",
-        "s=ivr-rating",
-        f"c=IN IP4 {ip}",
-        "t=0 0",
-        f"m=audio {rtp_port} RTP/AVP {pts}",
-        f"a=rtpmap:{pt} {codec.upper()}/8000",
-    ]
-    if event_pt is not None:
-        lines += [f"a=rtpmap:{event_pt} telephone-event/8000", f"a=fmtp:{event_pt} 0-15"]
-    lines += ["a=ptime:20", f"a={_ANSWER_DIRECTION.get(offer_dir, 'sendrecv')}"]
-    return "\r\n".join(lines) + "\r\n"

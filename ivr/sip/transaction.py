@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ivr.sip import sip_messages as sm
+from ivr.sip import digest, sip_messages as sm
 from ivr.sip.api import EndedBy
 from ivr.sip.sip_events import Answered, Ended, Output, Ringing, Send
 
@@ -199,8 +199,8 @@ class InviteClient:
         """The same Call-ID and From tag, CSeq+1, a new branch, the digest over the R-URI
         (pyVoIP: 407 hung call(); 401 reused the branch and the wrong digest uri)."""
         old = self.invite
-        value = sm.authorization_value(
-            sm.parse_challenge(challenge),
+        value = digest.authorization_value(
+            digest.parse_challenge(challenge),
             username=self.credentials.username,
             password=self.credentials.password,
             method="INVITE",

@@ -6,6 +6,7 @@ starting at once upgrade one after the other (the later ones find the schema at 
 from alembic import context
 from sqlalchemy import text
 
+import storage.analytics_tables  # noqa: F401  (its tables join Base.metadata)
 from storage.models import Base
 
 MIGRATION_LOCK = 0x1F2_2026  # any constant shared by every node
