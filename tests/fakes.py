@@ -14,6 +14,7 @@ from ivr.sip.api import (
     KeyPress,
     KeySource,
     LineState,
+    MediaCounters,
     RegistrationStatus,
 )
 from ivr.sip.refer import ReferResult
@@ -58,6 +59,8 @@ class FakeCall:
     # the far end stops sending RTP at this time (None: it never stops)
     media_stops_at: float | None = None
     key_source: KeySource = KeySource.RFC4733
+    # RTP datagrams taken and dropped, as the adapter counts them (a test may set some)
+    media_counters: MediaCounters = field(default_factory=MediaCounters)
     # (from, to) on the fake clock: the citizen speaks (a loud 300 Hz tone); silence otherwise
     talk: list[tuple[float, float]] = field(default_factory=list)
     _capture_from: float | None = None

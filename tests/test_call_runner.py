@@ -6,6 +6,7 @@ from datetime import datetime
 
 import pytest
 
+from ivr.campaign import metrics
 from ivr.campaign.call_runner import CallPlan, CallReport, RunnerSettings, run_call
 from ivr.core.call_events import RecordOutcome
 from ivr.core.call_script import FlowSettings, RequestInfo
@@ -283,3 +284,16 @@ def test_in_a_call_the_runner_waits_for_a_key_instead_of_polling() -> None:
     assert call.taken_at == [pytest.approx(3.217), pytest.approx(14.05)]
     # a look per 20 ms would be 50 a second
     assert call.looks < clock.t / SETTINGS.idle_wait_s + 40 < clock.t * 15
+
+
+def test_what_a_calls_media_dropped_reaches_the_nodes_metrics() -> None:
+    """An operator sees forged or broken RTP in /metrics (ivr_rtp_dropped_total by kind)."""
+    clock = FakeClock()
+    call = FakeCall(clock, keys_at=[(6.0, "1")])
+    call.media_counters.received, call.media_counters.foreign = 300, 3
+    call.media_counters.runt = 1
+    before = {k: metrics.RTP_DROPPED.labels(kind=k)._value.get() for k in metrics.RTP_DROP_KINDS}
+    run(call, clock)
+    after = {k: metrics.RTP_DROPPED.labels(kind=k)._value.get() for k in metrics.RTP_DROP_KINDS}
+    assert {k: after[k] - before[k] for k in after} == {"runt": 1, "malformed": 0, "foreign": 3}
+    assert b'ivr_rtp_dropped_total{kind="foreign"}' in metrics.exposition()[0]

@@ -371,6 +371,7 @@ class _CallDriver:
         r.final_reason = self.call.final_reason
         r.ended_by = self.call.ended_by
         r.ended_at = self.clock.now()
+        metrics.count_rtp_dropped(self.call.media_counters)
         return r
 
 

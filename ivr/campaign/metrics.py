@@ -45,6 +45,7 @@ from ivr.core.errors import (
     PortalUnavailable,
 )
 from ivr.core.vocabulary import CALL_DISPOSITIONS, Outcome
+from ivr.sip.api import MediaCounters
 from storage.figures import database_reachable
 
 if TYPE_CHECKING:
@@ -93,6 +94,16 @@ DELIVERIES = Counter(
 PORTAL_ERRORS = Counter(
     "ivr_portal_errors", "Failed portal operations, by kind.", ["kind"], registry=REGISTRY
 )
+RTP_DROPPED = Counter(
+    "ivr_rtp_dropped",
+    "RTP datagrams dropped on ended survey calls, by why (runt: shorter than a header; "
+    "malformed: not RTP; foreign: not from the far end's address).",
+    ["kind"],
+    registry=REGISTRY,
+)
+RTP_DROP_KINDS = ("runt", "malformed", "foreign")
+for _k in RTP_DROP_KINDS:
+    RTP_DROPPED.labels(kind=_k)
 for _d in DISPOSITIONS:
     CALLS_ENDED.labels(disposition=_d)
 for _o in OUTCOMES:
@@ -103,6 +114,13 @@ for _r in DELIVERY_RESULTS:
     DELIVERIES.labels(result=_r)
 for _k in PORTAL_ERROR_KINDS:
     PORTAL_ERRORS.labels(kind=_k)
+
+
+def count_rtp_dropped(counters: MediaCounters) -> None:
+    """What one ended call's media dropped, added to the node's totals."""
+    for kind in RTP_DROP_KINDS:
+        if n := getattr(counters, kind):
+            RTP_DROPPED.labels(kind=kind).inc(n)
 
 
 def count_outcome(outcome: str) -> None:

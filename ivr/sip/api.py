@@ -93,6 +93,22 @@ class TransferResult(Protocol):
     def detail(self) -> str: ...
 
 
+@dataclass
+class MediaCounters:
+    """Per call: datagrams taken, and dropped by kind (``runt``: shorter than an RTP header,
+    ``malformed``: not RTP version 2 or lengths that do not add up, ``foreign``: from an
+    address other than the far end's)."""
+
+    received: int = 0
+    runt: int = 0
+    malformed: int = 0
+    foreign: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.runt + self.malformed + self.foreign
+
+
 class OutboundCall(Protocol):
     """One outbound call. All methods are thread-safe and never block for long."""
 
@@ -114,6 +130,11 @@ class OutboundCall(Protocol):
 
     @property
     def ended_by(self) -> EndedBy | None: ...
+
+    @property
+    def media_counters(self) -> MediaCounters:
+        """RTP datagrams taken and dropped (runt, malformed, foreign) so far."""
+        ...
 
     def play(self, audio: bytes) -> None:
         """Queue audio (u8, 8 kHz) after whatever is queued. Returns at once."""

@@ -27,9 +27,9 @@ import pyVoIP.VoIP  # noqa: F401  (pyVoIP must import VoIP before SIP: circular 
 from pyVoIP import RTP
 
 from ivr.core.dtmf_inband import ALAW, ULAW, InbandDetector, candidate_frames
-from ivr.sip.api import KeySource
+from ivr.sip.api import KeySource, MediaCounters
 from ivr.sip.ratelog import RateLimitedLog
-from ivr.sip.rtp_guard import MediaCounters, SourceLock, header_problem, payload_of
+from ivr.sip.rtp_guard import SourceLock, header_problem, payload_of
 
 if TYPE_CHECKING:
     from ivr.sip.media import MediaEngine

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 from pyVoIP import RTP
 
 from ivr.sip import sip_messages as sm
-from ivr.sip.api import EndedBy, KeyPress, LineState
+from ivr.sip.api import EndedBy, KeyPress, LineState, MediaCounters
 from ivr.sip.keys import KeyCollector
 from ivr.sip.refer import ReferResult
-from ivr.sip.rtp_guard import MediaCounters
 
 if TYPE_CHECKING:
     from ivr.sip.pyvoip_adapter import PyVoipPhone

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ivr.sip.api import MediaCounters
 from ivr.sip.media_client import MediaLink, MediaProcess
 from ivr.sip.media_process import StatsRow
 from ivr.sip.media_stream import EVENT, PCMA, PCMU, KeySink
-from ivr.sip.rtp_guard import MediaCounters
 
 
 class RemoteStream:

@@ -10,25 +10,8 @@ header from the address the far end's SDP names.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 RTP_HEADER = 12
-
-
-@dataclass
-class MediaCounters:
-    """Per call: datagrams taken, and dropped by kind (``runt``: shorter than an RTP header,
-    ``malformed``: not RTP version 2 or lengths that do not add up, ``foreign``: from an
-    address other than the far end's)."""
-
-    received: int = 0
-    runt: int = 0
-    malformed: int = 0
-    foreign: int = 0
-
-    @property
-    def dropped(self) -> int:
-        return self.runt + self.malformed + self.foreign
 
 
 def header_problem(packet: bytes) -> str | None:
