@@ -93,7 +93,6 @@ def run_load(
         closing_grace_s=10.0,
     )  # the product's poll (20 ms per call) and media timeout
     result = LoadResult(calls)
-    lock = threading.Lock()
     with SippCitizen(workdir, "silent", [], media_port=sipp_media_port) as sipp:
         phone = PyVoipPhone(
             SipSettings(
@@ -103,48 +102,69 @@ def run_load(
             )
         )  # fmt: skip
         phone.start()
-
-        def one(i: int) -> None:
-            plan = CallPlan(f"37529{i:07d}", (RequestInfo(f"s{i}", "4071"),), "ru")
-
-            def sink(rec: RecordOutcome, at: datetime | None) -> None:
-                with lock:
-                    result.outcomes[rec.survey_id] = rec
-
-            try:
-                report = run_call(phone, plan, prompts, settings, SYSTEM_CLOCK, sink)
-            except Exception as exc:  # noqa: BLE001  (counted: a load run reports, not raises)
-                with lock:
-                    result.errors.append(repr(exc))
-                return
-            with lock:
-                result.reports.append(report)
-                if not result.first_end_at:
-                    result.first_end_at = time.time()
-
+        caller = _Caller(phone, prompts, settings, result)
         try:
             with ThreadPoolExecutor(calls, thread_name_prefix="channel") as pool:
                 for i in range(calls):
-                    pool.submit(one, i)
+                    pool.submit(caller.one, i)
                     time.sleep(1.0 / calls_per_second)
-                # all up: every call answered (the phone's calls table) or ended
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    if phone.answered_calls() + len(result.reports) + len(result.errors) >= calls:
-                        break
-                    time.sleep(0.05)
-                time.sleep(1.0)
-                result.all_up_at = time.time()
-                media = _ours()[1:]
-                cpu0, t0 = _cpu_seconds(), time.monotonic()
-                media0 = _cpu_seconds(media) if media else 0.0
-                rss = _rss_mb()
-                while time.monotonic() - t0 < hold_s:  # calls end at max_call_s, later
-                    time.sleep(0.5)
-                    rss = max(rss, _rss_mb())
-                result.cpu_s, result.window_s = _cpu_seconds() - cpu0, time.monotonic() - t0
-                result.media_cpu_s = _cpu_seconds(media) - media0 if media else 0.0
-                result.rss_mb = rss
+                _wait_all_up(phone, result)
+                _measure(result, hold_s)
         finally:
             phone.stop()
     return result
+
+
+class _Caller:
+    """One survey call of the load run, its report, outcome or error kept in ``result``."""
+
+    def __init__(
+        self, phone: PyVoipPhone, prompts: PromptLibrary, settings: RunnerSettings,
+        result: LoadResult,
+    ) -> None:  # fmt: skip
+        self.phone, self.prompts, self.settings, self.result = phone, prompts, settings, result
+        self.lock = threading.Lock()
+
+    def sink(self, rec: RecordOutcome, at: datetime | None) -> None:
+        with self.lock:
+            self.result.outcomes[rec.survey_id] = rec
+
+    def one(self, i: int) -> None:
+        plan = CallPlan(f"37529{i:07d}", (RequestInfo(f"s{i}", "4071"),), "ru")
+        try:
+            report = run_call(
+                self.phone, plan, self.prompts, self.settings, SYSTEM_CLOCK, self.sink
+            )
+        except Exception as exc:  # noqa: BLE001  (counted: a load run reports, not raises)
+            with self.lock:
+                self.result.errors.append(repr(exc))
+            return
+        with self.lock:
+            self.result.reports.append(report)
+            if not self.result.first_end_at:
+                self.result.first_end_at = time.time()
+
+
+def _wait_all_up(phone: PyVoipPhone, result: LoadResult) -> None:
+    """Until every call is answered (the phone's calls table) or ended, 30 s at most."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if phone.answered_calls() + len(result.reports) + len(result.errors) >= result.calls:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    result.all_up_at = time.time()
+
+
+def _measure(result: LoadResult, hold_s: float) -> None:
+    """CPU (the node's and the media process's) and peak RSS over the hold window."""
+    media = _ours()[1:]
+    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    media0 = _cpu_seconds(media) if media else 0.0
+    rss = _rss_mb()
+    while time.monotonic() - t0 < hold_s:  # calls end at max_call_s, later
+        time.sleep(0.5)
+        rss = max(rss, _rss_mb())
+    result.cpu_s, result.window_s = _cpu_seconds() - cpu0, time.monotonic() - t0
+    result.media_cpu_s = _cpu_seconds(media) - media0 if media else 0.0
+    result.rss_mb = rss
