@@ -37,10 +37,29 @@ def config_data(**sections: Any) -> dict[str, Any]:
 
 
 def media_processes() -> set[int]:
-    """The media processes (``ivr-media``) ``ps`` lists on this machine."""
-    out = subprocess.run(["ps", "-C", PROCESS_NAME, "-o", "pid="], capture_output=True,
+    """The media processes (``ivr-media``) this test process is answerable for: those it
+    started, directly or through a node it ran, and orphans (re-parented to init). Another
+    test process's (a parallel worker, another run on the machine) are not counted."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
                          text=True, check=False).stdout  # fmt: skip
-    return {int(pid) for pid in out.split()}
+    parent, media = {}, set()
+    for line in out.splitlines():
+        pid, ppid, comm = line.split(None, 2)
+        parent[int(pid)] = int(ppid)
+        if comm.strip() == PROCESS_NAME:
+            media.add(int(pid))
+
+    def ours(pid: int) -> bool:
+        if parent.get(pid) == 1:
+            return True  # an orphan
+        ancestor = parent.get(pid)
+        while ancestor not in (None, 0, 1):
+            if ancestor == os.getpid():
+                return True
+            ancestor = parent.get(ancestor)
+        return False
+
+    return {pid for pid in media if ours(pid)}
 
 
 @functools.cache

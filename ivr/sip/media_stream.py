@@ -120,9 +120,32 @@ class Chunk:
 
 
 # ------------------------------------------------------------------ one call's RTP
-class MediaStream:
-    """One call's RTP: what pyVoIP's RTPClient was to the adapter (same attribute names:
-    ``assoc``, ``preference``, ``inPort``, ``outIP``/``outPort``), served by the engine."""
+class StreamEnds:
+    """What pyVoIP's RTPClient was to the adapter (same attribute names: ``assoc``,
+    ``preference``, ``inPort``, ``outIP``/``outPort``), with the call's key sink, what its
+    media took and dropped, and when it last heard the far end."""
+
+    def __init__(
+        self,
+        assoc: dict[int, Any],
+        in_ip: str,
+        in_port: int,
+        out_ip: str,
+        out_port: int,
+        key_sink: KeySink | None = None,
+    ) -> None:
+        self.assoc = assoc
+        audio = [p for p in assoc.values() if p is PCMU or p is PCMA]
+        self.preference = audio[0] if audio else PCMU
+        self.inIP, self.inPort = in_ip, in_port
+        self.outIP, self.outPort = out_ip, out_port
+        self.key_sink = key_sink
+        self.counters = MediaCounters()
+        self.last_rx = time.monotonic()
+
+
+class MediaStream(StreamEnds):
+    """One call's RTP, served by the engine in this process."""
 
     failed = False  # the engine is in this process: it cannot vanish under the call
 
@@ -136,16 +159,9 @@ class MediaStream:
         out_port: int,
         key_sink: KeySink | None = None,
     ) -> None:
+        super().__init__(assoc, in_ip, in_port, out_ip, out_port, key_sink)
         self.engine = engine
-        self.assoc = assoc
-        audio = [p for p in assoc.values() if p is PCMU or p is PCMA]
-        self.preference = audio[0] if audio else PCMU
-        self.inIP, self.inPort = in_ip, in_port
-        self.outIP, self.outPort = out_ip, out_port
-        self.key_sink = key_sink
         self.source = SourceLock(out_ip, out_port)
-        self.counters = MediaCounters()
-        self.last_rx = time.monotonic()
         self.inband = InbandDetector()
         # In-band detection wanted: a key is awaited (the call runner says so, through the
         # adapter's ``listen_for_keys``). Off, received audio is not even decoded for it.

@@ -16,13 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivr.sip.api import MediaCounters
 from ivr.sip.media_client import MediaLink, MediaProcess
 from ivr.sip.media_process import StatsRow
-from ivr.sip.media_stream import EVENT, PCMA, PCMU, KeySink
+from ivr.sip.media_stream import EVENT, KeySink, StreamEnds
 
 
-class RemoteStream:
+class RemoteStream(StreamEnds):
     """A ``MediaStream`` of the media process, as the adapter sees it."""
 
     def __init__(
@@ -35,15 +34,9 @@ class RemoteStream:
         out_port: int,
         key_sink: KeySink | None = None,
     ) -> None:
+        # key_sink is called by the media client's reader thread
+        super().__init__(assoc, in_ip, in_port, out_ip, out_port, key_sink)
         self.media = media
-        self.assoc = assoc
-        audio = [p for p in assoc.values() if p is PCMU or p is PCMA]
-        self.preference = audio[0] if audio else PCMU
-        self.inIP, self.inPort = in_ip, in_port
-        self.outIP, self.outPort = out_ip, out_port
-        self.key_sink = key_sink  # called by the media client's reader thread
-        self.counters = MediaCounters()
-        self.last_rx = time.monotonic()
         self.failed = False  # the media process serving it died, or could not take it
         self.sid = 0
         self._link: MediaLink | None = None
